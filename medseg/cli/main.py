@@ -1,0 +1,67 @@
+"""The ``medseg`` command: a dispatcher over one module per subcommand.
+
+Each subcommand module defines ``EXAMPLE`` (shown in its help), ``configure(parser)`` and
+``run(args) -> int``, and imports heavy libraries (torch, monai) inside ``run`` so that
+``medseg --help`` stays fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from collections.abc import Sequence
+
+from medseg import __version__
+from medseg.errors import MedsegError
+
+#: subcommand -> (module, one-line description)
+COMMANDS: dict[str, tuple[str, str]] = {
+    "train": ("medseg.cli.train", "Train a segmenter or classifier from a YAML config."),
+    "evaluate": ("medseg.cli.evaluate", "Score a checkpoint on a dataset split (Dice/IoU or accuracy/AUC)."),
+    "predict": ("medseg.cli.predict", "Predict masks for slices, patient folders or NIfTI volumes."),
+    "compare": ("medseg.cli.compare", "Reproduce the paper's optimizer comparison over seeds."),
+    "data": ("medseg.cli.data", "Inspect and validate datasets (data check PATH)."),
+    "demo-data": ("medseg.cli.demo_data", "Write the embedded demo datasets (LGG or PCam format)."),
+    "app": ("medseg.cli.app", "Start the Streamlit app to inspect predictions."),
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="medseg",
+        description="Train and inspect medical-image models with ZNorm "
+        "(Z-score gradient normalization, Yun 2024, arXiv 2408.01215).",
+        epilog="Run 'medseg COMMAND --help' for a command's options and an example.",
+    )
+    parser.add_argument("--version", action="version", version=f"medseg {__version__}")
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for name, (module_name, description) in COMMANDS.items():
+        module = importlib.import_module(module_name)
+        sub = subparsers.add_parser(
+            name,
+            help=description,
+            description=description,
+            epilog=f"example:\n  {module.EXAMPLE}",
+            formatter_class=argparse.RawDescriptionHelpFormatter,
+        )
+        module.configure(sub)
+        sub.set_defaults(_run=module.run)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``medseg`` console script; returns the exit code."""
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args._run(args) or 0)
+    except MedsegError as err:
+        print(f"medseg: error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("medseg: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,276 @@
+"""Run configuration: typed dataclasses loaded from YAML, validated, with ``--set`` overrides.
+
+Example:
+    >>> cfg = load_config("configs/demo_lgg.yaml", overrides=["train.epochs=2", "seed=1"])
+    >>> cfg.train.epochs
+    2
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+
+from medseg.errors import ConfigError
+
+
+@dataclass
+class DataConfig:
+    """Where the data lives and how it is split and transformed."""
+
+    format: Literal["lgg", "pcam"] = "lgg"
+    root: str = "demo_data/lgg"
+    image_size: int = 256
+    val_fraction: float = 0.1
+    test_fraction: float = 0.1
+    split_file: str | None = None  # reuse a split written by an earlier run
+    augment: bool = True
+    cache: bool = False  # MONAI CacheDataset for the deterministic part of the pipeline
+    num_workers: int = 2
+    max_samples: int | None = None  # cap per split (PCam subsets, quick runs)
+
+
+@dataclass
+class ModelConfig:
+    """The network: ResNet-UNet for segmentation, ResNet for classification."""
+
+    arch: Literal["unet", "resnet", "deep_resnet"] = "unet"
+    encoder: str = "resnet50"
+    encoder_weights: str | None = None  # None, "imagenet" (cached copy only) or a local file
+    in_channels: int = 3
+    depth: int = 20  # deep_resnet: residual blocks
+    width: int = 32  # deep_resnet: channels
+
+
+@dataclass
+class OptimConfig:
+    """The optimizer from :func:`medseg.optim.build_optimizer`."""
+
+    name: str = "adam+znorm"
+    lr: float = 1e-3
+    weight_decay: float = 0.0
+    momentum: float = 0.9  # sgd only
+    granularity: Literal["tensor", "channel"] = "tensor"  # znorm
+    eps: float = 1e-8  # znorm
+    min_ndim: int = 2  # znorm / gc
+    max_norm: float = 1.0  # adam+clip
+
+
+@dataclass
+class TrainConfig:
+    """The training loop."""
+
+    epochs: int = 10
+    batch_size: int = 8
+    accumulate: int = 1
+    scheduler: Literal["cosine", "step", "none"] = "cosine"
+    warmup_epochs: int = 0
+    amp: Literal["auto", "bf16", "fp16", "off"] = "auto"  # auto: bf16 on GPU, off on CPU
+    channels_last: Literal["auto", "on", "off"] = "auto"  # auto: on for GPU
+    compile: bool = False
+    device: str = "auto"  # auto, cpu, cuda, cuda:1
+    deterministic: bool = True
+    max_steps_per_epoch: int | None = None
+    log_every: int = 10
+    log_grad_stats: bool = False
+    target_metric: float | None = None  # epochs-to-target in compare reports
+
+
+@dataclass
+class OutputConfig:
+    """Where the run is written: ``dir`` defaults to ``models/<run_name>``."""
+
+    run_name: str = "run"
+    dir: str | None = None
+
+
+@dataclass
+class Config:
+    """A whole run. ``task`` follows from ``data.format``."""
+
+    seed: int = 0
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    output: OutputConfig = field(default_factory=OutputConfig)
+
+    @property
+    def task(self) -> Literal["segmentation", "classification"]:
+        return "segmentation" if self.data.format == "lgg" else "classification"
+
+    @property
+    def run_dir(self) -> Path:
+        return Path(self.output.dir) if self.output.dir else Path("models") / self.output.run_name
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def _check_value(value: Any, annotation: Any, where: str) -> Any:
+    """Return ``value`` converted to ``annotation`` or raise ConfigError naming ``where``."""
+    origin = typing.get_origin(annotation)
+    if origin in (typing.Union, types.UnionType):
+        options = typing.get_args(annotation)
+        if value is None and type(None) in options:
+            return None
+        errors = []
+        for option in options:
+            if option is type(None):
+                continue
+            try:
+                return _check_value(value, option, where)
+            except ConfigError as err:
+                errors.append(str(err))
+        raise ConfigError(errors[0] if errors else f"{where}: invalid value {value!r}")
+    if origin is Literal:
+        allowed = typing.get_args(annotation)
+        if value not in allowed:
+            raise ConfigError(f"{where}: {value!r} is not one of {', '.join(map(repr, allowed))}")
+        return value
+    if annotation is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(f"{where}: expected true or false, got {value!r}")
+        return value
+    if annotation is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"{where}: expected an integer, got {value!r}")
+        return value
+    if annotation is float:
+        if isinstance(value, str):  # YAML 1.1 reads "1e-4" (no dot) as a string
+            try:
+                value = float(value)
+            except ValueError:
+                pass
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(f"{where}: expected a number, got {value!r}")
+        return float(value)
+    if annotation is str:
+        if not isinstance(value, str):
+            raise ConfigError(f"{where}: expected a string, got {value!r}")
+        return value
+    raise ConfigError(f"{where}: unsupported type {annotation}")
+
+
+def _build(cls: type, raw: Any, where: str) -> Any:
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{where}: expected a mapping of keys, got {type(raw).__name__}")
+    hints = typing.get_type_hints(cls)
+    valid = {f.name for f in fields(cls)}
+    unknown = sorted(set(raw) - valid)
+    if unknown:
+        prefix = f"{where}." if where else ""
+        raise ConfigError(
+            f"unknown key {prefix}{unknown[0]}; valid keys{' of ' + where if where else ''}: "
+            f"{', '.join(sorted(valid))}"
+        )
+    kwargs = {}
+    for name, value in raw.items():
+        key = f"{where}.{name}" if where else name
+        if dataclasses.is_dataclass(hints[name]):
+            kwargs[name] = _build(hints[name], value, key)
+        else:
+            kwargs[name] = _check_value(value, hints[name], key)
+    return cls(**kwargs)
+
+
+def config_from_dict(raw: dict[str, Any]) -> Config:
+    """Build and validate a :class:`Config`.
+
+    Raises:
+        ConfigError: on an unknown key (the message lists the valid ones) or a wrong type.
+    """
+    cfg = _build(Config, raw, "")
+    _check_ranges(cfg)
+    return cfg
+
+
+def _check_ranges(cfg: Config) -> None:
+    checks = [
+        (cfg.data.image_size >= 32 and cfg.data.image_size % 32 == 0,
+         "data.image_size must be a multiple of 32 and at least 32"),
+        (0 <= cfg.data.val_fraction < 1 and 0 <= cfg.data.test_fraction < 1
+         and cfg.data.val_fraction + cfg.data.test_fraction < 1,
+         "data.val_fraction and data.test_fraction must be in [0, 1) and sum below 1"),
+        (cfg.data.num_workers >= 0, "data.num_workers must be >= 0"),
+        (cfg.data.max_samples is None or cfg.data.max_samples > 0, "data.max_samples must be > 0"),
+        (cfg.optim.lr > 0, "optim.lr must be > 0"),
+        (cfg.optim.eps > 0, "optim.eps must be > 0"),
+        (cfg.optim.max_norm > 0, "optim.max_norm must be > 0"),
+        (cfg.train.epochs >= 1, "train.epochs must be >= 1"),
+        (cfg.train.batch_size >= 1, "train.batch_size must be >= 1"),
+        (cfg.train.accumulate >= 1, "train.accumulate must be >= 1"),
+        (cfg.train.warmup_epochs >= 0, "train.warmup_epochs must be >= 0"),
+        (cfg.train.max_steps_per_epoch is None or cfg.train.max_steps_per_epoch >= 1,
+         "train.max_steps_per_epoch must be >= 1"),
+        (cfg.train.log_every >= 1, "train.log_every must be >= 1"),
+        ((cfg.model.arch == "unet") == (cfg.data.format == "lgg"),
+         "model.arch 'unet' goes with data.format 'lgg'; 'resnet'/'deep_resnet' with 'pcam'"),
+    ]
+    for ok, message in checks:
+        if not ok:
+            raise ConfigError(message)
+
+
+def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
+    """Apply ``key.sub=value`` overrides to a raw config mapping; values are parsed as YAML.
+
+    Raises:
+        ConfigError: when an override is not of the form ``key=value``.
+    """
+    for item in overrides:
+        key, sep, text = item.partition("=")
+        if not sep or not key.strip():
+            raise ConfigError(f"--set {item!r}: expected KEY=VALUE, e.g. train.epochs=5")
+        try:
+            value = yaml.safe_load(text) if text.strip() else None
+        except yaml.YAMLError:
+            value = text
+        node = raw
+        parts = key.strip().split(".")
+        for part in parts[:-1]:
+            child = node.setdefault(part, {})
+            if not isinstance(child, dict):
+                raise ConfigError(f"--set {item!r}: {part} is not a section")
+            node = child
+        node[parts[-1]] = value
+    return raw
+
+
+def load_config(path: str | Path | None, overrides: list[str] | None = None) -> Config:
+    """Read a YAML config (or the defaults when ``path`` is None), apply overrides, validate.
+
+    Raises:
+        ConfigError: when the file is missing, is not valid YAML, or fails validation.
+    """
+    raw: dict[str, Any] = {}
+    if path is not None:
+        path = Path(path)
+        if not path.is_file():
+            raise ConfigError(f"{path}: config file not found")
+        try:
+            loaded = yaml.safe_load(path.read_text())
+        except yaml.YAMLError as err:
+            mark = getattr(err, "problem_mark", None)
+            line = f" (line {mark.line + 1})" if mark else ""
+            raise ConfigError(f"{path}: not valid YAML{line}") from None
+        if loaded is not None and not isinstance(loaded, dict):
+            raise ConfigError(f"{path}: expected a mapping of sections at the top level")
+        raw = loaded or {}
+    raw = apply_overrides(raw, list(overrides or []))
+    try:
+        return config_from_dict(raw)
+    except ConfigError as err:
+        where = f"{path}: " if path is not None else ""
+        raise ConfigError(f"{where}{err}") from None
+
+
+def save_config(cfg: Config, path: str | Path) -> None:
+    """Write the resolved config as YAML."""
+    Path(path).write_text(yaml.safe_dump(cfg.to_dict(), sort_keys=False))
