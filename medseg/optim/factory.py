@@ -1,0 +1,143 @@
+"""``build_optimizer``: one name and one set of hyper-parameters for every method of a comparison.
+
+Example:
+    >>> opt = build_optimizer("adam+znorm", model.parameters(), lr=1e-3, momentum=0.9)
+    >>> opt                                     # momentum does not apply to Adam: ignored
+    ZNorm(granularity='tensor', eps=1e-08, min_ndim=2) over
+      Adam (...)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+import torch
+from torch import Tensor
+from torch.optim import Optimizer
+
+from medseg.optim.wrappers import ClipGradNorm, GradCentralization, GradientTransform, ZNorm
+
+OPTIMIZER_NAMES: tuple[str, ...] = (
+    "adam",
+    "adamw",
+    "sgd",
+    "adam+znorm",
+    "znorm",
+    "adamw+znorm",
+    "sgd+znorm",
+    "adam+gc",
+    "adam+clip",
+)
+"""Every name :func:`build_optimizer` accepts ("znorm" is an alias of "adam+znorm")."""
+
+OPTIMIZER_ALIASES: dict[str, str] = {"znorm": "adam+znorm"}
+
+HPARAM_KEYS: tuple[str, ...] = (
+    "lr",
+    "weight_decay",
+    "momentum",
+    "betas",
+    "granularity",
+    "eps",
+    "min_ndim",
+    "max_norm",
+    "conv_only",
+)
+
+_BASE_KEYS: dict[str, tuple[str, ...]] = {
+    "adam": ("lr", "weight_decay", "betas"),
+    "adamw": ("lr", "weight_decay", "betas"),
+    "sgd": ("lr", "weight_decay", "momentum"),
+}
+_WRAPPERS: dict[str, tuple[type[GradientTransform], tuple[str, ...]]] = {
+    "znorm": (ZNorm, ("granularity", "eps", "min_ndim")),
+    "gc": (GradCentralization, ("conv_only",)),
+    "clip": (ClipGradNorm, ("max_norm",)),
+}
+
+
+def build_optimizer(
+    name: str, params: Iterable[Tensor] | Iterable[dict[str, Any]], **hparams: Any
+) -> Optimizer:
+    """Build ``name``'s optimizer over ``params``.
+
+    Adam and AdamW run their multi-tensor (``foreach``) implementation, or the fused one when
+    every parameter is a floating-point CUDA tensor; SGD runs ``foreach``. A ``+znorm``,
+    ``+gc`` or ``+clip`` suffix wraps the base optimizer in :class:`ZNorm`,
+    :class:`GradCentralization` or :class:`ClipGradNorm`.
+
+    Args:
+        name: one of :data:`OPTIMIZER_NAMES`.
+        params: parameters, or param-group dicts, as for any torch optimizer.
+        **hparams: any of :data:`HPARAM_KEYS`. A key that does not apply to ``name`` is
+            ignored (``momentum`` for Adam, ``granularity`` without ZNorm...), so one config
+            serves every method of a comparison; torch's defaults fill the keys not given.
+            ``eps`` is ZNorm's (Adam keeps its own 1e-8).
+
+    Raises:
+        ValueError: an unknown name or hyper-parameter key, an invalid value, or no parameters.
+        TypeError: ``params`` is not an iterable of tensors or param-group dicts.
+
+    Example:
+        >>> opt = build_optimizer("sgd+znorm", model.parameters(), lr=0.1, momentum=0.9)
+    """
+    method = OPTIMIZER_ALIASES.get(name, name)
+    if method not in OPTIMIZER_NAMES:
+        raise ValueError(f"unknown optimizer {name!r}; choose from {', '.join(OPTIMIZER_NAMES)}")
+    unknown = sorted(set(hparams) - set(HPARAM_KEYS))
+    if unknown:
+        raise ValueError(
+            f"unknown optimizer option {unknown[0]!r}; valid options: {', '.join(HPARAM_KEYS)}"
+        )
+    base, _, transform = method.partition("+")
+    optimizer = _build_base(base, _param_groups(params), _pick(hparams, _BASE_KEYS[base]))
+    if not transform:
+        return optimizer
+    wrapper, keys = _WRAPPERS[transform]
+    return wrapper(optimizer, **_pick(hparams, keys))
+
+
+def _pick(hparams: dict[str, Any], keys: tuple[str, ...]) -> dict[str, Any]:
+    return {key: hparams[key] for key in keys if key in hparams}
+
+
+def _build_base(base: str, groups: list[dict[str, Any]], kwargs: dict[str, Any]) -> Optimizer:
+    if "betas" in kwargs:
+        kwargs["betas"] = tuple(kwargs["betas"])
+    if base == "sgd":
+        return torch.optim.SGD(groups, foreach=True, **kwargs)
+    tensors = [p for group in groups for p in group["params"]]
+    if all(p.is_cuda and p.is_floating_point() for p in tensors):
+        kwargs["fused"] = True
+    else:
+        kwargs["foreach"] = True
+    optimizer_class = torch.optim.Adam if base == "adam" else torch.optim.AdamW
+    return optimizer_class(groups, **kwargs)
+
+
+def _param_groups(params: Any) -> list[dict[str, Any]]:
+    """``params`` as a list of param-group dicts whose ``params`` are lists of tensors."""
+    if isinstance(params, (Tensor, str, bytes, Mapping)) or not isinstance(params, Iterable):
+        raise TypeError(
+            f"params must be an iterable of tensors or param-group dicts, got {type(params).__name__}"
+        )
+    items = list(params)
+    if not items:
+        raise ValueError("params is empty: there is nothing to optimize")
+    if all(isinstance(item, Tensor) for item in items):
+        return [{"params": items}]
+    groups = []
+    for item in items:
+        if not isinstance(item, Mapping) or "params" not in item:
+            raise TypeError(
+                "params must be all tensors or all param-group dicts with a 'params' entry, "
+                f"got a {type(item).__name__} among them"
+            )
+        group_params = item["params"]
+        group_params = [group_params] if isinstance(group_params, Tensor) else list(group_params)
+        for p in group_params:
+            if not isinstance(p, Tensor):
+                raise TypeError(f"a param group's 'params' must be tensors, got {type(p).__name__}")
+        groups.append({**item, "params": group_params})
+    return groups

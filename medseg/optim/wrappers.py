@@ -1,0 +1,214 @@
+"""Optimizer wrappers that transform the gradients in place, then step an inner optimizer.
+
+In the spirit of timm's ``Lookahead``: a wrapper is a :class:`torch.optim.Optimizer` that
+shares the inner optimizer's ``param_groups``, ``state`` and ``defaults``, so LR schedulers,
+``torch.amp.GradScaler`` (which unscales the gradients before ``step`` and skips steps with
+inf/NaN gradients) and checkpoints treat it as the inner optimizer.
+
+Example:
+    >>> opt = ZNorm(torch.optim.Adam(model.parameters(), lr=1e-3))
+    >>> loss.backward()
+    >>> opt.step()          # gradients z-scored, then Adam's step
+    >>> opt.zero_grad()
+"""
+
+from __future__ import annotations
+
+import math
+import textwrap
+from collections import OrderedDict
+from collections.abc import Callable
+from typing import Any
+
+import torch
+from torch import Tensor
+from torch.optim import Optimizer
+
+from medseg.optim.functional import Granularity, centralize_, check_znorm_settings, znorm_
+
+
+class GradientTransform(Optimizer):
+    """Base wrapper: ``step`` transforms the gradients of the parameters that have one
+    (:meth:`transform_gradients_`), then steps the inner optimizer. Wrappers nest; the
+    outer one transforms first.
+
+    Args:
+        optimizer: any :class:`torch.optim.Optimizer`.
+
+    Raises:
+        TypeError: ``optimizer`` is not a torch optimizer.
+    """
+
+    def __init__(self, optimizer: Optimizer) -> None:
+        if not isinstance(optimizer, Optimizer):
+            raise TypeError(
+                f"{type(self).__name__} wraps a torch.optim.Optimizer, got {type(optimizer).__name__}"
+            )
+        # Optimizer.__init__ is not called (as in timm's Lookahead): param_groups, state and
+        # defaults are the inner optimizer's, read through the properties below.
+        self.optimizer = optimizer
+        self._optimizer_step_pre_hooks: dict[int, Callable] = OrderedDict()
+        self._optimizer_step_post_hooks: dict[int, Callable] = OrderedDict()
+        self._patch_step_function()  # step hooks and profiler labels, as torch optimizers have
+
+    @property
+    def param_groups(self) -> list[dict[str, Any]]:  # type: ignore[override]
+        return self.optimizer.param_groups
+
+    @property
+    def state(self) -> dict[Tensor, Any]:  # type: ignore[override]
+        return self.optimizer.state
+
+    @property
+    def defaults(self) -> dict[str, Any]:  # type: ignore[override]
+        return self.optimizer.defaults
+
+    @property
+    def settings(self) -> dict[str, Any]:
+        """The wrapper's own hyper-parameters (shown by ``repr``)."""
+        return {}
+
+    def transform_gradients_(self, params: list[Tensor]) -> None:
+        """Transform ``p.grad`` of each of ``params`` (all have a gradient) in place."""
+        raise NotImplementedError
+
+    @torch.no_grad()
+    def step(self, closure: Callable[[], float] | None = None) -> float | None:  # type: ignore[override]
+        """Re-evaluate ``closure`` (if given, with grad enabled), transform the gradients and
+        step the inner optimizer. Returns the closure's loss."""
+        loss = None
+        if closure is not None:
+            with torch.enable_grad():
+                loss = closure()
+        params = [p for group in self.param_groups for p in group["params"] if p.grad is not None]
+        self.transform_gradients_(params)
+        self.optimizer.step()
+        return loss
+
+    def zero_grad(self, set_to_none: bool = True) -> None:
+        self.optimizer.zero_grad(set_to_none=set_to_none)
+
+    def add_param_group(self, param_group: dict[str, Any]) -> None:
+        self.optimizer.add_param_group(param_group)
+
+    def state_dict(self) -> dict[str, Any]:
+        """The inner optimizer's state dict (the wrapper's settings are constructor arguments)."""
+        return self.optimizer.state_dict()
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        self.optimizer.load_state_dict(state_dict)
+
+    def __getstate__(self) -> dict[str, Any]:
+        return self.__dict__.copy()
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+
+    def __repr__(self) -> str:
+        settings = ", ".join(f"{key}={value!r}" for key, value in self.settings.items())
+        return f"{type(self).__name__}({settings}) over\n" + textwrap.indent(
+            repr(self.optimizer), "  "
+        )
+
+
+class ZNorm(GradientTransform):
+    """ZNorm (Yun 2024): each layer's gradient becomes its z-score before the inner step.
+
+    Args:
+        optimizer: the inner optimizer (Adam in the paper).
+        granularity: ``"tensor"`` (one mean/std per gradient tensor) or ``"channel"`` (per
+            output channel); see :func:`medseg.optim.znorm_`.
+        eps: added to the std.
+        min_ndim: gradients with fewer dims (biases, norm layers) are passed through unchanged.
+
+    Raises:
+        TypeError: ``optimizer`` is not a torch optimizer.
+        ValueError: an invalid setting.
+
+    Example:
+        >>> opt = ZNorm(torch.optim.Adam(model.parameters(), lr=1e-3), granularity="tensor")
+    """
+
+    def __init__(
+        self,
+        optimizer: Optimizer,
+        *,
+        granularity: Granularity = "tensor",
+        eps: float = 1e-8,
+        min_ndim: int = 2,
+    ) -> None:
+        check_znorm_settings(granularity, eps, min_ndim)
+        super().__init__(optimizer)
+        self.granularity = granularity
+        self.eps = eps
+        self.min_ndim = min_ndim
+
+    @property
+    def settings(self) -> dict[str, Any]:
+        return {"granularity": self.granularity, "eps": self.eps, "min_ndim": self.min_ndim}
+
+    def transform_gradients_(self, params: list[Tensor]) -> None:
+        znorm_(
+            [p.grad for p in params],
+            granularity=self.granularity,
+            eps=self.eps,
+            min_ndim=self.min_ndim,
+        )
+
+
+class GradCentralization(GradientTransform):
+    """Gradient Centralization (Yong et al. 2020) before the inner step.
+
+    Args:
+        optimizer: the inner optimizer.
+        conv_only: centralize only conv kernels (``ndim > 3``) instead of every ``ndim > 1``
+            gradient.
+
+    Raises:
+        TypeError: ``optimizer`` is not a torch optimizer.
+
+    Example:
+        >>> opt = GradCentralization(torch.optim.Adam(model.parameters(), lr=1e-3))
+    """
+
+    def __init__(self, optimizer: Optimizer, *, conv_only: bool = False) -> None:
+        super().__init__(optimizer)
+        self.conv_only = conv_only
+
+    @property
+    def settings(self) -> dict[str, Any]:
+        return {"conv_only": self.conv_only}
+
+    def transform_gradients_(self, params: list[Tensor]) -> None:
+        centralize_([p.grad for p in params], conv_only=self.conv_only)
+
+
+class ClipGradNorm(GradientTransform):
+    """Clip the global gradient norm of the wrapped parameters to ``max_norm`` before the step
+    (``torch.nn.utils.clip_grad_norm_``, multi-tensor where the device supports it).
+
+    Args:
+        optimizer: the inner optimizer.
+        max_norm: the largest global L2 norm let through.
+
+    Raises:
+        TypeError: ``optimizer`` is not a torch optimizer.
+        ValueError: ``max_norm`` is not a positive finite number.
+
+    Example:
+        >>> opt = ClipGradNorm(torch.optim.Adam(model.parameters(), lr=1e-3), max_norm=1.0)
+    """
+
+    def __init__(self, optimizer: Optimizer, *, max_norm: float = 1.0) -> None:
+        valid_number = isinstance(max_norm, (int, float)) and not isinstance(max_norm, bool)
+        if not valid_number or not 0 < max_norm < math.inf:
+            raise ValueError(f"max_norm must be a positive finite number, got {max_norm!r}")
+        super().__init__(optimizer)
+        self.max_norm = max_norm
+
+    @property
+    def settings(self) -> dict[str, Any]:
+        return {"max_norm": self.max_norm}
+
+    def transform_gradients_(self, params: list[Tensor]) -> None:
+        torch.nn.utils.clip_grad_norm_(params, self.max_norm)
