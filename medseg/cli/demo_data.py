@@ -1,0 +1,52 @@
+"""``medseg demo-data {lgg,pcam} OUT``: write the embedded demo datasets.
+
+LGG: real MNI152 anatomy (from nilearn) with SYNTHETIC tumours, in the kaggle_3m layout.
+PCam: real histology (from scikit-image) with SYNTHETIC labels, as PatchCamelyon HDF5 files.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+from pathlib import Path
+
+from medseg.errors import DataError
+
+EXAMPLE = "medseg demo-data lgg demo_data/lgg --seed 0"
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "kind",
+        choices=("lgg", "pcam"),
+        help="lgg: MRI slices + masks (kaggle_3m layout); pcam: PatchCamelyon HDF5 files",
+    )
+    parser.add_argument("out", metavar="OUT", help="destination folder")
+    parser.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    parser.add_argument(
+        "--force",
+        action="store_true",
+        help="write into a non-empty OUT, replacing demo files already there "
+        "(for lgg: OUT/kaggle_3m is removed first)",
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    from medseg.data.check import check_dataset
+    from medseg.data.demo_lgg import write_demo_lgg
+    from medseg.data.demo_pcam import write_demo_pcam
+
+    out = Path(args.out)
+    if out.exists() and not out.is_dir():
+        raise DataError(f"{out}: exists and is not a folder")
+    if out.is_dir() and any(out.iterdir()):
+        if not args.force:
+            raise DataError(f"{out}: folder is not empty; choose another OUT or pass --force")
+        if args.kind == "lgg" and (out / "kaggle_3m").is_dir():
+            shutil.rmtree(out / "kaggle_3m")
+    writer = write_demo_lgg if args.kind == "lgg" else write_demo_pcam
+    writer(out, seed=args.seed)
+    print(check_dataset(out).summary())
+    print(f"Demo data written to {out} (see {out / 'README.md'}: the anatomy/histology is real, "
+          "the tumours/labels are SYNTHETIC)")
+    return 0

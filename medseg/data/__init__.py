@@ -1,0 +1,49 @@
+"""Datasets, splits, transforms, NIfTI volumes, dataset checks and demo data.
+
+Samples are dicts. LGG (segmentation): ``image`` float32 (3, S, S) normalized per channel,
+``label`` float32 (1, S, S) in {0, 1}, ``patient`` str, ``slice`` int (1-based). PCam
+(classification): ``image`` float32 (3, 96, 96), ``label`` float32 (1,), ``index`` int.
+"""
+
+from medseg.data.check import DatasetReport, check_dataset
+from medseg.data.datasets import build_datasets
+from medseg.data.demo_lgg import write_demo_lgg
+from medseg.data.demo_pcam import write_demo_pcam
+from medseg.data.lgg import (
+    Patient,
+    Slice,
+    find_lgg_root,
+    list_patients,
+    read_mask,
+    read_slice_image,
+)
+from medseg.data.nifti import Volume, load_volume, save_mask_volume
+from medseg.data.pcam import LoadPCamPatchd, pcam_files
+from medseg.data.splits import load_split, save_split, split_patients
+from medseg.data.transforms import LoadLGGSliced, lgg_transforms, pcam_transforms, preprocess_image
+
+__all__ = [
+    "DatasetReport",
+    "LoadLGGSliced",
+    "LoadPCamPatchd",
+    "Patient",
+    "Slice",
+    "Volume",
+    "build_datasets",
+    "check_dataset",
+    "find_lgg_root",
+    "lgg_transforms",
+    "list_patients",
+    "load_split",
+    "load_volume",
+    "pcam_files",
+    "pcam_transforms",
+    "preprocess_image",
+    "read_mask",
+    "read_slice_image",
+    "save_mask_volume",
+    "save_split",
+    "split_patients",
+    "write_demo_lgg",
+    "write_demo_pcam",
+]

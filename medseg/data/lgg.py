@@ -1,0 +1,172 @@
+"""The LGG MRI segmentation dataset (Buda et al.; Kaggle "lgg-mri-segmentation") on disk.
+
+Layout (``kaggle_3m``)::
+
+    lgg-mri-segmentation/            <- either this folder ...
+      kaggle_3m/                     <- ... or this one may be given
+        data.csv  README.md          (ignored)
+        TCGA_CS_4941_19960909/
+          TCGA_CS_4941_19960909_1.tif       256x256 RGB uint8 (pre-contrast, FLAIR, post-contrast)
+          TCGA_CS_4941_19960909_1_mask.tif  256x256 uint8, 0 or 255
+          ...
+
+Slice numbers ``k`` sort numerically (10 after 9).
+
+Example:
+    >>> patients = list_patients("demo_data/lgg")
+    >>> first = patients[0].slices[0]
+    >>> read_slice_image(first.image_path).shape, read_mask(first.mask_path).max()
+    ((256, 256, 3), 1)
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from medseg.errors import DataError
+
+#: Explains both layouts ``medseg`` reads; part of every "unrecognised folder" error.
+EXPECTED_LAYOUTS = (
+    "expected LGG (kaggle_3m/<patient>/<patient>_<k>.tif with <patient>_<k>_mask.tif, "
+    "or the folder holding kaggle_3m/) or PatchCamelyon "
+    "(camelyonpatch_level_2_split_{train,valid,test}_{x,y}.h5)"
+)
+
+
+@dataclass(frozen=True)
+class Slice:
+    """One axial slice: its number ``index`` (the k of ``<patient>_<k>.tif``) and its files."""
+
+    index: int
+    image_path: Path
+    mask_path: Path
+
+
+@dataclass(frozen=True)
+class Patient:
+    """A patient folder and its slices in numeric order."""
+
+    name: str
+    slices: list[Slice] = field(default_factory=list)
+
+
+def _slice_number(path: Path, patient: str, suffix: str) -> int | None:
+    """Return k when ``path`` is named ``<patient>_<k><suffix>``, else None."""
+    match = re.fullmatch(re.escape(patient) + r"_(\d+)" + re.escape(suffix), path.name)
+    return int(match.group(1)) if match else None
+
+
+def _is_patient_folder(folder: Path) -> bool:
+    return any(_slice_number(p, folder.name, ".tif") is not None for p in folder.glob("*.tif"))
+
+
+def _subfolders(folder: Path) -> list[Path]:
+    return sorted(p for p in folder.iterdir() if p.is_dir() and not p.name.startswith("."))
+
+
+def is_lgg_root(folder: Path) -> bool:
+    """True when ``folder`` holds at least one patient folder of ``<patient>_<k>.tif`` slices."""
+    return any(_is_patient_folder(sub) for sub in _subfolders(folder))
+
+
+def find_lgg_root(path: str | Path) -> Path:
+    """Return the ``kaggle_3m`` folder given it or the download's top folder.
+
+    Raises:
+        DataError: when ``path`` is not a folder or holds no patient folders.
+    """
+    path = Path(path)
+    if not path.is_dir():
+        raise DataError(f"{path}: no such folder")
+    for candidate in (path, path / "kaggle_3m"):
+        if candidate.is_dir() and is_lgg_root(candidate):
+            return candidate
+    raise DataError(f"{path}: not an LGG dataset folder; {EXPECTED_LAYOUTS}")
+
+
+def _patient_slices(folder: Path) -> list[Slice]:
+    images: dict[int, Path] = {}
+    masks: dict[int, Path] = {}
+    for path in sorted(folder.glob("*.tif")):
+        mask_k = _slice_number(path, folder.name, "_mask.tif")
+        image_k = _slice_number(path, folder.name, ".tif")
+        if mask_k is not None:
+            target, k = masks, mask_k
+        elif image_k is not None:
+            target, k = images, image_k
+        else:
+            raise DataError(
+                f"{path}: unexpected file name; slices are {folder.name}_<k>.tif and "
+                f"{folder.name}_<k>_mask.tif"
+            )
+        if k in target:
+            raise DataError(f"{path}: slice {k} appears twice (also {target[k].name})")
+        target[k] = path
+    for k, image in images.items():
+        if k not in masks:
+            raise DataError(f"{image}: image has no mask (expected {folder.name}_{k}_mask.tif)")
+    for k, mask in masks.items():
+        if k not in images:
+            raise DataError(f"{mask}: mask has no image (expected {folder.name}_{k}.tif)")
+    if not images:
+        raise DataError(f"{folder}: patient folder holds no slices ({folder.name}_<k>.tif)")
+    return [Slice(k, images[k], masks[k]) for k in sorted(images)]
+
+
+def list_patients(root: str | Path) -> list[Patient]:
+    """List every patient folder under ``root`` (see :func:`find_lgg_root`), sorted by name.
+
+    Raises:
+        DataError: on a slice without its mask or the reverse, an unexpected ``.tif`` name,
+            a duplicated slice number or an empty patient folder (the message names the file).
+    """
+    root = find_lgg_root(root)
+    return [Patient(folder.name, _patient_slices(folder)) for folder in _subfolders(root)]
+
+
+def _read_tiff(path: Path) -> Image.Image:
+    try:
+        image = Image.open(path)
+        image.load()
+    except FileNotFoundError:
+        raise DataError(f"{path}: no such file") from None
+    except (OSError, ValueError, SyntaxError) as err:
+        raise DataError(f"{path}: cannot read TIFF ({err})") from None
+    return image
+
+
+def read_slice_image(path: str | Path) -> np.ndarray:
+    """Read an RGB slice as an (H, W, 3) uint8 array (rows top to bottom, as stored).
+
+    Raises:
+        DataError: when the file is unreadable or not an 8-bit RGB image.
+    """
+    path = Path(path)
+    image = _read_tiff(path)
+    if image.mode != "RGB":
+        raise DataError(f"{path}: expected an 8-bit RGB slice, got PIL mode {image.mode!r}")
+    return np.array(image)
+
+
+def read_mask(path: str | Path) -> np.ndarray:
+    """Read a mask as an (H, W) uint8 array in {0, 1} (files hold 0/255 or 0/1).
+
+    Raises:
+        DataError: when the file is unreadable, not single-channel 8-bit, or not binary.
+    """
+    path = Path(path)
+    image = _read_tiff(path)
+    if image.mode not in ("L", "1"):
+        raise DataError(f"{path}: expected a single-channel 8-bit mask, got PIL mode {image.mode!r}")
+    mask = np.asarray(image, dtype=np.uint8)
+    values = set(np.flatnonzero(np.bincount(mask.ravel(), minlength=256)).tolist())
+    if not (values <= {0, 255} or values <= {0, 1}):
+        ordered = sorted(values)
+        shown = ", ".join(map(str, ordered[:6])) + (", ..." if len(ordered) > 6 else "")
+        raise DataError(f"{path}: mask is not binary (values {shown}; expected 0/255 or 0/1)")
+    return (mask > 0).astype(np.uint8)

@@ -1,0 +1,134 @@
+"""NIfTI volumes as stacks of axial slices, and masks written back on the same voxel grid.
+
+Slices are oriented like the LGG training slices, whatever the file's voxel order: one
+slice per axial plane from inferior to superior, anterior at the top and the patient's
+right on the image's left (radiological view). :func:`save_mask_volume` applies the inverse
+reordering, so the mask file has the input's shape, affine and voxel order.
+
+The models were trained on three sequences (pre-contrast T1, FLAIR, post-contrast T1 as
+RGB). A 4-D volume with 3 channels on its last axis is read as those three; a single
+sequence (3-D volume) is repeated into all three channels, which is a limitation: the model
+then sees inputs unlike its training data and its masks are less reliable.
+
+Example:
+    >>> volume = load_volume("flair.nii.gz")
+    >>> volume.slices.shape  # (N, H, W, 3) uint8
+    (155, 240, 240, 3)
+    >>> save_mask_volume(volume.slices[..., 1] > 200, volume, "mask.nii.gz")
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+from nibabel.orientations import apply_orientation, axcodes2ornt, io_orientation, ornt_transform
+
+from medseg.errors import DataError
+
+#: Slice-stack axes: inferior->Superior, anterior->Posterior (rows), right->Left (columns).
+SLICE_AXCODES = ("S", "P", "L")
+
+
+@dataclass
+class Volume:
+    """A NIfTI volume as axial slices.
+
+    Attributes:
+        slices: (N, H, W, 3) uint8 axial slices (see the module docstring for orientation).
+        affine: the file's voxel-to-world affine.
+        header: the file's NIfTI header.
+        shape: the file's spatial shape (3 voxel counts, in file order).
+    """
+
+    slices: np.ndarray
+    affine: np.ndarray
+    header: nib.Nifti1Header
+    shape: tuple[int, int, int]
+
+
+def _rescale(channel: np.ndarray) -> np.ndarray:
+    """Map the 0.5th..99.5th percentile of a channel to 0..255 (robust to outliers)."""
+    values = np.nan_to_num(channel.astype(np.float32))
+    low, high = np.percentile(values, [0.5, 99.5])
+    if high <= low:
+        return np.zeros(values.shape, np.uint8)
+    scaled = np.clip((values - low) / (high - low), 0.0, 1.0) * 255.0
+    return np.rint(scaled).astype(np.uint8)
+
+
+def load_volume(path: str | Path) -> Volume:
+    """Read a 3-D NIfTI volume (or 4-D with 3 channels last) as axial slices.
+
+    Each channel's intensities are rescaled robustly to 0..255 over the whole volume; a
+    single channel is repeated into the 3 channels the models expect.
+
+    Raises:
+        DataError: when the file is missing, not NIfTI, or not 3-D / 4-D with 1 or 3
+            channels.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"{path}: no such file")
+    try:
+        image = nib.load(path)
+        if not isinstance(image, nib.Nifti1Image):
+            raise DataError(f"{path}: not a NIfTI file (.nii or .nii.gz)")
+        data = np.asanyarray(image.dataobj)
+    except DataError:
+        raise
+    except Exception as err:  # nibabel raises many types for damaged files
+        raise DataError(f"{path}: cannot read NIfTI ({err})") from None
+    if data.ndim == 4 and data.shape[3] in (1, 3):
+        channels = [data[..., c] for c in range(data.shape[3])]
+    elif data.ndim == 3:
+        channels = [data]
+    else:
+        raise DataError(
+            f"{path}: expected a 3-D volume or 4-D with 3 channels on the last axis, "
+            f"got shape {data.shape}"
+        )
+    to_slices = ornt_transform(io_orientation(image.affine), axcodes2ornt(SLICE_AXCODES))
+    slices = [_rescale(apply_orientation(channel, to_slices)) for channel in channels]
+    stacked = np.stack(slices if len(slices) == 3 else slices * 3, axis=-1)
+    return Volume(
+        slices=np.ascontiguousarray(stacked),
+        affine=image.affine.copy(),
+        header=image.header.copy(),
+        shape=tuple(int(n) for n in data.shape[:3]),
+    )
+
+
+def save_mask_volume(mask_nhw: np.ndarray, volume: Volume, path: str | Path) -> None:
+    """Write a uint8 NIfTI mask (nonzero -> 1) on the voxel grid of ``volume``'s file.
+
+    Args:
+        mask_nhw: (N, H, W) mask over ``volume.slices``.
+        volume: the volume the mask was predicted from.
+        path: output ``.nii`` or ``.nii.gz``; written atomically.
+
+    Raises:
+        DataError: when the mask's shape differs from the slices'.
+    """
+    path = Path(path)
+    mask = np.asarray(mask_nhw)
+    if mask.shape != volume.slices.shape[:3]:
+        raise DataError(
+            f"{path}: mask shape {mask.shape} does not match the volume's slices "
+            f"{volume.slices.shape[:3]}"
+        )
+    to_file = ornt_transform(axcodes2ornt(SLICE_AXCODES), io_orientation(volume.affine))
+    data = np.ascontiguousarray(apply_orientation(mask != 0, to_file)).astype(np.uint8)
+    image_class = nib.Nifti2Image if isinstance(volume.header, nib.Nifti2Header) else nib.Nifti1Image
+    header = volume.header.copy()
+    header.set_data_dtype(np.uint8)
+    image = image_class(data, volume.affine, header)
+    image.header.set_slope_inter(1.0, 0.0)
+    image.header["cal_min"], image.header["cal_max"] = 0, 1
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".tmp-{path.name}")
+    nib.save(image, tmp)
+    os.replace(tmp, path)

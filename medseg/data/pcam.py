@@ -1,0 +1,172 @@
+"""PatchCamelyon (Veeling et al.) HDF5 files, read lazily.
+
+Layout: one folder with ``camelyonpatch_level_2_split_{train,valid,test}_{x,y}.h5``; x files
+hold dataset ``x`` (N, 96, 96, 3) uint8, y files dataset ``y`` (N, 1, 1, 1) uint8 (1 = tumour
+tissue in the centre 32x32 region). ``..._meta.csv`` files are optional and not read.
+Downloads come as ``.h5.gz``: they must be decompressed first (``gunzip FILE``); medseg
+detects them and says so rather than decompressing 7 GB on every run.
+
+Example:
+    >>> x_path, y_path = pcam_files("demo_data/pcam", "val")
+    >>> inspect_pcam_split(x_path, y_path)
+    256
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Hashable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import h5py
+import numpy as np
+import torch
+from monai.transforms import Transform
+
+from medseg.errors import DataError
+
+#: medseg split name -> the split name in PCam's file names.
+PCAM_SPLITS = {"train": "train", "val": "valid", "test": "test"}
+PATCH_SHAPE = (96, 96, 3)
+LABEL_SHAPE = (1, 1, 1)
+_CHUNK_CACHE_BYTES = 32 * 2**20
+
+
+def pcam_file_name(split: str, kind: str) -> str:
+    """``camelyonpatch_level_2_split_<valid|train|test>_<x|y>.h5`` for a medseg split name."""
+    return f"camelyonpatch_level_2_split_{PCAM_SPLITS[split]}_{kind}.h5"
+
+
+def is_pcam_root(folder: Path) -> bool:
+    """True when ``folder`` holds a PCam HDF5 file (plain or ``.h5.gz``)."""
+    return any(folder.glob("camelyonpatch_level_2_split_*.h5*"))
+
+
+def pcam_files(root: str | Path, split: str) -> tuple[Path, Path]:
+    """Return the (x, y) file paths of ``split`` ("train", "val" or "test") under ``root``.
+
+    Raises:
+        DataError: when a file is missing, or only its gzip download is there.
+    """
+    root = Path(root)
+    paths = tuple(root / pcam_file_name(split, kind) for kind in ("x", "y"))
+    for path in paths:
+        if not path.is_file():
+            gz = path.with_name(path.name + ".gz")
+            if gz.is_file():
+                raise DataError(
+                    f"{gz}: gzip-compressed download; decompress it first with: gunzip {gz}"
+                )
+            raise DataError(f"{path}: missing PatchCamelyon file")
+    return paths[0], paths[1]
+
+
+@contextmanager
+def open_h5(path: Path, key: str) -> Iterator[h5py.Dataset]:
+    """Open dataset ``key`` of an HDF5 file read-only.
+
+    Raises:
+        DataError: when the file is not HDF5 or lacks ``key`` (the message lists its keys).
+    """
+    try:
+        handle = h5py.File(path, "r")
+    except OSError as err:
+        raise DataError(f"{path}: not a readable HDF5 file ({err})") from None
+    with handle:
+        if key not in handle:
+            found = ", ".join(repr(k) for k in handle) or "none"
+            raise DataError(f"{path}: no HDF5 dataset {key!r} (found {found})")
+        yield handle[key]
+
+
+def _check_shape(path: Path, dataset: h5py.Dataset, item_shape: tuple[int, ...]) -> int:
+    expected = "(N, " + ", ".join(map(str, item_shape)) + ")"
+    if dataset.ndim != 1 + len(item_shape) or tuple(dataset.shape[1:]) != item_shape:
+        raise DataError(f"{path}: dataset {dataset.name} has shape {dataset.shape}, expected {expected}")
+    if dataset.dtype != np.uint8:
+        raise DataError(f"{path}: dataset {dataset.name} has dtype {dataset.dtype}, expected uint8")
+    return int(dataset.shape[0])
+
+
+def inspect_pcam_split(x_path: Path, y_path: Path) -> int:
+    """Check the keys, shapes and dtypes of one split's files (metadata only); return N.
+
+    Raises:
+        DataError: naming the file: not HDF5, wrong dataset key, shape or dtype, or x and y
+            of different lengths.
+    """
+    with open_h5(x_path, "x") as x:
+        n_x = _check_shape(x_path, x, PATCH_SHAPE)
+    with open_h5(y_path, "y") as y:
+        n_y = _check_shape(y_path, y, LABEL_SHAPE)
+    if n_x != n_y:
+        raise DataError(f"{y_path}: holds {n_y} labels but {x_path.name} holds {n_x} patches")
+    return n_x
+
+
+class LoadPCamPatchd(Transform):
+    """Add patch ``index`` of a PCam split as ``image`` and ``label``, reading lazily.
+
+    The HDF5 files are opened on first use in each process (so DataLoader workers never share
+    a handle) and only the requested patch is read.
+
+    Args:
+        x_path: the split's ``..._x.h5``.
+        y_path: the split's ``..._y.h5``.
+
+    Returns:
+        ``{"index": i, "image": float32 (3, 96, 96) in 0..255, "label": float32 (1,)}``.
+
+    Example:
+        >>> LoadPCamPatchd(*pcam_files("demo_data/pcam", "val"))({"index": 0})["image"].shape
+        torch.Size([3, 96, 96])
+    """
+
+    def __init__(self, x_path: str | Path, y_path: str | Path) -> None:
+        self.x_path = Path(x_path)
+        self.y_path = Path(y_path)
+        self._pid: int | None = None
+        self._datasets: tuple[h5py.Dataset, h5py.Dataset] | None = None
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = self.__dict__.copy()
+        state["_pid"] = None
+        state["_datasets"] = None
+        return state
+
+    def _open(self) -> tuple[h5py.Dataset, h5py.Dataset]:
+        if self._datasets is None or self._pid != os.getpid():
+            x_file = h5py.File(self.x_path, "r", rdcc_nbytes=_CHUNK_CACHE_BYTES)
+            y_file = h5py.File(self.y_path, "r")
+            self._datasets = (x_file["x"], y_file["y"])
+            self._pid = os.getpid()
+        return self._datasets
+
+    def __call__(self, data: Mapping[Hashable, Any]) -> dict[Hashable, Any]:
+        x, y = self._open()
+        index = int(data["index"])
+        patch = x[index]
+        label = y[index].reshape(1)
+        return {
+            **data,
+            "index": index,
+            "image": torch.from_numpy(patch).permute(2, 0, 1).float(),
+            "label": torch.from_numpy(label.astype(np.float32)),
+        }
+
+
+class PCamRecords(Sequence):
+    """The records ``{"index": i}`` for i < n, without building a list of 262,144 dicts."""
+
+    def __init__(self, n: int) -> None:
+        self._indices = range(n)
+
+    def __len__(self) -> int:
+        return len(self._indices)
+
+    def __getitem__(self, item: Any) -> Any:
+        if isinstance(item, slice):
+            return [{"index": i} for i in self._indices[item]]
+        return {"index": self._indices[item]}
