@@ -8,7 +8,9 @@ Example:
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import os
 import types
 import typing
 from dataclasses import asdict, dataclass, field, fields
@@ -69,8 +71,10 @@ class TrainConfig:
     epochs: int = 10
     batch_size: int = 8
     accumulate: int = 1
-    scheduler: Literal["cosine", "step", "none"] = "cosine"
-    warmup_epochs: int = 0
+    scheduler: Literal["cosine", "step", "none"] = "cosine"  # stepped per optimizer step
+    warmup_epochs: int = 0  # linear warmup from lr/steps to lr
+    lr_step_epochs: int | None = None  # step: decay every N epochs (default: a third of them)
+    lr_gamma: float = 0.1  # step: the decay factor
     amp: Literal["auto", "bf16", "fp16", "off"] = "auto"  # auto: bf16 on GPU, off on CPU
     channels_last: Literal["auto", "on", "off"] = "auto"  # auto: on for GPU
     compile: bool = False
@@ -144,10 +148,8 @@ def _check_value(value: Any, annotation: Any, where: str) -> Any:
         return value
     if annotation is float:
         if isinstance(value, str):  # YAML 1.1 reads "1e-4" (no dot) as a string
-            try:
+            with contextlib.suppress(ValueError):
                 value = float(value)
-            except ValueError:
-                pass
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise ConfigError(f"{where}: expected a number, got {value!r}")
         return float(value)
@@ -183,11 +185,19 @@ def _build(cls: type, raw: Any, where: str) -> Any:
 def config_from_dict(raw: dict[str, Any]) -> Config:
     """Build and validate a :class:`Config`.
 
+    A leading ``~`` in ``data.root``, ``data.split_file`` and ``output.dir`` is expanded to
+    the home folder (shells leave ``--set data.root=~/data`` unexpanded).
+
     Raises:
         ConfigError: on an unknown key (the message lists the valid ones) or a wrong type.
     """
     cfg = _build(Config, raw, "")
     _check_ranges(cfg)
+    cfg.data.root = os.path.expanduser(cfg.data.root)
+    if cfg.data.split_file is not None:
+        cfg.data.split_file = os.path.expanduser(cfg.data.split_file)
+    if cfg.output.dir is not None:
+        cfg.output.dir = os.path.expanduser(cfg.output.dir)
     return cfg
 
 
@@ -207,6 +217,9 @@ def _check_ranges(cfg: Config) -> None:
         (cfg.train.batch_size >= 1, "train.batch_size must be >= 1"),
         (cfg.train.accumulate >= 1, "train.accumulate must be >= 1"),
         (cfg.train.warmup_epochs >= 0, "train.warmup_epochs must be >= 0"),
+        (cfg.train.lr_step_epochs is None or cfg.train.lr_step_epochs >= 1,
+         "train.lr_step_epochs must be >= 1"),
+        (0 < cfg.train.lr_gamma <= 1, "train.lr_gamma must be in (0, 1]"),
         (cfg.train.max_steps_per_epoch is None or cfg.train.max_steps_per_epoch >= 1,
          "train.max_steps_per_epoch must be >= 1"),
         (cfg.train.log_every >= 1, "train.log_every must be >= 1"),

@@ -1,0 +1,29 @@
+"""``medseg predict``: tumour masks for slices, patient folders and NIfTI volumes."""
+
+from __future__ import annotations
+
+import argparse
+
+EXAMPLE = "medseg predict models/demo_lgg/best.pt scan.nii.gz slice_12.tif --out predictions"
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("checkpoint", help="a segmentation best.pt written by medseg train")
+    parser.add_argument("inputs", nargs="+", metavar="INPUT",
+                        help="slice (.tif/.png/.jpg), folder of slices (kaggle_3m patient folder) "
+                             "or NIfTI volume (.nii/.nii.gz)")
+    parser.add_argument("--out", required=True, metavar="DIR", help="where the masks and overlays go")
+    parser.add_argument("--threshold", type=float, default=0.5,
+                        help="probability at or above which a pixel is tumour (default 0.5)")
+    parser.add_argument("--device", default="auto", help="auto (default), cpu, cuda, cuda:1 ...")
+
+
+def run(args: argparse.Namespace) -> int:
+    from medseg.engine import predict_paths
+
+    for record in predict_paths(args.checkpoint, args.inputs, args.out,
+                                threshold=args.threshold, device=args.device):
+        print(f"{record.input}: {record.kind}, {record.slices} slice(s), tumour on "
+              f"{record.tumour_slices} ({record.tumour_pixels} px), {len(record.files)} files")
+    print(f"written to {args.out}")
+    return 0

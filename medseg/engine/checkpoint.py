@@ -1,0 +1,189 @@
+"""Checkpoints: plain-value dicts written atomically and read with ``weights_only=True``.
+
+A checkpoint holds only tensors, numbers, strings, booleans, None, lists, tuples and dicts,
+so loading one never runs code from the file: ``torch.load(weights_only=True)`` refuses
+anything else, and :func:`load_checkpoint` turns that refusal into a :class:`CheckpointError`.
+
+Example:
+    >>> save_checkpoint({"model": model.state_dict(), ...}, "models/run/last.pt")
+    >>> loaded = load_model("models/run/best.pt")
+    >>> loaded.model(images)
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+import re
+import shutil
+import tempfile
+import uuid
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from medseg.config import Config, config_from_dict
+from medseg.errors import CheckpointError, MedsegError
+
+#: keys every medseg checkpoint holds (see docs/architecture.md)
+REQUIRED_KEYS = ("model", "config", "task", "epoch", "metrics", "medseg_version")
+_UNSAFE_GLOBAL = re.compile(r"Unsupported global: GLOBAL (\S+)")
+_PLAIN_TYPES = (torch.Tensor, int, float, bool, str, bytes, type(None))
+
+
+def _check_plain(value: Any, where: str) -> None:
+    """Raise TypeError when ``value`` holds anything but tensors and plain values."""
+    if isinstance(value, _PLAIN_TYPES):
+        return
+    if isinstance(value, dict):
+        for key, item in value.items():
+            _check_plain(key, where)
+            _check_plain(item, f"{where}[{key!r}]")
+        return
+    if isinstance(value, (list, tuple)):
+        for index, item in enumerate(value):
+            _check_plain(item, f"{where}[{index}]")
+        return
+    raise TypeError(f"checkpoint entry {where} is a {type(value).__name__}, not a plain value")
+
+
+def _fsync_dir(directory: Path) -> None:
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def save_checkpoint(payload: dict[str, Any], path: str | Path) -> Path:
+    """Write ``payload`` to ``path`` atomically: a temporary file in the same folder,
+    flushed to disk, then renamed over ``path``. A crash leaves the old file intact.
+
+    Raises:
+        TypeError: when ``payload`` holds something other than plain values and tensors.
+    """
+    path = Path(path)
+    _check_plain(payload, "payload")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            torch.save(payload, handle)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp_name, path)
+    except BaseException:
+        Path(tmp_name).unlink(missing_ok=True)
+        raise
+    _fsync_dir(path.parent)
+    return path
+
+
+def copy_checkpoint(source: str | Path, target: str | Path) -> Path:
+    """Make ``target`` a copy of the checkpoint ``source``, atomically.
+
+    A hard link when the file system allows it (no bytes copied: checkpoints are only ever
+    replaced, never modified in place, so the two names stay independent), else a copy.
+    """
+    source, target = Path(source), Path(target)
+    tmp = target.with_name(f".{target.name}.{uuid.uuid4().hex}.tmp")
+    try:
+        try:
+            os.link(source, tmp)
+        except OSError:
+            shutil.copyfile(source, tmp)
+            with open(tmp, "rb+") as handle:
+                os.fsync(handle.fileno())
+        os.replace(tmp, target)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    _fsync_dir(target.parent)
+    return target
+
+
+def load_checkpoint(path: str | Path) -> dict[str, Any]:
+    """Read a medseg checkpoint onto the CPU with ``torch.load(weights_only=True)``.
+
+    Raises:
+        CheckpointError: when the file is missing, unreadable, truncated or corrupt, holds
+            pickled objects other than tensors and plain values (nothing in it is run), or
+            is not a medseg checkpoint.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"{path}: checkpoint not found")
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as err:
+        unsafe = _UNSAFE_GLOBAL.search(str(err))
+        if unsafe:
+            raise CheckpointError(
+                f"{path}: refused: the file holds a pickled {unsafe.group(1)} object, not only "
+                "tensors and plain values (nothing from it was run)"
+            ) from None
+        raise CheckpointError(f"{path}: not a readable checkpoint (corrupt, truncated or not a torch file)") from None
+    except (RuntimeError, EOFError, ValueError, OSError, zipfile.BadZipFile, KeyError):
+        raise CheckpointError(f"{path}: not a readable checkpoint (corrupt, truncated or not a torch file)") from None
+    if not isinstance(payload, dict) or any(key not in payload for key in REQUIRED_KEYS):
+        raise CheckpointError(f"{path}: not a medseg checkpoint (expected keys {', '.join(REQUIRED_KEYS)})")
+    return payload
+
+
+def checkpoint_config(payload: dict[str, Any], path: str | Path) -> Config:
+    """The run config stored in a checkpoint.
+
+    Raises:
+        CheckpointError: when the stored config is not valid.
+    """
+    try:
+        return config_from_dict(payload["config"])
+    except MedsegError as err:
+        raise CheckpointError(f"{path}: the stored config is invalid: {err}") from None
+
+
+@dataclass(frozen=True)
+class LoadedModel:
+    """A model restored from a checkpoint, in eval mode, with what was stored beside it."""
+
+    model: nn.Module
+    config: Config
+    task: str
+    metrics: dict[str, Any]
+    checkpoint_path: Path
+
+
+def load_model(path: str | Path, device: str | torch.device = "cpu") -> LoadedModel:
+    """Rebuild the network of a checkpoint and load its weights (eval mode, on ``device``).
+
+    Raises:
+        CheckpointError: as :func:`load_checkpoint`, or when the weights do not fit the
+            network described by the stored config.
+    """
+    return model_from_checkpoint(load_checkpoint(path), path, device)
+
+
+def model_from_checkpoint(
+    payload: dict[str, Any], path: str | Path, device: str | torch.device = "cpu"
+) -> LoadedModel:
+    """:func:`load_model` for a checkpoint already read by :func:`load_checkpoint`."""
+    from medseg.models import build_model
+
+    path = Path(path)
+    cfg = checkpoint_config(payload, path)
+    model = build_model(cfg.model, cfg.task)
+    try:
+        model.load_state_dict(payload["model"])
+    except (RuntimeError, TypeError, AttributeError) as err:
+        first = str(err).strip().splitlines()[0]
+        raise CheckpointError(
+            f"{path}: the weights do not fit {cfg.model.arch}/{cfg.model.encoder}: {first}"
+        ) from None
+    model.to(device).eval()
+    return LoadedModel(
+        model=model, config=cfg, task=cfg.task, metrics=dict(payload["metrics"]), checkpoint_path=path
+    )

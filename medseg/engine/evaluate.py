@@ -1,0 +1,147 @@
+"""``medseg evaluate``: score a checkpoint on a split of a dataset.
+
+LGG: the split comes from the ``split.json`` saved beside the checkpoint (the run's own
+patient split); without one, every patient is scored and the result says so. PCam: the
+official splits. Images go through the evaluation transform of the run's config.
+
+Example:
+    >>> result = evaluate("models/demo_lgg/best.pt", "demo_data/lgg", split="test")
+    >>> result["dice"], result["patient_dice"]
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from torch.utils.data import ConcatDataset, Dataset
+
+from medseg.config import Config
+from medseg.engine.checkpoint import checkpoint_config, load_checkpoint, model_from_checkpoint
+from medseg.engine.distributed import resolve_device
+from medseg.engine.inference import score_loader
+from medseg.engine.loaders import build_eval_loader
+from medseg.errors import CheckpointError, DataError, MedsegError
+
+SPLITS = ("test", "val", "train", "all")
+
+
+def data_format(root: str | Path) -> str | None:
+    """"lgg" or "pcam" by the files under ``root``, None when it is neither."""
+    from medseg.data import find_lgg_root
+    from medseg.data.pcam import is_pcam_root
+
+    root = Path(root)
+    if root.is_dir() and is_pcam_root(root):
+        return "pcam"
+    try:
+        find_lgg_root(root)
+    except DataError:
+        return None
+    return "lgg"
+
+
+def check_data_matches(cfg: Config, checkpoint: Path, data_root: Path) -> None:
+    """Raise :class:`CheckpointError` when ``data_root`` holds the other task's data."""
+    found = data_format(data_root)
+    if found is not None and found != cfg.data.format:
+        raise CheckpointError(
+            f"{checkpoint}: a {cfg.task} checkpoint (trained on {cfg.data.format} data) cannot "
+            f"score {data_root}, which holds {found} data"
+        )
+
+
+def _lgg_split_dataset(data_cfg: Any, checkpoint: Path, split: str, seed: int) -> tuple[Dataset, str, str | None]:
+    """The dataset of an LGG split, the split actually used, and a note for the user."""
+    from medseg.data import build_datasets, list_patients, save_split
+
+    split_file = checkpoint.parent / "split.json"
+    note = None
+    if split != "all" and not split_file.is_file():
+        note = f"no split.json beside {checkpoint.name}: scoring all patients of {data_cfg.root}"
+        split = "all"
+    if split != "all":
+        datasets = build_datasets(dataclasses.replace(data_cfg, split_file=str(split_file)), seed=seed)
+        return datasets[split], split, note
+    patients = [patient.name for patient in list_patients(data_cfg.root)]
+    with tempfile.TemporaryDirectory() as tmp:
+        every = Path(tmp) / "split.json"
+        save_split({"train": [], "val": [], "test": patients}, every)
+        datasets = build_datasets(dataclasses.replace(data_cfg, split_file=str(every)), seed=seed)
+    return datasets["test"], split, note
+
+
+def _pcam_split_dataset(data_cfg: Any, split: str, seed: int) -> Dataset:
+    from medseg.data import build_datasets
+
+    datasets = build_datasets(data_cfg, seed=seed)
+    if split == "all":
+        return ConcatDataset([datasets["train"], datasets["val"], datasets["test"]])
+    return datasets[split]
+
+
+def evaluate(
+    checkpoint_path: str | Path,
+    data_root: str | Path,
+    split: str = "test",
+    *,
+    threshold: float = 0.5,
+    max_samples: int | None = None,
+    device: str = "auto",
+) -> dict[str, Any]:
+    """Score a checkpoint on one split of the data under ``data_root``.
+
+    Args:
+        checkpoint_path: a ``best.pt`` / ``last.pt`` written by ``medseg train``.
+        data_root: an LGG folder (``kaggle_3m`` layout) or a PCam folder.
+        split: "test", "val", "train" or "all".
+        threshold: probability at or above which a pixel (patch) is called tumour.
+        max_samples: score only the first N samples of the split.
+        device: "auto" (a GPU when there is one), "cpu", "cuda", ...
+
+    Returns:
+        ``split``, ``n`` (slices or patches), ``threshold``, ``task``, ``checkpoint``,
+        ``data``, ``note`` (or None); segmentation: ``dice``, ``iou`` (means over slices),
+        ``patient_dice``, ``per_patient``, ``per_slice``, ``empty_fp_rate`` ...;
+        classification: ``accuracy``, ``auc``, ``sensitivity``, ``specificity``.
+
+    Raises:
+        CheckpointError: for an unreadable checkpoint or one of the other task.
+        DataError: for missing or malformed data.
+        MedsegError: for an unknown split or a threshold outside (0, 1).
+    """
+    if split not in SPLITS:
+        raise MedsegError(f"--split: {split!r} is not one of {', '.join(SPLITS)}")
+    if not 0.0 < threshold < 1.0:
+        raise MedsegError(f"--threshold: {threshold} must be between 0 and 1")
+    checkpoint_path, data_root = Path(checkpoint_path), Path(data_root)
+    payload = load_checkpoint(checkpoint_path)
+    cfg = checkpoint_config(payload, checkpoint_path)
+    check_data_matches(cfg, checkpoint_path, data_root)
+    data_cfg = dataclasses.replace(
+        cfg.data, root=str(data_root), augment=False, cache=False, split_file=None, max_samples=max_samples
+    )
+    note = None
+    if cfg.task == "segmentation":
+        dataset, split, note = _lgg_split_dataset(data_cfg, checkpoint_path, split, cfg.seed)
+    else:
+        dataset = _pcam_split_dataset(data_cfg, split, cfg.seed)
+    if len(dataset) == 0:
+        raise DataError(f"{data_root}: the {split} split holds no samples")
+
+    torch_device = resolve_device(device)
+    loaded = model_from_checkpoint(payload, checkpoint_path, device=torch_device)
+    loader = build_eval_loader(dataset, cfg.train.batch_size, cfg.data.num_workers, torch_device)
+    metrics = score_loader(loaded.model, loader, cfg.task, threshold=threshold)
+    return {
+        "checkpoint": str(checkpoint_path),
+        "data": str(data_root),
+        "task": cfg.task,
+        "split": split,
+        "n": len(dataset),
+        "threshold": threshold,
+        "note": note,
+        **metrics,
+    }

@@ -1,0 +1,116 @@
+"""The training step: forward and backward on a micro-batch, then the optimizer step.
+
+Mixed precision: bf16 autocast needs no loss scaling; fp16 scales the loss with a
+:class:`torch.amp.GradScaler`, whose ``step`` unscales the gradients before calling the
+optimizer, so gradient transforms inside the optimizer (ZNorm) see true gradients.
+
+Example:
+    >>> step = TrainStep(model, loss_fn, optimizer, precision=resolve_precision("off", device))
+    >>> loss = step.backward(images, labels)
+    >>> step.optimizer_step()
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from medseg.engine.callbacks import GradStats
+
+
+@dataclass(frozen=True)
+class Precision:
+    """How the forward pass runs: autocast dtype (None: fp32) and whether to scale the loss."""
+
+    device_type: str
+    autocast_dtype: torch.dtype | None
+    channels_last: bool
+
+    @property
+    def scales_loss(self) -> bool:
+        return self.autocast_dtype is torch.float16
+
+    def autocast(self) -> contextlib.AbstractContextManager:
+        if self.autocast_dtype is None:
+            return contextlib.nullcontext()
+        return torch.autocast(self.device_type, dtype=self.autocast_dtype)
+
+
+def resolve_precision(amp: str, device: torch.device, channels_last: str = "auto") -> Precision:
+    """``train.amp`` and ``train.channels_last`` for ``device``: "auto" means bf16 autocast
+    and channels-last memory on CUDA, fp32 and the default layout on CPU."""
+    on_gpu = device.type == "cuda"
+    dtypes = {"bf16": torch.bfloat16, "fp16": torch.float16, "off": None}
+    dtype = (torch.bfloat16 if on_gpu else None) if amp == "auto" else dtypes[amp]
+    layout = on_gpu if channels_last == "auto" else channels_last == "on"
+    return Precision(device_type=device.type, autocast_dtype=dtype, channels_last=layout)
+
+
+class TrainStep:
+    """Forward/backward on micro-batches and the optimizer step that follows them.
+
+    Args:
+        model: the network (possibly wrapped in DDP or compiled), in train mode.
+        loss_fn: ``loss_fn(logits, labels) -> scalar``.
+        optimizer: from :func:`medseg.optim.build_optimizer`.
+        precision: from :func:`resolve_precision`.
+        named_parameters: what :func:`medseg.optim.gradient_stats` reports on; pass the
+            unwrapped model's so the names carry no DDP/compile prefix (default: ``model``'s).
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
+        optimizer: torch.optim.Optimizer,
+        precision: Precision,
+        named_parameters: Sequence[tuple[str, nn.Parameter]] | None = None,
+    ) -> None:
+        self.model = model
+        self.loss_fn = loss_fn
+        self.optimizer = optimizer
+        self.precision = precision
+        self.scaler = torch.amp.GradScaler(precision.device_type, enabled=precision.scales_loss)
+        self.named_parameters = list(named_parameters or model.named_parameters())
+
+    def backward(
+        self, images: torch.Tensor, labels: torch.Tensor, loss_weight: float = 1.0, sync: bool = True
+    ) -> torch.Tensor:
+        """Forward and backward one micro-batch, adding ``loss_weight`` x its gradient to the
+        accumulated gradients. Returns the (unweighted, detached) loss.
+
+        ``sync=False`` skips DistributedDataParallel's gradient all-reduce (micro-batches
+        before the last one of an accumulation group).
+        """
+        if self.precision.channels_last:
+            images = images.contiguous(memory_format=torch.channels_last)
+        skip_sync = not sync and hasattr(self.model, "no_sync")
+        with self.model.no_sync() if skip_sync else contextlib.nullcontext():
+            with self.precision.autocast():
+                logits = self.model(images)
+            loss = self.loss_fn(logits.float(), labels)
+            self.scaler.scale(loss * loss_weight).backward()
+        return loss.detach()
+
+    def optimizer_step(self, *, with_stats: bool = False) -> tuple[GradStats, GradStats] | None:
+        """Step the optimizer on the accumulated gradients, then clear them.
+
+        With ``with_stats``, returns per-parameter gradient statistics before the step
+        (unscaled) and after it (the gradients the optimizer used, e.g. ZNorm's).
+        """
+        stats = None
+        if with_stats:
+            from medseg.optim import gradient_stats
+
+            self.scaler.unscale_(self.optimizer)
+            before = gradient_stats(self.named_parameters)
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+        if with_stats:
+            stats = (before, gradient_stats(self.named_parameters))
+        self.optimizer.zero_grad(set_to_none=True)
+        return stats

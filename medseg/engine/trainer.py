@@ -1,0 +1,372 @@
+"""``medseg train``: set a run up, train epoch by epoch, keep the best checkpoint, test it.
+
+Read :func:`train` top to bottom: it is the whole recipe. The pieces live beside it:
+:mod:`~medseg.engine.loop` (one epoch), :mod:`~medseg.engine.step` (one optimizer step),
+:mod:`~medseg.engine.checkpoint`, :mod:`~medseg.engine.distributed`,
+:mod:`~medseg.engine.schedule`, :mod:`~medseg.engine.seeding`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+from torch.nn.parallel import DistributedDataParallel
+from torch.optim.lr_scheduler import LRScheduler
+
+from medseg import __version__
+from medseg.config import Config, save_config
+from medseg.engine.callbacks import EpochInfo, StepInfo, TrainCallback
+from medseg.engine.checkpoint import copy_checkpoint, load_checkpoint, save_checkpoint
+from medseg.engine.distributed import (
+    DistContext,
+    barrier,
+    broadcast_from_main,
+    cleanup_distributed,
+    gather_to_all,
+    init_distributed,
+)
+from medseg.engine.inference import score_loader
+from medseg.engine.loaders import build_eval_loader, build_train_loader
+from medseg.engine.loop import EpochStats, epoch_length, train_one_epoch
+from medseg.engine.losses import build_loss
+from medseg.engine.progress import Progress
+from medseg.engine.records import write_history, write_json
+from medseg.engine.schedule import build_scheduler
+from medseg.engine.seeding import capture_rng_state, restore_rng_state, seed_everything
+from medseg.engine.step import TrainStep, resolve_precision
+from medseg.errors import CheckpointError, ConfigError, DataError, MedsegError
+
+#: the validation metric that selects ``best.pt`` (higher is better)
+SELECTION_METRIC = {"segmentation": "dice", "classification": "auc"}
+#: the validation metrics recorded in ``history.csv`` (as ``val_<name>``)
+HISTORY_METRICS = {
+    "segmentation": ("dice", "iou", "patient_dice", "empty_fp_rate"),
+    "classification": ("accuracy", "auc", "sensitivity", "specificity"),
+}
+#: what a checkpoint needs beyond the model to continue a run
+RESUME_KEYS = ("optimizer", "scheduler", "scaler", "rng", "global_step", "best_metric",
+               "best_epoch", "history")
+
+
+@dataclass(frozen=True)
+class TrainResult:
+    """What a finished run produced (the files are in ``run_dir``)."""
+
+    run_dir: Path
+    best_metric: float  # validation SELECTION_METRIC of best.pt
+    best_epoch: int
+    history: list[dict[str, Any]]  # the rows of history.csv
+    test_metrics: dict[str, Any]  # metrics.json: best.pt on the test split
+    metric_name: str  # "dice" or "auc"
+
+
+@dataclass
+class RunState:
+    """Progress of a run, stored in every checkpoint."""
+
+    epoch: int = 0  # epochs completed
+    global_step: int = 0  # optimizer steps taken
+    best_metric: float = -math.inf
+    best_epoch: int = 0
+    history: list[dict[str, Any]] = field(default_factory=list)
+
+
+def train(cfg: Config, *, resume: bool = False, callbacks: Sequence[TrainCallback] = ()) -> TrainResult:
+    """Train ``cfg``'s model on its data and test the best checkpoint.
+
+    Under ``torchrun`` every rank calls this; DistributedDataParallel averages gradients
+    before the optimizer (and ZNorm) steps, so all ranks take the same step; rank 0 alone
+    validates, writes and tests.
+
+    Args:
+        cfg: the validated run config; the run is written to ``cfg.run_dir``.
+        resume: continue from ``run_dir/last.pt`` (model, optimizer, schedule, scaler, RNG
+            states), as if the run had never stopped.
+        callbacks: hooks called after every optimizer step and epoch (see
+            :class:`~medseg.engine.callbacks.TrainCallback`).
+
+    Raises:
+        MedsegError: on a non-finite loss (the last good checkpoint is kept) or a run
+            directory that already holds a run and ``resume`` is False.
+        CheckpointError: when ``resume`` finds no usable ``last.pt``.
+        DataError, ConfigError: on bad data or settings.
+    """
+    ctx = init_distributed(cfg.train.device)
+    try:
+        return _train(cfg, ctx, resume, list(callbacks))
+    finally:
+        cleanup_distributed(ctx)
+
+
+def _train(cfg: Config, ctx: DistContext, resume: bool, callbacks: list[TrainCallback]) -> TrainResult:
+    from torch.utils.tensorboard import SummaryWriter
+
+    cfg, resume_from = _prepare_run_dir(cfg, ctx, resume)
+    run_dir, last_path, best_path = cfg.run_dir, cfg.run_dir / "last.pt", cfg.run_dir / "best.pt"
+    seed_everything(cfg.seed + ctx.rank, deterministic=cfg.train.deterministic)
+    progress = Progress(enabled=ctx.is_main, log_every=cfg.train.log_every)
+
+    datasets = _build_datasets(cfg, ctx)
+    train_data = build_train_loader(datasets["train"], cfg, ctx)
+    val_loader = build_eval_loader(datasets["val"], cfg.train.batch_size, cfg.data.num_workers, ctx.device)
+    _, steps_per_epoch = epoch_length(cfg.train, len(train_data.loader))
+
+    model, step, scheduler = _build_training(cfg, ctx, steps_per_epoch)
+
+    state = RunState()
+    if resume_from is not None:
+        state = _restore(resume_from, last_path, cfg, ctx, model, step, scheduler, train_data.generator)
+        progress.message(f"resuming {run_dir} after epoch {state.epoch} (step {state.global_step})")
+    # on resume, TensorBoard drops what the interrupted epoch logged after the checkpoint
+    purge_step = state.global_step + 1 if resume else None
+    writer = SummaryWriter(str(run_dir), purge_step=purge_step) if ctx.is_main else None
+    metric = SELECTION_METRIC[cfg.task]
+
+    def on_step(info: StepInfo) -> None:
+        if writer is not None and info.step % cfg.train.log_every == 0:
+            _log_step(writer, info)
+        for callback in callbacks:
+            callback.on_step_end(info)
+
+    try:
+        for epoch in range(state.epoch + 1, cfg.train.epochs + 1):
+            epoch_start = time.perf_counter()
+            stats = train_one_epoch(
+                step, train_data, scheduler, epoch=epoch, train_cfg=cfg.train, ctx=ctx,
+                global_step=state.global_step, progress=progress, on_step=on_step,
+                last_good_checkpoint=last_path,
+            )
+            val_metrics = score_loader(model, val_loader, cfg.task) if ctx.is_main else {}
+            row = broadcast_from_main(_history_row(epoch, stats, val_metrics, cfg.task, epoch_start), ctx)
+            score = row[f"val_{metric}"]
+            is_best = state.best_epoch == 0 or score > state.best_metric
+            if is_best:
+                state.best_metric, state.best_epoch = score, epoch
+            state.epoch, state.global_step = epoch, stats.global_step
+            state.history.append(row)
+
+            payload = _checkpoint_payload(cfg, ctx, state, model, step, scheduler, train_data.generator, row)
+            if ctx.is_main:
+                save_checkpoint(payload, last_path)
+                if is_best:
+                    copy_checkpoint(last_path, best_path)
+                write_history(state.history, run_dir / "history.csv")
+                _log_epoch(writer, row, state.global_step)
+                progress.end_epoch(_epoch_line(row, cfg.train.epochs, metric, is_best))
+            barrier(ctx)
+            for callback in callbacks:
+                callback.on_epoch_end(EpochInfo(epoch=epoch, row=row, is_best=is_best, model=model, rank=ctx.rank))
+    finally:
+        if writer is not None:
+            writer.close()
+
+    test_metrics = _test_best(cfg, model, datasets["test"], best_path, ctx) if ctx.is_main else {}
+    test_metrics = broadcast_from_main(test_metrics, ctx)
+    return TrainResult(run_dir=run_dir, best_metric=state.best_metric, best_epoch=state.best_epoch,
+                       history=state.history, test_metrics=test_metrics, metric_name=metric)
+
+
+def _prepare_run_dir(cfg: Config, ctx: DistContext, resume: bool) -> tuple[Config, dict[str, Any] | None]:
+    """Check the run directory and write ``config.yaml``. On resume, read ``last.pt`` first
+    (returned) and reuse the run's ``split.json``; nothing is written if that fails."""
+    run_dir = cfg.run_dir
+    last_path = run_dir / "last.pt"
+    resume_from = None
+    if resume:
+        if not last_path.is_file():
+            raise CheckpointError(f"{last_path}: nothing to resume (no last.pt in {run_dir})")
+        resume_from = _resume_checkpoint(last_path, cfg)
+        split_path = run_dir / "split.json"
+        if cfg.task == "segmentation" and cfg.data.split_file is None and split_path.is_file():
+            cfg = dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, split_file=str(split_path)))
+    elif last_path.exists():
+        raise MedsegError(
+            f"{run_dir} already holds a run (last.pt): pass --resume to continue it, or choose "
+            "another output.run_name / output.dir"
+        )
+    if ctx.is_main:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        save_config(cfg, run_dir / "config.yaml")
+    return cfg, resume_from
+
+
+def _build_datasets(cfg: Config, ctx: DistContext) -> dict[str, Any]:
+    """Rank 0 builds the splits (writing ``split.json``), then the other ranks read it."""
+    from medseg.data import build_datasets
+
+    if ctx.is_main:
+        datasets = build_datasets(cfg.data, seed=cfg.seed, run_dir=cfg.run_dir)
+    barrier(ctx)
+    if not ctx.is_main:
+        data_cfg = cfg.data
+        if cfg.task == "segmentation" and data_cfg.split_file is None:
+            data_cfg = dataclasses.replace(data_cfg, split_file=str(cfg.run_dir / "split.json"))
+        datasets = build_datasets(data_cfg, seed=cfg.seed)
+    for split in ("train", "val"):
+        if len(datasets[split]) == 0:
+            raise DataError(f"{cfg.data.root}: the {split} split is empty; training needs both train and val data")
+    return datasets
+
+
+def _build_training(cfg: Config, ctx: DistContext, steps_per_epoch: int) -> tuple[nn.Module, TrainStep, LRScheduler]:
+    """The network (unwrapped), its training step (optimizer, loss, precision, DDP/compile)
+    and the learning-rate schedule."""
+    from medseg.models import build_model
+    from medseg.optim import build_optimizer
+
+    model = build_model(cfg.model, cfg.task).to(ctx.device)
+    precision = resolve_precision(cfg.train.amp, ctx.device, cfg.train.channels_last)
+    if precision.channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    hparams = {key: value for key, value in dataclasses.asdict(cfg.optim).items() if key != "name"}
+    try:
+        optimizer = build_optimizer(cfg.optim.name, model.parameters(), **hparams)
+    except ValueError as err:
+        raise ConfigError(f"optim.name: {err}") from None
+    scheduler = build_scheduler(optimizer, cfg.train, steps_per_epoch)
+    step = TrainStep(_wrap(model, ctx, cfg.train.compile), build_loss(cfg.task), optimizer,
+                     precision, named_parameters=list(model.named_parameters()))
+    return model, step, scheduler
+
+
+def _wrap(model: nn.Module, ctx: DistContext, compile_model: bool) -> nn.Module:
+    """DistributedDataParallel under torchrun, then ``torch.compile`` when asked."""
+    network: nn.Module = model
+    if ctx.is_distributed:
+        device_ids = [ctx.device.index] if ctx.device.type == "cuda" else None
+        network = DistributedDataParallel(model, device_ids=device_ids)
+    if compile_model:
+        network = torch.compile(network)
+    return network
+
+
+def _resume_checkpoint(path: Path, cfg: Config) -> dict[str, Any]:
+    """Read ``last.pt`` and check that it can continue ``cfg``'s run (before anything is built)."""
+    payload = load_checkpoint(path)
+    missing = [key for key in RESUME_KEYS if key not in payload]
+    if missing:
+        raise CheckpointError(f"{path}: cannot resume from it: it lacks {', '.join(missing)}")
+    if payload["task"] != cfg.task:
+        raise CheckpointError(f"{path}: a {payload['task']} checkpoint cannot resume a {cfg.task} run")
+    return payload
+
+
+def _restore(
+    payload: dict[str, Any], path: Path, cfg: Config, ctx: DistContext, model: nn.Module,
+    step: TrainStep, scheduler: LRScheduler, generator: torch.Generator,
+) -> RunState:
+    """Load a checkpoint read by :func:`_resume_checkpoint` into the freshly built run and
+    return its progress."""
+    try:
+        model.load_state_dict(payload["model"])
+        step.optimizer.load_state_dict(payload["optimizer"])
+    except (RuntimeError, ValueError, KeyError) as err:
+        first = str(err).strip().splitlines()[0]
+        raise CheckpointError(
+            f"{path}: does not fit this config (model {cfg.model.arch}/{cfg.model.encoder}, "
+            f"optimizer {cfg.optim.name}): {first}"
+        ) from None
+    scheduler.load_state_dict(payload["scheduler"])
+    if step.scaler.is_enabled() and payload["scaler"]:
+        step.scaler.load_state_dict(payload["scaler"])
+    rng_states = payload["rng"]
+    restore_rng_state(rng_states[ctx.rank] if ctx.rank < len(rng_states) else rng_states[0], generator)
+    return RunState(
+        epoch=int(payload["epoch"]), global_step=int(payload["global_step"]),
+        best_metric=float(payload["best_metric"]), best_epoch=int(payload["best_epoch"]),
+        history=list(payload["history"]),
+    )
+
+
+def _checkpoint_payload(
+    cfg: Config, ctx: DistContext, state: RunState, model: nn.Module, step: TrainStep,
+    scheduler: LRScheduler, generator: torch.Generator, row: dict[str, Any],
+) -> dict[str, Any]:
+    """Everything a resume needs, as plain values (every rank must call: RNG states are gathered)."""
+    return {
+        "model": model.state_dict(),
+        "optimizer": step.optimizer.state_dict(),
+        "scheduler": scheduler.state_dict(),
+        "scaler": step.scaler.state_dict(),
+        "epoch": state.epoch,
+        "global_step": state.global_step,
+        "best_metric": state.best_metric,
+        "best_epoch": state.best_epoch,
+        "rng": gather_to_all(capture_rng_state(generator), ctx),
+        "config": cfg.to_dict(),
+        "task": cfg.task,
+        "metrics": {key: value for key, value in row.items() if key.startswith("val_")},
+        "history": list(state.history),
+        "world_size": ctx.world_size,
+        "medseg_version": __version__,
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    }
+
+
+def _scalars(metrics: dict[str, Any]) -> dict[str, int | float]:
+    """The numbers among ``metrics`` (not the per-patient or per-slice tables)."""
+    return {key: value for key, value in metrics.items() if isinstance(value, (int, float))}
+
+
+def _history_row(
+    epoch: int, stats: EpochStats, val_metrics: dict[str, Any], task: str, epoch_start: float
+) -> dict[str, Any]:
+    return {
+        "epoch": epoch,
+        "train_loss": stats.loss,
+        **{f"val_{key}": float(val_metrics[key]) for key in HISTORY_METRICS[task] if key in val_metrics},
+        "lr": stats.lr,
+        "images_per_s": stats.images_per_s,
+        "seconds": time.perf_counter() - epoch_start,
+    }
+
+
+def _epoch_line(row: dict[str, Any], epochs: int, metric: str, is_best: bool) -> str:
+    vals = "  ".join(f"{key} {value:.4f}" for key, value in row.items() if key.startswith("val_"))
+    return (
+        f"epoch {row['epoch']}/{epochs}  train_loss {row['train_loss']:.4f}  {vals}  "
+        f"lr {row['lr']:.2e}  {row['images_per_s']:.1f} img/s  {row['seconds']:.1f} s"
+        + (f"  (best val_{metric})" if is_best else "")
+    )
+
+
+def _log_step(writer: Any, info: StepInfo) -> None:
+    writer.add_scalar("train/loss", info.loss, info.step)
+    writer.add_scalar("train/lr", info.lr, info.step)
+    for when, stats in (("before", info.grad_stats_before), ("after", info.grad_stats_after)):
+        for name, values in (stats or {}).items():
+            for stat, value in values.items():
+                writer.add_scalar(f"grad_{when}/{stat}/{name}", value, info.step)
+
+
+def _log_epoch(writer: Any, row: dict[str, Any], global_step: int) -> None:
+    for key, value in row.items():
+        if key != "epoch":
+            section = "val" if key.startswith("val_") else "epoch"
+            writer.add_scalar(f"{section}/{key.removeprefix('val_')}", value, global_step)
+    writer.flush()
+
+
+def _test_best(cfg: Config, model: nn.Module, test_data: Any, best_path: Path, ctx: DistContext) -> dict[str, Any]:
+    """Score ``best.pt`` on the test split and write ``metrics.json``."""
+    payload = load_checkpoint(best_path)
+    model.load_state_dict(payload["model"])
+    result: dict[str, Any] = {"split": "test", "checkpoint": best_path.name, "epoch": int(payload["epoch"]),
+                              "n": len(test_data)}
+    if len(test_data):
+        loader = build_eval_loader(test_data, cfg.train.batch_size, cfg.data.num_workers, ctx.device)
+        metrics = score_loader(model, loader, cfg.task)
+        result.update(_scalars(metrics))
+        if "per_patient" in metrics:
+            result["per_patient"] = {str(k): float(v) for k, v in metrics["per_patient"].items()}
+    write_json(result, cfg.run_dir / "metrics.json")
+    return result

@@ -1,0 +1,137 @@
+"""Checkpoints: atomic writes, plain-value payloads, refusal of anything else."""
+
+from __future__ import annotations
+
+import pickle
+
+import pytest
+import torch
+
+from medseg.cli.main import main
+from medseg.config import Config
+from medseg.engine import load_checkpoint, load_model, save_checkpoint
+from medseg.errors import CheckpointError
+
+
+def _payload(**extra):
+    cfg = Config()
+    cfg.model.encoder = "resnet18"
+    return {
+        "model": {"w": torch.arange(6.0).reshape(2, 3)},
+        "config": cfg.to_dict(),
+        "task": "segmentation",
+        "epoch": 3,
+        "metrics": {"val_dice": 0.5},
+        "medseg_version": "0.1.0",
+        "rng": [{"python": [3, [1, 2, 3], None]}],
+        "betas": (0.9, 0.999),
+        **extra,
+    }
+
+
+class WritesAFile:
+    """Unpickling this would create ``target`` (if anything from the file were run)."""
+
+    def __init__(self, target):
+        self.target = str(target)
+
+    def __reduce__(self):
+        return (open, (self.target, "w"))
+
+
+def test_round_trip_loads_with_weights_only(tmp_path):
+    path = save_checkpoint(_payload(), tmp_path / "sub" / "last.pt")
+    raw = torch.load(path, weights_only=True)
+    assert torch.equal(raw["model"]["w"], torch.arange(6.0).reshape(2, 3))
+    loaded = load_checkpoint(path)
+    assert loaded["epoch"] == 3 and loaded["betas"] == (0.9, 0.999)
+    assert [p.name for p in path.parent.iterdir()] == ["last.pt"]
+
+
+def test_a_failed_write_leaves_the_old_file_intact(tmp_path, monkeypatch):
+    path = save_checkpoint(_payload(), tmp_path / "last.pt")
+    before = path.read_bytes()
+
+    def broken_save(obj, handle):
+        handle.write(b"partial")
+        raise OSError("disk full")
+
+    monkeypatch.setattr(torch, "save", broken_save)
+    with pytest.raises(OSError, match="disk full"):
+        save_checkpoint(_payload(epoch=4), path)
+    assert path.read_bytes() == before
+    assert [p.name for p in tmp_path.iterdir()] == ["last.pt"]
+
+
+def test_non_plain_values_are_rejected_before_writing(tmp_path):
+    with pytest.raises(TypeError, match=r"payload\['extra'\] is a WritesAFile"):
+        save_checkpoint(_payload(extra=WritesAFile(tmp_path / "x")), tmp_path / "last.pt")
+    assert not list(tmp_path.iterdir())
+
+
+@pytest.mark.filterwarnings("ignore:Detected pickle protocol")
+@pytest.mark.parametrize("writer", ["torch", "pickle2", "pickle5"])
+def test_pickled_objects_are_refused_and_never_run(tmp_path, writer):
+    marker = tmp_path / "pwned"
+    path = tmp_path / "evil.pt"
+    payload = _payload(model=WritesAFile(marker))
+    if writer == "torch":
+        torch.save(payload, path)
+    else:
+        path.write_bytes(pickle.dumps(payload, protocol=int(writer[-1])))
+    assert not marker.exists()
+    # protocol 5 stops at an opcode the safe unpickler does not know, before the object
+    reason = "not a readable checkpoint" if writer == "pickle5" else "refused: the file holds a pickled .*open object"
+    with pytest.raises(CheckpointError, match=rf"evil\.pt: {reason}"):
+        load_checkpoint(path)
+    assert not marker.exists()
+
+
+def test_missing_corrupt_truncated_and_foreign_files(tmp_path):
+    with pytest.raises(CheckpointError, match="checkpoint not found"):
+        load_checkpoint(tmp_path / "nope.pt")
+    good = save_checkpoint(_payload(), tmp_path / "good.pt").read_bytes()
+    for name, data in (("truncated.pt", good[: len(good) // 2]), ("garbage.pt", b"not a checkpoint" * 8),
+                       ("empty.pt", b"")):
+        (tmp_path / name).write_bytes(data)
+        with pytest.raises(CheckpointError, match=f"{name}: not a readable checkpoint"):
+            load_checkpoint(tmp_path / name)
+    torch.save({"state_dict": {}}, tmp_path / "foreign.pt")
+    with pytest.raises(CheckpointError, match=r"foreign\.pt: not a medseg checkpoint"):
+        load_checkpoint(tmp_path / "foreign.pt")
+
+
+def test_weights_that_do_not_fit_the_stored_model(tmp_path):
+    path = save_checkpoint(_payload(), tmp_path / "odd.pt")
+    with pytest.raises(CheckpointError, match=r"odd\.pt: the weights do not fit unet/resnet18"):
+        load_model(path)
+
+
+def test_load_model_restores_weights_in_eval_mode(trained_lgg):
+    loaded = load_model(trained_lgg.run_dir / "best.pt")
+    state = load_checkpoint(trained_lgg.run_dir / "best.pt")["model"]
+    assert not loaded.model.training and loaded.task == "segmentation"
+    for name, tensor in loaded.model.state_dict().items():
+        assert torch.equal(tensor, state[name]), name
+    assert loaded.metrics["val_dice"] == trained_lgg.best_metric
+
+
+@pytest.mark.parametrize("content", [b"", b"\x80\x02garbage"])
+def test_cli_turns_a_bad_checkpoint_into_exit_code_2(tmp_path, capsys, content, tiny_lgg):
+    bad = tmp_path / "best.pt"
+    bad.write_bytes(content)
+    assert main(["evaluate", str(bad), "--data", str(tiny_lgg)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("medseg: error: ") and "best.pt" in err
+    assert "Traceback" not in err and err.count("\n") == 1
+
+
+def test_copy_survives_the_source_being_replaced(tmp_path):
+    from medseg.engine.checkpoint import copy_checkpoint
+
+    last = save_checkpoint(_payload(epoch=1), tmp_path / "last.pt")
+    copy_checkpoint(last, tmp_path / "best.pt")
+    save_checkpoint(_payload(epoch=2), last)
+    assert load_checkpoint(tmp_path / "best.pt")["epoch"] == 1
+    assert load_checkpoint(last)["epoch"] == 2
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["best.pt", "last.pt"]

@@ -1,0 +1,117 @@
+"""``medseg evaluate``: JSON and table output, splits, and agreement with a direct computation."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+import torch
+
+from medseg.cli.main import main
+from medseg.data import find_lgg_root, preprocess_image, read_mask, read_slice_image
+from medseg.engine import load_model
+from medseg.metrics import ClassificationMeter, SegmentationMeter
+
+SLICES_PER_PATIENT = 4  # write_tiny_lgg in conftest.py
+
+
+def _evaluate_json(capsys, *args) -> dict:
+    assert main(["evaluate", *map(str, args), "--json"]) == 0
+    out = capsys.readouterr().out
+    assert out.count("\n") == 1  # one JSON object on one line
+    return json.loads(out)
+
+
+def _direct_scores(checkpoint, root, patients):
+    """Score the slices of ``patients`` by hand: read, preprocess, sigmoid, meter."""
+    model = load_model(checkpoint).model
+    meter = SegmentationMeter()
+    counts = {}
+    for patient in patients:
+        folder = find_lgg_root(root) / patient
+        for k in range(1, SLICES_PER_PATIENT + 1):
+            image = preprocess_image(read_slice_image(folder / f"{patient}_{k}.tif"), 64)
+            label = torch.from_numpy(read_mask(folder / f"{patient}_{k}_mask.tif")).float()[None, None]
+            with torch.no_grad():
+                prob = torch.sigmoid(model(image[None]))
+            meter.update(prob, label, [patient], [k])
+            pred, gt = prob[0, 0].numpy() >= 0.5, label[0, 0].numpy() > 0
+            tp, fp, fn = counts.get(patient, (0, 0, 0))
+            counts[patient] = (tp + int((pred & gt).sum()), fp + int((pred & ~gt).sum()),
+                               fn + int((~pred & gt).sum()))
+    by_hand = {p: 1.0 if tp + fp + fn == 0 else 2 * tp / (2 * tp + fp + fn) for p, (tp, fp, fn) in counts.items()}
+    return meter.compute(), by_hand
+
+
+def test_json_matches_a_direct_meter_computation(trained_lgg, tiny_lgg, capsys):
+    best = trained_lgg.run_dir / "best.pt"
+    result = _evaluate_json(capsys, best, "--data", tiny_lgg)
+    split = json.loads((trained_lgg.run_dir / "split.json").read_text())
+    assert result["split"] == "test" and result["n"] == SLICES_PER_PATIENT and result["note"] is None
+    assert "per_slice" not in result
+    direct, by_hand = _direct_scores(best, tiny_lgg, split["test"])
+    for key in ("dice", "iou", "patient_dice", "empty_fp_rate"):
+        assert result[key] == pytest.approx(direct[key], abs=1e-6), key
+    assert result["per_patient"] == pytest.approx(by_hand, abs=1e-6)
+    assert result["patient_dice"] == pytest.approx(np.mean(list(by_hand.values())), abs=1e-6)
+    metrics = json.loads((trained_lgg.run_dir / "metrics.json").read_text())
+    assert result["dice"] == pytest.approx(metrics["dice"], abs=1e-6)
+
+
+def test_splits_and_the_missing_split_file_note(trained_lgg, tiny_lgg, tmp_path, capsys):
+    best = trained_lgg.run_dir / "best.pt"
+    split = json.loads((trained_lgg.run_dir / "split.json").read_text())
+    val = _evaluate_json(capsys, best, "--data", tiny_lgg, "--split", "val")
+    assert val["split"] == "val" and list(val["per_patient"]) == split["val"]
+    every = _evaluate_json(capsys, best, "--data", tiny_lgg, "--split", "all")
+    assert every["n"] == 5 * SLICES_PER_PATIENT and len(every["per_patient"]) == 5
+
+    alone = tmp_path / "best.pt"
+    shutil.copyfile(best, alone)  # no split.json beside it
+    result = _evaluate_json(capsys, alone, "--data", tiny_lgg)
+    assert result["split"] == "all" and result["n"] == 5 * SLICES_PER_PATIENT
+    assert "no split.json" in result["note"]
+    assert result["dice"] == pytest.approx(every["dice"])
+
+
+def test_table_output(trained_lgg, tiny_lgg, capsys):
+    assert main(["evaluate", str(trained_lgg.run_dir / "best.pt"), "--data", str(tiny_lgg)]) == 0
+    out = capsys.readouterr().out
+    split = json.loads((trained_lgg.run_dir / "split.json").read_text())
+    assert "Dice (mean over slices)" in out and "Dice (mean over patients, 3-D)" in out
+    assert f"split test, {SLICES_PER_PATIENT} slices" in out and split["test"][0] in out
+
+
+def test_classification_scores(trained_pcam, tiny_pcam, capsys):
+    best = trained_pcam.run_dir / "best.pt"
+    result = _evaluate_json(capsys, best, "--data", tiny_pcam, "--threshold", "0.3")
+    assert result["split"] == "test" and result["n"] == 8 and result["threshold"] == 0.3
+    import h5py
+
+    with h5py.File(tiny_pcam / "camelyonpatch_level_2_split_test_x.h5") as fx, \
+            h5py.File(tiny_pcam / "camelyonpatch_level_2_split_test_y.h5") as fy:
+        patches, labels = fx["x"][:], fy["y"][:].reshape(-1, 1).astype(np.float32)
+    images = torch.from_numpy(patches).permute(0, 3, 1, 2).float()
+    mean, std = images.mean(dim=(2, 3), keepdim=True), images.std(dim=(2, 3), keepdim=True, unbiased=False)
+    model = load_model(best).model
+    with torch.no_grad():
+        probs = torch.sigmoid(model((images - mean) / std))
+    meter = ClassificationMeter(threshold=0.3)
+    meter.update(probs, torch.from_numpy(labels))
+    direct = meter.compute()
+    assert result["accuracy"] == pytest.approx(direct["accuracy"])
+    assert result["accuracy"] == pytest.approx(float(((probs >= 0.3).float() == torch.from_numpy(labels)).float().mean()))
+    assert result["auc"] == pytest.approx(direct["auc"], abs=1e-6)
+
+
+def test_wrong_task_and_bad_options_exit_2(trained_lgg, tiny_pcam, tiny_lgg, capsys):
+    best = str(trained_lgg.run_dir / "best.pt")
+    assert main(["evaluate", best, "--data", str(tiny_pcam)]) == 2
+    assert "segmentation checkpoint" in capsys.readouterr().err
+    assert main(["evaluate", best, "--data", str(tiny_lgg), "--threshold", "1.5"]) == 2
+    assert "--threshold" in capsys.readouterr().err
+    assert main(["evaluate", best, "--data", str(tiny_lgg / "nope")]) == 2
+    err = capsys.readouterr().err
+    assert "nope" in err and "Traceback" not in err

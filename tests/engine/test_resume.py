@@ -1,0 +1,106 @@
+"""Resuming reproduces an uninterrupted run bit for bit; a NaN loss stops cleanly."""
+
+from __future__ import annotations
+
+import hashlib
+
+import pytest
+import torch
+
+from medseg.engine import TrainCallback, load_checkpoint, train
+from medseg.engine import trainer as trainer_module
+from medseg.engine.losses import build_loss
+from medseg.errors import MedsegError
+
+
+class Crash(Exception):
+    """Stands in for a kill after an epoch's checkpoint was written."""
+
+
+class CrashAfterEpoch(TrainCallback):
+    def __init__(self, epoch: int):
+        self.epoch = epoch
+
+    def on_epoch_end(self, info):
+        if info.epoch == self.epoch:
+            raise Crash
+
+
+def _assert_same_state(a: dict, b: dict) -> None:
+    assert a.keys() == b.keys()
+    for key in a:
+        if isinstance(a[key], torch.Tensor):
+            assert torch.equal(a[key], b[key]), key
+        elif isinstance(a[key], dict):
+            _assert_same_state(a[key], b[key])
+        else:
+            assert a[key] == b[key], key
+
+
+def test_resume_after_a_crash_matches_an_uninterrupted_run(trained_lgg, tiny_lgg, tmp_path, lgg_config):
+    # trained_lgg ran the same config straight through. Augmentation is on, so the data
+    # order and the random transforms must be restored too.
+    straight = trained_lgg
+
+    crashed = lgg_config(tiny_lgg, tmp_path / "crashed")
+    with pytest.raises(Crash):
+        train(crashed, callbacks=[CrashAfterEpoch(1)])
+    assert load_checkpoint(tmp_path / "crashed" / "last.pt")["epoch"] == 1
+    resumed = train(crashed, resume=True)
+
+    a = load_checkpoint(straight.run_dir / "last.pt")
+    b = load_checkpoint(tmp_path / "crashed" / "last.pt")
+    _assert_same_state(a["model"], b["model"])
+    _assert_same_state(a["optimizer"]["state"], b["optimizer"]["state"])
+    assert a["scheduler"]["last_epoch"] == b["scheduler"]["last_epoch"] == 6
+    for row_a, row_b in zip(straight.history, resumed.history, strict=True):
+        assert row_a["train_loss"] == row_b["train_loss"]
+        assert row_a["val_dice"] == row_b["val_dice"]
+    assert straight.test_metrics["dice"] == resumed.test_metrics["dice"]
+
+
+def test_resume_can_extend_a_finished_run(tiny_lgg, tmp_path, lgg_config):
+    steady = {"scheduler": "none", "warmup_epochs": 0}
+    straight = train(lgg_config(tiny_lgg, tmp_path / "straight", epochs=2, **steady))
+    train(lgg_config(tiny_lgg, tmp_path / "short", epochs=1, **steady))
+    extended = train(lgg_config(tiny_lgg, tmp_path / "short", epochs=2, **steady), resume=True)
+    assert [row["epoch"] for row in extended.history] == [1, 2]
+    _assert_same_state(load_checkpoint(tmp_path / "straight" / "last.pt")["model"],
+                       load_checkpoint(tmp_path / "short" / "last.pt")["model"])
+    assert straight.history[1]["train_loss"] == extended.history[1]["train_loss"]
+
+
+def test_nan_loss_stops_training_and_keeps_the_last_good_checkpoint(tiny_lgg, tmp_path, monkeypatch, lgg_config):
+    calls = {"n": 0}
+
+    def loss_turning_nan(task):
+        real = build_loss(task)
+
+        def loss(logits, labels):
+            calls["n"] += 1
+            value = real(logits, labels)
+            return value * float("nan") if calls["n"] == 5 else value
+
+        return loss
+
+    digests = {}
+
+    class Digest(TrainCallback):
+        def on_epoch_end(self, info):
+            digests[info.epoch] = hashlib.sha256((tmp_path / "run" / "last.pt").read_bytes()).hexdigest()
+
+    monkeypatch.setattr(trainer_module, "build_loss", loss_turning_nan)
+    last = tmp_path / "run" / "last.pt"
+    with pytest.raises(MedsegError, match=r"loss became nan at epoch 2 step 5; last good checkpoint: .*last\.pt"):
+        train(lgg_config(tiny_lgg, tmp_path / "run", epochs=3), callbacks=[Digest()])
+    assert hashlib.sha256(last.read_bytes()).hexdigest() == digests[1]
+    assert load_checkpoint(last)["epoch"] == 1
+    assert not list((tmp_path / "run").glob("*.tmp"))
+
+
+def test_nan_in_the_first_epoch_says_no_checkpoint_exists(tiny_lgg, tmp_path, monkeypatch, lgg_config):
+    monkeypatch.setattr(trainer_module, "build_loss",
+                        lambda task: lambda logits, labels: (logits.abs().mean() + 1) * float("inf"))
+    with pytest.raises(MedsegError, match="loss became inf at epoch 1 step 1; last good checkpoint: none"):
+        train(lgg_config(tiny_lgg, tmp_path / "run"))
+    assert not (tmp_path / "run" / "last.pt").exists()
