@@ -1,0 +1,449 @@
+"""The medseg Streamlit page: pick a trained run, browse LGG cases, upload scans, score PCam.
+
+A thin layer over the library: runs come from :mod:`medseg.app.run_cards`, models from
+:func:`medseg.engine.load_model` (cached once per checkpoint), probabilities from
+:mod:`medseg.app.scoring` (cached per session, so the threshold slider only re-thresholds),
+pictures from :mod:`medseg.app.overlays`, uploads from :mod:`medseg.app.uploads`.
+
+Run it with ``medseg app`` or ``streamlit run app/streamlit_app.py``.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+from collections import OrderedDict
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import streamlit as st
+
+from medseg.app import settings
+from medseg.app.overlays import (
+    ERROR_LEGEND,
+    PREDICTED,
+    SEQUENCE_CHANNELS,
+    LegendEntry,
+    error_overlay,
+    mask_picture,
+    prediction_overlay,
+    sequence_view,
+)
+from medseg.app.patches import SPLIT_LABELS, patch_probabilities, read_patches, score_patches
+from medseg.app.run_cards import RunCard, find_runs
+from medseg.app.scoring import (
+    PatientSlices,
+    binarize,
+    format_area,
+    read_patient_slices,
+    score_volume,
+    slice_probabilities,
+)
+from medseg.app.uploads import Upload, mask_png_bytes, mask_volume_bytes, read_upload
+from medseg.errors import MedsegError
+
+NOTICE = (
+    "**Research use only — not for diagnosis.** Masks and scores come from a research model "
+    "and must not guide clinical decisions."
+)
+EMPTY_SLICE_NOTE = (
+    "Dice and IoU per slice: 1 when neither the expert nor the model marks tumour, 0 when the "
+    "model marks tumour on a slice without any. Patient scores are 3-D (all slices pooled)."
+)
+#: a frame around pictures (an all-white mask stays visible on the white page), less top space
+PAGE_STYLE = (
+    "<style>"
+    '[data-testid="stImage"] img {border: 1px solid rgba(128, 128, 128, 0.5); border-radius: 2px}'
+    '[data-testid="stMainBlockContainer"] {padding-top: 2.5rem}'
+    "</style>"
+)
+SLICES_PER_BATCH = 8
+PATCHES_PER_BATCH = 64
+PATCH_GRID_COLUMNS = 8
+
+CheckpointKey = tuple[str, int]
+
+
+# ---------------------------------------------------------------- caches
+
+
+@st.cache_resource(max_entries=4, show_spinner="Loading the model…")
+def load_cached_model(checkpoint: str, modified_ns: int):
+    """The checkpoint's model in eval mode, shared read-only by every session."""
+    from medseg.engine import load_model
+
+    return load_model(checkpoint)
+
+
+@st.cache_data(ttl=30, show_spinner=False)
+def list_cases(folder: str):
+    """The patients of an LGG folder (refreshed every 30 s)."""
+    from medseg.data import list_patients
+
+    return list_patients(folder)
+
+
+def session_cached(name: str, key: Any, compute: Callable[[], Any], size: int = 3) -> Any:
+    """A small least-recently-used cache in this browser session's state."""
+    cache: OrderedDict = st.session_state.setdefault(f"_cache_{name}", OrderedDict())
+    if key in cache:
+        cache.move_to_end(key)
+        return cache[key]
+    value = compute()
+    cache[key] = value
+    while len(cache) > size:
+        cache.popitem(last=False)
+    return value
+
+
+def predict_with_progress(model, images: np.ndarray, image_size: int, what: str) -> np.ndarray:
+    """Probabilities of every slice, a batch at a time, with a progress bar."""
+    bar = st.progress(0.0, text=f"Predicting {what}…")
+    parts = []
+    for start in range(0, len(images), SLICES_PER_BATCH):
+        parts.append(slice_probabilities(model, images[start : start + SLICES_PER_BATCH], image_size))
+        done = min(start + SLICES_PER_BATCH, len(images))
+        bar.progress(done / len(images), text=f"Predicting {what}: {done}/{len(images)} slices")
+    bar.empty()
+    return np.concatenate(parts)
+
+
+# ---------------------------------------------------------------- small views
+
+
+def legend(entries: tuple[LegendEntry, ...]) -> None:
+    swatches = "".join(
+        f'<span style="white-space:nowrap;margin-right:1em">'
+        f'<span style="display:inline-block;width:0.9em;height:0.9em;background:{e.hex};'
+        f'border:1px solid #444;vertical-align:-0.1em;margin-right:0.35em"></span>'
+        f"<b>{e.label}</b> <span style='opacity:0.75'>— {e.meaning}</span></span>"
+        for e in entries
+    )
+    st.markdown(f'<div style="font-size:0.85em;line-height:1.8">{swatches}</div>',
+                unsafe_allow_html=True)
+
+
+def score_text(value: float) -> str:
+    return f"{value:.3f}" if math.isfinite(value) else "n/a"
+
+
+def area_metric(column, whose: str, pixels: int, pixel_area_mm2: float | None) -> None:
+    """A tumour area: whole mm² when the spacing is known, else pixels (unit in the label,
+    so the value fits a narrow column)."""
+    unit, value = ("mm²", f"{pixels * pixel_area_mm2:.0f}") if pixel_area_mm2 else ("px", str(pixels))
+    column.metric(f"{whose} area ({unit})", value,
+                  help=f"Tumour area on this slice: {format_area(pixels, pixel_area_mm2)}")
+
+
+def run_card(run: RunCard) -> None:
+    st.markdown("\n".join(f"- **{label}:** {value}" for label, value in run.summary_rows()))
+    for problem in run.problems:
+        st.warning(problem)
+
+
+def slice_pictures(
+    image: np.ndarray, mask: np.ndarray | None, prob: np.ndarray, threshold: float, sequence: str
+) -> None:
+    """MRI, expert mask, model mask and overlay side by side, with the colour legend."""
+    background = sequence_view(image, sequence)
+    pred = binarize(prob, threshold)
+    columns = st.columns(4 if mask is not None else 3)
+    columns[0].image(background, caption=f"MRI: {sequence}", width="stretch")
+    if mask is not None:
+        columns[1].image(mask_picture(mask), caption="Expert mask", width="stretch")
+    columns[-2].image(mask_picture(pred), caption=f"Model mask (p ≥ {threshold:.2f})",
+                      width="stretch")
+    if mask is not None:
+        columns[-1].image(error_overlay(background, pred, mask), caption="Overlay: model vs expert",
+                          width="stretch")
+    else:
+        columns[-1].image(prediction_overlay(background, pred), caption="Overlay: model",
+                          width="stretch")
+    legend(ERROR_LEGEND if mask is not None else (PREDICTED,))
+
+
+def slice_metrics(row: dict, volume: dict, pixel_area_mm2: float | None, label: str) -> None:
+    """Dice and IoU of the slice and of the whole patient/volume, and the tumour areas."""
+    cols = st.columns(6)
+    cols[0].metric("Slice Dice", score_text(row["dice"]))
+    cols[1].metric("Slice IoU", score_text(row["iou"]))
+    cols[2].metric(f"{label} Dice (3-D)", score_text(volume["patient_dice"]))
+    cols[3].metric(f"{label} IoU (3-D)", score_text(volume["patient_iou"]))
+    area_metric(cols[4], "Expert", row["gt_pixels"], pixel_area_mm2)
+    area_metric(cols[5], "Model", row["pred_pixels"], pixel_area_mm2)
+
+
+def jump_to_slice(table_key: str, slider_key: str, slice_numbers: list[int]) -> None:
+    """Table row clicked: show that slice."""
+    rows = st.session_state[table_key].selection.rows
+    if rows:
+        st.session_state[slider_key] = slice_numbers[rows[0]]
+
+
+def slice_table(volume: dict, pixel_area_mm2: float | None, table_key: str, slider_key: str) -> None:
+    """Every slice with its scores, worst Dice first; clicking a row opens that slice."""
+    table = pd.DataFrame(volume["per_slice"]).sort_values(["dice", "slice"], kind="stable")
+    shown = pd.DataFrame({
+        "Slice": table["slice"],
+        "Dice": table["dice"].round(3),
+        "IoU": table["iou"].round(3),
+        "Expert px": table["gt_pixels"],
+        "Model px": table["pred_pixels"],
+    })
+    if pixel_area_mm2:
+        shown["Expert mm²"] = (table["gt_pixels"] * pixel_area_mm2).round(1)
+        shown["Model mm²"] = (table["pred_pixels"] * pixel_area_mm2).round(1)
+    three_decimals = st.column_config.NumberColumn(format="%.3f")
+    st.dataframe(
+        shown,
+        hide_index=True,
+        column_config={"Dice": three_decimals, "IoU": three_decimals},
+        height=min(420, 38 + 35 * len(shown)),
+        key=table_key,
+        on_select=functools.partial(jump_to_slice, table_key, slider_key, shown["Slice"].tolist()),
+        selection_mode="single-row",
+    )
+
+
+def choose_slice(numbers: list[int], default: int, key: str, label: str = "Slice") -> int:
+    if key not in st.session_state or st.session_state[key] not in numbers:
+        st.session_state[key] = default
+    if len(numbers) == 1:
+        st.caption(f"{label} {numbers[0]} (the only one)")
+        return numbers[0]
+    return st.select_slider(label, options=numbers, key=key)
+
+
+def largest_area_slice(numbers: list[int], masks: np.ndarray) -> int:
+    """The slice with the most tumour pixels (the middle one when all are empty)."""
+    areas = masks.reshape(len(masks), -1).sum(axis=1)
+    return numbers[int(np.argmax(areas))] if areas.any() else numbers[len(numbers) // 2]
+
+
+# ---------------------------------------------------------------- pages
+
+
+def pick_run() -> tuple[RunCard, Path, float] | None:
+    """Sidebar: the runs folder, the run, its card, the checkpoint and the threshold."""
+    with st.sidebar:
+        st.header("Model")
+        folder = st.text_input("Runs folder", value=str(settings.models_dir()), key="models_dir")
+        runs = find_runs(folder)
+        if not runs:
+            st.info(f"No runs in `{folder}`.")
+            return None
+        by_name = {run.name: run for run in runs}
+        run = by_name[st.selectbox("Run", list(by_name), key="run")]
+        names = [path.name for path in run.checkpoints]
+        chosen = st.radio("Checkpoint", names, horizontal=True, key=f"checkpoint:{run.name}")
+        run_card(run)
+        threshold = st.slider(
+            "Probability threshold", 0.05, 0.95, 0.5, 0.05, key="threshold",
+            help="A pixel (or patch) is tumour when its probability is at least this. "
+                 "Moving it re-scores at once; the model is not run again.",
+        )
+    return run, run.path / chosen, threshold
+
+
+def case_browser(loaded, checkpoint: CheckpointKey, threshold: float) -> None:
+    folder = st.text_input(
+        "Case folder (LGG kaggle_3m layout)", value=str(settings.lgg_dir()), key="lgg_dir",
+        help="A kaggle_3m folder, or the lgg-mri-segmentation folder that holds it.",
+    )
+    try:
+        patients = {patient.name: patient for patient in list_cases(folder)}
+    except MedsegError as err:
+        st.error(str(err))
+        st.info("Write the demo cases with `medseg demo-data lgg demo_data/lgg`.")
+        return
+    left, right = st.columns([1, 2])
+    linked = st.query_params.get("patient")
+    if "patient" not in st.session_state and linked in patients:
+        st.session_state["patient"] = linked
+    name = left.selectbox("Patient", list(patients), key="patient")
+    try:
+        case: PatientSlices = session_cached(
+            "cases", (checkpoint, folder, name),
+            lambda: read_patient_slices(patients[name]),
+        )
+        probs = session_cached(
+            "case_probs", (checkpoint, folder, name),
+            lambda: predict_with_progress(loaded.model, case.images, loaded.config.data.image_size,
+                                          f"patient {name}"),
+        )
+    except MedsegError as err:
+        st.error(str(err))
+        return
+    volume = score_volume(probs, case.masks, name, case.numbers, threshold)
+    slider_key = f"slice:{folder}:{name}"
+    default = largest_area_slice(case.numbers, case.masks)
+    if name == linked and st.query_params.get("slice", "").isdigit():
+        linked_slice = int(st.query_params["slice"])
+        default = linked_slice if linked_slice in case.numbers else default
+    with right:
+        number = choose_slice(case.numbers, default, slider_key)
+    st.query_params.update(patient=name, slice=str(number))  # a link to this view
+    sequence = st.radio("MRI sequence", list(SEQUENCE_CHANNELS), horizontal=True, key="sequence")
+    position = case.numbers.index(number)
+    row = next(r for r in volume["per_slice"] if r["slice"] == number)
+    slice_metrics(row, volume, None, "Patient")
+    slice_pictures(case.images[position], case.masks[position], probs[position], threshold, sequence)
+    st.caption(
+        f"Pixel spacing unknown (kaggle .tif slices carry none): areas in pixels. {EMPTY_SLICE_NOTE}"
+    )
+    st.subheader("Slices of this patient, worst Dice first")
+    st.caption(
+        f"{volume['n_slices']} slices; mean slice Dice {score_text(volume['dice'])}; "
+        f"{volume['n_empty_fp_slices']} of {volume['n_empty_slices']} tumour-free slices with "
+        "false positives. Click a row to open the slice."
+    )
+    slice_table(volume, None, f"table:{folder}:{name}", slider_key)
+
+
+def upload_view(loaded, checkpoint: CheckpointKey, threshold: float) -> None:
+    st.caption(
+        "A slice (.tif, .png, .jpg) with an optional mask of the same size, or a NIfTI volume "
+        "(.nii, .nii.gz) with an optional mask volume. Files are read in a temporary folder "
+        f"that is deleted at once; at most {settings.MAX_UPLOAD_MB} MB each."
+    )
+    left, right = st.columns(2)
+    image_file = left.file_uploader("Slice or volume", key="upload_image",
+                                    max_upload_size=settings.MAX_UPLOAD_MB)
+    mask_file = right.file_uploader("Expert mask (optional)", key="upload_mask",
+                                    max_upload_size=settings.MAX_UPLOAD_MB)
+    if image_file is None:
+        st.info("Upload a slice or a volume to see the model's mask.")
+        return
+    files = [image_file] + ([mask_file] if mask_file is not None else [])
+    key = (checkpoint, *[(f.file_id, f.name, f.size) for f in files])
+
+    def decode_and_predict() -> tuple[Upload, np.ndarray]:
+        upload = read_upload(
+            (image_file.name, image_file.getvalue()),
+            (mask_file.name, mask_file.getvalue()) if mask_file is not None else None,
+            max_mb=settings.MAX_UPLOAD_MB,
+        )
+        probs = predict_with_progress(loaded.model, upload.images, loaded.config.data.image_size,
+                                      upload.name)
+        return upload, probs
+
+    try:
+        upload, probs = session_cached("uploads", key, decode_and_predict, size=2)
+    except MedsegError as err:
+        st.error(str(err))
+        return
+    numbers = list(range(1, len(upload.images) + 1))
+    reference = upload.masks if upload.masks is not None else binarize(probs, threshold)
+    number = choose_slice(numbers, largest_area_slice(numbers, reference),
+                          f"upload_slice:{image_file.file_id}", "Axial slice")
+    position = number - 1
+    if upload.masks is not None:
+        volume = score_volume(probs, upload.masks, upload.name, numbers, threshold)
+        row = next(r for r in volume["per_slice"] if r["slice"] == number)
+        slice_metrics(row, volume, upload.pixel_area_mm2, "Volume" if upload.is_volume else "Image")
+    else:
+        area_metric(st.columns(6)[0], "Model", int(binarize(probs[position], threshold).sum()),
+                    upload.pixel_area_mm2)
+    sequence = st.radio("MRI sequence", list(SEQUENCE_CHANNELS), horizontal=True,
+                        key="upload_sequence",
+                        help="A grey slice or a single-sequence volume has the same picture in all.")
+    mask = upload.masks[position] if upload.masks is not None else None
+    slice_pictures(upload.images[position], mask, probs[position], threshold, sequence)
+    spacing = ("Pixel spacing from the NIfTI header" if upload.pixel_area_mm2
+               else "Pixel spacing unknown: areas in pixels")
+    st.caption(f"{spacing}. {EMPTY_SLICE_NOTE}")
+    stem = upload.name.removesuffix(".gz").rsplit(".", 1)[0]
+    predicted = binarize(probs, threshold)
+    if upload.is_volume:
+        st.download_button(
+            "Download the predicted mask (NIfTI, aligned with the upload)",
+            data=lambda: mask_volume_bytes(predicted, upload.volume, f"{stem}_mask.nii.gz"),
+            file_name=f"{stem}_mask.nii.gz", mime="application/gzip",
+        )
+    else:
+        st.download_button("Download the predicted mask (PNG)", data=mask_png_bytes(predicted[0]),
+                           file_name=f"{stem}_mask.png", mime="image/png")
+
+
+def pcam_view(loaded, checkpoint: CheckpointKey, threshold: float) -> None:
+    folder = st.text_input("PCam folder (HDF5 files)", value=str(settings.pcam_dir()), key="pcam_dir")
+    left, right = st.columns(2)
+    split = SPLIT_LABELS[left.radio("Split", list(SPLIT_LABELS), horizontal=True, key="pcam_split")]
+    count = right.slider("Patches to score", 16, 2048, 256, 16, key="pcam_count")
+
+    def read_and_score() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        patches, labels = read_patches(folder, split, count)
+        bar = st.progress(0.0, text="Scoring patches…")
+        parts = []
+        for start in range(0, len(patches), PATCHES_PER_BATCH):
+            parts.append(patch_probabilities(loaded.model, patches[start : start + PATCHES_PER_BATCH]))
+            done = min(start + PATCHES_PER_BATCH, len(patches))
+            bar.progress(done / len(patches), text=f"Scoring patches: {done}/{len(patches)}")
+        bar.empty()
+        return patches, labels, np.concatenate(parts)
+
+    try:
+        patches, labels, probs = session_cached("pcam", (checkpoint, folder, split, count),
+                                                read_and_score)
+    except MedsegError as err:
+        st.error(str(err))
+        st.info("Write the demo patches with `medseg demo-data pcam demo_data/pcam`.")
+        return
+    scores = score_patches(probs, labels, threshold)
+    cols = st.columns(4)
+    for col, (label, key) in zip(cols, [("Accuracy", "accuracy"), ("AUC", "auc"),
+                                        ("Sensitivity", "sensitivity"),
+                                        ("Specificity", "specificity")], strict=True):
+        col.metric(label, score_text(scores[key]))
+    st.caption(f"{len(labels)} patches of the {split} split; a patch is called tumour when its "
+               f"probability is ≥ {threshold:.2f}. AUC needs both classes (n/a otherwise). "
+               "Under each patch: ✓ right or ✗ wrong, the predicted probability, the label.")
+    order = st.radio("Order", ["As stored", "Worst first"], horizontal=True, key="pcam_order")
+    shown = np.arange(len(probs))
+    if order == "Worst first":
+        shown = np.argsort(-np.abs(probs - labels), kind="stable")
+    grid = st.columns(PATCH_GRID_COLUMNS)
+    for slot, index in enumerate(shown[: PATCH_GRID_COLUMNS * 4]):
+        correct = (probs[index] >= threshold) == bool(labels[index])
+        grid[slot % PATCH_GRID_COLUMNS].image(
+            patches[index], width="stretch",
+            caption=f"{'✓' if correct else '✗'} {probs[index]:.2f} · "
+                    f"{'tumour' if labels[index] else 'normal'}",
+        )
+
+
+def main() -> None:
+    st.set_page_config(page_title="medseg viewer", page_icon="🧠", layout="wide")
+    st.html(PAGE_STYLE)
+    st.warning(NOTICE, icon="⚠️")
+    st.title("medseg viewer")
+    choice = pick_run()
+    if choice is None:
+        st.info(
+            "No trained model found. Train the demo model with "
+            "`medseg train configs/demo_lgg.yaml`, or point `MEDSEG_MODELS_DIR` (or the "
+            "sidebar's runs folder) at a folder of runs."
+        )
+        return
+    run, checkpoint, threshold = choice
+    try:
+        key: CheckpointKey = (str(checkpoint), checkpoint.stat().st_mtime_ns)
+        loaded = load_cached_model(*key)
+    except (MedsegError, OSError) as err:
+        st.error(f"Cannot load run {run.name}: {err}")
+        return
+    if loaded.task == "segmentation":
+        browse, upload = st.tabs(["Case browser", "Upload a scan"])
+        with browse:
+            case_browser(loaded, key, threshold)
+        with upload:
+            upload_view(loaded, key, threshold)
+    else:
+        pcam_view(loaded, key, threshold)
+
+
+if __name__ == "__main__":
+    main()

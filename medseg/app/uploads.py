@@ -1,0 +1,227 @@
+"""Checking and reading uploaded files: a slice (+ mask) or a NIfTI volume (+ mask volume).
+
+Uploads are written only into a :class:`tempfile.TemporaryDirectory` that is removed before
+the function returns, and read back with the readers of :mod:`medseg.data`
+(:func:`~medseg.data.read_mask`, :func:`~medseg.data.load_volume`); a slice may also be a
+grey PNG or JPEG. Every problem is a one-line :class:`~medseg.errors.DataError` naming the
+uploaded file.
+
+Example:
+    >>> upload = read_upload(("case.png", png_bytes), ("case_mask.png", mask_bytes))
+    >>> upload.images.shape, upload.masks.shape
+    ((1, 256, 256, 3), (1, 256, 256))
+"""
+
+from __future__ import annotations
+
+import io
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from medseg.errors import DataError
+
+SLICE_SUFFIXES = (".tif", ".tiff", ".png", ".jpg", ".jpeg")
+VOLUME_SUFFIXES = (".nii", ".nii.gz")
+
+#: (file name, file bytes) as handed over by the browser.
+UploadedFile = tuple[str, bytes]
+
+
+@dataclass
+class Upload:
+    """Decoded upload: ``images`` (N, H, W, 3) uint8 and optional ``masks`` (N, H, W) {0, 1}.
+
+    ``volume`` is the :class:`medseg.data.Volume` of a NIfTI upload (None for a slice);
+    ``pixel_area_mm2`` is the in-plane voxel area when the file carries a spacing.
+    """
+
+    name: str
+    images: np.ndarray
+    masks: np.ndarray | None
+    volume: object | None
+    pixel_area_mm2: float | None
+
+    @property
+    def is_volume(self) -> bool:
+        return self.volume is not None
+
+
+def upload_kind(name: str) -> str:
+    """Return ``"slice"`` or ``"volume"`` from a file name.
+
+    Raises:
+        DataError: for any other file type.
+    """
+    lower = name.lower()
+    if lower.endswith(VOLUME_SUFFIXES):
+        return "volume"
+    if lower.endswith(SLICE_SUFFIXES):
+        return "slice"
+    accepted = ", ".join(SLICE_SUFFIXES + VOLUME_SUFFIXES)
+    raise DataError(f"{name}: unsupported file type; upload one of {accepted}")
+
+
+def check_size(name: str, size: int, max_mb: float) -> None:
+    """Raise :class:`DataError` when an upload is empty or larger than ``max_mb`` megabytes."""
+    if size == 0:
+        raise DataError(f"{name}: the file is empty")
+    if size > max_mb * 1024 * 1024:
+        raise DataError(f"{name}: {size / 2**20:.1f} MB is over the {max_mb:g} MB upload limit")
+
+
+def _safe_name(name: str) -> str:
+    base = Path(name.replace("\\", "/")).name
+    return base if base not in {"", ".", ".."} else "upload"
+
+
+def _read_in(folder: Path, upload: UploadedFile, reader):
+    """Write one upload into ``folder`` and read it with ``reader``; errors name the upload."""
+    name, data = upload
+    path = folder / _safe_name(name)
+    path.write_bytes(data)
+    try:
+        return reader(path)
+    except DataError as err:
+        raise DataError(str(err).replace(str(path), name)) from None
+
+
+def _check_same_size(mask_name: str, masks: np.ndarray, image_name: str, images: np.ndarray) -> None:
+    if masks.shape != images.shape[:-1]:
+        skip = 1 if len(images) == 1 and len(masks) == 1 else 0  # a slice: H x W
+        got = "x".join(map(str, masks.shape[skip:]))
+        want = "x".join(map(str, images.shape[skip:-1]))
+        raise DataError(f"{mask_name}: the mask is {got} but {image_name} is {want}")
+
+
+def read_slice_upload(path: Path) -> np.ndarray:
+    """Read an uploaded slice as (H, W, 3) uint8; a grey image is repeated into 3 channels.
+
+    Raises:
+        DataError: when the file is not a readable 8-bit grey, RGB or RGBA image.
+    """
+    from PIL import Image
+
+    try:
+        with Image.open(path) as image:
+            image.load()
+            if image.mode in ("L", "LA", "P", "RGBA"):
+                image = image.convert("RGB")
+            if image.mode != "RGB":
+                raise DataError(
+                    f"{path}: expected an 8-bit grey or RGB image, got PIL mode {image.mode!r}"
+                )
+            return np.asarray(image).copy()
+    except DataError:
+        raise
+    except (OSError, ValueError, SyntaxError) as err:
+        raise DataError(f"{path}: not a readable image ({err})") from None
+
+
+def read_mask_volume(path: Path) -> np.ndarray:
+    """Read a NIfTI mask volume as (N, H, W) uint8 in {0, 1}, slices ordered like
+    :func:`medseg.data.load_volume` (any non-zero voxel is tumour).
+
+    Raises:
+        DataError: when the file is not a readable 3-D NIfTI volume.
+    """
+    import nibabel as nib
+    from nibabel.orientations import apply_orientation, axcodes2ornt, io_orientation, ornt_transform
+
+    from medseg.data.nifti import SLICE_AXCODES
+
+    try:
+        image = nib.load(path)
+        if not isinstance(image, nib.Nifti1Image):
+            raise DataError(f"{path}: not a NIfTI file (.nii or .nii.gz)")
+        data = np.asanyarray(image.dataobj)
+    except DataError:
+        raise
+    except Exception as err:  # nibabel raises many types for damaged files
+        raise DataError(f"{path}: cannot read NIfTI ({err})") from None
+    if data.ndim == 4 and data.shape[3] == 1:
+        data = data[..., 0]
+    if data.ndim != 3:
+        raise DataError(f"{path}: expected a 3-D mask volume, got shape {data.shape}")
+    to_slices = ornt_transform(io_orientation(image.affine), axcodes2ornt(SLICE_AXCODES))
+    return (apply_orientation(np.nan_to_num(data), to_slices) != 0).astype(np.uint8)
+
+
+def _pixel_area(volume) -> float | None:
+    """In-plane voxel area in mm² of a volume's axial slices, None when unknown."""
+    from nibabel.orientations import io_orientation
+
+    mm_per_unit = {"mm": 1.0, "unknown": 1.0, "meter": 1000.0, "micron": 1e-3}
+    scale = mm_per_unit.get(volume.header.get_xyzt_units()[0])
+    if scale is None:
+        return None
+    zooms = volume.header.get_zooms()[:3]
+    axes = io_orientation(volume.affine)[:, 0].astype(int)  # file axis -> world axis (RAS)
+    in_plane = [float(zooms[i]) for i in range(3) if axes[i] != 2]  # not the S-I axis
+    area = in_plane[0] * in_plane[1] * scale**2
+    return area if np.isfinite(area) and area > 0 else None
+
+
+def read_upload(
+    image: UploadedFile, mask: UploadedFile | None = None, *, max_mb: float = 200
+) -> Upload:
+    """Check and decode an uploaded slice or NIfTI volume and its optional mask.
+
+    Args:
+        image: (name, bytes) of a .tif/.tiff/.png/.jpg slice or a .nii/.nii.gz volume.
+        mask: (name, bytes) of the matching mask: a slice mask for a slice, a mask volume
+            for a volume; any non-zero value is tumour.
+        max_mb: upload size limit in megabytes.
+
+    Raises:
+        DataError: on a wrong file type, an empty, oversized or corrupt file, a mask of
+            another kind or size than the image.
+    """
+    from medseg.data import load_volume, read_mask
+
+    kind = upload_kind(image[0])
+    check_size(image[0], len(image[1]), max_mb)
+    if mask is not None:
+        if upload_kind(mask[0]) != kind:
+            raise DataError(f"{mask[0]}: a {kind} needs a mask of the same kind ({image[0]})")
+        check_size(mask[0], len(mask[1]), max_mb)
+    with tempfile.TemporaryDirectory(prefix="medseg-upload-") as tmp:
+        folder = Path(tmp)
+        (folder / "mask").mkdir()
+        if kind == "slice":
+            images = _read_in(folder, image, read_slice_upload)[None]
+            masks = None
+            if mask is not None:
+                masks = _read_in(folder / "mask", mask, read_mask)[None]
+            volume, pixel_area = None, None
+        else:
+            volume = _read_in(folder, image, load_volume)
+            images = volume.slices
+            masks = None
+            if mask is not None:
+                masks = _read_in(folder / "mask", mask, read_mask_volume)
+            pixel_area = _pixel_area(volume)
+    if masks is not None:
+        _check_same_size(mask[0], masks, image[0], images)
+    return Upload(image[0], images, masks, volume, pixel_area)
+
+
+def mask_png_bytes(mask: np.ndarray) -> bytes:
+    """Encode a binary (H, W) mask as a black-and-white PNG (tumour 255)."""
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    Image.fromarray((np.asarray(mask) > 0).astype(np.uint8) * 255).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def mask_volume_bytes(masks_nhw: np.ndarray, volume, name: str) -> bytes:
+    """Encode predicted (N, H, W) masks as a NIfTI file aligned with the uploaded ``volume``."""
+    from medseg.data import save_mask_volume
+
+    with tempfile.TemporaryDirectory(prefix="medseg-download-") as tmp:
+        path = Path(tmp) / name
+        save_mask_volume(masks_nhw, volume, path)
+        return path.read_bytes()

@@ -1,0 +1,179 @@
+"""End to end in a real browser: ``streamlit run`` as a server, Debian's Chromium through
+Playwright, the case view of the slice with the largest tumour.
+
+By default the server shows the tiny run trained by the fixtures and the screenshot goes to
+``tmp_path``. To regenerate ``docs/images/app.png`` from the trained demo run, run:
+
+    MEDSEG_UPDATE_SCREENSHOT=1 MEDSEG_MODELS_DIR=models MEDSEG_DATA_DIR=demo_data/lgg \\
+        .venv/bin/python -m pytest tests/app/test_browser.py
+
+(the newest run under ``MEDSEG_MODELS_DIR`` and the cases under ``MEDSEG_DATA_DIR``).
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+from urllib.parse import urlencode
+
+import pytest
+import torch
+
+from medseg.app.run_cards import find_runs
+from medseg.app.settings import lgg_dir, models_dir
+from medseg.data import Patient, list_patients, preprocess_image, read_mask, read_slice_image
+from medseg.engine import load_model, predict_probabilities
+from medseg.metrics import dice_score
+
+pytestmark = [pytest.mark.browser, pytest.mark.slow]
+
+ROOT = Path(__file__).resolve().parents[2]
+CHROMIUM = Path("/usr/bin/chromium")
+LAUNCH_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+               "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+UPDATE = os.environ.get("MEDSEG_UPDATE_SCREENSHOT") == "1"
+SERVER_START_S = 60
+PAGE_READY_MS = 180_000  # first page: torch import, model load, a patient's predictions
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def wait_healthy(url: str, process: subprocess.Popen, log: Path) -> None:
+    deadline = time.monotonic() + SERVER_START_S
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            pytest.fail(f"streamlit exited with {process.returncode}:\n{log.read_text()}")
+        try:
+            with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as response:
+                if response.status == 200:
+                    return
+        except (urllib.error.URLError, OSError):
+            time.sleep(0.3)
+    pytest.fail(f"streamlit not healthy after {SERVER_START_S} s:\n{log.read_text()}")
+
+
+@pytest.fixture
+def shown_data(request) -> tuple[Path, Path]:
+    """(models folder, LGG folder): the demo run when updating the screenshot, else the
+    tiny fixtures."""
+    if UPDATE:
+        return models_dir().resolve(), lgg_dir().resolve()
+    run = request.getfixturevalue("segmentation_run")
+    return run.parent, request.getfixturevalue("lgg_dir")
+
+
+@pytest.fixture
+def server(shown_data, tmp_path):
+    if not CHROMIUM.exists():
+        pytest.skip(f"{CHROMIUM} is missing (apt-get install chromium; CI installs it)")
+    models, lgg = shown_data
+    port = free_port()
+    log = tmp_path / "streamlit.log"
+    env = {**os.environ, "MEDSEG_MODELS_DIR": str(models), "MEDSEG_DATA_DIR": str(lgg)}
+    command = [sys.executable, "-m", "streamlit", "run", str(ROOT / "app" / "streamlit_app.py"),
+               "--server.headless", "true", "--server.address", "127.0.0.1",
+               "--server.port", str(port), "--browser.gatherUsageStats", "false",
+               "--server.fileWatcherType", "none", "--client.toolbarMode", "minimal"]
+    with log.open("w") as out:
+        process = subprocess.Popen(command, cwd=tmp_path, env=env, stdout=out,
+                                   stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_healthy(url, process, log)
+        yield url
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(timeout=15)
+
+
+def largest_tumour(lgg: Path) -> tuple[Patient, int]:
+    """The patient and the slice number with the most tumour pixels."""
+    best = None
+    for patient in list_patients(lgg):
+        for item in patient.slices:
+            area = int(read_mask(item.mask_path).sum())
+            if best is None or area > best[2]:
+                best = (patient, item.index, area)
+    return best[0], best[1]
+
+
+def library_dice(models: Path, patient: Patient) -> dict[int, float]:
+    """{slice: Dice at threshold 0.5} of the newest run, computed without the app."""
+    loaded = load_model(find_runs(models)[0].checkpoint)
+    scores = {}
+    for item in patient.slices:
+        image, mask = read_slice_image(item.image_path), read_mask(item.mask_path)
+        probs = predict_probabilities(
+            loaded.model, preprocess_image(image, loaded.config.data.image_size)[None])
+        probs = torch.nn.functional.interpolate(probs, size=mask.shape, mode="bilinear",
+                                                align_corners=False)
+        scores[item.index] = dice_score(probs[0, 0] >= 0.5, mask)
+    return scores
+
+
+def wait_until_idle(page) -> None:
+    page.locator('[data-testid="stStatusWidget"]').wait_for(state="detached",
+                                                           timeout=PAGE_READY_MS)
+
+
+def test_case_view_in_chromium(server, shown_data, tmp_path):
+    from playwright.sync_api import sync_playwright
+
+    models, lgg = shown_data
+    patient, number = largest_tumour(lgg)
+    dice_by_slice = library_dice(models, patient)
+    screenshot = ROOT / "docs" / "images" / "app.png" if UPDATE else tmp_path / "app.png"
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=LAUNCH_ARGS)
+        try:
+            page = browser.new_page(viewport={"width": 1440, "height": 1080})
+            page.goto(f"{server}/?{urlencode({'patient': patient.name, 'slice': number})}",
+                      wait_until="domcontentloaded", timeout=60_000)
+            dice = page.locator('[data-testid="stMetric"]', has_text="Slice Dice").locator(
+                '[data-testid="stMetricValue"]')
+            dice.wait_for(timeout=PAGE_READY_MS)
+            page.get_by_text("Overlay: model vs expert").wait_for(timeout=PAGE_READY_MS)
+            page.wait_for_function(
+                """() => {
+                    const images = [...document.querySelectorAll('[data-testid="stImage"] img')];
+                    return images.length >= 4 && images.every(i => i.complete && i.naturalWidth > 0);
+                }""",
+                timeout=PAGE_READY_MS,
+            )
+            wait_until_idle(page)
+            assert dice.inner_text() == f"{dice_by_slice[number]:.3f}"
+            assert page.get_by_text("Research use only — not for diagnosis").is_visible()
+            for label in ("True positive", "False positive", "False negative"):
+                assert page.get_by_text(label, exact=True).first.is_visible()
+            screenshot.parent.mkdir(parents=True, exist_ok=True)
+            page.screenshot(path=str(screenshot), full_page=True)
+
+            # a click on the table's first row (the worst Dice) opens that slice
+            worst = min(dice_by_slice, key=lambda k: (round(dice_by_slice[k], 3), k))
+            table_element = page.locator('[data-testid="stDataFrame"]')
+            table_element.scroll_into_view_if_needed()
+            table = table_element.bounding_box()
+            page.mouse.click(table["x"] + 15, table["y"] + 35 + 17)  # header and row: 35 px
+            page.wait_for_function(
+                f"() => new URLSearchParams(location.search).get('slice') === '{worst}'",
+                timeout=PAGE_READY_MS,
+            )
+            wait_until_idle(page)
+            assert dice.inner_text() == f"{dice_by_slice[worst]:.3f}"
+        finally:
+            browser.close()
+    assert screenshot.stat().st_size > 50_000
