@@ -1,0 +1,123 @@
+"""``medseg compare``: train every optimizer x seed under identical settings and report."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from medseg.errors import ConfigError
+
+EXAMPLE = (
+    "medseg compare configs/compare_deep_resnet.yaml "
+    "--methods adam,adamw,adam+gc,adam+clip,adam+znorm --seeds 3 "
+    "--method-set adamw:optim.weight_decay=0.01 --out runs/compare_deep_resnet"
+)
+DEFAULT_METHODS = "adam,adamw,adam+gc,adam+clip,adam+znorm"
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("config", help="YAML config shared by every run")
+    parser.add_argument(
+        "--methods", default=DEFAULT_METHODS,
+        help=f"comma-separated optimizers (default: {DEFAULT_METHODS}); the report pairs each "
+        "with 'adam' (or the first one listed)",
+    )
+    seeds = parser.add_mutually_exclusive_group()
+    seeds.add_argument("--seeds", type=int, default=3, metavar="N",
+                       help="run seeds 0..N-1 (default: 3)")
+    seeds.add_argument("--seed-list", metavar="S,S,...", help="explicit seeds, e.g. 0,1,2")
+    parser.add_argument("--out", metavar="DIR",
+                        help="comparison folder (default: runs/compare_<config name>); rerunning "
+                        "with the same folder skips finished runs and resumes interrupted ones")
+    parser.add_argument("--set", dest="overrides", action="append", default=[],
+                        metavar="KEY=VALUE", help="override a config value for every run "
+                        "(repeatable), e.g. --set train.epochs=5")
+    parser.add_argument("--method-set", dest="method_overrides", action="append", default=[],
+                        metavar="METHOD:KEY=VALUE",
+                        help="an optim.* setting for one method only (repeatable), e.g. "
+                        "--method-set adamw:optim.weight_decay=0.01 (AdamW without weight decay "
+                        "is Adam)")
+    parser.add_argument("--gpus", default="auto", metavar="auto|none|I,J",
+                        help="CUDA devices to spread runs over, one run per device at a time "
+                        "(default auto: all visible when more than one; none: one after "
+                        "another in this process)")
+
+
+def parse_seeds(args: argparse.Namespace) -> list[int]:
+    """``--seed-list`` when given, else ``range(--seeds)``.
+
+    Raises:
+        ConfigError: on a non-integer seed or a count below 1.
+    """
+    if args.seed_list is not None:
+        try:
+            return [int(item) for item in args.seed_list.split(",") if item.strip()]
+        except ValueError:
+            raise ConfigError(
+                f"--seed-list {args.seed_list!r}: expected comma-separated integers, e.g. 0,1,2"
+            ) from None
+    if args.seeds < 1:
+        raise ConfigError(f"--seeds {args.seeds}: expected a number of seeds >= 1")
+    return list(range(args.seeds))
+
+
+def parse_method_overrides(items: list[str]) -> dict[str, list[str]]:
+    """``["adamw:optim.weight_decay=0.01"]`` -> ``{"adamw": ["optim.weight_decay=0.01"]}``.
+
+    Raises:
+        ConfigError: on an item without ``METHOD:KEY=VALUE`` form.
+    """
+    overrides: dict[str, list[str]] = {}
+    for item in items:
+        method, sep, setting = item.partition(":")
+        if not sep or not method.strip() or "=" not in setting:
+            raise ConfigError(
+                f"--method-set {item!r}: expected METHOD:KEY=VALUE, e.g. adamw:optim.weight_decay=0.01"
+            )
+        overrides.setdefault(method.strip(), []).append(setting.strip())
+    return overrides
+
+
+def parse_gpus(text: str) -> list[int] | None:
+    """``auto`` -> None (decide from the visible devices), ``none`` -> [], ``0,1`` -> [0, 1].
+
+    Raises:
+        ConfigError: on anything else.
+    """
+    text = text.strip().lower()
+    if text == "auto":
+        return None
+    if text in ("none", ""):
+        return []
+    try:
+        return [int(item) for item in text.split(",")]
+    except ValueError:
+        raise ConfigError(f"--gpus {text!r}: expected auto, none or device indices like 0,1") from None
+
+
+def run(args: argparse.Namespace) -> int:
+    from medseg.compare import run_comparison
+    from medseg.compare.report import table_metrics
+    from medseg.compare.stats import summarize
+    from medseg.config import load_config
+
+    cfg = load_config(args.config, args.overrides)
+    out_dir = Path(args.out) if args.out else Path("runs") / f"compare_{Path(args.config).stem}"
+    rows = run_comparison(
+        cfg, args.methods.split(","), parse_seeds(args), out_dir,
+        method_overrides=parse_method_overrides(args.method_overrides), gpus=parse_gpus(args.gpus),
+        progress=lambda line: print(f"compare: {line}", file=sys.stderr, flush=True),
+    )
+    metrics = table_metrics(cfg.task, rows)
+    print(f"{'method':<14} {'runs':>4}  " + "  ".join(f"{m:>20}" for m in metrics))
+    for method in dict.fromkeys(row["method"] for row in rows):
+        method_rows = [row for row in rows if row["method"] == method]
+        cells = []
+        for metric in metrics:
+            summary = summarize([row.get(f"test_{metric}", float("nan")) for row in method_rows])
+            spread = f" ± {summary.std:.4f}" if summary.n > 1 else ""
+            cells.append(f"{summary.mean:.4f}{spread}".rjust(20))
+        print(f"{method:<14} {len(method_rows):>4}  " + "  ".join(cells))
+    print(f"wrote {out_dir / 'results.csv'}, {out_dir / 'results.md'} and plots in {out_dir}")
+    return 0

@@ -1,0 +1,169 @@
+"""The comparison's figures (matplotlib, Agg backend): curves over epochs and gradient flow.
+
+Example:
+    >>> plot_curves({"adam": [[0.5, 0.7], [0.6, 0.8]]}, ylabel="val auc",
+    ...             title="Validation", path="val.png")  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt
+import numpy as np
+from matplotlib.ticker import MaxNLocator
+
+DPI = 100
+FIGSIZE = (7.0, 4.2)
+
+
+@dataclass(frozen=True)
+class GradSnapshot:
+    """Per-layer gradient norms at one optimizer step, ordered from input to output.
+
+    ``after`` holds the norms the inner optimizer received (after ZNorm, GC or clipping);
+    for plain Adam/AdamW it equals ``before``.
+    """
+
+    step: int
+    layers: tuple[str, ...]
+    before: tuple[float, ...]
+    after: tuple[float, ...]
+
+
+def _padded(series: Sequence[Sequence[float]]) -> np.ndarray:
+    length = max(len(s) for s in series)
+    array = np.full((len(series), length), np.nan)
+    for i, values in enumerate(series):
+        array[i, : len(values)] = np.asarray(values, dtype=float)
+    return array
+
+
+def plot_curves(
+    curves: Mapping[str, Sequence[Sequence[float]]],
+    *,
+    ylabel: str,
+    title: str,
+    path: str | Path,
+    log_y: bool = False,
+) -> Path:
+    """Plot one line per method (mean over seeds) with a min-max band over seeds.
+
+    Args:
+        curves: method -> one sequence of per-epoch values per seed (epoch 1 first; runs of
+            different lengths are allowed, missing epochs are ignored).
+        ylabel: the y-axis label.
+        title: the figure title.
+        path: the PNG to write.
+        log_y: use a logarithmic y axis (losses).
+
+    Returns:
+        ``path`` as a Path.
+    """
+    path = Path(path)
+    fig, ax = plt.subplots(figsize=FIGSIZE)
+    for color, (method, series) in zip(_colors(len(curves)), curves.items(), strict=True):
+        series = [s for s in series if len(s)]
+        if not series:
+            continue
+        values = _padded(series)
+        epochs = np.arange(1, values.shape[1] + 1)
+        with np.errstate(all="ignore"):
+            mean = np.nanmean(values, axis=0)
+        label = f"{method} (n={len(series)})"
+        ax.plot(epochs, mean, color=color, marker="o", markersize=3, label=label)
+        if len(series) > 1:
+            low, high = np.nanmin(values, axis=0), np.nanmax(values, axis=0)
+            ax.fill_between(epochs, low, high, color=color, alpha=0.18, linewidth=0)
+    ax.set_xlabel("epoch")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.set_ylabel(ylabel)
+    ax.set_title(f"{title}\n(line: mean over seeds, band: min-max over seeds)", fontsize=10)
+    if log_y:
+        ax.set_yscale("log")
+    ax.grid(True, alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=DPI)
+    plt.close(fig)
+    return path
+
+
+def pick_steps(steps: Sequence[int], count: int = 3) -> list[int]:
+    """Up to ``count`` steps spread over ``steps`` (first, middle..., last), in order.
+
+    Example:
+        >>> pick_steps([1, 2, 3, 4, 5, 6, 7])
+        [1, 4, 7]
+    """
+    ordered = sorted(set(steps))
+    if len(ordered) <= count:
+        return ordered
+    indices = np.linspace(0, len(ordered) - 1, count).round().astype(int)
+    return [ordered[i] for i in sorted(set(indices.tolist()))]
+
+
+def plot_grad_flow(
+    snapshots: Mapping[str, Sequence[GradSnapshot]],
+    *,
+    focus: str,
+    path: str | Path,
+    steps: int = 3,
+) -> Path:
+    """The paper's "gradient flow" view: per-layer gradient norm from input to output.
+
+    Left: the ``focus`` method (ZNorm) before and after its transform at a few training steps.
+    Right: every method's raw gradient norms at its first and last recorded step, for contrast.
+
+    Args:
+        snapshots: method -> snapshots of one run (usually seed 0), in any order.
+        focus: the method whose before/after norms go on the left.
+        path: the PNG to write.
+        steps: how many steps to show on the left.
+
+    Raises:
+        ValueError: when ``focus`` has no snapshots.
+    """
+    if not snapshots.get(focus):
+        raise ValueError(f"no gradient statistics recorded for {focus!r}")
+    path = Path(path)
+    fig, (left, right) = plt.subplots(1, 2, figsize=(12.0, 4.4), sharey=True)
+    by_step = {snap.step: snap for snap in snapshots[focus]}
+    for color, step in zip(_colors(steps), pick_steps(list(by_step), steps), strict=False):
+        snap = by_step[step]
+        x = np.arange(len(snap.layers))
+        left.plot(x, snap.before, color=color, label=f"before, step {step}")
+        left.plot(x, snap.after, color=color, linestyle="--", label=f"after, step {step}")
+    left.set_title(f"{focus}: gradient norm before (solid) / after (dashed) the transform",
+                   fontsize=10)
+    for color, (method, snaps) in zip(_colors(len(snapshots)), snapshots.items(), strict=True):
+        if not snaps:
+            continue
+        ordered = sorted(snaps, key=lambda snap: snap.step)
+        first, last = ordered[0], ordered[-1]
+        right.plot(np.arange(len(first.before)), first.before, color=color, alpha=0.45,
+                   linestyle=":", label=f"{method}, step {first.step}")
+        if last is not first:
+            right.plot(np.arange(len(last.before)), last.before, color=color,
+                       label=f"{method}, step {last.step}")
+    right.set_title("raw gradient norm per method (before any transform)", fontsize=10)
+    for ax in (left, right):
+        ax.set_yscale("log")
+        ax.set_xlabel("layer index (input → output)")
+        ax.grid(True, alpha=0.3, which="both")
+        ax.legend(fontsize=7)
+    left.set_ylabel("gradient L2 norm")
+    fig.tight_layout()
+    fig.savefig(path, dpi=DPI)
+    plt.close(fig)
+    return path
+
+
+def _colors(count: int) -> list:
+    cmap = plt.get_cmap("tab10")
+    return [cmap(i % 10) for i in range(count)]

@@ -1,0 +1,195 @@
+"""Turn finished comparison runs into rows, then into ``results.csv``, ``results.md`` and plots.
+
+Everything is read back from the run directories (``metrics.json``, ``history.csv``,
+``compare_run.json``, ``grad_stats.jsonl``), so a rerun that skips every run rebuilds the
+same report.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from medseg.compare.grad_stats import GRAD_STATS_FILE, read_grad_stats
+from medseg.compare.plots import plot_curves, plot_grad_flow
+from medseg.compare.report import write_results_csv, write_results_md
+from medseg.compare.runner import BASELINE, RUN_RECORD, RunSpec
+from medseg.config import Config
+from medseg.engine import SELECTION_METRIC
+from medseg.errors import MedsegError
+
+DEFAULT_TARGET_FRACTION = 0.9
+ZNORM_METHODS = ("adam+znorm", "znorm", "adamw+znorm", "sgd+znorm")
+#: metrics.json keys that describe the run or the data (``n``, ``n_positive``...), not the model
+NON_METRIC_KEYS = {"epoch", "n"}
+
+
+def read_history(path: Path) -> list[dict[str, float]]:
+    """A run's ``history.csv`` as numbers, one dict per epoch (empty cells left out).
+
+    Raises:
+        MedsegError: when the file is missing or holds a non-numeric value.
+    """
+    try:
+        with path.open(newline="") as handle:
+            return [
+                {key: float(value) for key, value in row.items() if value not in ("", None)}
+                for row in csv.DictReader(handle)
+            ]
+    except (OSError, ValueError) as err:
+        raise MedsegError(f"{path}: cannot read the run history ({err})") from None
+
+
+def _read_json(path: Path) -> dict[str, Any]:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError) as err:
+        raise MedsegError(f"{path}: cannot read ({err.__class__.__name__})") from None
+
+
+def run_row(spec: RunSpec) -> dict[str, Any]:
+    """The row of one finished run (``epochs_to_target`` is filled in by :func:`collect_rows`).
+
+    Raises:
+        MedsegError: when the run has no ``metrics.json`` (it did not finish).
+    """
+    metrics_path = spec.run_dir / "metrics.json"
+    if not metrics_path.exists():
+        raise MedsegError(f"{metrics_path}: missing; the run {spec.label} did not finish")
+    metrics = _read_json(metrics_path)
+    history = read_history(spec.run_dir / "history.csv")
+    record = _read_json(spec.run_dir / RUN_RECORD)
+    val_key = f"val_{SELECTION_METRIC[spec.cfg.task]}"
+    scores = [(row[val_key], row["epoch"]) for row in history if val_key in row]
+    best_val, best_epoch = max(scores, key=lambda item: (item[0], -item[1])) if scores else (
+        math.nan, metrics.get("epoch", 0))
+    row: dict[str, Any] = {"method": spec.method, "seed": spec.seed}
+    for key, value in metrics.items():
+        is_count = key in NON_METRIC_KEYS or key.startswith("n_")
+        if not is_count and isinstance(value, (int, float)) and not isinstance(value, bool):
+            row[f"test_{key}"] = float(value)
+    row.update(
+        val_metric=val_key,
+        best_val_metric=best_val,
+        best_epoch=int(best_epoch),
+        wall_time_s=record.get("wall_time_s", math.nan),
+        run_dir=str(spec.run_dir),
+    )
+    return row
+
+
+def epochs_to_target(history: Sequence[dict[str, float]], key: str, target: float) -> int | None:
+    """The first epoch whose ``key`` reaches ``target`` (higher is better), or None.
+
+    Example:
+        >>> epochs_to_target([{"epoch": 1, "val_auc": 0.6}, {"epoch": 2, "val_auc": 0.8}],
+        ...                  "val_auc", 0.75)
+        2
+    """
+    for row in history:
+        if key in row and row[key] >= target:
+            return int(row["epoch"])
+    return None
+
+
+def collect_rows(specs: Sequence[RunSpec], *, target: float | None) -> list[dict[str, Any]]:
+    """One row per run, with ``epochs_to_target`` against ``target``.
+
+    ``target`` None means 90% of the best validation score over all runs of the comparison
+    (so every method is measured against the same bar).
+    """
+    rows = [run_row(spec) for spec in specs]
+    if target is None:
+        best = [row["best_val_metric"] for row in rows if math.isfinite(row["best_val_metric"])]
+        target = DEFAULT_TARGET_FRACTION * max(best) if best else math.nan
+    for spec, row in zip(specs, rows, strict=True):
+        history = read_history(spec.run_dir / "history.csv")
+        row["target_metric"] = target
+        row["epochs_to_target"] = epochs_to_target(history, row["val_metric"], target)
+    return rows
+
+
+def _setup_lines(cfg: Config, target_given: bool) -> list[str]:
+    model = cfg.model
+    arch = (f"{model.arch} depth {model.depth} width {model.width}" if model.arch == "deep_resnet"
+            else f"{model.arch} ({model.encoder}, weights {model.encoder_weights or 'random init'})")
+    data = cfg.data
+    lines = [
+        f"Task: {cfg.task}; data: `{data.root}` ({data.format}), image size {data.image_size}, "
+        f"max samples per split {data.max_samples or 'all'}, augment {data.augment}",
+        f"Model: {arch}",
+        f"Training: {cfg.train.epochs} epochs, batch {cfg.train.batch_size}, "
+        f"max steps/epoch {cfg.train.max_steps_per_epoch or 'all'}, lr {cfg.optim.lr:g}, "
+        f"weight decay {cfg.optim.weight_decay:g}, scheduler {cfg.train.scheduler}, "
+        f"device {cfg.train.device}",
+        f"Method settings: ZNorm granularity {cfg.optim.granularity}, min_ndim "
+        f"{cfg.optim.min_ndim}; clipping max_norm {cfg.optim.max_norm:g}",
+        "Best checkpoint chosen on validation "
+        f"{SELECTION_METRIC[cfg.task]}; test metrics are of that checkpoint.",
+    ]
+    if not target_given:
+        lines.append(
+            "Target for 'epochs to target': 90% of the best validation score over all runs "
+            "(set train.target_metric to fix it)."
+        )
+    return lines
+
+
+def write_outputs(
+    rows: Sequence[dict[str, Any]], specs: Sequence[RunSpec], cfg: Config, out_dir: Path,
+    method_overrides: Mapping[str, Sequence[str]] | None = None,
+) -> list[Path]:
+    """Write ``results.csv``, the plots and ``results.md`` into ``out_dir``; returns the files."""
+    methods = list(dict.fromkeys(spec.method for spec in specs))
+    written = [out_dir / "results.csv"]
+    write_results_csv(rows, written[0])
+    images = write_plots(specs, cfg, out_dir)
+    baseline = BASELINE if BASELINE in methods else methods[0]
+    setup = _setup_lines(cfg, cfg.train.target_metric is not None)
+    setup += [f"`{method}` only: {', '.join(f'`{item}`' for item in items)}"
+              for method, items in (method_overrides or {}).items() if items]
+    write_results_md(
+        out_dir / "results.md", rows, task=cfg.task, methods=methods, baseline=baseline,
+        setup_lines=setup,
+        images=[image.name for image in images],
+    )
+    return [*written, *images, out_dir / "results.md"]
+
+
+def write_plots(specs: Sequence[RunSpec], cfg: Config, out_dir: Path) -> list[Path]:
+    """Validation and training-loss curves; the gradient flow view when stats were recorded."""
+    val_key = f"val_{SELECTION_METRIC[cfg.task]}"
+    val_curves: dict[str, list[list[float]]] = {}
+    loss_curves: dict[str, list[list[float]]] = {}
+    for spec in specs:
+        history = read_history(spec.run_dir / "history.csv")
+        val_curves.setdefault(spec.method, []).append([r.get(val_key, math.nan) for r in history])
+        loss_curves.setdefault(spec.method, []).append(
+            [r.get("train_loss", math.nan) for r in history])
+    images = [
+        plot_curves(val_curves, ylabel=val_key.replace("_", " "), title="Validation per epoch",
+                    path=out_dir / "val_metric.png"),
+        plot_curves(loss_curves, ylabel="training loss (epoch mean)", title="Training loss",
+                    path=out_dir / "train_loss.png", log_y=True),
+    ]
+    grad_flow = _grad_flow(specs, out_dir / "grad_flow.png")
+    return [*images, *([grad_flow] if grad_flow else [])]
+
+
+def _grad_flow(specs: Sequence[RunSpec], path: Path) -> Path | None:
+    """Gradient flow of the first seed's runs, centred on the ZNorm method when there is one."""
+    first_seed = min(spec.seed for spec in specs)
+    snapshots = {
+        spec.method: read_grad_stats(spec.run_dir / GRAD_STATS_FILE)
+        for spec in specs
+        if spec.seed == first_seed and (spec.run_dir / GRAD_STATS_FILE).exists()
+    }
+    snapshots = {method: snaps for method, snaps in snapshots.items() if snaps}
+    if not snapshots:
+        return None
+    focus = next((m for m in ZNORM_METHODS if m in snapshots), next(iter(snapshots)))
+    return plot_grad_flow(snapshots, focus=focus, path=path)

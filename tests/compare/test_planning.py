@@ -1,0 +1,135 @@
+"""Planning a comparison: methods, seeds, per-method settings, the shared LGG split, the CLI."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from medseg.cli.main import main
+from medseg.compare.runner import (
+    check_method_overrides,
+    check_methods,
+    check_seeds,
+    plan_runs,
+    prepare_split,
+)
+from medseg.config import config_from_dict
+from medseg.errors import ConfigError
+
+from .conftest import tiny_config
+
+
+def _flatten(d, prefix=""):
+    out = {}
+    for key, value in d.items():
+        if isinstance(value, dict):
+            out.update(_flatten(value, f"{prefix}{key}."))
+        else:
+            out[f"{prefix}{key}"] = value
+    return out
+
+
+def test_runs_differ_only_in_seed_method_and_folder(tmp_path):
+    cfg = config_from_dict(tiny_config(tmp_path))
+    specs = plan_runs(cfg, ["adam", "adamw"], [0, 3], tmp_path / "out", None,
+                      {"adamw": ["optim.weight_decay=0.01"]})
+    assert [(s.method, s.seed) for s in specs] == [(m, k) for k in (0, 3) for m in ("adam", "adamw")]
+    assert specs[3].run_dir == tmp_path / "out/runs/adamw/seed3"
+    base = _flatten(cfg.to_dict())
+    allowed = {"seed", "optim.name", "optim.weight_decay", "output.dir", "output.run_name"}
+    for spec in specs:
+        flat = _flatten(spec.cfg.to_dict())
+        assert {k for k in flat if flat[k] != base[k]} <= allowed
+        assert spec.cfg.optim.name == spec.method and spec.cfg.seed == spec.seed
+        assert spec.cfg.optim.weight_decay == (0.01 if spec.method == "adamw" else 0.0)
+
+
+def test_method_and_seed_lists_are_checked():
+    assert check_methods(["adam", " adam+znorm "]) == ["adam", "adam+znorm"]
+    with pytest.raises(ConfigError, match=r"unknown optimizer 'lion'; choose from .*adam\+znorm"):
+        check_methods(["adam", "lion"])
+    with pytest.raises(ConfigError, match="'adam' is listed twice"):
+        check_methods(["adam", "adam"])
+    with pytest.raises(ConfigError, match="at least one"):
+        check_methods([""])
+    assert check_seeds([2, 0]) == [2, 0]
+    with pytest.raises(ConfigError, match="seed 1 is listed twice"):
+        check_seeds([1, 1])
+    with pytest.raises(ConfigError, match="seed -1 is negative"):
+        check_seeds([-1])
+
+
+def test_per_method_settings_stay_inside_optim(tmp_path):
+    methods = ["adam", "adamw"]
+    with pytest.raises(ConfigError, match=r"only optim\.\* settings"):
+        check_method_overrides({"adamw": ["train.epochs=5"]}, methods)
+    with pytest.raises(ConfigError, match=r"only optim\.\* settings"):
+        check_method_overrides({"adamw": ["optim.name=sgd"]}, methods)
+    with pytest.raises(ConfigError, match="'sgd' is not one of --methods"):
+        check_method_overrides({"sgd": ["optim.lr=0.1"]}, methods)
+    cfg = config_from_dict(tiny_config(tmp_path))
+    with pytest.raises(ConfigError, match=r"--method-set adamw: .*optim\.weight_decay: expected a number"):
+        plan_runs(cfg, methods, [0], tmp_path, None, {"adamw": ["optim.weight_decay=lots"]})
+
+
+def _write_lgg(root, patients):
+    pixels = np.zeros((8, 8, 3), np.uint8)
+    for name in patients:
+        folder = root / "kaggle_3m" / name
+        folder.mkdir(parents=True)
+        for k in (1, 2):
+            Image.fromarray(pixels).save(folder / f"{name}_{k}.tif")
+            Image.fromarray(pixels[..., 0]).save(folder / f"{name}_{k}_mask.tif")
+
+
+def test_lgg_split_is_written_once_and_shared_by_every_run(tmp_path):
+    patients = [f"TCGA_CS_{4940 + i}_19960909" for i in range(10)]
+    _write_lgg(tmp_path / "lgg", patients)
+    raw = tiny_config(tmp_path)
+    raw["data"] = {"format": "lgg", "root": str(tmp_path / "lgg"), "val_fraction": 0.2,
+                   "test_fraction": 0.2}
+    raw["model"] = {"arch": "unet", "encoder": "resnet18"}
+    cfg = config_from_dict(raw)
+    out = tmp_path / "out"
+    out.mkdir()
+    split_file = prepare_split(cfg, out)
+    assert split_file == str(out / "split.json")
+    split = json.loads((out / "split.json").read_text())
+    assert split["seed"] == 0
+    assert sorted(split["train"] + split["val"] + split["test"]) == patients
+    assert len(split["val"]) == len(split["test"]) == 2
+    mtime = (out / "split.json").stat().st_mtime_ns
+    assert prepare_split(cfg, out) == split_file  # a rerun reuses it
+    assert (out / "split.json").stat().st_mtime_ns == mtime
+    specs = plan_runs(cfg, ["adam", "adam+znorm"], [0, 1, 2], out, split_file)
+    assert {spec.cfg.data.split_file for spec in specs} == {split_file}
+    given = config_from_dict({**raw, "data": {**raw["data"], "split_file": "mine.json"}})
+    assert prepare_split(given, tmp_path / "other") == "mine.json"
+
+
+def test_pcam_needs_no_split_file(tmp_path):
+    cfg = config_from_dict(tiny_config(tmp_path))
+    assert prepare_split(cfg, tmp_path) is None
+    assert not (tmp_path / "split.json").exists()
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (["--methods", "adam,lion"], "unknown optimizer 'lion'"),
+        (["--seed-list", "0,x"], "--seed-list '0,x': expected comma-separated integers"),
+        (["--seeds", "0"], "--seeds 0: expected a number of seeds >= 1"),
+        (["--method-set", "adamw"], "--method-set 'adamw': expected METHOD:KEY=VALUE"),
+        (["--gpus", "first"], "--gpus 'first': expected auto, none or device indices"),
+        (["--set", "train.epochs=0"], "train.epochs must be >= 1"),
+    ],
+)
+def test_cli_rejects_bad_options_with_one_line(tiny_config_file, tmp_path, capsys, extra, message):
+    code = main(["compare", str(tiny_config_file), "--out", str(tmp_path / "out"), *extra])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert err.startswith("medseg: error: ") and message in err and "Traceback" not in err
+    assert not (tmp_path / "out" / "runs").exists()  # nothing was trained

@@ -1,0 +1,81 @@
+"""The figures are real PNGs; gradient statistics round-trip through grad_stats.jsonl."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from medseg.compare.grad_stats import GradStatsRecorder, read_grad_stats
+from medseg.compare.plots import GradSnapshot, pick_steps, plot_curves, plot_grad_flow
+from medseg.engine.callbacks import StepInfo
+
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+
+def assert_png(path):
+    assert path.read_bytes()[:8] == PNG_MAGIC
+    with Image.open(path) as image:
+        image.verify()
+    with Image.open(path) as image:
+        assert image.size[0] > 100 and image.size[1] > 100
+        pixels = np.asarray(image.convert("L"))
+    assert pixels.std() > 0  # something was drawn
+
+
+def test_curves_png_with_bands_and_ragged_runs(tmp_path):
+    curves = {"adam": [[0.5, 0.6, 0.7], [0.4, 0.65]], "adam+znorm": [[0.6, 0.7, 0.8]]}
+    path = plot_curves(curves, ylabel="val auc", title="Validation", path=tmp_path / "v.png")
+    assert_png(path)
+    path = plot_curves(curves, ylabel="loss", title="Loss", path=tmp_path / "l.png", log_y=True)
+    assert_png(path)
+
+
+def test_pick_steps_spreads_over_the_run():
+    assert pick_steps([10, 20, 30, 40, 50]) == [10, 30, 50]
+    assert pick_steps([5, 1]) == [1, 5]
+    assert pick_steps(list(range(1, 11)), count=2) == [1, 10]
+
+
+def _info(step, before, after, rank=0):
+    return StepInfo(epoch=1, step=step, loss=0.5, lr=1e-3, rank=rank,
+                    grad_stats_before=before, grad_stats_after=after)
+
+
+def test_recorder_round_trip_dedupes_steps_and_drops_biases(tmp_path):
+    path = tmp_path / "grad_stats.jsonl"
+    recorder = GradStatsRecorder(path)
+    stats = lambda scale: {  # noqa: E731
+        "conv.weight": {"norm": 2.0 * scale, "mean": 0.0, "std": 1.0},
+        "conv.bias": {"norm": 0.5 * scale, "mean": 0.0, "std": 1.0},
+        "head.weight": {"norm": 4.0 * scale, "mean": 0.0, "std": 1.0},
+    }
+    recorder.on_step_end(_info(10, stats(1), stats(0.5)))
+    recorder.on_step_end(_info(11, None, None))  # not a logging step: nothing written
+    recorder.on_step_end(_info(20, stats(1), stats(1), rank=1))  # other ranks write nothing
+    recorder.on_step_end(_info(20, stats(3), stats(1)))
+    recorder.on_step_end(_info(20, stats(2), stats(1)))  # the same step again after a resume
+    with path.open("a") as handle:
+        handle.write('{"step": 30, "layers": ["conv.we')  # killed mid-write
+    assert len(path.read_text().splitlines()) == 4
+    snapshots = read_grad_stats(path)
+    assert [s.step for s in snapshots] == [10, 20]
+    assert snapshots[0].layers == ("conv.weight", "head.weight")
+    assert snapshots[0].before == (2.0, 4.0) and snapshots[0].after == (1.0, 2.0)
+    assert snapshots[1].before == (4.0, 8.0)  # last record of step 20 wins
+    assert read_grad_stats(path, weights_only=False)[0].layers[1] == "conv.bias"
+    assert json.loads(path.read_text().splitlines()[0])["epoch"] == 1
+
+
+def test_grad_flow_png(tmp_path):
+    layers = ("a.weight", "b.weight", "c.weight")
+    snaps = {
+        "adam+znorm": [GradSnapshot(s, layers, (1e-3 * s, 1e-2, 1.0), (10.0, 20.0, 30.0))
+                       for s in (10, 20, 30, 40)],
+        "adam": [GradSnapshot(10, layers, (1e-4, 1e-3, 1e-1), (1e-4, 1e-3, 1e-1))],
+    }
+    assert_png(plot_grad_flow(snaps, focus="adam+znorm", path=tmp_path / "g.png"))
+    with pytest.raises(ValueError, match="adam\\+gc"):
+        plot_grad_flow(snaps, focus="adam+gc", path=tmp_path / "x.png")

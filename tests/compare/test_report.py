@@ -1,0 +1,79 @@
+"""results.csv and results.md from hand-made rows."""
+
+from __future__ import annotations
+
+import csv
+import math
+
+from medseg.compare.report import (
+    csv_columns,
+    format_summary,
+    render_results_md,
+    table_metrics,
+    write_results_csv,
+)
+
+
+def _row(method, seed, auc, accuracy, reached=2):
+    return {
+        "method": method, "seed": seed, "test_auc": auc, "test_accuracy": accuracy,
+        "test_sensitivity": 0.5, "val_metric": "val_auc", "best_val_metric": auc + 0.01,
+        "best_epoch": 3, "target_metric": 0.7, "epochs_to_target": reached,
+        "wall_time_s": 10.0 + seed, "run_dir": f"runs/{method}/seed{seed}",
+    }
+
+
+ROWS = [
+    _row("adam", 0, 0.8, 0.70), _row("adam", 1, 0.6, 0.60), _row("adam", 2, 0.4, 0.50, None),
+    _row("adam+znorm", 0, 0.9, 0.75), _row("adam+znorm", 1, 0.8, 0.65),
+    _row("adam+znorm", 2, 0.7, 0.55),
+]
+
+
+def test_csv_has_one_row_per_run_and_stable_columns(tmp_path):
+    path = tmp_path / "results.csv"
+    write_results_csv(ROWS, path)
+    with path.open(newline="") as handle:
+        reader = csv.DictReader(handle)
+        rows = list(reader)
+    assert reader.fieldnames == csv_columns(ROWS)
+    assert reader.fieldnames[:5] == ["method", "seed", "test_accuracy", "test_auc", "test_sensitivity"]
+    assert reader.fieldnames[-3:] == ["epochs_to_target", "wall_time_s", "run_dir"]
+    assert len(rows) == 6
+    assert rows[2]["epochs_to_target"] == ""  # never reached: empty, not "None"
+    assert float(rows[3]["test_auc"]) == 0.9 and rows[3]["method"] == "adam+znorm"
+
+
+def test_format_summary_cells():
+    assert format_summary([0.1, 0.2, 0.3], 4) == "0.2000 ± 0.1000 [-0.0484, 0.4484]"
+    assert format_summary([0.5], 2) == "0.50 (1 seed)"
+    assert format_summary([math.nan], 2) == "n/a"
+
+
+def test_markdown_report_holds_summaries_and_paired_test():
+    text = render_results_md(ROWS, task="classification", methods=["adam", "adam+znorm"],
+                             baseline="adam", setup_lines=["Task: classification"],
+                             images=["val_metric.png"])
+    assert "Seeds: 3 (0, 1, 2)" in text and "intervals are wide" in text
+    # adam auc 0.8, 0.6, 0.4: mean 0.6, sd 0.2, half-width 4.3027 * 0.2 / sqrt(3) = 0.4968
+    assert "0.6000 ± 0.2000 [0.1032, 1.0968]" in text
+    # znorm - adam auc per seed: 0.1, 0.2, 0.3 -> +0.2000 [-0.0484, +0.4484], t 3.464
+    assert "| `adam+znorm` | auc | 3 | +0.2000 [-0.0484, +0.4484] | 3.464 | 0.074 |" in text
+    assert "2/3 reached" in text and "3/3 reached" in text
+    assert "![val_metric](val_metric.png)" in text
+    assert "sensitivity" not in text.split("## Test metrics per method")[1].split("\n")[2]
+
+
+def test_markdown_report_says_na_for_a_single_seed():
+    rows = [_row("adam", 0, 0.8, 0.7), _row("adam+gc", 0, 0.9, 0.8)]
+    text = render_results_md(rows, task="classification", methods=["adam", "adam+gc"],
+                             baseline="adam")
+    assert "Seeds: 1 (0)" in text
+    assert "| `adam+gc` | auc | 1 | +0.1000 | n/a | n/a |" in text
+
+
+def test_table_metrics_follow_the_task():
+    seg_rows = [{"method": "adam", "seed": 0, "test_dice": 0.8, "test_iou": 0.7,
+                 "test_patient_dice": 0.75, "test_empty_fp_rate": 0.1}]
+    assert table_metrics("segmentation", seg_rows) == ["dice", "iou", "patient_dice"]
+    assert table_metrics("classification", ROWS) == ["accuracy", "auc"]
