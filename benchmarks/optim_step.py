@@ -41,24 +41,27 @@ def make_params(encoder: str, device: torch.device) -> list[torch.nn.Parameter]:
 
 
 def time_ms(
-    run: Callable[[], None],
+    cases: dict[str, Callable[[], None]],
     reset: Callable[[], None],
     device: torch.device,
     warmup: int,
     repeats: int,
-) -> list[float]:
-    """Wall times of ``run`` in ms, each after ``reset`` (untimed) restores the gradients."""
-    times = []
+) -> dict[str, list[float]]:
+    """Wall times in ms of every case, each run after ``reset`` (untimed) restores the
+    gradients. Rounds are interleaved (every case once per round) so that drift in the
+    machine's speed affects all cases alike."""
+    times: dict[str, list[float]] = {name: [] for name in cases}
     for i in range(warmup + repeats):
-        reset()
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
-        start = time.perf_counter()
-        run()
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
-        if i >= warmup:
-            times.append((time.perf_counter() - start) * 1e3)
+        for name, run in cases.items():
+            reset()
+            if device.type == "cuda":
+                torch.cuda.synchronize(device)
+            start = time.perf_counter()
+            run()
+            if device.type == "cuda":
+                torch.cuda.synchronize(device)
+            if i >= warmup:
+                times[name].append((time.perf_counter() - start) * 1e3)
     return times
 
 
@@ -103,12 +106,10 @@ def main(argv: list[str] | None = None) -> None:
     print(
         f"{encoder} Unet: {sum(p.numel() for p in params) / 1e6:.1f}M params in {len(params)} "
         f"tensors; torch {torch.__version__}, {device.type}, {torch.get_num_threads()} threads; "
-        f"median of {repeats} after {warmup} warmup"
+        f"median of {repeats} interleaved rounds after {warmup} warmup"
     )
-    results = {
-        name: statistics.median(time_ms(run, reset, device, warmup, repeats))
-        for name, run in cases.items()
-    }
+    times = time_ms(cases, reset, device, warmup, repeats)
+    results = {name: statistics.median(samples) for name, samples in times.items()}
     reference = results["adam (foreach)"]
     print(f"| {'step':<30} | {'ms':>9} | {'x adam':>7} |")
     print(f"|{'-' * 32}|{'-' * 11}|{'-' * 9}|")
