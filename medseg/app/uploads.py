@@ -120,35 +120,6 @@ def read_slice_upload(path: Path) -> np.ndarray:
         raise DataError(f"{path}: not a readable image ({err})") from None
 
 
-def read_mask_volume(path: Path) -> np.ndarray:
-    """Read a NIfTI mask volume as (N, H, W) uint8 in {0, 1}, slices ordered like
-    :func:`medseg.data.load_volume` (any non-zero voxel is tumour).
-
-    Raises:
-        DataError: when the file is not a readable 3-D NIfTI volume.
-    """
-    import nibabel as nib
-    from nibabel.orientations import apply_orientation, axcodes2ornt, io_orientation, ornt_transform
-
-    from medseg.data.nifti import SLICE_AXCODES
-
-    try:
-        image = nib.load(path)
-        if not isinstance(image, nib.Nifti1Image):
-            raise DataError(f"{path}: not a NIfTI file (.nii or .nii.gz)")
-        data = np.asanyarray(image.dataobj)
-    except DataError:
-        raise
-    except Exception as err:  # nibabel raises many types for damaged files
-        raise DataError(f"{path}: cannot read NIfTI ({err})") from None
-    if data.ndim == 4 and data.shape[3] == 1:
-        data = data[..., 0]
-    if data.ndim != 3:
-        raise DataError(f"{path}: expected a 3-D mask volume, got shape {data.shape}")
-    to_slices = ornt_transform(io_orientation(image.affine), axcodes2ornt(SLICE_AXCODES))
-    return (apply_orientation(np.nan_to_num(data), to_slices) != 0).astype(np.uint8)
-
-
 def _pixel_area(volume) -> float | None:
     """In-plane voxel area in mm² of a volume's axial slices, None when unknown."""
     from nibabel.orientations import io_orientation
@@ -179,7 +150,7 @@ def read_upload(
         DataError: on a wrong file type, an empty, oversized or corrupt file, a mask of
             another kind or size than the image.
     """
-    from medseg.data import load_volume, read_mask
+    from medseg.data import load_mask_volume, load_volume, read_mask
 
     kind = upload_kind(image[0])
     check_size(image[0], len(image[1]), max_mb)
@@ -201,7 +172,7 @@ def read_upload(
             images = volume.slices
             masks = None
             if mask is not None:
-                masks = _read_in(folder / "mask", mask, read_mask_volume)
+                masks = _read_in(folder / "mask", mask, load_mask_volume)
             pixel_area = _pixel_area(volume)
     if masks is not None:
         _check_same_size(mask[0], masks, image[0], images)

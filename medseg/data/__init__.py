@@ -17,7 +17,7 @@ from medseg.data.lgg import (
     read_mask,
     read_slice_image,
 )
-from medseg.data.nifti import Volume, load_volume, save_mask_volume
+from medseg.data.nifti import Volume, load_mask_volume, load_volume, save_mask_volume
 from medseg.data.pcam import LoadPCamPatchd, pcam_files
 from medseg.data.splits import load_split, save_split, split_patients
 from medseg.data.transforms import LoadLGGSliced, lgg_transforms, pcam_transforms, preprocess_image
@@ -34,6 +34,7 @@ __all__ = [
     "find_lgg_root",
     "lgg_transforms",
     "list_patients",
+    "load_mask_volume",
     "load_split",
     "load_volume",
     "pcam_files",

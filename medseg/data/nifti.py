@@ -60,6 +60,27 @@ def _rescale(channel: np.ndarray) -> np.ndarray:
     return np.rint(scaled).astype(np.uint8)
 
 
+def _read_nifti(path: Path) -> tuple[nib.Nifti1Image, np.ndarray]:
+    """The NIfTI image at ``path`` and its voxel array; ``DataError`` naming the file if not."""
+    if not path.is_file():
+        raise DataError(f"{path}: no such file")
+    try:
+        image = nib.load(path)
+        if not isinstance(image, nib.Nifti1Image):
+            raise DataError(f"{path}: not a NIfTI file (.nii or .nii.gz)")
+        return image, np.asanyarray(image.dataobj)
+    except DataError:
+        raise
+    except Exception as err:  # nibabel raises many types for damaged files
+        raise DataError(f"{path}: cannot read NIfTI ({err})") from None
+
+
+def _to_slice_order(data: np.ndarray, affine: np.ndarray) -> np.ndarray:
+    """Reorder a 3-D voxel array from the file's orientation to :data:`SLICE_AXCODES`."""
+    to_slices = ornt_transform(io_orientation(affine), axcodes2ornt(SLICE_AXCODES))
+    return apply_orientation(data, to_slices)
+
+
 def load_volume(path: str | Path) -> Volume:
     """Read a 3-D NIfTI volume (or 4-D with 3 channels last) as axial slices.
 
@@ -71,17 +92,7 @@ def load_volume(path: str | Path) -> Volume:
             channels.
     """
     path = Path(path)
-    if not path.is_file():
-        raise DataError(f"{path}: no such file")
-    try:
-        image = nib.load(path)
-        if not isinstance(image, nib.Nifti1Image):
-            raise DataError(f"{path}: not a NIfTI file (.nii or .nii.gz)")
-        data = np.asanyarray(image.dataobj)
-    except DataError:
-        raise
-    except Exception as err:  # nibabel raises many types for damaged files
-        raise DataError(f"{path}: cannot read NIfTI ({err})") from None
+    image, data = _read_nifti(path)
     if data.ndim == 4 and data.shape[3] in (1, 3):
         channels = [data[..., c] for c in range(data.shape[3])]
     elif data.ndim == 3:
@@ -91,8 +102,7 @@ def load_volume(path: str | Path) -> Volume:
             f"{path}: expected a 3-D volume or 4-D with 3 channels on the last axis, "
             f"got shape {data.shape}"
         )
-    to_slices = ornt_transform(io_orientation(image.affine), axcodes2ornt(SLICE_AXCODES))
-    slices = [_rescale(apply_orientation(channel, to_slices)) for channel in channels]
+    slices = [_rescale(_to_slice_order(channel, image.affine)) for channel in channels]
     stacked = np.stack(slices if len(slices) == 3 else slices * 3, axis=-1)
     return Volume(
         slices=np.ascontiguousarray(stacked),
@@ -100,6 +110,22 @@ def load_volume(path: str | Path) -> Volume:
         header=image.header.copy(),
         shape=tuple(int(n) for n in data.shape[:3]),
     )
+
+
+def load_mask_volume(path: str | Path) -> np.ndarray:
+    """Read a NIfTI mask volume as (N, H, W) uint8 in {0, 1}, slices ordered like
+    :func:`load_volume` (any non-zero voxel is tumour; no intensity rescaling).
+
+    Raises:
+        DataError: when the file is missing or not a readable 3-D NIfTI volume.
+    """
+    path = Path(path)
+    image, data = _read_nifti(path)
+    if data.ndim == 4 and data.shape[3] == 1:
+        data = data[..., 0]
+    if data.ndim != 3:
+        raise DataError(f"{path}: expected a 3-D mask volume, got shape {data.shape}")
+    return (_to_slice_order(np.nan_to_num(data), image.affine) != 0).astype(np.uint8)
 
 
 def save_mask_volume(mask_nhw: np.ndarray, volume: Volume, path: str | Path) -> None:

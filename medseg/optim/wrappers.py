@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import math
 import textwrap
+from abc import ABCMeta, abstractmethod
 from collections import OrderedDict
 from collections.abc import Callable
 from typing import Any
@@ -27,7 +28,7 @@ from torch.optim import Optimizer
 from medseg.optim.functional import Granularity, centralize_, check_znorm_settings, znorm_
 
 
-class GradientTransform(Optimizer):
+class GradientTransform(Optimizer, metaclass=ABCMeta):
     """Base wrapper: ``step`` transforms the gradients of the parameters that have one
     (:meth:`transform_gradients_`), then steps the inner optimizer. Wrappers nest; the
     outer one transforms first.
@@ -68,9 +69,9 @@ class GradientTransform(Optimizer):
         """The wrapper's own hyper-parameters (shown by ``repr``)."""
         return {}
 
+    @abstractmethod
     def transform_gradients_(self, params: list[Tensor]) -> None:
         """Transform ``p.grad`` of each of ``params`` (all have a gradient) in place."""
-        raise NotImplementedError
 
     @torch.no_grad()
     def step(self, closure: Callable[[], float] | None = None) -> float | None:  # type: ignore[override]

@@ -6,7 +6,7 @@ import nibabel as nib
 import numpy as np
 import pytest
 
-from medseg.data import load_volume, save_mask_volume
+from medseg.data import load_mask_volume, load_volume, save_mask_volume
 from medseg.errors import DataError
 
 RAS = np.diag([2.0, 2.0, 3.0, 1.0])
@@ -54,6 +54,24 @@ def test_mask_round_trip_lands_on_the_input_voxels(tmp_path, affine):
     np.testing.assert_array_equal(saved.affine, affine)
     assert saved.get_data_dtype() == np.uint8
     np.testing.assert_array_equal(np.asanyarray(saved.dataobj), (data > 75).astype(np.uint8))
+
+
+@pytest.mark.parametrize(
+    "affine",
+    [RAS, np.array([[0, 0, 1.5, 0], [-1.0, 0, 0, 0], [0, 2.0, 0, 0], [0, 0, 0, 1]])],
+)
+def test_mask_volume_reads_back_in_slice_order(tmp_path, affine):
+    nib.save(nib.Nifti1Image(volume_with_marker(), affine), tmp_path / "in.nii")
+    volume = load_volume(tmp_path / "in.nii")
+    mask = (volume.slices[..., 0] > 200).astype(np.uint8)
+    save_mask_volume(mask, volume, tmp_path / "mask.nii.gz")
+    np.testing.assert_array_equal(load_mask_volume(tmp_path / "mask.nii.gz"), mask)
+
+
+def test_mask_volume_rejects_a_2d_file(tmp_path):
+    nib.save(nib.Nifti1Image(np.zeros((4, 4), np.uint8), RAS), tmp_path / "flat.nii")
+    with pytest.raises(DataError, match=r"flat\.nii: expected a 3-D mask volume"):
+        load_mask_volume(tmp_path / "flat.nii")
 
 
 def test_four_channel_last_volume_keeps_its_channels(tmp_path):
