@@ -25,11 +25,14 @@ from __future__ import annotations
 import csv
 import datetime
 from pathlib import Path
+from typing import cast
 
 import nibabel as nib
 import numpy as np
 from PIL import Image
 from scipy import ndimage
+
+from medseg.files import atomic_path, atomic_write, write_text
 
 N_PATIENTS = 12
 SLICES_PER_PATIENT = (12, 16)
@@ -74,7 +77,7 @@ def _load_template() -> dict[str, np.ndarray]:
 
     folder = Path(nilearn.__file__).parent / "datasets" / "data"
     return {
-        name: np.asarray(nib.load(folder / file).dataobj, dtype=np.float32) / 255.0
+        name: np.asarray(cast(nib.Nifti1Image, nib.load(folder / file)).dataobj, dtype=np.float32) / 255.0
         for name, file in TEMPLATE_FILES.items()
     }
 
@@ -182,6 +185,13 @@ def _render(
     return np.rint(np.stack(channels, axis=-1)).astype(np.uint8)
 
 
+def _write_tiff(array: np.ndarray, path: Path) -> None:
+    # PackBits: the black background compresses to almost nothing and decoding costs no more
+    # than reading an uncompressed file.
+    with atomic_path(path) as tmp:
+        Image.fromarray(array).save(tmp, compression="packbits")
+
+
 def write_demo_lgg(out: str | Path, seed: int = 0) -> Path:
     """Write the demo dataset into ``out`` in the kaggle_3m layout; return ``out``.
 
@@ -212,17 +222,13 @@ def write_demo_lgg(out: str | Path, seed: int = 0) -> Path:
         folder = root / name
         folder.mkdir(parents=True, exist_ok=True)
         for k in range(n_slices):
-            # PackBits: the black background compresses to almost nothing and decoding costs
-            # no more than reading an uncompressed file.
-            Image.fromarray(images[k]).save(folder / f"{name}_{k + 1}.tif", compression="packbits")
-            Image.fromarray(lesion[k].astype(np.uint8) * 255).save(
-                folder / f"{name}_{k + 1}_mask.tif", compression="packbits"
-            )
-    with open(root / "data.csv", "w", newline="") as handle:
+            _write_tiff(images[k], folder / f"{name}_{k + 1}.tif")
+            _write_tiff(lesion[k].astype(np.uint8) * 255, folder / f"{name}_{k + 1}_mask.tif")
+    with atomic_write(root / "data.csv", newline="") as handle:
         writer = csv.writer(handle)
         writer.writerow(["Patient"])
         writer.writerows([name.rsplit("_", 1)[0]] for name in names)
-    (out / "README.md").write_text(README.format(
+    write_text(out / "README.md", README.format(
         n_patients=N_PATIENTS, min_slices=SLICES_PER_PATIENT[0], max_slices=SLICES_PER_PATIENT[1],
         seed=seed, healthy=healthy,
     ))

@@ -32,6 +32,7 @@ from skimage import data as skdata
 from skimage.color import rgb2hed
 
 from medseg.data.pcam import PCAM_SPLITS, pcam_file_name
+from medseg.files import atomic_path, write_text
 
 SPLIT_SIZES = {"train": 768, "val": 192, "test": 192}
 CELL = 128
@@ -117,7 +118,7 @@ def _centre_haematoxylin(patches: np.ndarray) -> np.ndarray:
 
 
 def _write_h5(path: Path, key: str, array: np.ndarray) -> None:
-    with h5py.File(path, "w") as handle:
+    with atomic_path(path) as tmp, h5py.File(tmp, "w") as handle:
         handle.create_dataset(
             key, data=array, chunks=(min(len(array), 64), *array.shape[1:]),
             compression="gzip", compression_opts=1, track_times=False,
@@ -147,5 +148,5 @@ def write_demo_pcam(out: str | Path, seed: int = 0) -> Path:
         _write_h5(out / pcam_file_name(split, "x"), "x", patches[split])
         _write_h5(out / pcam_file_name(split, "y"), "y", labels)
     sizes = "/".join(str(n) for n in SPLIT_SIZES.values())
-    (out / "README.md").write_text(README.format(seed=seed, sizes=sizes))
+    write_text(out / "README.md", README.format(seed=seed, sizes=sizes))
     return out

@@ -19,7 +19,6 @@ Example:
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -28,6 +27,7 @@ import numpy as np
 from nibabel.orientations import apply_orientation, axcodes2ornt, io_orientation, ornt_transform
 
 from medseg.errors import DataError
+from medseg.files import atomic_path
 
 #: Slice-stack axes: inferior->Superior, anterior->Posterior (rows), right->Left (columns).
 SLICE_AXCODES = ("S", "P", "L")
@@ -108,7 +108,7 @@ def load_volume(path: str | Path) -> Volume:
         slices=np.ascontiguousarray(stacked),
         affine=image.affine.copy(),
         header=image.header.copy(),
-        shape=tuple(int(n) for n in data.shape[:3]),
+        shape=(int(data.shape[0]), int(data.shape[1]), int(data.shape[2])),
     )
 
 
@@ -155,6 +155,5 @@ def save_mask_volume(mask_nhw: np.ndarray, volume: Volume, path: str | Path) -> 
     image.header.set_slope_inter(1.0, 0.0)
     image.header["cal_min"], image.header["cal_max"] = 0, 1
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".tmp-{path.name}")
-    nib.save(image, tmp)
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        nib.save(image, tmp)

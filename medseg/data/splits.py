@@ -13,13 +13,13 @@ Example:
 from __future__ import annotations
 
 import json
-import os
 import random
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from medseg.errors import DataError
+from medseg.files import write_text
 
 SPLIT_NAMES = ("train", "val", "test")
 
@@ -67,9 +67,7 @@ def save_split(split: dict[str, list[str]], path: str | Path, *, seed: int | Non
     path = Path(path)
     payload: dict[str, Any] = {"seed": seed, **{name: list(split[name]) for name in SPLIT_NAMES}}
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(payload, indent=2) + "\n")
-    os.replace(tmp, path)
+    write_text(path, json.dumps(payload, indent=2) + "\n")
 
 
 def read_split_file(path: str | Path) -> tuple[dict[str, list[str]], int | None]:
@@ -102,12 +100,3 @@ def read_split_file(path: str | Path) -> tuple[dict[str, list[str]], int | None]
             seen[patient] = name
     seed = raw.get("seed")
     return split, seed if isinstance(seed, int) else None
-
-
-def load_split(path: str | Path) -> dict[str, list[str]]:
-    """Read a split written by :func:`save_split`: ``{"train": [...], "val": [...], "test": [...]}``.
-
-    Raises:
-        DataError: see :func:`read_split_file`.
-    """
-    return read_split_file(path)[0]

@@ -16,8 +16,6 @@ import os
 import pickle
 import re
 import shutil
-import tempfile
-import uuid
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,6 +26,7 @@ from torch import nn
 
 from medseg.config import Config, config_from_dict
 from medseg.errors import CheckpointError, MedsegError
+from medseg.files import atomic_path, atomic_write
 
 #: keys every medseg checkpoint holds (see docs/architecture.md)
 REQUIRED_KEYS = ("model", "config", "task", "epoch", "metrics", "medseg_version")
@@ -51,17 +50,9 @@ def _check_plain(value: Any, where: str) -> None:
     raise TypeError(f"checkpoint entry {where} is a {type(value).__name__}, not a plain value")
 
 
-def _fsync_dir(directory: Path) -> None:
-    fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 def save_checkpoint(payload: dict[str, Any], path: str | Path) -> Path:
-    """Write ``payload`` to ``path`` atomically: a temporary file in the same folder,
-    flushed to disk, then renamed over ``path``. A crash leaves the old file intact.
+    """Write ``payload`` to ``path`` atomically (see :mod:`medseg.files`): a crash leaves the
+    old file intact.
 
     Raises:
         TypeError: when ``payload`` holds something other than plain values and tensors.
@@ -69,17 +60,8 @@ def save_checkpoint(payload: dict[str, Any], path: str | Path) -> Path:
     path = Path(path)
     _check_plain(payload, "payload")
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            torch.save(payload, handle)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp_name, path)
-    except BaseException:
-        Path(tmp_name).unlink(missing_ok=True)
-        raise
-    _fsync_dir(path.parent)
+    with atomic_write(path, "wb") as handle:
+        torch.save(payload, handle)
     return path
 
 
@@ -90,19 +72,11 @@ def copy_checkpoint(source: str | Path, target: str | Path) -> Path:
     replaced, never modified in place, so the two names stay independent), else a copy.
     """
     source, target = Path(source), Path(target)
-    tmp = target.with_name(f".{target.name}.{uuid.uuid4().hex}.tmp")
-    try:
+    with atomic_path(target) as tmp:
         try:
             os.link(source, tmp)
         except OSError:
             shutil.copyfile(source, tmp)
-            with open(tmp, "rb+") as handle:
-                os.fsync(handle.fileno())
-        os.replace(tmp, target)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    _fsync_dir(target.parent)
     return target
 
 

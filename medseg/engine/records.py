@@ -3,19 +3,13 @@
 from __future__ import annotations
 
 import csv
-import io
 import json
 import math
-import os
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-
-def _replace_text(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
+from medseg.files import atomic_write, write_text
 
 
 def write_history(rows: Sequence[dict[str, Any]], path: str | Path) -> None:
@@ -23,11 +17,10 @@ def write_history(rows: Sequence[dict[str, Any]], path: str | Path) -> None:
     columns: list[str] = []
     for row in rows:
         columns.extend(key for key in row if key not in columns)
-    buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=columns, lineterminator="\n")
-    writer.writeheader()
-    writer.writerows(rows)
-    _replace_text(Path(path), buffer.getvalue())
+    with atomic_write(path, newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=columns, lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(rows)
 
 
 def _json_safe(value: Any) -> Any:
@@ -43,7 +36,7 @@ def _json_safe(value: Any) -> Any:
 
 def write_json(data: dict[str, Any], path: str | Path) -> None:
     """Write ``data`` as indented JSON (NaN as null)."""
-    _replace_text(Path(path), json.dumps(_json_safe(data), indent=2, allow_nan=False) + "\n")
+    write_text(path, json.dumps(_json_safe(data), indent=2, allow_nan=False) + "\n")
 
 
 def to_json(data: dict[str, Any]) -> str:

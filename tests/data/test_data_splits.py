@@ -11,8 +11,8 @@ from hypothesis import strategies as st
 from monai.data import CacheDataset, DataLoader
 
 from medseg.config import DataConfig
-from medseg.data import build_datasets, load_split, save_split, split_patients
-from medseg.errors import DataError
+from medseg.data import build_datasets, read_split_file, save_split, split_patients
+from medseg.errors import DataError, find_medseg_error
 
 
 @settings(max_examples=60, deadline=None)
@@ -49,7 +49,10 @@ def test_save_and_load_round_trip(tmp_path):
     split = {"train": ["a", "b"], "val": ["c"], "test": ["d"]}
     save_split(split, tmp_path / "run" / "split.json", seed=7)
     assert json.loads((tmp_path / "run" / "split.json").read_text()) == {"seed": 7, **split}
-    assert load_split(tmp_path / "run" / "split.json") == split
+    assert read_split_file(tmp_path / "run" / "split.json") == (split, 7)
+    save_split(split, tmp_path / "run" / "split.json")
+    assert read_split_file(tmp_path / "run" / "split.json") == (split, None)
+    assert [p.name for p in (tmp_path / "run").iterdir()] == ["split.json"]
 
 
 @pytest.mark.parametrize(
@@ -63,14 +66,14 @@ def test_save_and_load_round_trip(tmp_path):
 def test_bad_split_files(tmp_path, content, message):
     (tmp_path / "split.json").write_text(content)
     with pytest.raises(DataError, match=rf"split\.json: {message}"):
-        load_split(tmp_path / "split.json")
+        read_split_file(tmp_path / "split.json")
 
 
 def test_build_datasets_splits_by_patient_and_writes_split_json(lgg, tmp_path):
     cfg = DataConfig(root=str(lgg.top), image_size=32, val_fraction=0.25, test_fraction=0.25)
     datasets = build_datasets(cfg, seed=3, run_dir=tmp_path / "run")
-    split = load_split(tmp_path / "run" / "split.json")
-    assert json.loads((tmp_path / "run" / "split.json").read_text())["seed"] == 3
+    split, seed = read_split_file(tmp_path / "run" / "split.json")
+    assert seed == 3
     assert split == split_patients(list(lgg.images), 0.25, 0.25, seed=3)
     for name in ("train", "val", "test"):
         records = datasets[name].data
@@ -78,7 +81,9 @@ def test_build_datasets_splits_by_patient_and_writes_split_json(lgg, tmp_path):
         assert len(records) == sum(len(lgg.images[p]) for p in split[name])
     sample = datasets["val"][0]
     assert sample["patient"] == split["val"][0] and sample["slice"] == 1
-    assert sample["image"].shape == (3, 32, 32) and sample["label"].shape == (1, 32, 32)
+    # evaluation splits keep the mask at the slice's native size (40x56)
+    assert sample["image"].shape == (3, 32, 32) and sample["label"].shape == (1, 40, 56)
+    assert datasets["train"][0]["label"].shape == (1, 32, 32)
 
 
 def test_split_file_is_reused_and_copied_to_the_run(lgg, tmp_path):
@@ -121,14 +126,19 @@ def test_cache_dataset_gives_the_same_eval_samples(lgg):
 
 
 @pytest.mark.filterwarnings("ignore:Corrupt EXIF data")
-def test_a_corrupt_slice_raises_its_data_error_not_monai_s_runtime_error(lgg):
+def test_a_corrupt_slice_s_data_error_is_found_behind_monai_and_dataloader_workers(lgg):
     path = lgg.root / "TCGA_AA_0001_20000101" / "TCGA_AA_0001_20000101_2.tif"
     path.write_bytes(b"II*\x00garbage")
     cfg = DataConfig(root=str(lgg.top), image_size=32, val_fraction=0.0, test_fraction=0.0)
     train = build_datasets(cfg, seed=0)["train"]
-    with pytest.raises(DataError, match=r"_2\.tif: cannot read TIFF"):
-        train[1]
-    with pytest.raises(DataError, match=r"_2\.tif: cannot read TIFF"):
-        list(DataLoader(train, batch_size=4, num_workers=2))
-    with pytest.raises(DataError, match=r"_2\.tif: cannot read TIFF"):
-        build_datasets(dataclasses.replace(cfg, cache=True, num_workers=0), seed=0)
+    attempts = [
+        lambda: train[1],
+        lambda: list(DataLoader(train, batch_size=4, num_workers=2)),
+        lambda: build_datasets(dataclasses.replace(cfg, cache=True, num_workers=0), seed=0),
+    ]
+    for attempt in attempts:
+        with pytest.raises(RuntimeError) as caught:
+            attempt()
+        found = find_medseg_error(caught.value)
+        assert type(found) is DataError
+        assert str(found).startswith(f"{path}: cannot read TIFF (") and "\n" not in str(found)

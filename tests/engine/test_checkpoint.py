@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import pickle
+import stat
 
 import pytest
 import torch
@@ -10,6 +12,7 @@ import torch
 from medseg.cli.main import main
 from medseg.config import Config
 from medseg.engine import load_checkpoint, load_model, save_checkpoint
+from medseg.engine.checkpoint import copy_checkpoint
 from medseg.errors import CheckpointError
 
 
@@ -127,11 +130,42 @@ def test_cli_turns_a_bad_checkpoint_into_exit_code_2(tmp_path, capsys, content, 
 
 
 def test_copy_survives_the_source_being_replaced(tmp_path):
-    from medseg.engine.checkpoint import copy_checkpoint
-
     last = save_checkpoint(_payload(epoch=1), tmp_path / "last.pt")
     copy_checkpoint(last, tmp_path / "best.pt")
     save_checkpoint(_payload(epoch=2), last)
     assert load_checkpoint(tmp_path / "best.pt")["epoch"] == 1
     assert load_checkpoint(last)["epoch"] == 2
     assert sorted(p.name for p in tmp_path.iterdir()) == ["best.pt", "last.pt"]
+
+
+def test_checkpoints_get_the_usual_permissions(tmp_path):
+    previous = os.umask(0o022)
+    try:
+        last = save_checkpoint(_payload(), tmp_path / "last.pt")
+        best = copy_checkpoint(last, tmp_path / "best.pt")
+    finally:
+        os.umask(previous)
+    assert stat.S_IMODE(last.stat().st_mode) == 0o644  # not mkstemp's 0600
+    assert stat.S_IMODE(best.stat().st_mode) == 0o644
+
+
+def test_copy_is_a_hard_link_where_possible_else_a_copy(tmp_path, monkeypatch):
+    last = save_checkpoint(_payload(epoch=1), tmp_path / "last.pt")
+    assert copy_checkpoint(last, tmp_path / "best.pt").stat().st_ino == last.stat().st_ino
+
+    def no_links(source, target):
+        raise OSError("hard links not supported")
+
+    monkeypatch.setattr(os, "link", no_links)
+    copy = copy_checkpoint(last, tmp_path / "copy.pt")
+    assert copy.stat().st_ino != last.stat().st_ino and copy.read_bytes() == last.read_bytes()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["best.pt", "copy.pt", "last.pt"]
+
+
+def test_a_failed_copy_leaves_the_old_target_intact(tmp_path):
+    best = save_checkpoint(_payload(epoch=1), tmp_path / "best.pt")
+    before = best.read_bytes()
+    with pytest.raises(FileNotFoundError):
+        copy_checkpoint(tmp_path / "missing.pt", best)
+    assert best.read_bytes() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["best.pt"]
