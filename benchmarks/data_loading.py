@@ -22,7 +22,7 @@ import torch
 from monai.data import DataLoader
 
 from medseg.config import DataConfig
-from medseg.data import build_datasets, write_demo_lgg
+from medseg.data import build_datasets, use_plain_tensors, write_demo_lgg
 
 
 def _train_set(root: Path, image_size: int):
@@ -87,4 +87,5 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
+    use_plain_tensors()  # as the medseg command does
     main()

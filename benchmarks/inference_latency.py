@@ -19,7 +19,7 @@ import numpy as np
 import torch
 
 from medseg.config import ModelConfig
-from medseg.data import preprocess_image
+from medseg.data import preprocess_image, use_plain_tensors
 from medseg.engine import predict_probabilities
 from medseg.models import build_model
 
@@ -69,4 +69,5 @@ def main() -> None:
 
 
 if __name__ == "__main__":
+    use_plain_tensors()  # as the medseg command does
     main()

@@ -3,6 +3,10 @@
 Each subcommand module defines ``EXAMPLE`` (shown in its help), ``configure(parser)`` and
 ``run(args) -> int``, and imports heavy libraries (torch, monai) inside ``run`` so that
 ``medseg --help`` stays fast.
+
+Errors: a :class:`~medseg.errors.MedsegError`, also when MONAI wrapped it in a RuntimeError
+(see :func:`~medseg.errors.find_medseg_error`), is printed as ``medseg: error: <message>``
+on one line, exit code 2; any other exception is a bug and keeps its traceback.
 """
 
 from __future__ import annotations
@@ -13,7 +17,7 @@ import sys
 from collections.abc import Sequence
 
 from medseg import __version__
-from medseg.errors import MedsegError
+from medseg.errors import find_medseg_error
 
 #: subcommand -> (module, one-line description)
 COMMANDS: dict[str, tuple[str, str]] = {
@@ -25,6 +29,9 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "demo-data": ("medseg.cli.demo_data", "Write the embedded demo datasets (LGG or PCam format)."),
     "app": ("medseg.cli.app", "Start the Streamlit app to inspect predictions."),
 }
+
+#: subcommands that load no data in this process (the app runs in Streamlit's own)
+NO_DATA_COMMANDS = frozenset({"app"})
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -50,17 +57,28 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _one_line(message: str) -> str:
+    return " ".join(line.strip() for line in message.splitlines() if line.strip())
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``medseg`` console script; returns the exit code."""
     args = build_parser().parse_args(argv)
     try:
+        if args.command not in NO_DATA_COMMANDS:
+            from medseg.data.transforms import use_plain_tensors
+
+            use_plain_tensors()
         return int(args._run(args) or 0)
-    except MedsegError as err:
-        print(f"medseg: error: {err}", file=sys.stderr)
-        return 2
     except KeyboardInterrupt:
         print("medseg: interrupted", file=sys.stderr)
         return 130
+    except Exception as err:
+        user_error = find_medseg_error(err)
+        if user_error is None:
+            raise
+        print(f"medseg: error: {_one_line(str(user_error))}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

@@ -3,6 +3,10 @@
 Samples are dicts. LGG (segmentation): ``image`` float32 (3, S, S) normalized per channel,
 ``label`` float32 (1, S, S) in {0, 1}, ``patient`` str, ``slice`` int (1-based). PCam
 (classification): ``image`` float32 (3, 96, 96), ``label`` float32 (1,), ``index`` int.
+
+Pipelines return plain tensors; :func:`use_plain_tensors` (called once at start-up, as the
+``medseg`` command and the app do) makes them faster by switching MONAI's MetaTensor tracking
+off for the process.
 """
 
 from medseg.data.check import DatasetReport, check_dataset
@@ -19,8 +23,15 @@ from medseg.data.lgg import (
 )
 from medseg.data.nifti import Volume, load_mask_volume, load_volume, save_mask_volume
 from medseg.data.pcam import LoadPCamPatchd, pcam_files
-from medseg.data.splits import load_split, save_split, split_patients
-from medseg.data.transforms import LoadLGGSliced, lgg_transforms, pcam_transforms, preprocess_image
+from medseg.data.splits import read_split_file, save_split, split_patients
+from medseg.data.transforms import (
+    LoadLGGSliced,
+    lgg_transforms,
+    pcam_transforms,
+    preprocess_image,
+    preprocess_patch,
+    use_plain_tensors,
+)
 
 __all__ = [
     "DatasetReport",
@@ -35,16 +46,18 @@ __all__ = [
     "lgg_transforms",
     "list_patients",
     "load_mask_volume",
-    "load_split",
     "load_volume",
     "pcam_files",
     "pcam_transforms",
     "preprocess_image",
+    "preprocess_patch",
     "read_mask",
     "read_slice_image",
+    "read_split_file",
     "save_mask_volume",
     "save_split",
     "split_patients",
+    "use_plain_tensors",
     "write_demo_lgg",
     "write_demo_pcam",
 ]

@@ -27,37 +27,17 @@ from medseg.data.pcam import (
     pcam_files,
 )
 from medseg.data.splits import SPLIT_NAMES, read_split_file, save_split, split_patients
-from medseg.data.transforms import lgg_transforms, pcam_transforms, unwrap_medseg_errors
+from medseg.data.transforms import lgg_transforms, pcam_transforms
 from medseg.errors import DataError
-
-
-class SampleDataset(Dataset):
-    """``monai.data.Dataset`` whose one-line medseg errors are not wrapped by MONAI."""
-
-    def _transform(self, index: int) -> Any:
-        with unwrap_medseg_errors():
-            return super()._transform(index)
-
-
-class CachedSampleDataset(CacheDataset):
-    """``monai.data.CacheDataset`` whose one-line medseg errors are not wrapped by MONAI."""
-
-    def _load_cache_item(self, idx: int) -> Any:
-        with unwrap_medseg_errors():
-            return super()._load_cache_item(idx)
-
-    def _transform(self, index: int) -> Any:
-        with unwrap_medseg_errors():
-            return super()._transform(index)
 
 
 def _dataset(records: Sequence[Any], transform: Compose, data_cfg: DataConfig) -> Dataset:
     if data_cfg.cache:
-        return CachedSampleDataset(
+        return CacheDataset(
             records, transform, cache_rate=1.0, num_workers=max(1, data_cfg.num_workers),
             progress=False,
         )
-    return SampleDataset(records, transform)
+    return Dataset(records, transform)
 
 
 def _lgg_split(data_cfg: DataConfig, patients: list[str], seed: int) -> tuple[dict, int | None]:
@@ -86,7 +66,10 @@ def _build_lgg(data_cfg: DataConfig, seed: int, run_dir: Path | None) -> dict[st
             for p in split[name]
             for s in patients[p].slices
         ][: data_cfg.max_samples]
-        transform = lgg_transforms(data_cfg.image_size, augment=data_cfg.augment and name == "train")
+        training = name == "train"
+        transform = lgg_transforms(
+            data_cfg.image_size, augment=data_cfg.augment and training, native_label=not training
+        )
         transform.set_random_state(seed=seed)
         datasets[name] = _dataset(records, transform, data_cfg)
     return datasets
@@ -114,8 +97,9 @@ def build_datasets(
 
     LGG: patients are split by :func:`~medseg.data.splits.split_patients` (or read from
     ``data_cfg.split_file``; patients of the data missing from that file are left out) and
-    the split is written to ``run_dir/split.json``. PCam: the official splits. Training data
-    is augmented when ``data_cfg.augment``; ``data_cfg.max_samples`` keeps the first N
+    the split is written to ``run_dir/split.json``; the "val" and "test" masks keep their
+    slice's native size (scores are computed there), "train" masks are resized with the
+    image. PCam: the official splits. Training data is augmented when ``data_cfg.augment``; ``data_cfg.max_samples`` keeps the first N
     samples of each split; ``data_cfg.cache`` uses a MONAI ``CacheDataset`` (the
     deterministic steps are computed once and held in memory).
 

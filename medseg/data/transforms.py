@@ -24,14 +24,12 @@ from __future__ import annotations
 
 import functools
 import math
-import threading
-from collections.abc import Hashable, Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Hashable, Mapping
 from typing import Any
 
 import numpy as np
 import torch
-from monai.data import get_track_meta, set_track_meta
+from monai.data import set_track_meta
 from monai.transforms import (
     Compose,
     EnsureTyped,
@@ -46,72 +44,30 @@ from monai.transforms import (
 )
 
 from medseg.data.lgg import read_mask, read_slice_image
-from medseg.errors import DataError, MedsegError
+from medseg.errors import DataError
 
 IMAGE = "image"
 LABEL = "label"
 KEYS = (IMAGE, LABEL)
 
-_tracking_lock = threading.Lock()
-_tracking_state = {"users": 0, "previous": True}
 
+def use_plain_tensors() -> None:
+    """Switch MONAI's MetaTensor tracking off for the whole process; call it once at start-up.
 
-@contextmanager
-def _metadata_tracking_off() -> Iterator[None]:
-    """Switch MONAI's global MetaTensor tracking off while any pipeline runs (thread-safe)."""
-    with _tracking_lock:
-        if _tracking_state["users"] == 0:
-            _tracking_state["previous"] = get_track_meta()
-            set_track_meta(False)
-        _tracking_state["users"] += 1
-    try:
-        yield
-    finally:
-        with _tracking_lock:
-            _tracking_state["users"] -= 1
-            if _tracking_state["users"] == 0:
-                set_track_meta(_tracking_state["previous"])
+    medseg's pipelines never invert a transform, and tracking metadata roughly doubles their
+    cost (every step wraps its output and records itself). The pipelines return plain
+    tensors either way (their last step drops the metadata): this only makes them faster.
+    The ``medseg`` command and the Streamlit app call it before loading data; a library user
+    calls it the same way, unless other MONAI code in the process needs MetaTensors.
 
+    The switch is MONAI's global ``set_track_meta``: DataLoader workers inherit it when they
+    are forked (Linux), not when they are spawned (macOS, Windows).
 
-@contextmanager
-def unwrap_medseg_errors() -> Iterator[None]:
-    """Re-raise a :class:`~medseg.errors.MedsegError` that MONAI wrapped in a RuntimeError.
-
-    MONAI's ``apply_transform`` turns every error into ``RuntimeError("applying transform
-    ...")``; the user should see the one-line message of the original error instead.
+    Example:
+        >>> use_plain_tensors()
+        >>> datasets = build_datasets(cfg.data, seed=0)
     """
-    try:
-        yield
-    except RuntimeError as err:
-        cause: BaseException | None = err
-        while cause is not None and not isinstance(cause, MedsegError):
-            cause = cause.__cause__
-        if cause is None:
-            raise
-        raise cause from None
-
-
-class PlainCompose(Compose):
-    """A MONAI ``Compose`` run on plain tensors, without MetaTensor tracking.
-
-    These 2-D pipelines never invert a transform, and tracking metadata roughly doubles
-    their cost (every step wraps its output and records itself). MONAI's switch is global:
-    it is turned off only while a pipeline runs and restored afterwards.
-
-    A :class:`~medseg.errors.MedsegError` of a step (an unreadable slice, say) comes out as
-    itself, not wrapped by MONAI (see :func:`unwrap_medseg_errors`).
-    """
-
-    def __call__(
-        self,
-        input_: Any,
-        start: int = 0,
-        end: int | None = None,
-        threading: bool = False,
-        lazy: bool | None = None,
-    ) -> Any:
-        with _metadata_tracking_off(), unwrap_medseg_errors():
-            return super().__call__(input_, start=start, end=end, threading=threading, lazy=lazy)
+    set_track_meta(False)
 
 
 class LoadLGGSliced(Transform):
@@ -149,51 +105,80 @@ def _intensity_augmentation() -> list[Transform]:
     ]
 
 
-def _normalize() -> list[Transform]:
-    return [
-        NormalizeIntensityd(keys=IMAGE, channel_wise=True),
-        EnsureTyped(keys=KEYS, dtype=torch.float32, track_meta=False, allow_missing_keys=True),
-    ]
+
+def _normalize() -> Transform:
+    return NormalizeIntensityd(keys=IMAGE, channel_wise=True)
 
 
-def lgg_transforms(image_size: int, *, augment: bool) -> PlainCompose:
+def _to_tensor() -> Transform:
+    return EnsureTyped(keys=KEYS, dtype=torch.float32, track_meta=False, allow_missing_keys=True)
+
+
+def _resize(keys: tuple[str, ...], image_size: int) -> Transform:
+    return Resized(
+        keys=keys,
+        spatial_size=(image_size, image_size),
+        mode=("bilinear", "nearest")[: len(keys)],
+        allow_missing_keys=True,
+    )
+
+
+def _lgg_geometric_augmentation() -> list[Transform]:
+    affine = RandAffined(
+        keys=KEYS,
+        prob=0.5,
+        rotate_range=math.radians(15),
+        scale_range=0.1,
+        mode=("bilinear", "nearest"),
+        padding_mode="zeros",
+    )
+    # RandAffined resamples in float64 and has no option to change it; float32 is ample
+    # for 8-bit images and halves the cost of this step.
+    affine.rand_affine.resampler.dtype = torch.float32  # type: ignore[assignment]  # MONAI's stub says numpy dtype; torch's is honoured
+    return [RandFlipd(keys=KEYS, prob=0.5, spatial_axis=1), affine]
+
+
+def lgg_eval_steps(image_size: int) -> list[Transform]:
+    """The LGG evaluation steps after reading: resize the image (not the mask), z-score.
+
+    :func:`lgg_transforms` (evaluation) and :func:`preprocess_image` both use these steps.
+    """
+    return [_resize((IMAGE,), image_size), _normalize(), _to_tensor()]
+
+
+def pcam_eval_steps() -> list[Transform]:
+    """The PCam evaluation steps after reading: per-channel z-score."""
+    return [_normalize(), _to_tensor()]
+
+
+def lgg_transforms(image_size: int, *, augment: bool, native_label: bool = False) -> Compose:
     """The LGG pipeline from a record ``{"image": path, "label": path, ...}`` to tensors.
 
     Args:
-        image_size: side S of the square output, (3, S, S) and (1, S, S).
+        image_size: side S of the square output image (3, S, S).
         augment: add random flips, rotations, scaling and intensity jitter (training).
+        native_label: evaluation: keep the mask at the slice's own size (1, H, W) instead
+            of resizing it to (1, S, S), so that scores are computed at the data's native
+            resolution whatever the training size (see
+            :func:`medseg.engine.inference.predict_probabilities`).
+
+    Raises:
+        ValueError: for ``augment`` with ``native_label`` (augmentation moves image and mask
+            together, so both must have the same size).
     """
-    steps: list[Transform] = [
-        LoadLGGSliced(),
-        Resized(
-            keys=KEYS,
-            spatial_size=(image_size, image_size),
-            mode=("bilinear", "nearest"),
-            allow_missing_keys=True,
-        ),
-    ]
+    if augment and native_label:
+        raise ValueError("lgg_transforms: augment and native_label exclude each other")
+    if native_label:
+        return Compose([LoadLGGSliced(), *lgg_eval_steps(image_size)])
+    steps: list[Transform] = [LoadLGGSliced(), _resize(KEYS, image_size)]
     if augment:
-        affine = RandAffined(
-            keys=KEYS,
-            prob=0.5,
-            rotate_range=math.radians(15),
-            scale_range=0.1,
-            mode=("bilinear", "nearest"),
-            padding_mode="zeros",
-        )
-        # RandAffined resamples in float64 and has no option to change it; float32 is ample
-        # for 8-bit images and halves the cost of this step.
-        affine.rand_affine.resampler.dtype = torch.float32
-        steps += [RandFlipd(keys=KEYS, prob=0.5, spatial_axis=1), affine]
-    normalize, to_tensor = _normalize()
-    steps.append(normalize)
-    if augment:
-        steps += _intensity_augmentation()
-    steps.append(to_tensor)
-    return PlainCompose(steps)
+        steps += [*_lgg_geometric_augmentation(), _normalize(), *_intensity_augmentation()]
+    else:
+        steps.append(_normalize())
+    return Compose([*steps, _to_tensor()])
 
 
-def pcam_transforms(loader: Transform, *, augment: bool) -> PlainCompose:
+def pcam_transforms(loader: Transform, *, augment: bool) -> Compose:
     """The PCam pipeline from ``{"index": i}`` to tensors; ``loader`` reads the patch.
 
     Args:
@@ -201,25 +186,33 @@ def pcam_transforms(loader: Transform, *, augment: bool) -> PlainCompose:
             :class:`~medseg.data.pcam.LoadPCamPatchd`.
         augment: add random flips, 90-degree rotations and intensity jitter (training).
     """
-    steps: list[Transform] = [loader]
-    if augment:
-        steps += [
-            RandFlipd(keys=IMAGE, prob=0.5, spatial_axis=0),
-            RandFlipd(keys=IMAGE, prob=0.5, spatial_axis=1),
-            RandRotate90d(keys=IMAGE, prob=0.5, spatial_axes=(0, 1)),
-        ]
-    normalize, to_tensor = _normalize()
-    steps.append(normalize)
-    if augment:
-        steps += _intensity_augmentation()
-    steps.append(to_tensor)
-    return PlainCompose(steps)
+    if not augment:
+        return Compose([loader, *pcam_eval_steps()])
+    flips = [
+        RandFlipd(keys=IMAGE, prob=0.5, spatial_axis=0),
+        RandFlipd(keys=IMAGE, prob=0.5, spatial_axis=1),
+        RandRotate90d(keys=IMAGE, prob=0.5, spatial_axes=(0, 1)),
+    ]
+    return Compose([loader, *flips, _normalize(), *_intensity_augmentation(), _to_tensor()])
 
 
 @functools.lru_cache(maxsize=8)
-def _image_eval_transform(image_size: int) -> PlainCompose:
-    # The evaluation pipeline without its file reader: identical steps, identical settings.
-    return PlainCompose(lgg_transforms(image_size, augment=False).transforms[1:])
+def _image_eval_transform(image_size: int) -> Compose:
+    return Compose(lgg_eval_steps(image_size))
+
+
+@functools.lru_cache(maxsize=1)
+def _patch_eval_transform() -> Compose:
+    return Compose(pcam_eval_steps())
+
+
+def _hwc_to_chw(array: np.ndarray, what: str) -> torch.Tensor:
+    image = np.asarray(array)
+    if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
+        raise DataError(
+            f"expected an (H, W, 3) uint8 {what}, got shape {image.shape} dtype {image.dtype}"
+        )
+    return torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1).float()
 
 
 def preprocess_image(image_hwc_uint8: np.ndarray, image_size: int) -> torch.Tensor:
@@ -239,10 +232,18 @@ def preprocess_image(image_hwc_uint8: np.ndarray, image_size: int) -> torch.Tens
         >>> preprocess_image(np.zeros((256, 256, 3), np.uint8), 128).shape
         torch.Size([3, 128, 128])
     """
-    image = np.asarray(image_hwc_uint8)
-    if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
-        raise DataError(
-            f"expected an (H, W, 3) uint8 image, got shape {image.shape} dtype {image.dtype}"
-        )
-    tensor = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1).float()
+    tensor = _hwc_to_chw(image_hwc_uint8, "image")
     return _image_eval_transform(image_size)({IMAGE: tensor})[IMAGE]
+
+
+def preprocess_patch(patch_hwc_uint8: np.ndarray) -> torch.Tensor:
+    """Apply exactly the PCam evaluation transform to one (96, 96, 3) uint8 patch in memory.
+
+    Returns:
+        float32 tensor (3, 96, 96), normalized per channel.
+
+    Raises:
+        DataError: when the array is not (H, W, 3) uint8.
+    """
+    tensor = _hwc_to_chw(patch_hwc_uint8, "patch")
+    return _patch_eval_transform()({IMAGE: tensor})[IMAGE]

@@ -6,10 +6,18 @@ import numpy as np
 import pytest
 import tifffile
 import torch
-from monai.data import get_track_meta
+from monai.data import get_track_meta, set_track_meta
 
-from medseg.data import LoadLGGSliced, lgg_transforms, preprocess_image
-from medseg.errors import DataError
+from medseg.data import (
+    LoadLGGSliced,
+    LoadPCamPatchd,
+    lgg_transforms,
+    pcam_transforms,
+    preprocess_image,
+)
+from medseg.data.transforms import use_plain_tensors
+from medseg.errors import DataError, find_medseg_error
+from tests.support import pcam_path
 
 
 @pytest.fixture
@@ -121,11 +129,59 @@ def test_mismatched_mask_size_is_a_data_error(tmp_path):
         LoadLGGSliced()({"image": tmp_path / "P_1.tif", "label": tmp_path / "P_1_mask.tif"})
 
 
-def test_pipelines_restore_monai_metadata_tracking(asymmetric_slice, tmp_path):
+@pytest.fixture
+def tracking(request):
+    """MONAI's global MetaTensor tracking set to ``request.param`` for one test, then restored."""
+    previous = get_track_meta()
+    set_track_meta(request.param)
+    yield request.param
+    set_track_meta(previous)
+
+
+@pytest.mark.parametrize("tracking", [True, False], indirect=True)
+def test_pipelines_return_plain_tensors_whatever_the_tracking(asymmetric_slice, pcam, tracking):
+    record, image, _ = asymmetric_slice
+    loader = LoadPCamPatchd(pcam_path(pcam.root, "train", "x"), pcam_path(pcam.root, "train", "y"))
+    samples = [
+        lgg_transforms(32, augment=False)(record),
+        lgg_transforms(32, augment=True)(record),
+        pcam_transforms(loader, augment=False)({"index": 1}),
+        pcam_transforms(loader, augment=True)({"index": 1}),
+    ]
+    for sample in samples:
+        assert type(sample["image"]) is torch.Tensor and type(sample["label"]) is torch.Tensor
+    assert type(preprocess_image(image, 32)) is torch.Tensor
+    assert get_track_meta() is tracking  # the pipelines leave the global switch alone
+
+
+def test_tracking_does_not_change_the_result(asymmetric_slice):
     record, _, _ = asymmetric_slice
-    assert get_track_meta()
-    lgg_transforms(32, augment=True)(record)
-    assert get_track_meta()
-    with pytest.raises(DataError, match=r"missing\.tif: no such file"):
+    previous = get_track_meta()
+    try:
+        set_track_meta(True)
+        tracked = lgg_transforms(32, augment=False)(record)
+        set_track_meta(False)
+        plain = lgg_transforms(32, augment=False)(record)
+    finally:
+        set_track_meta(previous)
+    assert torch.equal(tracked["image"], plain["image"])
+    assert torch.equal(tracked["label"], plain["label"])
+
+
+def test_use_plain_tensors_switches_tracking_off():
+    previous = get_track_meta()
+    try:
+        set_track_meta(True)
+        use_plain_tensors()
+        assert get_track_meta() is False
+    finally:
+        set_track_meta(previous)
+
+
+def test_a_data_error_in_a_pipeline_is_found_inside_monai_s_runtime_error(asymmetric_slice,
+                                                                        tmp_path):
+    record, _, _ = asymmetric_slice
+    with pytest.raises(RuntimeError, match="applying transform") as caught:
         lgg_transforms(32, augment=False)({**record, "image": str(tmp_path / "missing.tif")})
-    assert get_track_meta()
+    found = find_medseg_error(caught.value)
+    assert isinstance(found, DataError) and str(found).endswith("missing.tif: no such file")
