@@ -26,11 +26,11 @@ import segmentation_models_pytorch as smp
 import torch
 
 from medseg.config import ModelConfig, TrainConfig
-from medseg.engine.losses import build_loss
 from medseg.engine.schedule import build_scheduler
 from medseg.engine.step import TrainStep, resolve_precision
 from medseg.models import build_model
 from medseg.optim import build_optimizer
+from medseg.tasks import SEGMENTATION
 
 StepFn = Callable[[torch.Tensor, torch.Tensor], None]
 
@@ -50,7 +50,7 @@ def bare_step(encoder: str, device: torch.device) -> StepFn:
     torch.manual_seed(0)
     model = smp.Unet(encoder_name=encoder, encoder_weights=None, classes=1).to(device).train()
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
-    loss_fn = build_loss("segmentation")
+    loss_fn = SEGMENTATION.build_loss()
 
     def step(images: torch.Tensor, labels: torch.Tensor) -> None:
         loss = loss_fn(model(images), labels)
@@ -70,7 +70,7 @@ def medseg_step(encoder: str, device: torch.device, optimizer_name: str, amp: st
         model = model.to(memory_format=torch.channels_last)
     optimizer = build_optimizer(optimizer_name, model.parameters(), lr=1e-3)
     scheduler = build_scheduler(optimizer, TrainConfig(epochs=1000), steps_per_epoch=1000)
-    train_step = TrainStep(model, build_loss("segmentation"), optimizer, precision)
+    train_step = TrainStep(model, SEGMENTATION.build_loss(), optimizer, precision)
 
     def step(images: torch.Tensor, labels: torch.Tensor) -> None:
         loss = train_step.backward(images, labels)

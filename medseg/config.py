@@ -20,6 +20,8 @@ from typing import Any, Literal
 import yaml
 
 from medseg.errors import ConfigError
+from medseg.files import write_text
+from medseg.tasks import TaskName, task_for_format
 
 
 @dataclass
@@ -106,8 +108,9 @@ class Config:
     output: OutputConfig = field(default_factory=OutputConfig)
 
     @property
-    def task(self) -> Literal["segmentation", "classification"]:
-        return "segmentation" if self.data.format == "lgg" else "classification"
+    def task(self) -> TaskName:
+        """The name of the task ``data.format`` trains (see :mod:`medseg.tasks`)."""
+        return task_for_format(self.data.format).name
 
     @property
     def run_dir(self) -> Path:
@@ -285,5 +288,5 @@ def load_config(path: str | Path | None, overrides: list[str] | None = None) -> 
 
 
 def save_config(cfg: Config, path: str | Path) -> None:
-    """Write the resolved config as YAML."""
-    Path(path).write_text(yaml.safe_dump(cfg.to_dict(), sort_keys=False))
+    """Write the resolved config as YAML, atomically."""
+    write_text(path, yaml.safe_dump(cfg.to_dict(), sort_keys=False))

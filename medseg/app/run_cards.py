@@ -20,19 +20,11 @@ from pathlib import Path
 
 from medseg.config import Config, load_config
 from medseg.errors import MedsegError
+from medseg.tasks import TASKS, metric_label
 
 CHECKPOINT_NAMES = ("best.pt", "last.pt")
-#: metrics shown on a card, in order, and their names (counts and timings stay in the files)
-METRIC_LABELS = {
-    "dice": "Dice",
-    "iou": "IoU",
-    "patient_dice": "patient Dice",
-    "empty_fp_rate": "empty-slice FP rate",
-    "accuracy": "accuracy",
-    "auc": "AUC",
-    "sensitivity": "sensitivity",
-    "specificity": "specificity",
-}
+#: metrics shown on a card, in the tasks' display order (counts and timings stay in the files)
+CARD_METRICS = tuple(key for task in TASKS.values() for key in task.metric_keys)
 _MAX_DEPTH = 3  # models/<group>/<run>/best.pt is found; deeper trees are not searched
 
 
@@ -76,7 +68,7 @@ class RunCard:
         for label, metrics in (("Validation", self.validation_metrics), ("Test", self.test_metrics)):
             if metrics:
                 rows.append((label, ", ".join(
-                    f"{METRIC_LABELS[k]} {_format_number(v)}" for k, v in metrics.items())))
+                    f"{metric_label(k)} {_format_number(v)}" for k, v in metrics.items())))
         rows.append(("Date", self.created.strftime("%Y-%m-%d %H:%M")))
         return rows
 
@@ -98,7 +90,7 @@ def _numbers(mapping: dict) -> dict[str, float]:
 
 
 def _card_metrics(metrics: dict[str, float]) -> dict[str, float]:
-    return {name: metrics[name] for name in METRIC_LABELS if name in metrics}
+    return {name: metrics[name] for name in CARD_METRICS if name in metrics}
 
 
 def _read_metrics(path: Path, problems: list[str]) -> dict[str, float]:

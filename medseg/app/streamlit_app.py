@@ -15,7 +15,7 @@ import math
 from collections import OrderedDict
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import pandas as pd
@@ -32,7 +32,7 @@ from medseg.app.overlays import (
     prediction_overlay,
     sequence_view,
 )
-from medseg.app.patches import SPLIT_LABELS, patch_probabilities, read_patches, score_patches
+from medseg.app.patches import SPLIT_LABELS, read_patches, score_patches
 from medseg.app.run_cards import RunCard, find_runs
 from medseg.app.scoring import (
     PatientSlices,
@@ -40,10 +40,12 @@ from medseg.app.scoring import (
     format_area,
     read_patient_slices,
     score_volume,
-    slice_probabilities,
 )
 from medseg.app.uploads import Upload, mask_png_bytes, mask_volume_bytes, read_upload
+from medseg.data import list_patients
+from medseg.engine import load_model, patch_probabilities, slice_probabilities
 from medseg.errors import MedsegError
+from medseg.tasks import CLASSIFICATION, SEGMENTATION
 
 NOTICE = (
     "**Research use only — not for diagnosis.** Masks and scores come from a research model "
@@ -73,16 +75,12 @@ CheckpointKey = tuple[str, int]
 @st.cache_resource(max_entries=4, show_spinner="Loading the model…")
 def load_cached_model(checkpoint: str, modified_ns: int):
     """The checkpoint's model in eval mode, shared read-only by every session."""
-    from medseg.engine import load_model
-
     return load_model(checkpoint)
 
 
 @st.cache_data(ttl=30, show_spinner=False)
 def list_cases(folder: str):
     """The patients of an LGG folder (refreshed every 30 s)."""
-    from medseg.data import list_patients
-
     return list_patients(folder)
 
 
@@ -236,9 +234,9 @@ def pick_run() -> tuple[RunCard, Path, float] | None:
             st.info(f"No runs in `{folder}`.")
             return None
         by_name = {run.name: run for run in runs}
-        run = by_name[st.selectbox("Run", list(by_name), key="run")]
+        run = by_name[cast(str, st.selectbox("Run", list(by_name), key="run"))]
         names = [path.name for path in run.checkpoints]
-        chosen = st.radio("Checkpoint", names, horizontal=True, key=f"checkpoint:{run.name}")
+        chosen = cast(str, st.radio("Checkpoint", names, horizontal=True, key=f"checkpoint:{run.name}"))
         run_card(run)
         threshold = st.slider(
             "Probability threshold", 0.05, 0.95, 0.5, 0.05, key="threshold",
@@ -286,7 +284,7 @@ def case_browser(loaded, checkpoint: CheckpointKey, threshold: float) -> None:
     with right:
         number = choose_slice(case.numbers, default, slider_key)
     st.query_params.update(patient=name, slice=str(number))  # a link to this view
-    sequence = st.radio("MRI sequence", list(SEQUENCE_CHANNELS), horizontal=True, key="sequence")
+    sequence = cast(str, st.radio("MRI sequence", list(SEQUENCE_CHANNELS), horizontal=True, key="sequence"))
     position = case.numbers.index(number)
     row = next(r for r in volume["per_slice"] if r["slice"] == number)
     slice_metrics(row, volume, None, "Patient")
@@ -347,9 +345,10 @@ def upload_view(loaded, checkpoint: CheckpointKey, threshold: float) -> None:
     else:
         area_metric(st.columns(6)[0], "Model", int(binarize(probs[position], threshold).sum()),
                     upload.pixel_area_mm2)
-    sequence = st.radio("MRI sequence", list(SEQUENCE_CHANNELS), horizontal=True,
-                        key="upload_sequence",
-                        help="A grey slice or a single-sequence volume has the same picture in all.")
+    sequence = cast(str, st.radio(
+        "MRI sequence", list(SEQUENCE_CHANNELS), horizontal=True, key="upload_sequence",
+        help="A grey slice or a single-sequence volume has the same picture in all.",
+    ))
     mask = upload.masks[position] if upload.masks is not None else None
     slice_pictures(upload.images[position], mask, probs[position], threshold, sequence)
     spacing = ("Pixel spacing from the NIfTI header" if upload.pixel_area_mm2
@@ -371,7 +370,7 @@ def upload_view(loaded, checkpoint: CheckpointKey, threshold: float) -> None:
 def pcam_view(loaded, checkpoint: CheckpointKey, threshold: float) -> None:
     folder = st.text_input("PCam folder (HDF5 files)", value=str(settings.pcam_dir()), key="pcam_dir")
     left, right = st.columns(2)
-    split = SPLIT_LABELS[left.radio("Split", list(SPLIT_LABELS), horizontal=True, key="pcam_split")]
+    split = SPLIT_LABELS[cast(str, left.radio("Split", list(SPLIT_LABELS), horizontal=True, key="pcam_split"))]
     count = right.slider("Patches to score", 16, 2048, 256, 16, key="pcam_count")
 
     def read_and_score() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -435,14 +434,22 @@ def main() -> None:
     except (MedsegError, OSError) as err:
         st.error(f"Cannot load run {run.name}: {err}")
         return
-    if loaded.task == "segmentation":
-        browse, upload = st.tabs(["Case browser", "Upload a scan"])
-        with browse:
-            case_browser(loaded, key, threshold)
-        with upload:
-            upload_view(loaded, key, threshold)
-    else:
-        pcam_view(loaded, key, threshold)
+    TASK_VIEWS[loaded.task](loaded, key, threshold)
+
+
+def segmentation_view(loaded, key: CheckpointKey, threshold: float) -> None:
+    browse, upload = st.tabs(["Case browser", "Upload a scan"])
+    with browse:
+        case_browser(loaded, key, threshold)
+    with upload:
+        upload_view(loaded, key, threshold)
+
+
+#: the page of each task (see medseg.tasks)
+TASK_VIEWS: dict[str, Callable[[Any, CheckpointKey, float], None]] = {
+    SEGMENTATION.name: segmentation_view,
+    CLASSIFICATION.name: pcam_view,
+}
 
 
 if __name__ == "__main__":

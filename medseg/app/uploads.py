@@ -174,7 +174,7 @@ def read_upload(
             if mask is not None:
                 masks = _read_in(folder / "mask", mask, load_mask_volume)
             pixel_area = _pixel_area(volume)
-    if masks is not None:
+    if mask is not None and masks is not None:
         _check_same_size(mask[0], masks, image[0], images)
     return Upload(image[0], images, masks, volume, pixel_area)
 

@@ -20,6 +20,8 @@ def app_script() -> Path:
     """Path of the Streamlit page inside the installed package (works non-editable too),
     found without importing it (importing streamlit here would be slow and noisy)."""
     spec = importlib.util.find_spec("medseg.app.streamlit_app")
+    if spec is None or spec.origin is None:
+        raise MedsegError("the medseg app page (medseg/app/streamlit_app.py) is not installed")
     return Path(spec.origin).resolve()
 
 

@@ -5,18 +5,9 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-EXAMPLE = "medseg evaluate models/demo_lgg/best.pt --data demo_data/lgg --split test"
+from medseg.tasks import get_task
 
-_LABELS = {
-    "dice": "Dice (mean over slices)",
-    "iou": "IoU (mean over slices)",
-    "patient_dice": "Dice (mean over patients, 3-D)",
-    "empty_fp_rate": "false-positive rate on empty slices",
-    "accuracy": "accuracy",
-    "auc": "AUC",
-    "sensitivity": "sensitivity",
-    "specificity": "specificity",
-}
+EXAMPLE = "medseg evaluate models/demo_lgg/best.pt --data demo_data/lgg --split test"
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -39,19 +30,19 @@ def json_result(result: dict[str, Any]) -> dict[str, Any]:
 
 def table(result: dict[str, Any]) -> str:
     """A small human-readable table of the result."""
-    unit = "slices" if result["task"] == "segmentation" else "patches"
+    task = get_task(result["task"])
     lines = [
         f"checkpoint  {result['checkpoint']} ({result['task']})",
-        f"data        {result['data']}, split {result['split']}, {result['n']} {unit}, "
+        f"data        {result['data']}, split {result['split']}, {result['n']} {task.unit}, "
         f"threshold {result['threshold']}",
     ]
     if result.get("note"):
         lines.append(f"note        {result['note']}")
     lines.append("")
-    width = max(len(label) for label in _LABELS.values())
-    for key, label in _LABELS.items():
-        if result.get(key) is not None:
-            lines.append(f"{label:<{width}}  {result[key]:.4f}")
+    width = max(len(metric.description) for metric in task.metrics)
+    for metric in task.metrics:
+        if result.get(metric.key) is not None:
+            lines.append(f"{metric.description:<{width}}  {result[metric.key]:.4f}")
     per_patient = result.get("per_patient") or {}
     if per_patient:
         lines += ["", f"{'patient':<{width}}  Dice (3-D)"]

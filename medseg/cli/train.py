@@ -4,6 +4,12 @@ from __future__ import annotations
 
 import argparse
 import os
+from typing import TYPE_CHECKING
+
+from medseg.tasks import get_task
+
+if TYPE_CHECKING:  # the engine imports MONAI (seconds): not for `medseg train --help`
+    from medseg.engine import TrainResult
 
 EXAMPLE = "medseg train configs/demo_lgg.yaml --set train.epochs=2 --set output.run_name=try1"
 
@@ -16,14 +22,14 @@ def configure(parser: argparse.ArgumentParser) -> None:
                         help="continue the run in the config's run folder from its last.pt")
 
 
-def summary(result) -> str:
+def summary(result: TrainResult) -> str:
     """The lines printed when a run ends."""
     lines = [
         f"run: {result.run_dir}",
         f"best val {result.metric_name}: {result.best_metric:.4f} at epoch {result.best_epoch}",
     ]
     test = result.test_metrics
-    keys = ("dice", "iou", "patient_dice") if "dice" in test else ("accuracy", "auc")
+    keys = get_task(result.task).headline
     if test.get("n"):
         scores = "  ".join(f"{key} {test[key]:.4f}" for key in keys if test.get(key) is not None)
         lines.append(f"test (best.pt, n={test['n']}): {scores}")

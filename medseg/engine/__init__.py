@@ -10,13 +10,16 @@ from __future__ import annotations
 
 from medseg.engine.callbacks import EpochInfo, StepInfo, TrainCallback
 from medseg.engine.checkpoint import LoadedModel, load_checkpoint, load_model, save_checkpoint
-from medseg.engine.evaluate import evaluate
-from medseg.engine.inference import predict_probabilities
+from medseg.engine.evaluation import evaluate
+from medseg.engine.inference import (
+    patch_probabilities,
+    predict_probabilities,
+    slice_probabilities,
+)
 from medseg.engine.predict import Prediction, predict_paths
-from medseg.engine.trainer import SELECTION_METRIC, TrainResult, train
+from medseg.engine.trainer import TrainResult, train
 
 __all__ = [
-    "SELECTION_METRIC",
     "EpochInfo",
     "LoadedModel",
     "Prediction",
@@ -26,8 +29,10 @@ __all__ = [
     "evaluate",
     "load_checkpoint",
     "load_model",
+    "patch_probabilities",
     "predict_paths",
     "predict_probabilities",
     "save_checkpoint",
+    "slice_probabilities",
     "train",
 ]

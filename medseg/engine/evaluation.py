@@ -2,7 +2,9 @@
 
 LGG: the split comes from the ``split.json`` saved beside the checkpoint (the run's own
 patient split); without one, every patient is scored and the result says so. PCam: the
-official splits. Images go through the evaluation transform of the run's config.
+official splits. Images go through the evaluation transform of the run's config; masks stay
+at their native size and the probabilities are resized to it, so scores equal those of
+``medseg predict``'s masks and of the app, whatever the training size.
 
 Example:
     >>> result = evaluate("models/demo_lgg/best.pt", "demo_data/lgg", split="test")
@@ -16,23 +18,24 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from torch.utils.data import ConcatDataset, Dataset
+from monai.data import Dataset
+from torch.utils.data import ConcatDataset
 
 from medseg.config import Config
+from medseg.data import build_datasets, find_lgg_root, list_patients, save_split
+from medseg.data.pcam import is_pcam_root
 from medseg.engine.checkpoint import checkpoint_config, load_checkpoint, model_from_checkpoint
 from medseg.engine.distributed import resolve_device
 from medseg.engine.inference import score_loader
 from medseg.engine.loaders import build_eval_loader
 from medseg.errors import CheckpointError, DataError, MedsegError
+from medseg.tasks import get_task
 
 SPLITS = ("test", "val", "train", "all")
 
 
 def data_format(root: str | Path) -> str | None:
     """"lgg" or "pcam" by the files under ``root``, None when it is neither."""
-    from medseg.data import find_lgg_root
-    from medseg.data.pcam import is_pcam_root
-
     root = Path(root)
     if root.is_dir() and is_pcam_root(root):
         return "pcam"
@@ -55,8 +58,6 @@ def check_data_matches(cfg: Config, checkpoint: Path, data_root: Path) -> None:
 
 def _lgg_split_dataset(data_cfg: Any, checkpoint: Path, split: str, seed: int) -> tuple[Dataset, str, str | None]:
     """The dataset of an LGG split, the split actually used, and a note for the user."""
-    from medseg.data import build_datasets, list_patients, save_split
-
     split_file = checkpoint.parent / "split.json"
     note = None
     if split != "all" and not split_file.is_file():
@@ -73,9 +74,7 @@ def _lgg_split_dataset(data_cfg: Any, checkpoint: Path, split: str, seed: int) -
     return datasets["test"], split, note
 
 
-def _pcam_split_dataset(data_cfg: Any, split: str, seed: int) -> Dataset:
-    from medseg.data import build_datasets
-
+def _pcam_split_dataset(data_cfg: Any, split: str, seed: int) -> Dataset | ConcatDataset:
     datasets = build_datasets(data_cfg, seed=seed)
     if split == "all":
         return ConcatDataset([datasets["train"], datasets["val"], datasets["test"]])
@@ -124,7 +123,9 @@ def evaluate(
         cfg.data, root=str(data_root), augment=False, cache=False, split_file=None, max_samples=max_samples
     )
     note = None
-    if cfg.task == "segmentation":
+    task = get_task(cfg.task)
+    dataset: Dataset | ConcatDataset
+    if task.patient_split:
         dataset, split, note = _lgg_split_dataset(data_cfg, checkpoint_path, split, cfg.seed)
     else:
         dataset = _pcam_split_dataset(data_cfg, split, cfg.seed)
@@ -134,7 +135,7 @@ def evaluate(
     torch_device = resolve_device(device)
     loaded = model_from_checkpoint(payload, checkpoint_path, device=torch_device)
     loader = build_eval_loader(dataset, cfg.train.batch_size, cfg.data.num_workers, torch_device)
-    metrics = score_loader(loaded.model, loader, cfg.task, threshold=threshold)
+    metrics = score_loader(loaded.model, loader, task, threshold=threshold)
     return {
         "checkpoint": str(checkpoint_path),
         "data": str(data_root),

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from monai.data.utils import worker_init_fn
-from torch.utils.data import DataLoader, Dataset, DistributedSampler
+from torch.utils.data import DataLoader, Dataset, DistributedSampler, default_collate
 
 from medseg.config import Config
 from medseg.engine.distributed import DistContext
@@ -29,7 +31,7 @@ def build_train_loader(dataset: Dataset, cfg: Config, ctx: DistContext) -> Train
     MONAI's ``worker_init_fn`` from seeds drawn from the generator.
     """
     generator = torch.Generator().manual_seed(cfg.seed + ctx.rank)
-    sampler = None
+    sampler: DistributedSampler | None = None
     if ctx.is_distributed:
         sampler = DistributedSampler(
             dataset, num_replicas=ctx.world_size, rank=ctx.rank, shuffle=True, seed=cfg.seed
@@ -50,11 +52,29 @@ def build_train_loader(dataset: Dataset, cfg: Config, ctx: DistContext) -> Train
 def build_eval_loader(
     dataset: Dataset, batch_size: int, num_workers: int, device: torch.device
 ) -> DataLoader:
-    """Batches in dataset order, for validation, testing and ``medseg evaluate``."""
+    """Batches in dataset order, for validation, testing and ``medseg evaluate``.
+
+    Masks come at their native size (see :func:`native_collate`).
+    """
     return DataLoader(
         dataset,
         batch_size=batch_size,
         shuffle=False,
         num_workers=num_workers,
+        collate_fn=native_collate,
         pin_memory=device.type == "cuda",
     )
+
+
+def native_collate(samples: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """PyTorch's default collate, except that masks of different sizes stay a list.
+
+    Evaluation masks keep the size of their slice, which a dataset may mix; images are all
+    resized to the training size and always stack.
+    """
+    labels = [sample["label"] for sample in samples]
+    if all(label.shape == labels[0].shape for label in labels):
+        return default_collate(list(samples))
+    batch = default_collate([{k: v for k, v in sample.items() if k != "label"} for sample in samples])
+    batch["label"] = labels
+    return batch

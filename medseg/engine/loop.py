@@ -74,8 +74,9 @@ def train_one_epoch(
     progress.start_epoch(epoch, train_cfg.epochs, steps)
 
     start = time.perf_counter()
-    images_seen, loss_sum, group_loss = 0, 0.0, 0.0
-    lr = scheduler.get_last_lr()[0]
+    images_seen, loss_sum = 0, 0.0
+    group_loss = torch.zeros((), device=ctx.device)
+    lr = float(scheduler.get_last_lr()[0])
     for index, batch in enumerate(itertools.islice(data.loader, batches)):
         group_start = index - index % accumulate
         group_size = min(accumulate, batches - group_start)
@@ -90,7 +91,7 @@ def train_one_epoch(
             continue
 
         step_loss = mean_over_ranks(group_loss, ctx).item()
-        group_loss = 0.0
+        group_loss = torch.zeros((), device=ctx.device)
         if not math.isfinite(step_loss):
             saved = last_good_checkpoint if last_good_checkpoint.is_file() else "none written yet"
             raise MedsegError(
@@ -100,7 +101,7 @@ def train_one_epoch(
         global_step += 1
         step_in_epoch = index // accumulate + 1
         log_step = global_step % train_cfg.log_every == 0
-        lr = scheduler.get_last_lr()[0]
+        lr = float(scheduler.get_last_lr()[0])
         grad_stats = step.optimizer_step(with_stats=log_step and train_cfg.log_grad_stats)
         scheduler.step()
         loss_sum += step_loss

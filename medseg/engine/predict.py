@@ -11,25 +11,28 @@ Example:
 from __future__ import annotations
 
 import re
+from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from PIL import Image
 
+from medseg.data import load_volume, read_slice_image, save_mask_volume
 from medseg.engine.checkpoint import load_model
 from medseg.engine.distributed import resolve_device
-from medseg.engine.inference import predict_probabilities
+from medseg.engine.inference import slice_probabilities
 from medseg.errors import CheckpointError, DataError, MedsegError
+from medseg.files import atomic_path
+from medseg.tasks import SEGMENTATION
 
 SLICE_SUFFIXES = (".tif", ".tiff", ".png", ".jpg", ".jpeg")
 VOLUME_SUFFIXES = (".nii", ".nii.gz")
 OVERLAY_RGB = np.array([255, 221, 0], dtype=np.float32)  # the app's "predicted tumour" yellow
 OVERLAY_ALPHA = 0.45
-_CHUNK = 32  # slices preprocessed and predicted at a time
+_CHUNK = 32  # slice files read and predicted at a time
 
 
 @dataclass
@@ -75,31 +78,28 @@ def overlay(image_hwc: np.ndarray, mask_hw: np.ndarray) -> np.ndarray:
     return np.rint(blended).clip(0, 255).astype(np.uint8)
 
 
-def predict_masks(model: torch.nn.Module, images: Sequence[np.ndarray], image_size: int, threshold: float) -> list[np.ndarray]:
-    """Binary masks (H, W) uint8 in {0, 1} for RGB slices (H, W, 3) uint8 of any size.
-
-    Each slice goes through the evaluation transform at ``image_size``; its probabilities
-    are resized bilinearly back to the slice's size, then thresholded (``>= threshold``).
-    """
-    from medseg.data import preprocess_image
-
-    masks = []
-    for start in range(0, len(images), _CHUNK):
-        chunk = images[start : start + _CHUNK]
-        probs = predict_probabilities(model, torch.stack([preprocess_image(img, image_size) for img in chunk]))
-        for image, prob in zip(chunk, probs, strict=True):
-            height, width = image.shape[:2]
-            if prob.shape[-2:] != (height, width):
-                prob = F.interpolate(prob[None], size=(height, width), mode="bilinear", align_corners=False)[0]
-            masks.append((prob[0] >= threshold).numpy().astype(np.uint8))
+def predict_masks(
+    model: torch.nn.Module, images: Sequence[np.ndarray], image_size: int, threshold: float
+) -> list[np.ndarray]:
+    """Binary masks (H, W) uint8 in {0, 1} for RGB slices (H, W, 3) uint8 of any sizes:
+    :func:`~medseg.engine.inference.slice_probabilities` at or above ``threshold``."""
+    masks: list[np.ndarray] = [np.empty(0, np.uint8)] * len(images)
+    by_size: dict[tuple[int, ...], list[int]] = defaultdict(list)
+    for index, image in enumerate(images):
+        by_size[image.shape[:2]].append(index)
+    for indices in by_size.values():
+        probs = slice_probabilities(model, [images[i] for i in indices], image_size)
+        for index, prob in zip(indices, probs, strict=True):
+            masks[index] = (prob >= threshold).astype(np.uint8)
     return masks
 
 
 def _write_slice_outputs(image: np.ndarray, mask: np.ndarray, out_dir: Path, name: str, record: Prediction) -> None:
     out_dir.mkdir(parents=True, exist_ok=True)
     mask_path, overlay_path = out_dir / f"{name}_mask.png", out_dir / f"{name}_overlay.png"
-    Image.fromarray(mask * 255).save(mask_path)
-    Image.fromarray(overlay(image, mask)).save(overlay_path)
+    for path, picture in ((mask_path, mask * 255), (overlay_path, overlay(image, mask))):
+        with atomic_path(path) as tmp:
+            Image.fromarray(picture).save(tmp, format="PNG")
     record.files += [mask_path, overlay_path]
     record.slices += 1
     record.tumour_pixels += int(mask.sum())
@@ -130,8 +130,6 @@ def predict_paths(
         DataError: for a missing or unreadable input (checked before anything is written).
         MedsegError: for a threshold outside (0, 1).
     """
-    from medseg.data import load_volume, read_slice_image, save_mask_volume
-
     if not 0.0 < threshold < 1.0:
         raise MedsegError(f"--threshold: {threshold} must be between 0 and 1")
     paths = [Path(p) for p in inputs]
@@ -145,7 +143,7 @@ def predict_paths(
         if path.is_dir() and not folder_slices(path):
             raise DataError(f"{path}: folder holds no slice images ({', '.join(SLICE_SUFFIXES)})")
     loaded = load_model(checkpoint, device=resolve_device(device))
-    if loaded.task != "segmentation":
+    if loaded.task != SEGMENTATION.name:
         raise CheckpointError(
             f"{checkpoint}: a {loaded.task} checkpoint; medseg predict needs a segmentation checkpoint"
         )

@@ -8,7 +8,7 @@ from the data loader's generator, and :func:`capture_rng_state` /
 from __future__ import annotations
 
 import random
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import torch
@@ -40,7 +40,8 @@ def reseed_transforms(dataset: Any, generator: torch.Generator) -> None:
 def capture_rng_state(generator: torch.Generator) -> dict[str, Any]:
     """Every RNG state of this process, as tensors, lists and numbers."""
     version, internal, gauss_next = random.getstate()
-    np_name, np_keys, np_pos, np_has_gauss, np_gauss = np.random.get_state()
+    np_state = cast("tuple[str, np.ndarray, int, int, float]", np.random.get_state(legacy=True))
+    np_name, np_keys, np_pos, np_has_gauss, np_gauss = np_state
     return {
         "python": [version, list(internal), gauss_next],
         "numpy": [np_name, torch.from_numpy(np_keys.astype(np.int64)), np_pos, np_has_gauss, np_gauss],

@@ -88,8 +88,8 @@ class TrainStep:
         """
         if self.precision.channels_last:
             images = images.contiguous(memory_format=torch.channels_last)
-        skip_sync = not sync and hasattr(self.model, "no_sync")
-        with self.model.no_sync() if skip_sync else contextlib.nullcontext():
+        no_sync = getattr(self.model, "no_sync", None)  # DDP's, also through torch.compile
+        with no_sync() if not sync and no_sync is not None else contextlib.nullcontext():
             with self.precision.autocast():
                 logits = self.model(images)
             loss = self.loss_fn(logits.float(), labels)

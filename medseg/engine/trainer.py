@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import torch
 from torch import nn
@@ -24,6 +24,7 @@ from torch.optim.lr_scheduler import LRScheduler
 
 from medseg import __version__
 from medseg.config import Config, save_config
+from medseg.data import build_datasets
 from medseg.engine.callbacks import EpochInfo, StepInfo, TrainCallback
 from medseg.engine.checkpoint import copy_checkpoint, load_checkpoint, save_checkpoint
 from medseg.engine.distributed import (
@@ -37,21 +38,16 @@ from medseg.engine.distributed import (
 from medseg.engine.inference import score_loader
 from medseg.engine.loaders import build_eval_loader, build_train_loader
 from medseg.engine.loop import EpochStats, epoch_length, train_one_epoch
-from medseg.engine.losses import build_loss
 from medseg.engine.progress import Progress
 from medseg.engine.records import write_history, write_json
 from medseg.engine.schedule import build_scheduler
 from medseg.engine.seeding import capture_rng_state, restore_rng_state, seed_everything
 from medseg.engine.step import TrainStep, resolve_precision
 from medseg.errors import CheckpointError, ConfigError, DataError, MedsegError
+from medseg.models import build_model
+from medseg.optim import build_optimizer
+from medseg.tasks import Task, get_task, scalar_metrics
 
-#: the validation metric that selects ``best.pt`` (higher is better)
-SELECTION_METRIC = {"segmentation": "dice", "classification": "auc"}
-#: the validation metrics recorded in ``history.csv`` (as ``val_<name>``)
-HISTORY_METRICS = {
-    "segmentation": ("dice", "iou", "patient_dice", "empty_fp_rate"),
-    "classification": ("accuracy", "auc", "sensitivity", "specificity"),
-}
 #: what a checkpoint needs beyond the model to continue a run
 RESUME_KEYS = ("optimizer", "scheduler", "scaler", "rng", "global_step", "best_metric",
                "best_epoch", "history")
@@ -62,11 +58,12 @@ class TrainResult:
     """What a finished run produced (the files are in ``run_dir``)."""
 
     run_dir: Path
-    best_metric: float  # validation SELECTION_METRIC of best.pt
+    best_metric: float  # the task's validation selection metric of best.pt
     best_epoch: int
     history: list[dict[str, Any]]  # the rows of history.csv
     test_metrics: dict[str, Any]  # metrics.json: best.pt on the test split
-    metric_name: str  # "dice" or "auc"
+    metric_name: str  # the task's selection metric ("dice", "auc")
+    task: str  # the task's name (see medseg.tasks)
 
 
 @dataclass
@@ -129,7 +126,8 @@ def _train(cfg: Config, ctx: DistContext, resume: bool, callbacks: list[TrainCal
     # on resume, TensorBoard drops what the interrupted epoch logged after the checkpoint
     purge_step = state.global_step + 1 if resume else None
     writer = SummaryWriter(str(run_dir), purge_step=purge_step) if ctx.is_main else None
-    metric = SELECTION_METRIC[cfg.task]
+    task = get_task(cfg.task)
+    metric = task.selection_metric
 
     def on_step(info: StepInfo) -> None:
         if writer is not None and info.step % cfg.train.log_every == 0:
@@ -145,8 +143,8 @@ def _train(cfg: Config, ctx: DistContext, resume: bool, callbacks: list[TrainCal
                 global_step=state.global_step, progress=progress, on_step=on_step,
                 last_good_checkpoint=last_path,
             )
-            val_metrics = score_loader(model, val_loader, cfg.task) if ctx.is_main else {}
-            row = broadcast_from_main(_history_row(epoch, stats, val_metrics, cfg.task, epoch_start), ctx)
+            val_metrics = score_loader(model, val_loader, task) if ctx.is_main else {}
+            row = broadcast_from_main(_history_row(epoch, stats, val_metrics, task, epoch_start), ctx)
             score = row[f"val_{metric}"]
             is_best = state.best_epoch == 0 or score > state.best_metric
             if is_best:
@@ -172,7 +170,8 @@ def _train(cfg: Config, ctx: DistContext, resume: bool, callbacks: list[TrainCal
     test_metrics = _test_best(cfg, model, datasets["test"], best_path, ctx) if ctx.is_main else {}
     test_metrics = broadcast_from_main(test_metrics, ctx)
     return TrainResult(run_dir=run_dir, best_metric=state.best_metric, best_epoch=state.best_epoch,
-                       history=state.history, test_metrics=test_metrics, metric_name=metric)
+                       history=state.history, test_metrics=test_metrics, metric_name=metric,
+                       task=task.name)
 
 
 def _prepare_run_dir(cfg: Config, ctx: DistContext, resume: bool) -> tuple[Config, dict[str, Any] | None]:
@@ -186,7 +185,7 @@ def _prepare_run_dir(cfg: Config, ctx: DistContext, resume: bool) -> tuple[Confi
             raise CheckpointError(f"{last_path}: nothing to resume (no last.pt in {run_dir})")
         resume_from = _resume_checkpoint(last_path, cfg)
         split_path = run_dir / "split.json"
-        if cfg.task == "segmentation" and cfg.data.split_file is None and split_path.is_file():
+        if get_task(cfg.task).patient_split and cfg.data.split_file is None and split_path.is_file():
             cfg = dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, split_file=str(split_path)))
     elif last_path.exists():
         raise MedsegError(
@@ -201,14 +200,12 @@ def _prepare_run_dir(cfg: Config, ctx: DistContext, resume: bool) -> tuple[Confi
 
 def _build_datasets(cfg: Config, ctx: DistContext) -> dict[str, Any]:
     """Rank 0 builds the splits (writing ``split.json``), then the other ranks read it."""
-    from medseg.data import build_datasets
-
     if ctx.is_main:
         datasets = build_datasets(cfg.data, seed=cfg.seed, run_dir=cfg.run_dir)
     barrier(ctx)
     if not ctx.is_main:
         data_cfg = cfg.data
-        if cfg.task == "segmentation" and data_cfg.split_file is None:
+        if get_task(cfg.task).patient_split and data_cfg.split_file is None:
             data_cfg = dataclasses.replace(data_cfg, split_file=str(cfg.run_dir / "split.json"))
         datasets = build_datasets(data_cfg, seed=cfg.seed)
     for split in ("train", "val"):
@@ -220,9 +217,6 @@ def _build_datasets(cfg: Config, ctx: DistContext) -> dict[str, Any]:
 def _build_training(cfg: Config, ctx: DistContext, steps_per_epoch: int) -> tuple[nn.Module, TrainStep, LRScheduler]:
     """The network (unwrapped), its training step (optimizer, loss, precision, DDP/compile)
     and the learning-rate schedule."""
-    from medseg.models import build_model
-    from medseg.optim import build_optimizer
-
     model = build_model(cfg.model, cfg.task).to(ctx.device)
     precision = resolve_precision(cfg.train.amp, ctx.device, cfg.train.channels_last)
     if precision.channels_last:
@@ -233,7 +227,7 @@ def _build_training(cfg: Config, ctx: DistContext, steps_per_epoch: int) -> tupl
     except ValueError as err:
         raise ConfigError(f"optim.name: {err}") from None
     scheduler = build_scheduler(optimizer, cfg.train, steps_per_epoch)
-    step = TrainStep(_wrap(model, ctx, cfg.train.compile), build_loss(cfg.task), optimizer,
+    step = TrainStep(_wrap(model, ctx, cfg.train.compile), get_task(cfg.task).build_loss(), optimizer,
                      precision, named_parameters=list(model.named_parameters()))
     return model, step, scheduler
 
@@ -245,7 +239,7 @@ def _wrap(model: nn.Module, ctx: DistContext, compile_model: bool) -> nn.Module:
         device_ids = [ctx.device.index] if ctx.device.type == "cuda" else None
         network = DistributedDataParallel(model, device_ids=device_ids)
     if compile_model:
-        network = torch.compile(network)
+        network = cast(nn.Module, torch.compile(network))
     return network
 
 
@@ -312,18 +306,13 @@ def _checkpoint_payload(
     }
 
 
-def _scalars(metrics: dict[str, Any]) -> dict[str, int | float]:
-    """The numbers among ``metrics`` (not the per-patient or per-slice tables)."""
-    return {key: value for key, value in metrics.items() if isinstance(value, (int, float))}
-
-
 def _history_row(
-    epoch: int, stats: EpochStats, val_metrics: dict[str, Any], task: str, epoch_start: float
+    epoch: int, stats: EpochStats, val_metrics: dict[str, Any], task: Task, epoch_start: float
 ) -> dict[str, Any]:
     return {
         "epoch": epoch,
         "train_loss": stats.loss,
-        **{f"val_{key}": float(val_metrics[key]) for key in HISTORY_METRICS[task] if key in val_metrics},
+        **{f"val_{key}": value for key, value in scalar_metrics(val_metrics, task).items()},
         "lr": stats.lr,
         "images_per_s": stats.images_per_s,
         "seconds": time.perf_counter() - epoch_start,
@@ -364,8 +353,8 @@ def _test_best(cfg: Config, model: nn.Module, test_data: Any, best_path: Path, c
                               "n": len(test_data)}
     if len(test_data):
         loader = build_eval_loader(test_data, cfg.train.batch_size, cfg.data.num_workers, ctx.device)
-        metrics = score_loader(model, loader, cfg.task)
-        result.update(_scalars(metrics))
+        metrics = score_loader(model, loader, get_task(cfg.task))
+        result.update({key: value for key, value in metrics.items() if isinstance(value, (int, float))})
         if "per_patient" in metrics:
             result["per_patient"] = {str(k): float(v) for k, v in metrics["per_patient"].items()}
     write_json(result, cfg.run_dir / "metrics.json")

@@ -9,9 +9,6 @@ Example:
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import Any
-
 import torch
 
 
@@ -30,10 +27,6 @@ class ClassificationMeter:
     Undefined values are NaN, never an exception: ``auc`` when only one class is present
     (ROC AUC needs both), ``sensitivity`` without positives, ``specificity`` without negatives.
 
-    For DDP, gather :meth:`state_dict` from every rank and :meth:`merge` them; pass
-    ``indices`` (the dataset index of each sample) to :meth:`update` so the duplicates that
-    ``DistributedSampler`` pads with are skipped on merge.
-
     Args:
         threshold: a sample is predicted positive when its probability is ``>= threshold``.
     """
@@ -46,76 +39,24 @@ class ClassificationMeter:
         """Forget every sample."""
         self._probs: list[float] = []
         self._labels: list[int] = []
-        self._indices: list[int | None] = []
-        self._seen: set[int] = set()
 
-    def update(
-        self,
-        probs: torch.Tensor,
-        labels: torch.Tensor,
-        indices: Sequence[int] | None = None,
-    ) -> None:
+    def update(self, probs: torch.Tensor, labels: torch.Tensor) -> None:
         """Add a batch.
 
         Args:
             probs: positive-class probabilities (B,) or (B, 1).
             labels: 0/1 labels (B,) or (B, 1).
-            indices: optional dataset index of each sample (for de-duplication on merge).
 
         Raises:
-            ValueError: on mismatched lengths, labels other than 0 and 1, or an index seen
-                before.
+            ValueError: on mismatched lengths or labels other than 0 and 1.
         """
         probs_flat, labels_flat = _flat(probs, "probs"), _flat(labels, "labels")
-        if len(probs_flat) != len(labels_flat) or (
-            indices is not None and len(indices) != len(probs_flat)
-        ):
-            raise ValueError(
-                f"got {len(probs_flat)} probs, {len(labels_flat)} labels"
-                + (f" and {len(indices)} indices" if indices is not None else "")
-            )
+        if len(probs_flat) != len(labels_flat):
+            raise ValueError(f"got {len(probs_flat)} probs and {len(labels_flat)} labels")
         if not torch.isin(labels_flat, torch.tensor([0.0, 1.0])).all():
             raise ValueError("labels must be 0 or 1")
-        batch_indices = [None] * len(probs_flat) if indices is None else [int(i) for i in indices]
-        repeated = self._seen.intersection(i for i in batch_indices if i is not None)
-        if repeated:
-            raise ValueError(f"sample index {min(repeated)} was already added")
-        self._extend(probs_flat.tolist(), labels_flat.long().tolist(), batch_indices)
-
-    def _extend(self, probs: list[float], labels: list[int], indices: list[int | None]) -> None:
-        self._probs.extend(probs)
-        self._labels.extend(labels)
-        self._indices.extend(indices)
-        self._seen.update(i for i in indices if i is not None)
-
-    def state_dict(self) -> dict[str, Any]:
-        """The whole state as plain Python lists."""
-        return {
-            "threshold": self.threshold,
-            "probs": list(self._probs),
-            "labels": list(self._labels),
-            "indices": list(self._indices),
-        }
-
-    def merge(self, state: dict[str, Any]) -> None:
-        """Add the samples of another meter's :meth:`state_dict`, skipping indices seen.
-
-        Raises:
-            ValueError: when the other meter used a different threshold.
-        """
-        if state["threshold"] != self.threshold:
-            raise ValueError(
-                f"cannot merge a meter with threshold {state['threshold']} into one with "
-                f"{self.threshold}"
-            )
-        keep = [
-            n for n, index in enumerate(state["indices"]) if index is None or index not in self._seen
-        ]
-        self._extend(
-            [state["probs"][n] for n in keep],
-            [state["labels"][n] for n in keep],
-            [state["indices"][n] for n in keep],
-        )
+        self._probs.extend(probs_flat.tolist())
+        self._labels.extend(labels_flat.long().tolist())
 
     def compute(self) -> dict[str, float | int]:
         """Scores over every sample added.
@@ -144,7 +85,7 @@ class ClassificationMeter:
         both_classes = n_positive > 0 and n_negative > 0
         return {
             "accuracy": (true_positive + true_negative) / len(labels),
-            "auc": float(compute_roc_auc(probs, labels)) if both_classes else nan,
+            "auc": float(torch.as_tensor(compute_roc_auc(probs, labels))) if both_classes else nan,
             "sensitivity": true_positive / n_positive if n_positive else nan,
             "specificity": true_negative / n_negative if n_negative else nan,
             "n": len(labels),

@@ -17,6 +17,7 @@ from medseg.errors import MedsegError
 from medseg.models.deep_resnet import build_deep_resnet
 from medseg.models.resnet import build_resnet
 from medseg.models.unet import build_unet
+from medseg.tasks import CLASSIFICATION, SEGMENTATION
 
 if TYPE_CHECKING:
     from medseg.config import ModelConfig
@@ -32,16 +33,16 @@ class ModelEntry:
 
 
 MODELS: dict[str, ModelEntry] = {
-    "unet": ModelEntry("segmentation", build_unet, "smp ResNet-UNet, logits (B, 1, H, W)"),
-    "resnet": ModelEntry("classification", build_resnet, "torchvision ResNet, logits (B, 1)"),
+    "unet": ModelEntry(SEGMENTATION.name, build_unet, "smp ResNet-UNet, logits (B, 1, H, W)"),
+    "resnet": ModelEntry(CLASSIFICATION.name, build_resnet, "torchvision ResNet, logits (B, 1)"),
     "deep_resnet": ModelEntry(
-        "classification", build_deep_resnet, "normalization-free deep ResNet, logits (B, 1)"
+        CLASSIFICATION.name, build_deep_resnet, "normalization-free deep ResNet, logits (B, 1)"
     ),
 }
 
 
 def build_model(model_cfg: ModelConfig, task: str) -> nn.Module:
-    """Build ``model_cfg.arch`` for ``task`` ("segmentation" or "classification").
+    """Build ``model_cfg.arch`` for ``task`` (a name in :data:`medseg.tasks.TASKS`).
 
     Raises:
         MedsegError: on an unknown architecture (listing the valid ones), an architecture

@@ -150,7 +150,7 @@ class ZNorm(GradientTransform):
 
     def transform_gradients_(self, params: list[Tensor]) -> None:
         znorm_(
-            [p.grad for p in params],
+            [p.grad for p in params if p.grad is not None],
             granularity=self.granularity,
             eps=self.eps,
             min_ndim=self.min_ndim,
@@ -181,7 +181,7 @@ class GradCentralization(GradientTransform):
         return {"conv_only": self.conv_only}
 
     def transform_gradients_(self, params: list[Tensor]) -> None:
-        centralize_([p.grad for p in params], conv_only=self.conv_only)
+        centralize_([p.grad for p in params if p.grad is not None], conv_only=self.conv_only)
 
 
 class ClipGradNorm(GradientTransform):

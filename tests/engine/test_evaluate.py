@@ -8,13 +8,14 @@ import shutil
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
+from PIL import Image
 
 from medseg.cli.main import main
 from medseg.data import find_lgg_root, preprocess_image, read_mask, read_slice_image
 from medseg.engine import load_model
-from medseg.metrics import ClassificationMeter, SegmentationMeter
-
-SLICES_PER_PATIENT = 4  # write_tiny_lgg in conftest.py
+from medseg.metrics import ClassificationMeter, SegmentationMeter, dice_from_counts
+from tests.support import LGG_SLICES, PCAM_SIZES
 
 
 def _evaluate_json(capsys, *args) -> dict:
@@ -25,17 +26,20 @@ def _evaluate_json(capsys, *args) -> dict:
 
 
 def _direct_scores(checkpoint, root, patients):
-    """Score the slices of ``patients`` by hand: read, preprocess, sigmoid, meter."""
-    model = load_model(checkpoint).model
+    """Score the slices of ``patients`` by hand: read, preprocess at the training size,
+    sigmoid, resize the probabilities to the slice's own size, count against the mask."""
+    loaded = load_model(checkpoint)
+    size = loaded.config.data.image_size
     meter = SegmentationMeter()
     counts = {}
     for patient in patients:
         folder = find_lgg_root(root) / patient
-        for k in range(1, SLICES_PER_PATIENT + 1):
-            image = preprocess_image(read_slice_image(folder / f"{patient}_{k}.tif"), 64)
+        for k in range(1, LGG_SLICES + 1):
+            image = read_slice_image(folder / f"{patient}_{k}.tif")
             label = torch.from_numpy(read_mask(folder / f"{patient}_{k}_mask.tif")).float()[None, None]
             with torch.no_grad():
-                prob = torch.sigmoid(model(image[None]))
+                prob = torch.sigmoid(loaded.model(preprocess_image(image, size)[None]))
+            prob = F.interpolate(prob, size=image.shape[:2], mode="bilinear", align_corners=False)
             meter.update(prob, label, [patient], [k])
             pred, gt = prob[0, 0].numpy() >= 0.5, label[0, 0].numpy() > 0
             tp, fp, fn = counts.get(patient, (0, 0, 0))
@@ -49,7 +53,7 @@ def test_json_matches_a_direct_meter_computation(trained_lgg, tiny_lgg, capsys):
     best = trained_lgg.run_dir / "best.pt"
     result = _evaluate_json(capsys, best, "--data", tiny_lgg)
     split = json.loads((trained_lgg.run_dir / "split.json").read_text())
-    assert result["split"] == "test" and result["n"] == SLICES_PER_PATIENT and result["note"] is None
+    assert result["split"] == "test" and result["n"] == LGG_SLICES and result["note"] is None
     assert "per_slice" not in result
     direct, by_hand = _direct_scores(best, tiny_lgg, split["test"])
     for key in ("dice", "iou", "patient_dice", "empty_fp_rate"):
@@ -60,18 +64,40 @@ def test_json_matches_a_direct_meter_computation(trained_lgg, tiny_lgg, capsys):
     assert result["dice"] == pytest.approx(metrics["dice"], abs=1e-6)
 
 
+def test_evaluate_scores_equal_those_of_predicts_masks(trained_lgg, tiny_lgg, tmp_path, capsys):
+    """One scorer at native resolution: a model trained smaller than its slices gets the same
+    per-patient Dice from ``evaluate`` as its ``predict`` masks against the expert masks."""
+    best = trained_lgg.run_dir / "best.pt"
+    slice_size = read_slice_image(next(find_lgg_root(tiny_lgg).glob("*/*_1.tif"))).shape[0]
+    assert load_model(best).config.data.image_size < slice_size
+    result = _evaluate_json(capsys, best, "--data", tiny_lgg, "--split", "all")
+    out = tmp_path / "predicted"
+    folders = sorted(p for p in find_lgg_root(tiny_lgg).iterdir() if p.is_dir())
+    assert main(["predict", str(best), *map(str, folders), "--out", str(out)]) == 0
+    from_masks = {}
+    for folder in folders:
+        tp = fp = fn = 0
+        for k in range(1, LGG_SLICES + 1):
+            pred = np.asarray(Image.open(out / folder.name / f"{folder.name}_{k}_mask.png")) > 0
+            gt = read_mask(folder / f"{folder.name}_{k}_mask.tif") > 0
+            tp, fp, fn = tp + int((pred & gt).sum()), fp + int((pred & ~gt).sum()), fn + int((~pred & gt).sum())
+        from_masks[folder.name] = dice_from_counts(tp, fp, fn)
+    assert result["per_patient"] == pytest.approx(from_masks, abs=1e-9)
+    assert len({round(d, 6) for d in from_masks.values()}) > 1  # the model is not trivial
+
+
 def test_splits_and_the_missing_split_file_note(trained_lgg, tiny_lgg, tmp_path, capsys):
     best = trained_lgg.run_dir / "best.pt"
     split = json.loads((trained_lgg.run_dir / "split.json").read_text())
     val = _evaluate_json(capsys, best, "--data", tiny_lgg, "--split", "val")
     assert val["split"] == "val" and list(val["per_patient"]) == split["val"]
     every = _evaluate_json(capsys, best, "--data", tiny_lgg, "--split", "all")
-    assert every["n"] == 5 * SLICES_PER_PATIENT and len(every["per_patient"]) == 5
+    assert every["n"] == 5 * LGG_SLICES and len(every["per_patient"]) == 5
 
     alone = tmp_path / "best.pt"
     shutil.copyfile(best, alone)  # no split.json beside it
     result = _evaluate_json(capsys, alone, "--data", tiny_lgg)
-    assert result["split"] == "all" and result["n"] == 5 * SLICES_PER_PATIENT
+    assert result["split"] == "all" and result["n"] == 5 * LGG_SLICES
     assert "no split.json" in result["note"]
     assert result["dice"] == pytest.approx(every["dice"])
 
@@ -81,13 +107,13 @@ def test_table_output(trained_lgg, tiny_lgg, capsys):
     out = capsys.readouterr().out
     split = json.loads((trained_lgg.run_dir / "split.json").read_text())
     assert "Dice (mean over slices)" in out and "Dice (mean over patients, 3-D)" in out
-    assert f"split test, {SLICES_PER_PATIENT} slices" in out and split["test"][0] in out
+    assert f"split test, {LGG_SLICES} slices" in out and split["test"][0] in out
 
 
 def test_classification_scores(trained_pcam, tiny_pcam, capsys):
     best = trained_pcam.run_dir / "best.pt"
     result = _evaluate_json(capsys, best, "--data", tiny_pcam, "--threshold", "0.3")
-    assert result["split"] == "test" and result["n"] == 8 and result["threshold"] == 0.3
+    assert result["split"] == "test" and result["n"] == PCAM_SIZES["test"] and result["threshold"] == 0.3
     import h5py
 
     with h5py.File(tiny_pcam / "camelyonpatch_level_2_split_test_x.h5") as fx, \

@@ -11,7 +11,7 @@ from PIL import Image
 
 from medseg.cli.main import main
 from medseg.data import find_lgg_root, preprocess_image, read_slice_image
-from medseg.engine import load_model, predict_paths, predict_probabilities
+from medseg.engine import load_model, predict_paths
 
 
 def _test_patient(trained_lgg, tiny_lgg):
@@ -19,9 +19,12 @@ def _test_patient(trained_lgg, tiny_lgg):
     return find_lgg_root(tiny_lgg) / name
 
 
-def _expected_mask(model, image: np.ndarray) -> np.ndarray:
-    probs = predict_probabilities(model, preprocess_image(image, 64)[None])
-    probs = torch.nn.functional.interpolate(probs, size=image.shape[:2], mode="bilinear", align_corners=False)
+def _expected_mask(loaded, image: np.ndarray) -> np.ndarray:
+    """By hand: the evaluation transform at the training size, sigmoid, bilinear back."""
+    with torch.no_grad():
+        logits = loaded.model(preprocess_image(image, loaded.config.data.image_size)[None])
+    probs = torch.nn.functional.interpolate(torch.sigmoid(logits), size=image.shape[:2],
+                                            mode="bilinear", align_corners=False)
     return (probs[0, 0] >= 0.5).numpy()
 
 
@@ -33,10 +36,10 @@ def test_slice_and_patient_folder(trained_lgg, tiny_lgg, tmp_path, capsys):
     assert main(["predict", str(best), str(one), str(folder), "--out", str(out)]) == 0
     assert "4 slice(s)" in capsys.readouterr().out
 
-    model = load_model(best).model
+    loaded = load_model(best)
     mask = np.asarray(Image.open(out / f"{folder.name}_2_mask.png"))
     assert mask.shape == (64, 64) and set(np.unique(mask)) <= {0, 255}
-    assert np.array_equal(mask == 255, _expected_mask(model, read_slice_image(one)))
+    assert np.array_equal(mask == 255, _expected_mask(loaded, read_slice_image(one)))
     overlay = np.asarray(Image.open(out / f"{folder.name}_2_overlay.png"))
     assert overlay.shape == (64, 64, 3)
     untouched = mask == 0
@@ -53,7 +56,7 @@ def test_masks_come_back_at_the_input_size(trained_lgg, tmp_path):
     records = predict_paths(trained_lgg.run_dir / "best.pt", [tmp_path / "wide.png"], tmp_path / "out")
     mask = np.asarray(Image.open(tmp_path / "out" / "wide_mask.png"))
     assert mask.shape == (80, 96)
-    expected = _expected_mask(load_model(trained_lgg.run_dir / "best.pt").model, image)
+    expected = _expected_mask(load_model(trained_lgg.run_dir / "best.pt"), image)
     assert np.array_equal(mask == 255, expected)
     assert records[0].kind == "slice" and records[0].tumour_pixels == int(expected.sum())
 

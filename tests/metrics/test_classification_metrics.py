@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import math
 import warnings
 
@@ -63,24 +62,9 @@ def test_bad_input_is_refused() -> None:
     meter = ClassificationMeter()
     with pytest.raises(ValueError, match="labels must be 0 or 1"):
         meter.update(torch.tensor([0.5]), torch.tensor([2]))
-    with pytest.raises(ValueError, match="got 2 probs, 1 labels"):
+    with pytest.raises(ValueError, match="got 2 probs and 1 labels"):
         meter.update(torch.tensor([0.5, 0.1]), torch.tensor([1]))
     with pytest.raises(ValueError, match=r"\(B,\) or \(B, 1\)"):
         meter.update(torch.zeros(2, 2), torch.zeros(2, 2))
     with pytest.raises(ValueError, match="no samples"):
         meter.compute()
-
-
-def test_merging_rank_states_drops_padding_duplicates() -> None:
-    rank0, rank1 = ClassificationMeter(), ClassificationMeter()
-    rank0.update(PROBS[:3], LABELS[:3], indices=[0, 1, 2])
-    rank1.update(torch.cat([PROBS[3:], PROBS[:1]]), torch.cat([LABELS[3:], LABELS[:1]]),
-                 indices=[3, 4, 5, 0])  # index 0 again: DistributedSampler padding
-    merged = ClassificationMeter()
-    for state in (rank0.state_dict(), rank1.state_dict()):
-        merged.merge(json.loads(json.dumps(state)))
-    single = ClassificationMeter()
-    single.update(PROBS, LABELS)
-    assert merged.compute() == single.compute()
-    with pytest.raises(ValueError, match="sample index 2 was already added"):
-        rank0.update(PROBS[:1], LABELS[:1], indices=[2])

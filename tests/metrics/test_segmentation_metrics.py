@@ -1,8 +1,6 @@
-"""Dice / IoU and SegmentationMeter on tiny masks with hand-computed values."""
+"""Dice / IoU and SegmentationMeter on tiny masks: hand-computed values, MONAI as a reference."""
 
 from __future__ import annotations
-
-import json
 
 import numpy as np
 import pytest
@@ -10,8 +8,9 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
+from monai.metrics import compute_dice, compute_iou
 
-from medseg.metrics import SegmentationMeter, dice_from_counts, dice_score, iou_score
+from medseg.metrics import SegmentationMeter, dice_score, iou_score
 
 PRED = np.array([[1, 1, 0], [0, 0, 0]])
 GT = np.array([[1, 0, 0], [1, 0, 0]])
@@ -79,6 +78,9 @@ def test_meter_by_hand() -> None:
     # B in 3-D: TP = 2, FP = 1, FN = 0 -> 4 / 5
     assert result["per_patient"]["B"] == pytest.approx(0.8)
     assert result["patient_dice"] == pytest.approx((0.875 + 0.8) / 2)
+    # 3-D IoU: A = 7 / 9, B = 2 / 3
+    assert result["per_patient_iou"] == {"A": pytest.approx(7 / 9), "B": pytest.approx(2 / 3)}
+    assert result["patient_iou"] == pytest.approx((7 / 9 + 2 / 3) / 2)
     # empty ground truth: A slice 2 (clean) and B slice 1 (one false-positive pixel)
     assert result["empty_fp_rate"] == 0.5
     assert (result["n_empty_slices"], result["n_empty_fp_slices"]) == (2, 1)
@@ -135,7 +137,7 @@ def test_a_slice_added_twice_is_refused() -> None:
 
 def test_bad_shapes_are_refused() -> None:
     meter = SegmentationMeter()
-    with pytest.raises(ValueError, match=r"\(B, 1, H, W\)"):
+    with pytest.raises(ValueError, match=r"\(B, H, W\) or \(B, 1, H, W\)"):
         meter.update(torch.zeros(2, 2, 4, 4), torch.zeros(2, 2, 4, 4), ["A", "A"])
     with pytest.raises(ValueError, match="expected 1 patients"):
         meter.update(torch.zeros(1, 1, 4, 4), torch.zeros(1, 1, 4, 4), ["A", "B"])
@@ -148,25 +150,13 @@ def test_compute_without_slices_and_reset() -> None:
         meter.compute()
 
 
-def test_merging_rank_states_matches_one_meter_and_drops_padding() -> None:
-    rank0, rank1 = SegmentationMeter(), SegmentationMeter()
-    rank0.update(_batch(ONE_PIXEL, TWO_PIXELS), _labels(EMPTY, TWO_PIXELS), ["B", "B"], [1, 2])
-    rank0.update(_batch(PRED), _labels(GT), ["A"], [1])
-    # rank 1 ends with a copy of rank 0's first sample, as DistributedSampler pads
-    rank1.update(
-        _batch(EMPTY, FULL_ROWS, ONE_PIXEL), _labels(EMPTY, FULL_ROWS, EMPTY),
-        ["A", "A", "B"], [2, 3, 1],
-    )
-    states = [json.loads(json.dumps(meter.state_dict())) for meter in (rank0, rank1)]
-    merged = SegmentationMeter()
-    for state in states:
-        merged.merge(state)
-    assert merged.compute() == _filled_meter().compute()
-
-
-def test_merging_a_different_threshold_is_refused() -> None:
-    with pytest.raises(ValueError, match=r"threshold 0\.3 into one with 0\.5"):
-        SegmentationMeter().merge(SegmentationMeter(threshold=0.3).state_dict())
+def test_numpy_volumes_without_a_channel_score_like_tensors() -> None:
+    as_tensors = SegmentationMeter()
+    as_tensors.update(_batch(PRED, EMPTY), _labels(GT, EMPTY), ["A", "A"], [1, 2])
+    as_arrays = SegmentationMeter()
+    as_arrays.update(_batch(PRED, EMPTY)[:, 0].numpy(), np.stack([GT, EMPTY]).astype(np.uint8),
+                     ["A", "A"], [1, 2])
+    assert as_arrays.compute() == as_tensors.compute()
 
 
 masks = arrays(np.uint8, (4, 5), elements=st.integers(0, 1))
@@ -174,13 +164,13 @@ masks = arrays(np.uint8, (4, 5), elements=st.integers(0, 1))
 
 @settings(max_examples=50, deadline=None)
 @given(pred=masks, gt=masks)
-def test_monai_slice_scores_agree_with_counts(pred: np.ndarray, gt: np.ndarray) -> None:
-    tp = int((pred & gt).sum())
-    fp = int((pred & (1 - gt)).sum())
-    fn = int(((1 - pred) & gt).sum())
-    expected_iou = 1.0 if tp + fp + fn == 0 else tp / (tp + fp + fn)
-    assert dice_score(pred, gt) == pytest.approx(dice_from_counts(tp, fp, fn))
-    assert iou_score(pred, gt) == pytest.approx(expected_iou)
+def test_scores_agree_with_monai(pred: np.ndarray, gt: np.ndarray) -> None:
+    # MONAI's own Dice and IoU, with the same empty-slice convention, as the reference
+    pred_t, gt_t = torch.from_numpy(pred)[None, None].float(), torch.from_numpy(gt)[None, None].float()
+    monai_dice = float(compute_dice(pred_t, gt_t, include_background=True, ignore_empty=False))
+    monai_iou = float(compute_iou(pred_t, gt_t, include_background=True, ignore_empty=False))
+    assert dice_score(pred, gt) == pytest.approx(monai_dice)
+    assert iou_score(pred, gt) == pytest.approx(monai_iou)
     meter = SegmentationMeter()
     meter.update(_batch(pred), _labels(gt), ["P"])
     result = meter.compute()

@@ -1,0 +1,190 @@
+"""The tasks medseg trains, each defined once: data format, loss, meter, metrics, labels.
+
+Every layer reads this registry (the trainer, ``evaluate``, ``compare``, the CLI, the run
+cards and the app); no other module branches on a task's name. Importing it is cheap (no
+torch, no MONAI): the loss and the meter are built on demand.
+
+Example:
+    >>> task = get_task("segmentation")
+    >>> task.selection_metric, [m.key for m in task.metrics][:2]
+    ('dice', ['dice', 'iou'])
+    >>> meter = task.build_meter(threshold=0.5)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Generic, Literal, TypeVar
+
+from medseg.errors import MedsegError
+
+if TYPE_CHECKING:
+    from torch import nn
+
+    from medseg.metrics import ClassificationMeter, SegmentationMeter
+
+TaskName = Literal["segmentation", "classification"]
+MeterT = TypeVar("MeterT", "SegmentationMeter", "ClassificationMeter")
+
+
+@dataclass(frozen=True)
+class Metric:
+    """A validation or test metric: its key in every file, and its names on screen."""
+
+    key: str
+    label: str  # short: run cards, tables, plots ("Dice")
+    description: str  # long: the ``medseg evaluate`` table ("Dice (mean over slices)")
+
+
+@dataclass(frozen=True)
+class Task(Generic[MeterT]):
+    """One task: what it reads, how it is trained and scored, and how its numbers are named.
+
+    Attributes:
+        name: "segmentation" or "classification".
+        data_format: the ``data.format`` of the config that selects this task.
+        unit: what one sample is called ("slices", "patches").
+        selection_metric: the validation metric (higher is better) that picks ``best.pt``.
+        metrics: every metric recorded (``history.csv`` as ``val_<key>``, ``metrics.json``,
+            run cards, ``medseg evaluate``), in display order.
+        headline: the metrics the paper reports: ``medseg train``'s summary and the
+            comparison tables.
+        positive: the name of the positive class ("tumour").
+        patient_split: the data is split by patient and the split saved as ``split.json``
+            in the run folder (LGG); otherwise the data's own splits are used (PCam).
+    """
+
+    name: TaskName
+    data_format: str
+    unit: str
+    selection_metric: str
+    metrics: tuple[Metric, ...]
+    headline: tuple[str, ...]
+    positive: str
+    patient_split: bool
+    _loss: Callable[[], nn.Module]
+    _meter: Callable[[float], MeterT]
+
+    @property
+    def metric_keys(self) -> tuple[str, ...]:
+        return tuple(metric.key for metric in self.metrics)
+
+    def label(self, key: str) -> str:
+        """The short on-screen name of metric ``key`` (the key itself when unknown)."""
+        return next((m.label for m in self.metrics if m.key == key), key)
+
+    def build_loss(self) -> nn.Module:
+        """The training loss, taking logits."""
+        return self._loss()
+
+    def build_meter(self, threshold: float = 0.5) -> MeterT:
+        """A fresh meter that scores probabilities at ``threshold`` (``>=`` is positive)."""
+        return self._meter(threshold)
+
+
+# The builders import torch and MONAI only when called: the run cards and the CLI's help
+# read this registry without paying for them.
+def _dice_ce_loss() -> nn.Module:
+    """MONAI ``DiceCELoss`` on one sigmoid channel: soft Dice pooled over the whole batch
+    (``batch=True``, smoothing 1, so tumour-free slices neither divide by zero nor dominate)
+    plus binary cross entropy."""
+    from monai.losses import DiceCELoss
+
+    return DiceCELoss(sigmoid=True, batch=True, smooth_nr=1.0, smooth_dr=1.0)
+
+
+def _bce_loss() -> nn.Module:
+    from torch import nn
+
+    return nn.BCEWithLogitsLoss()
+
+
+def _segmentation_meter(threshold: float) -> SegmentationMeter:
+    from medseg.metrics import SegmentationMeter
+
+    return SegmentationMeter(threshold=threshold)
+
+
+def _classification_meter(threshold: float) -> ClassificationMeter:
+    from medseg.metrics import ClassificationMeter
+
+    return ClassificationMeter(threshold=threshold)
+
+
+SEGMENTATION: Task[SegmentationMeter] = Task(
+    name="segmentation",
+    data_format="lgg",
+    unit="slices",
+    selection_metric="dice",
+    metrics=(
+        Metric("dice", "Dice", "Dice (mean over slices)"),
+        Metric("iou", "IoU", "IoU (mean over slices)"),
+        Metric("patient_dice", "patient Dice", "Dice (mean over patients, 3-D)"),
+        Metric("empty_fp_rate", "empty-slice FP rate", "false-positive rate on empty slices"),
+    ),
+    headline=("dice", "iou", "patient_dice"),
+    positive="tumour",
+    patient_split=True,
+    _loss=_dice_ce_loss,
+    _meter=_segmentation_meter,
+)
+
+CLASSIFICATION: Task[ClassificationMeter] = Task(
+    name="classification",
+    data_format="pcam",
+    unit="patches",
+    selection_metric="auc",
+    metrics=(
+        Metric("accuracy", "accuracy", "accuracy"),
+        Metric("auc", "AUC", "AUC"),
+        Metric("sensitivity", "sensitivity", "sensitivity"),
+        Metric("specificity", "specificity", "specificity"),
+    ),
+    headline=("accuracy", "auc"),
+    positive="tumour",
+    patient_split=False,
+    _loss=_bce_loss,
+    _meter=_classification_meter,
+)
+
+#: every task, by name
+TASKS: dict[str, Task[Any]] = {task.name: task for task in (SEGMENTATION, CLASSIFICATION)}
+
+
+def get_task(name: str) -> Task[Any]:
+    """The task called ``name``.
+
+    Raises:
+        MedsegError: for an unknown name (listing the known ones).
+    """
+    try:
+        return TASKS[name]
+    except KeyError:
+        raise MedsegError(f"unknown task {name!r}; known tasks: {', '.join(TASKS)}") from None
+
+
+def task_for_format(data_format: str) -> Task[Any]:
+    """The task that a ``data.format`` trains ("lgg" -> segmentation, "pcam" -> classification).
+
+    Raises:
+        MedsegError: for a format no task reads.
+    """
+    for task in TASKS.values():
+        if task.data_format == data_format:
+            return task
+    formats = ", ".join(task.data_format for task in TASKS.values())
+    raise MedsegError(f"data.format: {data_format!r} is not one of {formats}")
+
+
+def metric_label(key: str) -> str:
+    """The short on-screen name of any task's metric ``key`` (the key when unknown)."""
+    for task in TASKS.values():
+        if key in task.metric_keys:
+            return task.label(key)
+    return key
+
+
+def scalar_metrics(metrics: dict[str, Any], task: Task[Any]) -> dict[str, float]:
+    """The task's recorded metrics among ``metrics``, as floats, in display order."""
+    return {key: float(metrics[key]) for key in task.metric_keys if metrics.get(key) is not None}
