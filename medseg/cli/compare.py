@@ -6,7 +6,9 @@ import argparse
 import sys
 from pathlib import Path
 
+from medseg.config import load_config
 from medseg.errors import ConfigError
+from medseg.tasks import get_task
 
 EXAMPLE = (
     "medseg compare configs/compare_deep_resnet.yaml "
@@ -97,10 +99,10 @@ def parse_gpus(text: str) -> list[int] | None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from medseg.compare import run_comparison
+    # imported here, not at the top: medseg.compare pulls in torch and MONAI, and every
+    # `medseg ... --help` imports this module
+    from medseg.compare import run_comparison, summarize
     from medseg.compare.report import table_metrics
-    from medseg.compare.stats import summarize
-    from medseg.config import load_config
 
     cfg = load_config(args.config, args.overrides)
     out_dir = Path(args.out) if args.out else Path("runs") / f"compare_{Path(args.config).stem}"
@@ -110,7 +112,8 @@ def run(args: argparse.Namespace) -> int:
         progress=lambda line: print(f"compare: {line}", file=sys.stderr, flush=True),
     )
     metrics = table_metrics(cfg.task, rows)
-    print(f"{'method':<14} {'runs':>4}  " + "  ".join(f"{m:>20}" for m in metrics))
+    label = get_task(cfg.task).label
+    print(f"{'method':<14} {'runs':>4}  " + "  ".join(f"{label(m):>20}" for m in metrics))
     for method in dict.fromkeys(row["method"] for row in rows):
         method_rows = [row for row in rows if row["method"] == method]
         cells = []

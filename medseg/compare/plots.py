@@ -1,4 +1,8 @@
-"""The comparison's figures (matplotlib, Agg backend): curves over epochs and gradient flow.
+"""The comparison's figures: curves over epochs and gradient flow, written as PNG files.
+
+Figures are built with :class:`matplotlib.figure.Figure`, not ``pyplot``: nothing here
+selects a backend or registers figures, so importing this module leaves a notebook's
+matplotlib setup alone.
 
 Example:
     >>> plot_curves({"adam": [[0.5, 0.7], [0.6, 0.8]]}, ylabel="val auc",
@@ -8,32 +12,18 @@ Example:
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 
-import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt
 import numpy as np
+from matplotlib import colormaps
+from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
+
+from medseg.compare.grad_stats import GradSnapshot
+from medseg.files import atomic_path
 
 DPI = 100
 FIGSIZE = (7.0, 4.2)
-
-
-@dataclass(frozen=True)
-class GradSnapshot:
-    """Per-layer gradient norms at one optimizer step, ordered from input to output.
-
-    ``after`` holds the norms the inner optimizer received (after ZNorm, GC or clipping);
-    for plain Adam/AdamW it equals ``before``.
-    """
-
-    step: int
-    layers: tuple[str, ...]
-    before: tuple[float, ...]
-    after: tuple[float, ...]
 
 
 def _padded(series: Sequence[Sequence[float]]) -> np.ndarray:
@@ -66,7 +56,8 @@ def plot_curves(
         ``path`` as a Path.
     """
     path = Path(path)
-    fig, ax = plt.subplots(figsize=FIGSIZE)
+    fig = Figure(figsize=FIGSIZE, layout="tight")
+    ax = fig.subplots()
     for color, (method, series) in zip(_colors(len(curves)), curves.items(), strict=True):
         series = [s for s in series if len(s)]
         if not series:
@@ -88,9 +79,7 @@ def plot_curves(
         ax.set_yscale("log")
     ax.grid(True, alpha=0.3)
     ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=DPI)
-    plt.close(fig)
+    _save(fig, path)
     return path
 
 
@@ -132,7 +121,8 @@ def plot_grad_flow(
     if not snapshots.get(focus):
         raise ValueError(f"no gradient statistics recorded for {focus!r}")
     path = Path(path)
-    fig, (left, right) = plt.subplots(1, 2, figsize=(12.0, 4.4), sharey=True)
+    fig = Figure(figsize=(12.0, 4.4), layout="tight")
+    left, right = fig.subplots(1, 2, sharey=True)
     by_step = {snap.step: snap for snap in snapshots[focus]}
     for color, step in zip(_colors(steps), pick_steps(list(by_step), steps), strict=False):
         snap = by_step[step]
@@ -158,12 +148,16 @@ def plot_grad_flow(
         ax.grid(True, alpha=0.3, which="both")
         ax.legend(fontsize=7)
     left.set_ylabel("gradient L2 norm")
-    fig.tight_layout()
-    fig.savefig(path, dpi=DPI)
-    plt.close(fig)
+    _save(fig, path)
     return path
 
 
-def _colors(count: int) -> list:
-    cmap = plt.get_cmap("tab10")
+def _save(fig: Figure, path: Path) -> None:
+    """Write ``fig`` to ``path`` as a PNG, atomically."""
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=DPI)
+
+
+def _colors(count: int) -> list[tuple[float, float, float, float]]:
+    cmap = colormaps["tab10"]
     return [cmap(i % 10) for i in range(count)]

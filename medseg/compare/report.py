@@ -20,12 +20,8 @@ from pathlib import Path
 from typing import Any
 
 from medseg.compare.stats import paired_difference, summarize
-
-#: the metrics the paper reports, per task, in table order
-TASK_METRICS: dict[str, tuple[str, ...]] = {
-    "segmentation": ("dice", "iou", "patient_dice"),
-    "classification": ("accuracy", "auc"),
-}
+from medseg.files import atomic_write, write_text
+from medseg.tasks import get_task
 
 LEADING_COLUMNS = ("method", "seed")
 TRAILING_COLUMNS = (
@@ -48,7 +44,7 @@ def csv_columns(rows: Sequence[dict[str, Any]]) -> list[str]:
 def write_results_csv(rows: Sequence[dict[str, Any]], path: str | Path) -> None:
     """Write one line per run; a missing value (e.g. a target never reached) is left empty."""
     columns = csv_columns(rows)
-    with Path(path).open("w", newline="") as handle:
+    with atomic_write(path, newline="") as handle:
         writer = csv.DictWriter(handle, fieldnames=columns, extrasaction="ignore")
         writer.writeheader()
         for row in rows:
@@ -62,9 +58,14 @@ def _csv_value(value: Any) -> Any:
 
 
 def table_metrics(task: str, rows: Sequence[dict[str, Any]]) -> list[str]:
-    """The task's headline metrics that the rows actually carry (as ``test_<name>``)."""
+    """The task's headline metrics (:attr:`medseg.tasks.Task.headline`) that the rows
+    actually carry (as ``test_<name>``), in table order.
+
+    Raises:
+        MedsegError: for an unknown task.
+    """
     present = {key.removeprefix("test_") for row in rows for key in row if key.startswith("test_")}
-    return [name for name in TASK_METRICS.get(task, ()) if name in present]
+    return [name for name in get_task(task).headline if name in present]
 
 
 def _values(rows: Iterable[dict[str, Any]], key: str) -> list[float]:
@@ -120,13 +121,15 @@ def render_results_md(
 
     Args:
         rows: one dict per run (see the module docstring).
-        task: "segmentation" or "classification"; picks the headline metrics.
+        task: "segmentation" or "classification"; picks the headline metrics and their
+            on-screen names (:mod:`medseg.tasks`).
         methods: the methods in table order.
         baseline: the method every other one is paired against (same seeds).
         setup_lines: bullet points describing the comparison (config, data, epochs...).
         images: PNG file names (relative to the report) to show at the end.
     """
     metrics = table_metrics(task, rows)
+    labels = {metric: get_task(task).label(metric) for metric in metrics}
     seeds = sorted({int(row["seed"]) for row in rows})
     n_seeds = len(seeds)
     lines = ["# Optimizer comparison", ""]
@@ -141,7 +144,7 @@ def render_results_md(
         "## Test metrics per method",
         "",
     ]
-    header = ["method", "runs", *metrics, "best val", "epochs to target", "wall time (s)"]
+    header = ["method", "runs", *labels.values(), "best val", "epochs to target", "wall time (s)"]
     lines.append("| " + " | ".join(header) + " |")
     lines.append("|" + "---|" * len(header))
     for method in methods:
@@ -153,7 +156,7 @@ def render_results_md(
         cells.append(format_summary(_values(method_rows, "wall_time_s"), 1))
         lines.append("| " + " | ".join(cells) + " |")
     lines += ["", *_target_note(rows), "", f"## Paired difference against `{baseline}`", ""]
-    lines += _paired_table(rows, methods, baseline, metrics)
+    lines += _paired_table(rows, methods, baseline, labels)
     if images:
         lines += ["", "## Plots", ""]
         lines += [f"![{Path(name).stem}]({name})" for name in images]
@@ -173,8 +176,10 @@ def _target_note(rows: Sequence[dict[str, Any]]) -> list[str]:
 
 
 def _paired_table(
-    rows: Sequence[dict[str, Any]], methods: Sequence[str], baseline: str, metrics: list[str]
+    rows: Sequence[dict[str, Any]], methods: Sequence[str], baseline: str,
+    metrics: dict[str, str],
 ) -> list[str]:
+    """The paired-test rows; ``metrics`` maps each metric key to its on-screen label."""
     lines = [
         f"Per-seed difference `method - {baseline}` on the same seed (positive: the method "
         "scores higher), its mean [95% t-interval], and the two-sided paired t-test "
@@ -187,7 +192,7 @@ def _paired_table(
     for method in methods:
         if method == baseline:
             continue
-        for metric in metrics:
+        for metric, metric_label in metrics.items():
             key = f"test_{metric}"
             ours, theirs = _by_seed(rows, method, key), _by_seed(rows, baseline, key)
             common = sorted(set(ours) & set(theirs))
@@ -202,11 +207,11 @@ def _paired_table(
                 t_text = "n/a" if math.isnan(paired.t) else f"{paired.t:.3f}"
                 p_text = _format_p(paired.p)
             lines.append(
-                f"| `{method}` | {metric} | {paired.n} | {difference} | {t_text} | {p_text} |"
+                f"| `{method}` | {metric_label} | {paired.n} | {difference} | {t_text} | {p_text} |"
             )
     return lines
 
 
 def write_results_md(path: str | Path, rows: Sequence[dict[str, Any]], **kwargs: Any) -> None:
-    """Write :func:`render_results_md` to ``path``."""
-    Path(path).write_text(render_results_md(rows, **kwargs))
+    """Write :func:`render_results_md` to ``path`` (atomically)."""
+    write_text(path, render_results_md(rows, **kwargs))

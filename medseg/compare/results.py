@@ -2,7 +2,11 @@
 
 Everything is read back from the run directories (``metrics.json``, ``history.csv``,
 ``compare_run.json``, ``grad_stats.jsonl``), so a rerun that skips every run rebuilds the
-same report.
+same report. Nothing here trains.
+
+Example:
+    >>> rows = collect_rows(specs, target=cfg.train.target_metric)      # doctest: +SKIP
+    >>> write_outputs(rows, specs, cfg, out_dir)                         # doctest: +SKIP
 """
 
 from __future__ import annotations
@@ -17,10 +21,10 @@ from typing import Any
 from medseg.compare.grad_stats import GRAD_STATS_FILE, read_grad_stats
 from medseg.compare.plots import plot_curves, plot_grad_flow
 from medseg.compare.report import write_results_csv, write_results_md
-from medseg.compare.runner import BASELINE, RUN_RECORD, RunSpec
+from medseg.compare.spec import BASELINE, RunSpec, read_record
 from medseg.config import Config
-from medseg.engine import SELECTION_METRIC
 from medseg.errors import MedsegError
+from medseg.tasks import get_task
 
 DEFAULT_TARGET_FRACTION = 0.9
 ZNORM_METHODS = ("adam+znorm", "znorm", "adamw+znorm", "sgd+znorm")
@@ -44,7 +48,7 @@ def read_history(path: Path) -> list[dict[str, float]]:
         raise MedsegError(f"{path}: cannot read the run history ({err})") from None
 
 
-def _read_json(path: Path) -> dict[str, Any]:
+def _read_metrics(path: Path) -> dict[str, Any]:
     try:
         return json.loads(path.read_text())
     except (OSError, ValueError) as err:
@@ -60,10 +64,10 @@ def run_row(spec: RunSpec) -> dict[str, Any]:
     metrics_path = spec.run_dir / "metrics.json"
     if not metrics_path.exists():
         raise MedsegError(f"{metrics_path}: missing; the run {spec.label} did not finish")
-    metrics = _read_json(metrics_path)
+    metrics = _read_metrics(metrics_path)
     history = read_history(spec.run_dir / "history.csv")
-    record = _read_json(spec.run_dir / RUN_RECORD)
-    val_key = f"val_{SELECTION_METRIC[spec.cfg.task]}"
+    record = read_record(spec.run_dir)
+    val_key = f"val_{get_task(spec.cfg.task).selection_metric}"
     scores = [(row[val_key], row["epoch"]) for row in history if val_key in row]
     best_val, best_epoch = max(scores, key=lambda item: (item[0], -item[1])) if scores else (
         math.nan, metrics.get("epoch", 0))
@@ -114,6 +118,7 @@ def collect_rows(specs: Sequence[RunSpec], *, target: float | None) -> list[dict
 
 
 def _setup_lines(cfg: Config, target_given: bool) -> list[str]:
+    task = get_task(cfg.task)
     model = cfg.model
     arch = (f"{model.arch} depth {model.depth} width {model.width}" if model.arch == "deep_resnet"
             else f"{model.arch} ({model.encoder}, weights {model.encoder_weights or 'random init'})")
@@ -128,8 +133,8 @@ def _setup_lines(cfg: Config, target_given: bool) -> list[str]:
         f"device {cfg.train.device}",
         f"Method settings: ZNorm granularity {cfg.optim.granularity}, min_ndim "
         f"{cfg.optim.min_ndim}; clipping max_norm {cfg.optim.max_norm:g}",
-        "Best checkpoint chosen on validation "
-        f"{SELECTION_METRIC[cfg.task]}; test metrics are of that checkpoint.",
+        f"Best checkpoint chosen on validation {task.label(task.selection_metric)}; "
+        "test metrics are of that checkpoint.",
     ]
     if not target_given:
         lines.append(
@@ -162,7 +167,8 @@ def write_outputs(
 
 def write_plots(specs: Sequence[RunSpec], cfg: Config, out_dir: Path) -> list[Path]:
     """Validation and training-loss curves; the gradient flow view when stats were recorded."""
-    val_key = f"val_{SELECTION_METRIC[cfg.task]}"
+    task = get_task(cfg.task)
+    val_key = f"val_{task.selection_metric}"
     val_curves: dict[str, list[list[float]]] = {}
     loss_curves: dict[str, list[list[float]]] = {}
     for spec in specs:
@@ -171,8 +177,8 @@ def write_plots(specs: Sequence[RunSpec], cfg: Config, out_dir: Path) -> list[Pa
         loss_curves.setdefault(spec.method, []).append(
             [r.get("train_loss", math.nan) for r in history])
     images = [
-        plot_curves(val_curves, ylabel=val_key.replace("_", " "), title="Validation per epoch",
-                    path=out_dir / "val_metric.png"),
+        plot_curves(val_curves, ylabel=f"validation {task.label(task.selection_metric)}",
+                    title="Validation per epoch", path=out_dir / "val_metric.png"),
         plot_curves(loss_curves, ylabel="training loss (epoch mean)", title="Training loss",
                     path=out_dir / "train_loss.png", log_y=True),
     ]

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-import medseg.engine
+import medseg.engine.trainer
 import medseg.models
 from medseg.cli.main import main
 from medseg.compare import run_comparison
@@ -39,7 +39,8 @@ def comparison(tiny_config_file, tmp_path_factory):
 
     out = tmp_path_factory.mktemp("compare")
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(medseg.models, "build_model", recording_build_model)
+        # where the trainer looks it up (it imports the name)
+        patch.setattr(medseg.engine.trainer, "build_model", recording_build_model)
         rows = run_comparison(load_config(tiny_config_file), METHODS, SEEDS, out)
     return {"rows": rows, "out": out, "initial_weights": initial_weights}
 
@@ -69,7 +70,9 @@ def test_comparison_writes_csv_markdown_and_plots(comparison):
     assert float(lines[0]["target_metric"]) == pytest.approx(0.9 * best)
     report = (out / "results.md").read_text()
     assert "Seeds: 2 (0, 1)" in report and "Paired difference against `adam`" in report
-    assert "| `adam+znorm` | auc | 2 |" in report
+    assert "| `adam+znorm` | AUC | 2 |" in report
+    assert "Best checkpoint chosen on validation AUC" in report
+    assert not list(out.glob(".tmp-*"))  # every file was written whole, then renamed
     for name in ("val_metric.png", "train_loss.png", "grad_flow.png"):
         assert_png(out / name)
         assert f"({name})" in report
@@ -119,6 +122,7 @@ def test_rerun_skips_finished_runs(comparison, tiny_config_file, monkeypatch, ca
     assert code == 0, captured.err
     assert captured.err.count("finished earlier, skipped") == 4
     assert "adam+znorm" in captured.out and "results.md" in captured.out
+    assert captured.out.splitlines()[0].split()[-2:] == ["accuracy", "AUC"]
     assert [path.stat().st_mtime_ns for path in metrics] == mtimes
     _, lines = _read_csv(out / "results.csv")
     assert [float(line["test_auc"]) for line in lines] == [row["test_auc"] for row in comparison["rows"]]

@@ -4,20 +4,19 @@ from __future__ import annotations
 
 import json
 
-import numpy as np
 import pytest
-from PIL import Image
 
 from medseg.cli.main import main
-from medseg.compare.runner import (
+from medseg.compare.execution import prepare_split
+from medseg.compare.planning import (
     check_method_overrides,
     check_methods,
     check_seeds,
     plan_runs,
-    prepare_split,
 )
 from medseg.config import config_from_dict
 from medseg.errors import ConfigError
+from tests.support import write_lgg
 
 from .conftest import tiny_config
 
@@ -75,19 +74,9 @@ def test_per_method_settings_stay_inside_optim(tmp_path):
         plan_runs(cfg, methods, [0], tmp_path, None, {"adamw": ["optim.weight_decay=lots"]})
 
 
-def _write_lgg(root, patients):
-    pixels = np.zeros((8, 8, 3), np.uint8)
-    for name in patients:
-        folder = root / "kaggle_3m" / name
-        folder.mkdir(parents=True)
-        for k in (1, 2):
-            Image.fromarray(pixels).save(folder / f"{name}_{k}.tif")
-            Image.fromarray(pixels[..., 0]).save(folder / f"{name}_{k}_mask.tif")
-
-
 def test_lgg_split_is_written_once_and_shared_by_every_run(tmp_path):
     patients = [f"TCGA_CS_{4940 + i}_19960909" for i in range(10)]
-    _write_lgg(tmp_path / "lgg", patients)
+    write_lgg(tmp_path / "lgg", dict.fromkeys(patients, 2), size=8, healthy=patients)
     raw = tiny_config(tmp_path)
     raw["data"] = {"format": "lgg", "root": str(tmp_path / "lgg"), "val_fraction": 0.2,
                    "test_fraction": 0.2}

@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 
 import numpy as np
 import pytest
 from PIL import Image
 
-from medseg.compare.grad_stats import GradStatsRecorder, read_grad_stats
-from medseg.compare.plots import GradSnapshot, pick_steps, plot_curves, plot_grad_flow
+from medseg.compare.grad_recorder import GradStatsRecorder
+from medseg.compare.grad_stats import GradSnapshot, read_grad_stats
+from medseg.compare.plots import pick_steps, plot_curves, plot_grad_flow
 from medseg.engine.callbacks import StepInfo
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -79,3 +83,21 @@ def test_grad_flow_png(tmp_path):
     assert_png(plot_grad_flow(snaps, focus="adam+znorm", path=tmp_path / "g.png"))
     with pytest.raises(ValueError, match="adam\\+gc"):
         plot_grad_flow(snaps, focus="adam+gc", path=tmp_path / "x.png")
+
+
+def test_importing_and_plotting_leave_the_matplotlib_backend_alone(tmp_path):
+    # a notebook's backend (here svg) must survive `import medseg.compare` and a plot
+    path = tmp_path / "curves.png"
+    code = (
+        "import matplotlib, medseg.compare\n"
+        "from medseg.compare.plots import plot_curves\n"
+        f"plot_curves({{'adam': [[0.5, 0.6]]}}, ylabel='y', title='t', path={str(path)!r})\n"
+        "print(matplotlib.get_backend())\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], env={**os.environ, "MPLBACKEND": "svg"},
+        capture_output=True, text=True, check=False, timeout=300,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "svg"
+    assert_png(path)

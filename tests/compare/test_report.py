@@ -58,7 +58,8 @@ def test_markdown_report_holds_summaries_and_paired_test():
     # adam auc 0.8, 0.6, 0.4: mean 0.6, sd 0.2, half-width 4.3027 * 0.2 / sqrt(3) = 0.4968
     assert "0.6000 ± 0.2000 [0.1032, 1.0968]" in text
     # znorm - adam auc per seed: 0.1, 0.2, 0.3 -> +0.2000 [-0.0484, +0.4484], t 3.464
-    assert "| `adam+znorm` | auc | 3 | +0.2000 [-0.0484, +0.4484] | 3.464 | 0.074 |" in text
+    assert "| method | runs | accuracy | AUC | best val |" in text  # on-screen names
+    assert "| `adam+znorm` | AUC | 3 | +0.2000 [-0.0484, +0.4484] | 3.464 | 0.074 |" in text
     assert "2/3 reached" in text and "3/3 reached" in text
     assert "![val_metric](val_metric.png)" in text
     assert "sensitivity" not in text.split("## Test metrics per method")[1].split("\n")[2]
@@ -69,7 +70,7 @@ def test_markdown_report_says_na_for_a_single_seed():
     text = render_results_md(rows, task="classification", methods=["adam", "adam+gc"],
                              baseline="adam")
     assert "Seeds: 1 (0)" in text
-    assert "| `adam+gc` | auc | 1 | +0.1000 | n/a | n/a |" in text
+    assert "| `adam+gc` | AUC | 1 | +0.1000 | n/a | n/a |" in text
 
 
 def test_table_metrics_follow_the_task():

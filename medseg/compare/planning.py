@@ -1,0 +1,164 @@
+"""Plan a comparison: check the methods, seeds and per-method settings, lay out every run,
+and tell which runs are finished, interrupted or new.
+
+Each run has ``cfg.optim.name = method`` (plus that method's ``--method-set`` values),
+``cfg.seed = k``, its own ``output.dir`` (``out_dir/runs/<method>/seed<k>``) and the shared
+``data.split_file``; nothing else changes between runs. Nothing here trains or writes.
+
+Example:
+    >>> methods, seeds = check_methods(["adam", "adam+znorm"]), check_seeds([0, 1, 2])
+    >>> specs = plan_runs(cfg, methods, seeds, out_dir, split_file)     # doctest: +SKIP
+    >>> [run_state(spec) for spec in specs]                              # doctest: +SKIP
+    ['done', 'resume', 'new', ...]
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any, Literal
+
+from medseg.compare.spec import RUN_RECORD, RunSpec, read_record
+from medseg.config import Config, OptimConfig, apply_overrides, config_from_dict
+from medseg.errors import ConfigError, MedsegError
+from medseg.optim import OPTIMIZER_NAMES
+
+RunState = Literal["done", "resume", "new"]
+
+
+def check_methods(methods: Sequence[str]) -> list[str]:
+    """Validate the method names against :data:`medseg.optim.OPTIMIZER_NAMES`.
+
+    Raises:
+        ConfigError: on an empty list, a duplicate or an unknown name (listing the valid ones).
+    """
+    methods = [m.strip() for m in methods if m.strip()]
+    if not methods:
+        raise ConfigError("--methods: give at least one optimizer, e.g. adam,adam+znorm")
+    for method in methods:
+        if method not in OPTIMIZER_NAMES:
+            raise ConfigError(
+                f"--methods: unknown optimizer {method!r}; choose from {', '.join(OPTIMIZER_NAMES)}"
+            )
+    duplicates = sorted({m for m in methods if methods.count(m) > 1})
+    if duplicates:
+        raise ConfigError(f"--methods: {duplicates[0]!r} is listed twice")
+    return methods
+
+
+def check_seeds(seeds: Sequence[int]) -> list[int]:
+    """Validate the seed list (non-empty, non-negative, no duplicates).
+
+    Raises:
+        ConfigError: naming the offending seed.
+    """
+    seeds = [int(s) for s in seeds]
+    if not seeds:
+        raise ConfigError("--seeds: give at least one seed")
+    for seed in seeds:
+        if seed < 0:
+            raise ConfigError(f"--seeds: seed {seed} is negative")
+        if seeds.count(seed) > 1:
+            raise ConfigError(f"--seed-list: seed {seed} is listed twice")
+    return seeds
+
+
+def check_method_overrides(
+    overrides: Mapping[str, Sequence[str]], methods: Sequence[str]
+) -> dict[str, list[str]]:
+    """Validate per-method ``optim.*`` overrides such as ``{"adamw": ["optim.weight_decay=0.01"]}``.
+
+    Only the ``optim`` section may differ between methods; everything else stays identical.
+
+    Raises:
+        ConfigError: on a method not in ``methods``, or a key outside ``optim`` (or
+            ``optim.name``). Values are checked by :func:`plan_runs`.
+    """
+    checked = {}
+    for method, items in overrides.items():
+        if method not in methods:
+            raise ConfigError(f"--method-set {method}: {method!r} is not one of --methods")
+        for item in items:
+            key = item.partition("=")[0].strip()
+            if not key.startswith("optim.") or key == "optim.name":
+                raise ConfigError(
+                    f"--method-set {method}:{item}: only optim.* settings (not optim.name) may "
+                    "differ between methods"
+                )
+        checked[method] = list(items)
+    return checked
+
+
+def _method_optim(cfg: Config, method: str, overrides: Sequence[str]) -> OptimConfig:
+    raw = apply_overrides(cfg.to_dict(), [f"optim.name={method}", *overrides])
+    try:
+        return config_from_dict(raw).optim
+    except ConfigError as err:
+        raise ConfigError(f"--method-set {method}: {err}") from None
+
+
+def plan_runs(
+    cfg: Config, methods: Sequence[str], seeds: Sequence[int], out_dir: Path,
+    split_file: str | None, method_overrides: Mapping[str, Sequence[str]] | None = None,
+) -> list[RunSpec]:
+    """One :class:`RunSpec` per seed x method, seed-major (all methods of seed 0 first).
+
+    Raises:
+        ConfigError: when a method's ``optim.*`` overrides give an invalid value.
+    """
+    method_overrides = method_overrides or {}
+    optims = {m: _method_optim(cfg, m, method_overrides.get(m, ())) for m in methods}
+    specs = []
+    for seed in seeds:
+        for method in methods:
+            run_cfg = dataclasses.replace(
+                cfg,
+                seed=seed,
+                data=dataclasses.replace(cfg.data, split_file=split_file),
+                optim=optims[method],
+                output=dataclasses.replace(
+                    cfg.output,
+                    run_name=f"{method}-seed{seed}",
+                    dir=str(out_dir / "runs" / method / f"seed{seed}"),
+                ),
+            )
+            specs.append(RunSpec(method, seed, run_cfg))
+    return specs
+
+
+def _first_difference(a: Any, b: Any, where: str = "") -> str | None:
+    if isinstance(a, dict) and isinstance(b, dict):
+        for key in sorted(set(a) | set(b)):
+            found = _first_difference(a.get(key), b.get(key), f"{where}.{key}" if where else key)
+            if found:
+                return found
+        return None
+    return None if a == b else f"{where}: {a!r} != {b!r}"
+
+
+def run_state(spec: RunSpec) -> RunState:
+    """``"done"``, ``"resume"`` or ``"new"`` for a planned run.
+
+    Raises:
+        MedsegError: when the run directory holds a run of a different config, an unreadable
+            run record, or training files that this comparison did not start.
+    """
+    run_dir = spec.run_dir
+    has_metrics = (run_dir / "metrics.json").exists()
+    has_checkpoint = (run_dir / "last.pt").exists()
+    if (run_dir / RUN_RECORD).exists():
+        difference = _first_difference(read_record(run_dir)["config"], spec.cfg.to_dict())
+        if difference:
+            raise MedsegError(
+                f"{run_dir}: holds a run with a different config ({difference}); "
+                "use another --out or remove that run directory"
+            )
+    elif has_metrics or has_checkpoint:
+        raise MedsegError(
+            f"{run_dir}: holds training files not written by this comparison; "
+            "use another --out or remove that run directory"
+        )
+    if has_metrics:
+        return "done"
+    return "resume" if has_checkpoint else "new"

@@ -1,0 +1,97 @@
+"""What every part of a comparison shares: a planned run and its record on disk.
+
+A run lives in ``<out>/runs/<method>/seed<k>`` and carries ``compare_run.json``
+(:data:`RUN_RECORD`): its method, seed and full config, plus facts of its training
+(``resumed``, ``wall_time_s``). Planning compares the record with the planned config,
+the worker process rebuilds the run from it, and the report reads the wall time back.
+
+Example:
+    >>> spec = RunSpec("adam+znorm", 0, cfg)                            # doctest: +SKIP
+    >>> write_record(spec, resumed=False)                               # doctest: +SKIP
+    >>> load_spec(spec.run_dir) == spec                                 # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from medseg.config import Config, config_from_dict
+from medseg.errors import ConfigError, MedsegError
+from medseg.files import write_text
+
+#: the record of one run, in its run directory
+RUN_RECORD = "compare_run.json"
+#: the method every other one is paired against in the report (when it is run)
+BASELINE = "adam"
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    """One planned run: a method, a seed and the full config it trains with."""
+
+    method: str
+    seed: int
+    cfg: Config
+
+    @property
+    def run_dir(self) -> Path:
+        return self.cfg.run_dir
+
+    @property
+    def label(self) -> str:
+        return f"{self.method} seed {self.seed}"
+
+
+def write_record(spec: RunSpec, **extra: Any) -> Path:
+    """Write ``spec`` (and ``extra`` facts such as ``wall_time_s``) to its run record.
+
+    Creates the run directory; the record is replaced atomically.
+    """
+    spec.run_dir.mkdir(parents=True, exist_ok=True)
+    record = {"method": spec.method, "seed": spec.seed, "config": spec.cfg.to_dict(), **extra}
+    return write_text(spec.run_dir / RUN_RECORD, json.dumps(record, indent=2))
+
+
+def read_record(run_dir: Path) -> dict[str, Any]:
+    """The run record of ``run_dir``: a dict with at least ``method``, ``seed`` and ``config``.
+
+    Raises:
+        MedsegError: when the record is missing, unreadable or lacks one of those keys.
+    """
+    path = run_dir / RUN_RECORD
+    try:
+        record = json.loads(path.read_text())
+    except (OSError, ValueError) as err:
+        raise MedsegError(
+            f"{path}: unreadable comparison run record ({err.__class__.__name__}); "
+            "remove that run directory"
+        ) from None
+    valid = (
+        isinstance(record, dict)
+        and isinstance(record.get("method"), str)
+        and isinstance(record.get("seed"), int)
+        and isinstance(record.get("config"), dict)
+    )
+    if not valid:
+        raise MedsegError(
+            f"{path}: not a comparison run record (needs method, seed and config); "
+            "remove that run directory"
+        )
+    return record
+
+
+def load_spec(run_dir: Path) -> RunSpec:
+    """The :class:`RunSpec` recorded in ``run_dir``.
+
+    Raises:
+        MedsegError: when the record is missing or unreadable, or its config is invalid.
+    """
+    record = read_record(run_dir)
+    try:
+        cfg = config_from_dict(record["config"])
+    except ConfigError as err:
+        raise MedsegError(f"{run_dir / RUN_RECORD}: {err}") from None
+    return RunSpec(record["method"], record["seed"], cfg)
