@@ -8,9 +8,8 @@ import pytest
 import torch
 
 from medseg.engine import TrainCallback, load_checkpoint, train
-from medseg.engine import trainer as trainer_module
-from medseg.engine.losses import build_loss
 from medseg.errors import MedsegError
+from medseg.tasks import Task
 
 
 class Crash(Exception):
@@ -60,7 +59,7 @@ def test_resume_after_a_crash_matches_an_uninterrupted_run(trained_lgg, tiny_lgg
 
 
 def test_resume_can_extend_a_finished_run(tiny_lgg, tmp_path, lgg_config):
-    steady = {"scheduler": "none", "warmup_epochs": 0}
+    steady = {"scheduler": "none", "warmup_epochs": 0, "max_steps_per_epoch": 1}
     straight = train(lgg_config(tiny_lgg, tmp_path / "straight", epochs=2, **steady))
     train(lgg_config(tiny_lgg, tmp_path / "short", epochs=1, **steady))
     extended = train(lgg_config(tiny_lgg, tmp_path / "short", epochs=2, **steady), resume=True)
@@ -72,6 +71,7 @@ def test_resume_can_extend_a_finished_run(tiny_lgg, tmp_path, lgg_config):
 
 def test_nan_loss_stops_training_and_keeps_the_last_good_checkpoint(tiny_lgg, tmp_path, monkeypatch, lgg_config):
     calls = {"n": 0}
+    build_loss = Task.build_loss
 
     def loss_turning_nan(task):
         real = build_loss(task)
@@ -89,7 +89,7 @@ def test_nan_loss_stops_training_and_keeps_the_last_good_checkpoint(tiny_lgg, tm
         def on_epoch_end(self, info):
             digests[info.epoch] = hashlib.sha256((tmp_path / "run" / "last.pt").read_bytes()).hexdigest()
 
-    monkeypatch.setattr(trainer_module, "build_loss", loss_turning_nan)
+    monkeypatch.setattr(Task, "build_loss", loss_turning_nan)
     last = tmp_path / "run" / "last.pt"
     with pytest.raises(MedsegError, match=r"loss became nan at epoch 2 step 5; last good checkpoint: .*last\.pt"):
         train(lgg_config(tiny_lgg, tmp_path / "run", epochs=3), callbacks=[Digest()])
@@ -99,7 +99,7 @@ def test_nan_loss_stops_training_and_keeps_the_last_good_checkpoint(tiny_lgg, tm
 
 
 def test_nan_in_the_first_epoch_says_no_checkpoint_exists(tiny_lgg, tmp_path, monkeypatch, lgg_config):
-    monkeypatch.setattr(trainer_module, "build_loss",
+    monkeypatch.setattr(Task, "build_loss",
                         lambda task: lambda logits, labels: (logits.abs().mean() + 1) * float("inf"))
     with pytest.raises(MedsegError, match="loss became inf at epoch 1 step 1; last good checkpoint: none"):
         train(lgg_config(tiny_lgg, tmp_path / "run"))

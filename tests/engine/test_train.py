@@ -11,9 +11,10 @@ import torch
 
 from medseg.config import config_from_dict, load_config
 from medseg.engine import StepInfo, TrainCallback, load_checkpoint, train
+from medseg.engine import trainer as trainer_module
 from medseg.errors import CheckpointError, ConfigError, MedsegError
-
-SLICES_PER_PATIENT = 4  # write_tiny_lgg in conftest.py
+from tests.support import LGG_SLICES as SLICES_PER_PATIENT
+from tests.support import PCAM_SIZES
 
 
 def test_run_folder_holds_every_output(trained_lgg):
@@ -56,6 +57,44 @@ def test_best_checkpoint_is_the_best_validation_epoch(trained_lgg):
                 "medseg_version", "created", "global_step"):
         assert key in last
     assert last["global_step"] == 6 and len(last["history"]) == 2
+
+
+def test_best_checkpoint_stays_on_an_earlier_better_epoch(tiny_lgg, tmp_path, monkeypatch, lgg_config):
+    """Epoch 2 validates worse than epoch 1: best.pt, best_epoch and metrics.json must stay
+    on epoch 1's weights while last.pt moves on to epoch 2."""
+    real_score_loader = trainer_module.score_loader
+    val_dice = iter([0.9, 0.1])  # epochs 1 and 2; the test split is then scored for real
+
+    def score_loader(*args, **kwargs):
+        metrics = real_score_loader(*args, **kwargs)
+        return {**metrics, "dice": next(val_dice, metrics["dice"])}
+
+    weights, is_best = {}, {}
+
+    class Snapshot(TrainCallback):
+        def on_epoch_end(self, info):
+            weights[info.epoch] = {k: v.detach().clone() for k, v in info.model.state_dict().items()}
+            is_best[info.epoch] = info.is_best
+
+    monkeypatch.setattr(trainer_module, "score_loader", score_loader)
+    run_dir = tmp_path / "run"
+    result = train(lgg_config(tiny_lgg, run_dir, max_steps_per_epoch=1), callbacks=[Snapshot()])
+
+    assert [row["val_dice"] for row in result.history] == [0.9, 0.1]
+    assert is_best == {1: True, 2: False}
+    assert (result.best_epoch, result.best_metric) == (1, 0.9)
+    changed = [k for k in weights[1] if not torch.equal(weights[1][k], weights[2][k])]
+    assert changed  # epoch 2 trained: its weights differ from epoch 1's
+    best, last = load_checkpoint(run_dir / "best.pt"), load_checkpoint(run_dir / "last.pt")
+    assert (best["epoch"], best["best_epoch"], best["metrics"]["val_dice"]) == (1, 1, 0.9)
+    assert (last["epoch"], last["best_epoch"], last["metrics"]["val_dice"]) == (2, 1, 0.1)
+    for name, tensor in weights[1].items():
+        assert torch.equal(best["model"][name], tensor), name
+    for name, tensor in weights[2].items():
+        assert torch.equal(last["model"][name], tensor), name
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    assert metrics["checkpoint"] == "best.pt" and metrics["epoch"] == 1
+    assert result.test_metrics["epoch"] == 1
 
 
 def test_metrics_json_scores_best_on_the_test_patients(trained_lgg):
@@ -126,7 +165,7 @@ def test_accumulation_bf16_channels_last_and_step_cap(tiny_lgg, tmp_path, lgg_co
 
 def test_classification_run_on_pcam(trained_pcam):
     metrics = json.loads((trained_pcam.run_dir / "metrics.json").read_text())
-    assert metrics["n"] == 8
+    assert metrics["n"] == PCAM_SIZES["test"]
     for key in ("accuracy", "auc", "sensitivity", "specificity"):
         assert 0.0 <= metrics[key] <= 1.0
     assert trained_pcam.metric_name == "auc"

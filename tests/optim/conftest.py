@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import pytest
-import torch
+
+from tests.support import one_thread as _one_thread
 
 
 @pytest.fixture(autouse=True)
 def one_thread():
     """The tensors here are tiny: a second OpenMP thread only adds contention on shared cores
     (10x-50x slower steps when other processes keep the cores busy)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+    with _one_thread():
+        yield
