@@ -1,6 +1,7 @@
 """User-facing errors: the CLI prints their message on one line and exits with code 2."""
 
 import re
+import sys
 
 
 class MedsegError(Exception):
@@ -35,6 +36,24 @@ def _error_types() -> dict[str, type[MedsegError]]:
         found[f"{cls.__module__}.{cls.__qualname__}"] = cls
         pending.extend(cls.__subclasses__())
     return found
+
+
+def report_user_error(exc: BaseException) -> bool:
+    """Print the :class:`MedsegError` behind ``exc`` as ``medseg: error: <message>``, on one
+    line of stderr, and return True; return False (printing nothing) for any other error.
+
+    Example:
+        >>> except Exception as err:
+        ...     if not report_user_error(err):
+        ...         raise
+        ...     return 2
+    """
+    user_error = find_medseg_error(exc)
+    if user_error is None:
+        return False
+    message = " ".join(line.strip() for line in str(user_error).splitlines() if line.strip())
+    print(f"medseg: error: {message}", file=sys.stderr)
+    return True
 
 
 def _from_worker_text(message: str) -> MedsegError | None:

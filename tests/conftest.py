@@ -1,9 +1,9 @@
 """Session fixtures shared by every test directory: the tiny datasets in the real on-disk
 formats and ONE trained tiny run per task (built with :mod:`tests.support`).
 
-* ``tiny_lgg`` (alias ``lgg_dir``): the top folder of a kaggle_3m download, 5 patients x 4
+* ``tiny_lgg``: the top folder of a kaggle_3m download, 5 patients x 4
   slices of 64x64 (:data:`~tests.support.LGG_PATIENTS`); slices 2 and 3 hold a tumour.
-* ``tiny_pcam`` (alias ``pcam_dir``): the PCam folder, 16 / 8 / 12 patches
+* ``tiny_pcam``: the PCam folder, 16 / 8 / 12 patches
   (:data:`~tests.support.PCAM_SIZES`), label i % 2.
 * ``trained_lgg`` (a :class:`medseg.engine.TrainResult`; ``segmentation_run`` is its run
   folder): :func:`~tests.support.lgg_settings`, a ResNet-18 UNet trained 2 epochs at
@@ -30,18 +30,8 @@ def tiny_lgg(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="session")
-def lgg_dir(tiny_lgg) -> Path:
-    return tiny_lgg
-
-
-@pytest.fixture(scope="session")
 def tiny_pcam(tmp_path_factory) -> Path:
     return write_pcam(tmp_path_factory.mktemp("tiny_pcam") / "pcam").root
-
-
-@pytest.fixture(scope="session")
-def pcam_dir(tiny_pcam) -> Path:
-    return tiny_pcam
 
 
 @pytest.fixture(scope="session")

@@ -17,7 +17,7 @@ import sys
 from collections.abc import Sequence
 
 from medseg import __version__
-from medseg.errors import find_medseg_error
+from medseg.errors import report_user_error
 
 #: subcommand -> (module, one-line description)
 COMMANDS: dict[str, tuple[str, str]] = {
@@ -57,10 +57,6 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _one_line(message: str) -> str:
-    return " ".join(line.strip() for line in message.splitlines() if line.strip())
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``medseg`` console script; returns the exit code."""
     args = build_parser().parse_args(argv)
@@ -74,10 +70,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("medseg: interrupted", file=sys.stderr)
         return 130
     except Exception as err:
-        user_error = find_medseg_error(err)
-        if user_error is None:
+        if not report_user_error(err):
             raise
-        print(f"medseg: error: {_one_line(str(user_error))}", file=sys.stderr)
         return 2
 
 

@@ -16,7 +16,7 @@ from pathlib import Path
 from medseg.compare.execution import execute_run
 from medseg.compare.spec import load_spec
 from medseg.data import use_plain_tensors
-from medseg.errors import find_medseg_error
+from medseg.errors import report_user_error
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -29,10 +29,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         execute_run(load_spec(args.run_dir), args.resume)
     except Exception as err:
-        user_error = find_medseg_error(err)
-        if user_error is None:
+        if not report_user_error(err):
             raise
-        print(f"medseg: error: {user_error}", file=sys.stderr)
         return 2
     return 0
 

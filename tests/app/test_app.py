@@ -71,16 +71,16 @@ def test_research_notice_and_no_runs_message(monkeypatch, tmp_path):
     assert not at.error
 
 
-def test_case_browser_scores_match_the_library(monkeypatch, segmentation_run, lgg_dir):
-    at = start(monkeypatch, segmentation_run.parent, lgg=lgg_dir)
+def test_case_browser_scores_match_the_library(monkeypatch, segmentation_run, tiny_lgg):
+    at = start(monkeypatch, segmentation_run.parent, lgg=tiny_lgg)
     assert not at.error
     assert at.selectbox(key="run").value == segmentation_run.name
-    patient = list_patients(lgg_dir)[1]
+    patient = list_patients(tiny_lgg)[1]
     at.selectbox(key="patient").set_value(patient.name).run()
     images = [read_slice_image(s.image_path) for s in patient.slices]
     masks = [read_mask(s.mask_path) for s in patient.slices]
     probs = library_probabilities(segmentation_run / "best.pt", images)
-    slider = at.select_slider(key=f"slice:{lgg_dir}:{patient.name}")
+    slider = at.select_slider(key=f"slice:{tiny_lgg}:{patient.name}")
     # the page opens the slice with the largest expert tumour
     largest = int(np.argmax([m.sum() for m in masks]))
     assert slider.value == patient.slices[largest].index
@@ -88,7 +88,7 @@ def test_case_browser_scores_match_the_library(monkeypatch, segmentation_run, lg
     for threshold in (0.5, 0.3, 0.7):
         at.slider(key="threshold").set_value(threshold).run()
         for position in (largest, 0):
-            at.select_slider(key=f"slice:{lgg_dir}:{patient.name}").set_value(
+            at.select_slider(key=f"slice:{tiny_lgg}:{patient.name}").set_value(
                 patient.slices[position].index).run()
             assert not at.exception and not at.error
             pred = probs[position] >= threshold
@@ -108,8 +108,8 @@ def test_case_browser_scores_match_the_library(monkeypatch, segmentation_run, lg
         assert list(zip(table["Dice"], table["Slice"], strict=True)) == expected  # worst first
 
 
-def test_mri_sequence_and_images(monkeypatch, segmentation_run, lgg_dir):
-    at = start(monkeypatch, segmentation_run.parent, lgg=lgg_dir)
+def test_mri_sequence_and_images(monkeypatch, segmentation_run, tiny_lgg):
+    at = start(monkeypatch, segmentation_run.parent, lgg=tiny_lgg)
     assert at.radio(key="sequence").options == ["FLAIR", "Pre-contrast", "Post-contrast",
                                                 "RGB composite"]
     at.radio(key="sequence").set_value("Post-contrast").run()
@@ -130,9 +130,9 @@ def test_corrupt_checkpoint_is_a_friendly_error(monkeypatch, tmp_path, segmentat
     assert "broken" in at.error[0].value
 
 
-def test_upload_slice_with_mask(monkeypatch, segmentation_run, lgg_dir):
-    at = start(monkeypatch, segmentation_run.parent, lgg=lgg_dir)
-    item = list_patients(lgg_dir)[2].slices[-1]
+def test_upload_slice_with_mask(monkeypatch, segmentation_run, tiny_lgg):
+    at = start(monkeypatch, segmentation_run.parent, lgg=tiny_lgg)
+    item = list_patients(tiny_lgg)[2].slices[-1]
     image, mask = read_slice_image(item.image_path), read_mask(item.mask_path)
     at.file_uploader(key="upload_image").set_value(("scan.png", png_bytes(image), "image/png"))
     at.file_uploader(key="upload_mask").set_value(("scan_mask.png", png_bytes(mask * 255),
@@ -150,9 +150,9 @@ def test_upload_slice_with_mask(monkeypatch, segmentation_run, lgg_dir):
     assert download, "a download button for the predicted mask"
 
 
-def test_upload_grey_slice_without_mask(monkeypatch, segmentation_run, lgg_dir):
-    at = start(monkeypatch, segmentation_run.parent, lgg=lgg_dir)
-    item = list_patients(lgg_dir)[0].slices[2]
+def test_upload_grey_slice_without_mask(monkeypatch, segmentation_run, tiny_lgg):
+    at = start(monkeypatch, segmentation_run.parent, lgg=tiny_lgg)
+    item = list_patients(tiny_lgg)[0].slices[2]
     grey = read_slice_image(item.image_path)[..., 1]
     at.file_uploader(key="upload_image").set_value(("flair.png", png_bytes(grey), "image/png"))
     at.run()
@@ -165,8 +165,8 @@ def test_upload_grey_slice_without_mask(monkeypatch, segmentation_run, lgg_dir):
     assert "Predicted tumour" in " ".join(m.value for m in at.markdown)
 
 
-def test_bad_uploads_show_errors_not_tracebacks(monkeypatch, segmentation_run, lgg_dir):
-    at = start(monkeypatch, segmentation_run.parent, lgg=lgg_dir)
+def test_bad_uploads_show_errors_not_tracebacks(monkeypatch, segmentation_run, tiny_lgg):
+    at = start(monkeypatch, segmentation_run.parent, lgg=tiny_lgg)
     cases = [
         (("scan.png", b"\x89PNG\r\n\x1a\n garbage", "image/png"), None, "scan.png: not a readable image"),
         (("notes.txt", b"hello", "text/plain"), None, "notes.txt: unsupported file type"),
@@ -183,8 +183,8 @@ def test_bad_uploads_show_errors_not_tracebacks(monkeypatch, segmentation_run, l
         assert any(message in error.value for error in at.error), [e.value for e in at.error]
 
 
-def test_upload_nifti_volume_with_mask_volume(monkeypatch, segmentation_run, lgg_dir, tmp_path):
-    at = start(monkeypatch, segmentation_run.parent, lgg=lgg_dir)
+def test_upload_nifti_volume_with_mask_volume(monkeypatch, segmentation_run, tiny_lgg, tmp_path):
+    at = start(monkeypatch, segmentation_run.parent, lgg=tiny_lgg)
     rng = np.random.default_rng(1)
     data = rng.integers(0, 80, (64, 64, 3)).astype(np.int16)  # x, y, z: 3 axial slices
     truth = np.zeros((64, 64, 3), np.uint8)
@@ -210,15 +210,15 @@ def test_upload_nifti_volume_with_mask_volume(monkeypatch, segmentation_run, lgg
     assert {m.label: m.value for m in at.metric[6:]}["Expert area (mm²)"] == "0"
 
 
-def test_pcam_mode_scores_match_the_library(monkeypatch, classification_run, pcam_dir):
+def test_pcam_mode_scores_match_the_library(monkeypatch, classification_run, tiny_pcam):
     import h5py
 
-    at = start(monkeypatch, classification_run.parent, pcam=pcam_dir)
+    at = start(monkeypatch, classification_run.parent, pcam=tiny_pcam)
     assert not at.error, [e.value for e in at.error]
     at.slider(key="pcam_count").set_value(16).run()
-    with h5py.File(pcam_dir / "camelyonpatch_level_2_split_test_x.h5") as f:
+    with h5py.File(tiny_pcam / "camelyonpatch_level_2_split_test_x.h5") as f:
         patches = f["x"][:16]
-    with h5py.File(pcam_dir / "camelyonpatch_level_2_split_test_y.h5") as f:
+    with h5py.File(tiny_pcam / "camelyonpatch_level_2_split_test_y.h5") as f:
         labels = f["y"][:16].reshape(-1)
     loaded = load_model(classification_run / "best.pt")
     from medseg.data import pcam_transforms
@@ -242,7 +242,7 @@ def test_pcam_mode_scores_match_the_library(monkeypatch, classification_run, pca
 
 
 def test_threshold_and_slice_changes_do_not_run_the_model_again(
-        monkeypatch, segmentation_run, lgg_dir):
+        monkeypatch, segmentation_run, tiny_lgg):
     import medseg.app.streamlit_app as page
 
     calls = []
@@ -253,13 +253,13 @@ def test_threshold_and_slice_changes_do_not_run_the_model_again(
         return original(model, images, image_size)
 
     monkeypatch.setattr(page, "slice_probabilities", counting)
-    at = start(monkeypatch, segmentation_run.parent, lgg=lgg_dir)
+    at = start(monkeypatch, segmentation_run.parent, lgg=tiny_lgg)
     assert sum(calls) == 4  # the first patient's 4 slices, once
-    patient = list_patients(lgg_dir)[0]
+    patient = list_patients(tiny_lgg)[0]
     at.slider(key="threshold").set_value(0.2).run()
-    at.select_slider(key=f"slice:{lgg_dir}:{patient.name}").set_value(1).run()
+    at.select_slider(key=f"slice:{tiny_lgg}:{patient.name}").set_value(1).run()
     at.radio(key="sequence").set_value("RGB composite").run()
     assert sum(calls) == 4
-    at.selectbox(key="patient").set_value(list_patients(lgg_dir)[3].name).run()
+    at.selectbox(key="patient").set_value(list_patients(tiny_lgg)[3].name).run()
     assert sum(calls) == 8  # a new patient: its slices, once
     assert not at.exception

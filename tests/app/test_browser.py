@@ -69,7 +69,7 @@ def shown_data(request) -> tuple[Path, Path]:
     if UPDATE:
         return models_dir().resolve(), lgg_dir().resolve()
     run = request.getfixturevalue("segmentation_run")
-    return run.parent, request.getfixturevalue("lgg_dir")
+    return run.parent, request.getfixturevalue("tiny_lgg")
 
 
 @pytest.fixture

@@ -44,8 +44,8 @@ def test_binarize_and_area_text():
     assert format_area(412, 0.25) == "412 px (103.0 mm²)"
 
 
-def test_read_patient_slices(lgg_dir):
-    patient = list_patients(lgg_dir)[0]
+def test_read_patient_slices(tiny_lgg):
+    patient = list_patients(tiny_lgg)[0]
     case = read_patient_slices(patient)
     assert case.numbers == [1, 2, 3, 4]
     assert case.images.shape == (4, 64, 64, 3) and case.images.dtype == np.uint8
@@ -53,10 +53,10 @@ def test_read_patient_slices(lgg_dir):
     assert case.masks[0].sum() == 0 and case.masks[1].sum() > 0
 
 
-def test_pcam_patches_and_scores(pcam_dir):
-    patches, labels = read_patches(pcam_dir, "val", count=5)
+def test_pcam_patches_and_scores(tiny_pcam):
+    patches, labels = read_patches(tiny_pcam, "val", count=5)
     assert patches.shape == (5, 96, 96, 3) and labels.tolist() == [0, 1, 0, 1, 0]
-    assert read_patches(pcam_dir, "test", count=100)[0].shape[0] == 12
+    assert read_patches(tiny_pcam, "test", count=100)[0].shape[0] == 12
     scores = score_patches(np.array([0.9, 0.2, 0.6, 0.4]), np.array([1, 0, 0, 1]), threshold=0.5)
     assert scores["accuracy"] == pytest.approx(0.5)
     assert scores["auc"] == pytest.approx(0.75)  # pairs (pos, neg): 0.9>0.2, 0.9>0.6, 0.4>0.2
