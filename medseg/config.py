@@ -205,6 +205,7 @@ def config_from_dict(raw: dict[str, Any]) -> Config:
 
 
 def _check_ranges(cfg: Config) -> None:
+    task = task_for_format(cfg.data.format)
     checks = [
         (cfg.data.image_size >= 32 and cfg.data.image_size % 32 == 0,
          "data.image_size must be a multiple of 32 and at least 32"),
@@ -226,8 +227,9 @@ def _check_ranges(cfg: Config) -> None:
         (cfg.train.max_steps_per_epoch is None or cfg.train.max_steps_per_epoch >= 1,
          "train.max_steps_per_epoch must be >= 1"),
         (cfg.train.log_every >= 1, "train.log_every must be >= 1"),
-        ((cfg.model.arch == "unet") == (cfg.data.format == "lgg"),
-         "model.arch 'unet' goes with data.format 'lgg'; 'resnet'/'deep_resnet' with 'pcam'"),
+        (cfg.model.arch in task.architectures,
+         f"model.arch {cfg.model.arch!r} does not serve data.format {cfg.data.format!r} "
+         f"({task.name}); choose one of {', '.join(task.architectures)}"),
     ]
     for ok, message in checks:
         if not ok:

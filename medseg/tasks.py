@@ -53,6 +53,8 @@ class Task(Generic[MeterT]):
         positive: the name of the positive class ("tumour").
         patient_split: the data is split by patient and the split saved as ``split.json``
             in the run folder (LGG); otherwise the data's own splits are used (PCam).
+        architectures: the ``model.arch`` values that serve this task (builders in
+            :data:`medseg.models.factory.MODELS`).
     """
 
     name: TaskName
@@ -63,6 +65,7 @@ class Task(Generic[MeterT]):
     headline: tuple[str, ...]
     positive: str
     patient_split: bool
+    architectures: tuple[str, ...]
     _loss: Callable[[], nn.Module]
     _meter: Callable[[float], MeterT]
 
@@ -126,6 +129,7 @@ SEGMENTATION: Task[SegmentationMeter] = Task(
     headline=("dice", "iou", "patient_dice"),
     positive="tumour",
     patient_split=True,
+    architectures=("unet",),
     _loss=_dice_ce_loss,
     _meter=_segmentation_meter,
 )
@@ -144,6 +148,7 @@ CLASSIFICATION: Task[ClassificationMeter] = Task(
     headline=("accuracy", "auc"),
     positive="tumour",
     patient_split=False,
+    architectures=("resnet", "deep_resnet"),
     _loss=_bce_loss,
     _meter=_classification_meter,
 )
@@ -175,6 +180,19 @@ def task_for_format(data_format: str) -> Task[Any]:
             return task
     formats = ", ".join(task.data_format for task in TASKS.values())
     raise MedsegError(f"data.format: {data_format!r} is not one of {formats}")
+
+
+def task_for_arch(arch: str) -> Task[Any]:
+    """The task that ``model.arch`` serves.
+
+    Raises:
+        MedsegError: for an architecture no task lists.
+    """
+    for task in TASKS.values():
+        if arch in task.architectures:
+            return task
+    known = ", ".join(name for task in TASKS.values() for name in task.architectures)
+    raise MedsegError(f"model.arch: {arch!r} is unknown; choose one of {known}")
 
 
 def metric_label(key: str) -> str:

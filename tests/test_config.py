@@ -46,7 +46,7 @@ def test_overrides_parse_yaml_values():
     ("train.lr_gamma=2", "train.lr_gamma must be in (0, 1]"),
     ("train.lr_step_epochs=0", "train.lr_step_epochs must be >= 1"),
     ("data.image_size=100", "multiple of 32"),
-    ("model.arch=resnet", "model.arch 'unet' goes with data.format 'lgg'"),
+    ("model.arch=resnet", "model.arch 'resnet' does not serve data.format 'lgg' (segmentation); choose one of unet"),
     ("train.epochs=3 train.epochs.x=1", "epochs is not a section"),
     ("trian.epochs=1", "unknown key trian"),
 ])

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from medseg.errors import MedsegError
-from medseg.tasks import TASKS, get_task, task_for_format
+from medseg.tasks import TASKS, get_task, task_for_arch, task_for_format
 
 LN3 = math.log(3.0)  # sigmoid(ln 3) = 0.75, sigmoid(-ln 3) = 0.25
 
@@ -95,3 +95,15 @@ def test_every_metric_key_is_computed_by_the_task_s_meter() -> None:
     scores = classification.compute()
     assert set(get_task("classification").metric_keys) <= set(scores)
     assert scores["accuracy"] == pytest.approx(0.5) and scores["auc"] == pytest.approx(0.75)
+
+
+def test_every_registered_architecture_serves_exactly_one_task() -> None:
+    from medseg.models.factory import MODELS
+
+    listed = [arch for task in TASKS.values() for arch in task.architectures]
+    assert sorted(listed) == sorted(MODELS)  # no arch in two tasks, none left out
+    for arch, entry in MODELS.items():
+        assert arch in get_task(entry.task).architectures
+        assert task_for_arch(arch).name == entry.task
+    with pytest.raises(MedsegError, match=r"model\.arch: 'vit' is unknown"):
+        task_for_arch("vit")

@@ -17,7 +17,7 @@ from medseg.errors import MedsegError
 from medseg.models.deep_resnet import build_deep_resnet
 from medseg.models.resnet import build_resnet
 from medseg.models.unet import build_unet
-from medseg.tasks import CLASSIFICATION, SEGMENTATION
+from medseg.tasks import task_for_arch
 
 if TYPE_CHECKING:
     from medseg.config import ModelConfig
@@ -33,10 +33,10 @@ class ModelEntry:
 
 
 MODELS: dict[str, ModelEntry] = {
-    "unet": ModelEntry(SEGMENTATION.name, build_unet, "smp ResNet-UNet, logits (B, 1, H, W)"),
-    "resnet": ModelEntry(CLASSIFICATION.name, build_resnet, "torchvision ResNet, logits (B, 1)"),
+    "unet": ModelEntry(task_for_arch("unet").name, build_unet, "smp ResNet-UNet, logits (B, 1, H, W)"),
+    "resnet": ModelEntry(task_for_arch("resnet").name, build_resnet, "torchvision ResNet, logits (B, 1)"),
     "deep_resnet": ModelEntry(
-        CLASSIFICATION.name, build_deep_resnet, "normalization-free deep ResNet, logits (B, 1)"
+        task_for_arch("deep_resnet").name, build_deep_resnet, "normalization-free deep ResNet, logits (B, 1)"
     ),
 }
 
