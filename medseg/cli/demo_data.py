@@ -2,12 +2,14 @@
 
 LGG: real MNI152 anatomy (from nilearn) with SYNTHETIC tumours, in the kaggle_3m layout.
 PCam: real histology (from scikit-image) with SYNTHETIC labels, as PatchCamelyon HDF5 files.
+
+Each demo folder gets the marker ``medseg_demo.json`` listing the files written; ``--force``
+replaces only a folder holding that marker, and only those files.
 """
 
 from __future__ import annotations
 
 import argparse
-import shutil
 from pathlib import Path
 
 from medseg.errors import DataError
@@ -26,24 +28,26 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--force",
         action="store_true",
-        help="write into a non-empty OUT, replacing demo files already there "
-        "(for lgg: OUT/kaggle_3m is removed first)",
+        help="replace the demo an earlier demo-data wrote into OUT (only the files its "
+        "medseg_demo.json lists; other files stay; a folder without that marker is refused)",
     )
 
 
 def run(args: argparse.Namespace) -> int:
     from medseg.data.check import check_dataset
     from medseg.data.demo_lgg import write_demo_lgg
+    from medseg.data.demo_marker import remove_demo
     from medseg.data.demo_pcam import write_demo_pcam
+    from medseg.data.lgg import list_folder
 
     out = Path(args.out)
     if out.exists() and not out.is_dir():
         raise DataError(f"{out}: exists and is not a folder")
-    if out.is_dir() and any(out.iterdir()):
+    if out.is_dir() and list_folder(out):
         if not args.force:
-            raise DataError(f"{out}: folder is not empty; choose another OUT or pass --force")
-        if args.kind == "lgg" and (out / "kaggle_3m").is_dir():
-            shutil.rmtree(out / "kaggle_3m")
+            raise DataError(f"{out}: folder is not empty; choose another OUT, or pass --force to "
+                            "replace the demo data an earlier demo-data wrote there")
+        remove_demo(out, args.kind)
     writer = write_demo_lgg if args.kind == "lgg" else write_demo_pcam
     writer(out, seed=args.seed)
     print(check_dataset(out).summary())

@@ -12,14 +12,17 @@ off for the process.
 from medseg.data.check import DatasetReport, check_dataset
 from medseg.data.datasets import build_datasets
 from medseg.data.demo_lgg import write_demo_lgg
+from medseg.data.demo_marker import DEMO_MARKER, read_demo_marker
 from medseg.data.demo_pcam import write_demo_pcam
 from medseg.data.lgg import (
+    LggScan,
     Patient,
     Slice,
     find_lgg_root,
     list_patients,
     read_mask,
     read_slice_image,
+    scan_lgg,
 )
 from medseg.data.nifti import Volume, load_mask_volume, load_volume, save_mask_volume
 from medseg.data.pcam import LoadPCamPatchd, pcam_files
@@ -34,7 +37,9 @@ from medseg.data.transforms import (
 )
 
 __all__ = [
+    "DEMO_MARKER",
     "DatasetReport",
+    "LggScan",
     "LoadLGGSliced",
     "LoadPCamPatchd",
     "Patient",
@@ -51,11 +56,13 @@ __all__ = [
     "pcam_transforms",
     "preprocess_image",
     "preprocess_patch",
+    "read_demo_marker",
     "read_mask",
     "read_slice_image",
     "read_split_file",
     "save_mask_volume",
     "save_split",
+    "scan_lgg",
     "split_patients",
     "use_plain_tensors",
     "write_demo_lgg",

@@ -1,7 +1,9 @@
 """Validate a dataset folder completely and count what it holds.
 
 LGG: every slice image is decoded (Pillow, ~0.3 ms each: the full 3,929 slices take a few
-seconds) and every mask is read and checked to be binary and the size of its image.
+seconds; each header is first checked against :mod:`medseg.data.limits`) and every mask is
+read and checked to be binary and the size of its image. Hidden files and ``__MACOSX``
+folders (macOS archive metadata) are skipped and counted.
 PCam: keys, shapes and dtypes of the six files, x/y lengths, every label (read in chunks)
 and a sample read of the first and last patch; patches are never loaded as a whole.
 
@@ -21,11 +23,11 @@ import numpy as np
 
 from medseg.data.lgg import (
     EXPECTED_LAYOUTS,
-    find_lgg_root,
     is_lgg_root,
-    list_patients,
+    list_folder,
     read_mask,
     read_slice_image,
+    scan_lgg,
 )
 from medseg.data.pcam import (
     PCAM_SPLITS,
@@ -47,8 +49,10 @@ class DatasetReport:
     Attributes:
         format: "lgg" or "pcam".
         root: the folder checked (for LGG, the ``kaggle_3m`` folder).
-        counts: LGG: ``patients``, ``slices``, ``positive_slices``, ``positive_patients``;
-            PCam: ``splits`` and ``positives`` ({"train"|"val"|"test": count}).
+        counts: LGG: ``patients``, ``slices``, ``positive_slices``, ``positive_patients``,
+            ``skipped`` (hidden files and ``__MACOSX`` folders left out, see
+            :data:`~medseg.data.lgg.SKIPPED_NAMES`); PCam: ``splits`` and ``positives``
+            ({"train"|"val"|"test": count}).
         image_shapes: the distinct slice/patch shapes seen, as (H, W, C).
     """
 
@@ -71,6 +75,8 @@ class DatasetReport:
                 f"  patients: {c['patients']} ({c['positive_patients']} with tumour)",
                 f"  slices:   {c['slices']} ({c['positive_slices']} with tumour), "
                 f"images {shapes}",
+                *([f"  skipped:  {c['skipped']} hidden or macOS metadata entries (._*, .DS_Store, "
+                   "__MACOSX), not data"] if c["skipped"] else []),
                 "  OK: every slice readable, every image has its mask, masks binary and sized "
                 "like their images",
             ])
@@ -86,8 +92,8 @@ class DatasetReport:
 
 
 def _check_lgg(path: Path) -> DatasetReport:
-    root = find_lgg_root(path)
-    patients = list_patients(root)
+    scan = scan_lgg(path)
+    patients = scan.patients
     slices = positive_slices = positive_patients = 0
     shapes: set[tuple[int, ...]] = set()
     for patient in patients:
@@ -110,8 +116,9 @@ def _check_lgg(path: Path) -> DatasetReport:
         "slices": slices,
         "positive_slices": positive_slices,
         "positive_patients": positive_patients,
+        "skipped": len(scan.skipped),
     }
-    return DatasetReport("lgg", root, counts, sorted(shapes))
+    return DatasetReport("lgg", scan.root, counts, sorted(shapes))
 
 
 def _count_positives(y_path: Path, n: int) -> int:
@@ -159,9 +166,10 @@ def check_dataset(path: str | Path) -> DatasetReport:
     path = Path(path)
     if not path.is_dir():
         raise DataError(f"{path}: no such folder")
+    entries = list_folder(path)
     if is_pcam_root(path):
         return _check_pcam(path)
     if is_lgg_root(path) or (path / "kaggle_3m").is_dir():
         return _check_lgg(path)
-    state = "is empty" if not any(path.iterdir()) else "is not a recognised dataset"
+    state = "is empty" if not entries else "is not a recognised dataset"
     raise DataError(f"{path}: folder {state}; {EXPECTED_LAYOUTS}")

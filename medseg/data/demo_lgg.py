@@ -32,6 +32,7 @@ import numpy as np
 from PIL import Image
 from scipy import ndimage
 
+from medseg.data.demo_marker import start_demo
 from medseg.files import atomic_path, atomic_write, write_text
 
 N_PATIENTS = 12
@@ -196,15 +197,21 @@ def write_demo_lgg(out: str | Path, seed: int = 0) -> Path:
     """Write the demo dataset into ``out`` in the kaggle_3m layout; return ``out``.
 
     Writes ``out/kaggle_3m/<patient>/<patient>_<k>.tif`` (256x256 RGB uint8) and
-    ``<patient>_<k>_mask.tif`` (0/255), ``out/kaggle_3m/data.csv`` (column ``Patient``) and
-    ``out/README.md``. The same seed gives the same bytes. Existing files of the same names
-    are overwritten.
+    ``<patient>_<k>_mask.tif`` (0/255), ``out/kaggle_3m/data.csv`` (column ``Patient``),
+    ``out/README.md`` and the marker ``out/medseg_demo.json`` (:mod:`medseg.data.demo_marker`).
+    The same seed gives the same bytes. An earlier LGG demo in ``out`` is replaced (only the
+    files its marker lists); no other file is ever replaced.
 
     Args:
         out: destination folder (created).
         seed: seed of every random choice.
+
+    Raises:
+        DataError: when ``out`` holds another demo, a changed demo file, or a file of a name
+            the demo writes that is not demo data.
     """
     out = Path(out)
+    record = start_demo(out, "lgg", seed)
     rng = np.random.default_rng(seed)
     template = _load_template()
     names = _patient_names(rng)
@@ -221,15 +228,18 @@ def write_demo_lgg(out: str | Path, seed: int = 0) -> Path:
         images = _render(maps, lesion, rng, rim=bool(rng.random() < 0.5))
         folder = root / name
         folder.mkdir(parents=True, exist_ok=True)
-        for k in range(n_slices):
-            _write_tiff(images[k], folder / f"{name}_{k + 1}.tif")
-            _write_tiff(lesion[k].astype(np.uint8) * 255, folder / f"{name}_{k + 1}_mask.tif")
-    with atomic_write(root / "data.csv", newline="") as handle:
-        writer = csv.writer(handle)
-        writer.writerow(["Patient"])
-        writer.writerows([name.rsplit("_", 1)[0]] for name in names)
-    write_text(out / "README.md", README.format(
-        n_patients=N_PATIENTS, min_slices=SLICES_PER_PATIENT[0], max_slices=SLICES_PER_PATIENT[1],
-        seed=seed, healthy=healthy,
-    ))
+        files = [folder / f"{name}_{k + 1}{kind}.tif" for k in range(n_slices) for kind in ("", "_mask")]
+        with record.writing(files):
+            for k in range(n_slices):
+                _write_tiff(images[k], folder / f"{name}_{k + 1}.tif")
+                _write_tiff(lesion[k].astype(np.uint8) * 255, folder / f"{name}_{k + 1}_mask.tif")
+    with record.writing([root / "data.csv", out / "README.md"]):
+        with atomic_write(root / "data.csv", newline="") as handle:
+            writer = csv.writer(handle)
+            writer.writerow(["Patient"])
+            writer.writerows([name.rsplit("_", 1)[0]] for name in names)
+        write_text(out / "README.md", README.format(
+            n_patients=N_PATIENTS, min_slices=SLICES_PER_PATIENT[0], max_slices=SLICES_PER_PATIENT[1],
+            seed=seed, healthy=healthy,
+        ))
     return out

@@ -31,6 +31,7 @@ from scipy import ndimage
 from skimage import data as skdata
 from skimage.color import rgb2hed
 
+from medseg.data.demo_marker import start_demo
 from medseg.data.pcam import PCAM_SPLITS, pcam_file_name
 from medseg.files import atomic_path, write_text
 
@@ -128,25 +129,33 @@ def _write_h5(path: Path, key: str, array: np.ndarray) -> None:
 def write_demo_pcam(out: str | Path, seed: int = 0) -> Path:
     """Write the six PCam HDF5 files and a README into ``out``; return ``out``.
 
-    Splits hold 768/192/192 patches (train/valid/test). The same seed gives the same bytes.
-    Existing files of the same names are overwritten.
+    Splits hold 768/192/192 patches (train/valid/test); the marker ``out/medseg_demo.json``
+    (:mod:`medseg.data.demo_marker`) lists the files. The same seed gives the same bytes. An
+    earlier PCam demo in ``out`` is replaced (only the files its marker lists); no other file
+    is ever replaced.
 
     Args:
         out: destination folder (created).
         seed: seed of every random choice.
+
+    Raises:
+        DataError: when ``out`` holds another demo, a changed demo file, or a file of a name
+            the demo writes that is not demo data.
     """
     out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
+    record = start_demo(out, "pcam", seed)
     rng = np.random.default_rng(seed)
     source = skdata.immunohistochemistry().astype(np.float32)
     cells = _cells(source, rng)
     patches = {split: _sample_patches(source, rng, cells[split], n) for split, n in SPLIT_SIZES.items()}
     density = {split: _centre_haematoxylin(p) for split, p in patches.items()}
     threshold = np.median(np.concatenate(list(density.values())))
-    for split in PCAM_SPLITS:
-        labels = (density[split] > threshold).astype(np.uint8).reshape(-1, 1, 1, 1)
-        _write_h5(out / pcam_file_name(split, "x"), "x", patches[split])
-        _write_h5(out / pcam_file_name(split, "y"), "y", labels)
-    sizes = "/".join(str(n) for n in SPLIT_SIZES.values())
-    write_text(out / "README.md", README.format(seed=seed, sizes=sizes))
+    files = [out / pcam_file_name(split, kind) for split in PCAM_SPLITS for kind in ("x", "y")]
+    with record.writing([*files, out / "README.md"]):
+        for split in PCAM_SPLITS:
+            labels = (density[split] > threshold).astype(np.uint8).reshape(-1, 1, 1, 1)
+            _write_h5(out / pcam_file_name(split, "x"), "x", patches[split])
+            _write_h5(out / pcam_file_name(split, "y"), "y", labels)
+        sizes = "/".join(str(n) for n in SPLIT_SIZES.values())
+        write_text(out / "README.md", README.format(seed=seed, sizes=sizes))
     return out

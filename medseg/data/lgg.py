@@ -10,7 +10,9 @@ Layout (``kaggle_3m``)::
           TCGA_CS_4941_19960909_1_mask.tif  256x256 uint8, 0 or 255
           ...
 
-Slice numbers ``k`` sort numerically (10 after 9).
+Slice numbers ``k`` sort numerically (10 after 9). Hidden entries (``._*`` AppleDouble files,
+``.DS_Store``) and ``__MACOSX`` folders are skipped (:data:`SKIPPED_NAMES`); images are
+decoded only after their header passed :func:`~medseg.data.limits.load_image`'s size check.
 
 Example:
     >>> patients = list_patients("demo_data/lgg")
@@ -21,13 +23,14 @@ Example:
 
 from __future__ import annotations
 
+import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
 
+from medseg.data.limits import load_image
 from medseg.errors import DataError
 
 #: Explains both layouts ``medseg`` reads; part of every "unrecognised folder" error.
@@ -55,44 +58,89 @@ class Patient:
     slices: list[Slice] = field(default_factory=list)
 
 
+#: entries never read as data: hidden files and folders (``.*``: macOS ``._*`` AppleDouble
+#: files, ``.DS_Store``) and the ``__MACOSX`` folder that macOS zip archives add
+SKIPPED_NAMES = re.compile(r"\..*|__MACOSX")
+
+
+@dataclass(frozen=True)
+class LggScan:
+    """What :func:`scan_lgg` found: the ``kaggle_3m`` folder, its patients, and the hidden or
+    macOS metadata entries skipped (:data:`SKIPPED_NAMES`)."""
+
+    root: Path
+    patients: list[Patient]
+    skipped: list[Path]
+
+
 def _slice_number(path: Path, patient: str, suffix: str) -> int | None:
     """Return k when ``path`` is named ``<patient>_<k><suffix>``, else None."""
     match = re.fullmatch(re.escape(patient) + r"_(\d+)" + re.escape(suffix), path.name)
     return int(match.group(1)) if match else None
 
 
+def list_folder(folder: Path) -> list[Path]:
+    """The entries of ``folder``, sorted by name.
+
+    Raises:
+        DataError: when the folder cannot be listed (permission denied, I/O error).
+    """
+    try:
+        with os.scandir(folder) as entries:
+            return sorted(Path(entry.path) for entry in entries)
+    except PermissionError:
+        raise DataError(f"{folder}: cannot read folder (permission denied)") from None
+    except OSError as err:
+        raise DataError(f"{folder}: cannot read folder ({err.strerror or err})") from None
+
+
 def _is_patient_folder(folder: Path) -> bool:
-    return any(_slice_number(p, folder.name, ".tif") is not None for p in folder.glob("*.tif"))
+    try:
+        entries = list_folder(folder)
+    except DataError:  # only detection: list_patients reports the unreadable folder
+        return False
+    return any(_slice_number(p, folder.name, ".tif") is not None for p in entries)
 
 
 def _subfolders(folder: Path) -> list[Path]:
-    return sorted(p for p in folder.iterdir() if p.is_dir() and not p.name.startswith("."))
+    return [p for p in list_folder(folder) if p.is_dir() and not SKIPPED_NAMES.fullmatch(p.name)]
 
 
 def is_lgg_root(folder: Path) -> bool:
     """True when ``folder`` holds at least one patient folder of ``<patient>_<k>.tif`` slices."""
-    return any(_is_patient_folder(sub) for sub in _subfolders(folder))
+    try:
+        subfolders = _subfolders(folder)
+    except DataError:
+        return False
+    return any(_is_patient_folder(sub) for sub in subfolders)
 
 
 def find_lgg_root(path: str | Path) -> Path:
     """Return the ``kaggle_3m`` folder given it or the download's top folder.
 
     Raises:
-        DataError: when ``path`` is not a folder or holds no patient folders.
+        DataError: when ``path`` is not a folder, cannot be read, or holds no patient folders.
     """
     path = Path(path)
     if not path.is_dir():
         raise DataError(f"{path}: no such folder")
     for candidate in (path, path / "kaggle_3m"):
-        if candidate.is_dir() and is_lgg_root(candidate):
-            return candidate
+        if candidate.is_dir():
+            list_folder(candidate)  # unreadable: say so, not "not an LGG folder"
+            if is_lgg_root(candidate):
+                return candidate
     raise DataError(f"{path}: not an LGG dataset folder; {EXPECTED_LAYOUTS}")
 
 
-def _patient_slices(folder: Path) -> list[Slice]:
+def _patient_slices(folder: Path, skipped: list[Path]) -> list[Slice]:
     images: dict[int, Path] = {}
     masks: dict[int, Path] = {}
-    for path in sorted(folder.glob("*.tif")):
+    for path in list_folder(folder):
+        if SKIPPED_NAMES.fullmatch(path.name):
+            skipped.append(path)
+            continue
+        if path.suffix != ".tif":
+            continue
         mask_k = _slice_number(path, folder.name, "_mask.tif")
         image_k = _slice_number(path, folder.name, ".tif")
         if mask_k is not None:
@@ -118,36 +166,40 @@ def _patient_slices(folder: Path) -> list[Slice]:
     return [Slice(k, images[k], masks[k]) for k in sorted(images)]
 
 
-def list_patients(root: str | Path) -> list[Patient]:
-    """List every patient folder under ``root`` (see :func:`find_lgg_root`), sorted by name.
+def scan_lgg(root: str | Path) -> LggScan:
+    """List every patient folder under ``root`` (see :func:`find_lgg_root`), sorted by name,
+    skipping hidden entries and ``__MACOSX`` (:data:`SKIPPED_NAMES`) and recording them.
 
     Raises:
-        DataError: on a slice without its mask or the reverse, an unexpected ``.tif`` name,
-            a duplicated slice number or an empty patient folder (the message names the file).
+        DataError: on an unreadable folder, a slice without its mask or the reverse, an
+            unexpected ``.tif`` name, a duplicated slice number or an empty patient folder
+            (the message names the file or folder).
     """
     root = find_lgg_root(root)
-    return [Patient(folder.name, _patient_slices(folder)) for folder in _subfolders(root)]
+    skipped = [p for p in list_folder(root) if SKIPPED_NAMES.fullmatch(p.name)]
+    patients = [Patient(folder.name, _patient_slices(folder, skipped)) for folder in _subfolders(root)]
+    return LggScan(root, patients, skipped)
 
 
-def _read_tiff(path: Path) -> Image.Image:
-    try:
-        image = Image.open(path)
-        image.load()
-    except FileNotFoundError:
-        raise DataError(f"{path}: no such file") from None
-    except (OSError, ValueError, SyntaxError) as err:
-        raise DataError(f"{path}: cannot read TIFF ({err})") from None
-    return image
+def list_patients(root: str | Path) -> list[Patient]:
+    """The patients of :func:`scan_lgg`.
+
+    Raises:
+        DataError: as :func:`scan_lgg`.
+    """
+    return scan_lgg(root).patients
 
 
 def read_slice_image(path: str | Path) -> np.ndarray:
     """Read an RGB slice as an (H, W, 3) uint8 array (rows top to bottom, as stored).
 
+    The header is checked against :func:`~medseg.data.limits.max_image_pixels` first.
+
     Raises:
-        DataError: when the file is unreadable or not an 8-bit RGB image.
+        DataError: when the file is unreadable, too large or not an 8-bit RGB image.
     """
     path = Path(path)
-    image = _read_tiff(path)
+    image = load_image(path)
     if image.mode != "RGB":
         raise DataError(f"{path}: expected an 8-bit RGB slice, got PIL mode {image.mode!r}")
     return np.array(image)
@@ -156,11 +208,14 @@ def read_slice_image(path: str | Path) -> np.ndarray:
 def read_mask(path: str | Path) -> np.ndarray:
     """Read a mask as an (H, W) uint8 array in {0, 1} (files hold 0/255 or 0/1).
 
+    The header is checked against :func:`~medseg.data.limits.max_image_pixels` first.
+
     Raises:
-        DataError: when the file is unreadable, not single-channel 8-bit, or not binary.
+        DataError: when the file is unreadable, too large, not single-channel 8-bit, or not
+            binary.
     """
     path = Path(path)
-    image = _read_tiff(path)
+    image = load_image(path)
     if image.mode not in ("L", "1"):
         raise DataError(f"{path}: expected a single-channel 8-bit mask, got PIL mode {image.mode!r}")
     mask = np.asarray(image, dtype=np.uint8)

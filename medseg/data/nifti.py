@@ -10,6 +10,10 @@ RGB). A 4-D volume with 3 channels on its last axis is read as those three; a si
 sequence (3-D volume) is repeated into all three channels, which is a limitation: the model
 then sees inputs unlike its training data and its masks are less reliable.
 
+Headers are checked before any voxel is read (the voxel cap of :mod:`medseg.data.limits`, an
+affine that maps the voxel axes onto three world axes); volumes holding NaN or infinite
+voxels are refused rather than silently zeroed.
+
 Example:
     >>> volume = load_volume("flair.nii.gz")
     >>> volume.slices.shape  # (N, H, W, 3) uint8
@@ -26,6 +30,7 @@ import nibabel as nib
 import numpy as np
 from nibabel.orientations import apply_orientation, axcodes2ornt, io_orientation, ornt_transform
 
+from medseg.data.limits import check_volume_shape
 from medseg.errors import DataError
 from medseg.files import atomic_path
 
@@ -51,8 +56,8 @@ class Volume:
 
 
 def _rescale(channel: np.ndarray) -> np.ndarray:
-    """Map the 0.5th..99.5th percentile of a channel to 0..255 (robust to outliers)."""
-    values = np.nan_to_num(channel.astype(np.float32))
+    """Map the 0.5th..99.5th percentile of a (finite) channel to 0..255 (robust to outliers)."""
+    values = channel.astype(np.float32)
     low, high = np.percentile(values, [0.5, 99.5])
     if high <= low:
         return np.zeros(values.shape, np.uint8)
@@ -60,19 +65,68 @@ def _rescale(channel: np.ndarray) -> np.ndarray:
     return np.rint(scaled).astype(np.uint8)
 
 
-def _read_nifti(path: Path) -> tuple[nib.Nifti1Image, np.ndarray]:
-    """The NIfTI image at ``path`` and its voxel array; ``DataError`` naming the file if not."""
+def _open_nifti(path: Path) -> nib.Nifti1Image:
+    """The NIfTI image at ``path``, its header only: voxel count and affine checked.
+
+    Raises:
+        DataError: naming the file when it is missing, not NIfTI, over
+            :func:`~medseg.data.limits.max_volume_voxels` or has an unusable affine.
+    """
     if not path.is_file():
         raise DataError(f"{path}: no such file")
     try:
         image = nib.load(path)
-        if not isinstance(image, nib.Nifti1Image):
-            raise DataError(f"{path}: not a NIfTI file (.nii or .nii.gz)")
-        return image, np.asanyarray(image.dataobj)
-    except DataError:
-        raise
     except Exception as err:  # nibabel raises many types for damaged files
         raise DataError(f"{path}: cannot read NIfTI ({err})") from None
+    if not isinstance(image, nib.Nifti1Image):
+        raise DataError(f"{path}: not a NIfTI file (.nii or .nii.gz)")
+    check_volume_shape(path, image.shape)
+    affine = image.affine
+    if not np.isfinite(affine).all() or np.isnan(io_orientation(affine)).any():
+        raise DataError(
+            f"{path}: the voxel-to-world affine (sform/qform) is singular or not finite; "
+            "cannot tell which axis is axial"
+        )
+    return image
+
+
+def _read_voxels(path: Path, image: nib.Nifti1Image) -> np.ndarray:
+    """The voxel array of ``image`` (scaled as stored).
+
+    Raises:
+        DataError: when the data cannot be read, or holds NaN or infinite voxels (they have no
+            intensity: rescaling would make them background, and a volume of them an image
+            of nothing that the model still segments).
+    """
+    try:
+        data = np.asanyarray(image.dataobj)
+    except Exception as err:  # truncated or damaged data
+        raise DataError(f"{path}: cannot read NIfTI ({err})") from None
+    if np.issubdtype(data.dtype, np.floating):
+        finite = np.isfinite(data)
+        if not finite.all():
+            nan = int(np.isnan(data).sum())
+            inf = int(data.size - finite.sum()) - nan
+            raise DataError(
+                f"{path}: {nan} NaN and {inf} infinite voxels of {data.size}; medseg needs finite "
+                "intensities everywhere (replace them, e.g. by 0, first)"
+            )
+    return data
+
+
+def _volume_channels(path: Path, shape: tuple[int, ...]) -> int:
+    """1 or 3: the channels of a 3-D volume or a 4-D volume with channels last.
+
+    Raises:
+        DataError: for any other shape.
+    """
+    if len(shape) == 3:
+        return 1
+    if len(shape) == 4 and shape[3] in (1, 3):
+        return shape[3]
+    raise DataError(
+        f"{path}: expected a 3-D volume or 4-D with 3 channels on the last axis, got shape {shape}"
+    )
 
 
 def _to_slice_order(data: np.ndarray, affine: np.ndarray) -> np.ndarray:
@@ -81,27 +135,36 @@ def _to_slice_order(data: np.ndarray, affine: np.ndarray) -> np.ndarray:
     return apply_orientation(data, to_slices)
 
 
+def count_volume_slices(path: str | Path) -> int:
+    """The number of axial slices :func:`load_volume` will cut, from the header alone.
+
+    Raises:
+        DataError: as :func:`load_volume` for the header (missing, not NIfTI, too large,
+            unusable affine, wrong shape); the voxels are not read.
+    """
+    path = Path(path)
+    image = _open_nifti(path)
+    _volume_channels(path, image.shape)
+    superior = int(np.flatnonzero(io_orientation(image.affine)[:, 0] == 2)[0])
+    return int(image.shape[superior])
+
+
 def load_volume(path: str | Path) -> Volume:
     """Read a 3-D NIfTI volume (or 4-D with 3 channels last) as axial slices.
 
     Each channel's intensities are rescaled robustly to 0..255 over the whole volume; a
-    single channel is repeated into the 3 channels the models expect.
+    single channel is repeated into the 3 channels the models expect. The header is checked
+    before any voxel is read (size cap of :mod:`medseg.data.limits`, affine).
 
     Raises:
-        DataError: when the file is missing, not NIfTI, or not 3-D / 4-D with 1 or 3
-            channels.
+        DataError: when the file is missing, not NIfTI, over the voxel cap, not 3-D / 4-D
+            with 1 or 3 channels, has a singular affine, or holds NaN or infinite voxels.
     """
     path = Path(path)
-    image, data = _read_nifti(path)
-    if data.ndim == 4 and data.shape[3] in (1, 3):
-        channels = [data[..., c] for c in range(data.shape[3])]
-    elif data.ndim == 3:
-        channels = [data]
-    else:
-        raise DataError(
-            f"{path}: expected a 3-D volume or 4-D with 3 channels on the last axis, "
-            f"got shape {data.shape}"
-        )
+    image = _open_nifti(path)
+    n_channels = _volume_channels(path, image.shape)
+    data = _read_voxels(path, image)
+    channels = [data] if data.ndim == 3 else [data[..., c] for c in range(n_channels)]
     slices = [_rescale(_to_slice_order(channel, image.affine)) for channel in channels]
     stacked = np.stack(slices if len(slices) == 3 else slices * 3, axis=-1)
     return Volume(
@@ -117,24 +180,30 @@ def load_mask_volume(path: str | Path) -> np.ndarray:
     :func:`load_volume` (any non-zero voxel is tumour; no intensity rescaling).
 
     Raises:
-        DataError: when the file is missing or not a readable 3-D NIfTI volume.
+        DataError: when the file is missing, not a readable 3-D NIfTI volume, over the voxel
+            cap, has a singular affine, or holds NaN or infinite voxels.
     """
     path = Path(path)
-    image, data = _read_nifti(path)
-    if data.ndim == 4 and data.shape[3] == 1:
+    image = _open_nifti(path)
+    shape = image.shape
+    if not (len(shape) == 3 or (len(shape) == 4 and shape[3] == 1)):
+        raise DataError(f"{path}: expected a 3-D mask volume, got shape {shape}")
+    data = _read_voxels(path, image)
+    if data.ndim == 4:
         data = data[..., 0]
-    if data.ndim != 3:
-        raise DataError(f"{path}: expected a 3-D mask volume, got shape {data.shape}")
-    return (_to_slice_order(np.nan_to_num(data), image.affine) != 0).astype(np.uint8)
+    return (_to_slice_order(data, image.affine) != 0).astype(np.uint8)
 
 
-def save_mask_volume(mask_nhw: np.ndarray, volume: Volume, path: str | Path) -> None:
+def save_mask_volume(
+    mask_nhw: np.ndarray, volume: Volume, path: str | Path, *, description: str | None = None
+) -> None:
     """Write a uint8 NIfTI mask (nonzero -> 1) on the voxel grid of ``volume``'s file.
 
     Args:
         mask_nhw: (N, H, W) mask over ``volume.slices``.
         volume: the volume the mask was predicted from.
         path: output ``.nii`` or ``.nii.gz``; written atomically.
+        description: the header's ``descrip`` (at most 80 bytes; default: the input's).
 
     Raises:
         DataError: when the mask's shape differs from the slices'.
@@ -154,6 +223,8 @@ def save_mask_volume(mask_nhw: np.ndarray, volume: Volume, path: str | Path) -> 
     image = image_class(data, volume.affine, header)
     image.header.set_slope_inter(1.0, 0.0)
     image.header["cal_min"], image.header["cal_max"] = 0, 1
+    if description is not None:
+        image.header["descrip"] = description.encode()[:80]
     path.parent.mkdir(parents=True, exist_ok=True)
     with atomic_path(path) as tmp:
         nib.save(image, tmp)

@@ -34,8 +34,13 @@ class DistContext:
         return self.world_size > 1
 
 
-def resolve_device(setting: str, local_rank: int = 0) -> torch.device:
-    """``train.device`` as a :class:`torch.device`: "auto" is this rank's GPU when there is one.
+def resolve_device(setting: str, local_rank: int = 0, *, option: str = "train.device") -> torch.device:
+    """A device setting as a :class:`torch.device`: "auto" is this rank's GPU when there is one.
+
+    Args:
+        setting: "auto", "cpu", "cuda", "cuda:1", ...
+        local_rank: the GPU "auto" and "cuda" pick.
+        option: the config key or command-line option the setting came from, for messages.
 
     Raises:
         ConfigError: for a malformed device or a CUDA device on a machine without one.
@@ -45,9 +50,9 @@ def resolve_device(setting: str, local_rank: int = 0) -> torch.device:
     try:
         device = torch.device(setting)
     except RuntimeError:
-        raise ConfigError(f"train.device: {setting!r} is not a device (auto, cpu, cuda, cuda:1)") from None
+        raise ConfigError(f"{option}: {setting!r} is not a device (auto, cpu, cuda, cuda:1)") from None
     if device.type == "cuda" and not torch.cuda.is_available():
-        raise ConfigError(f"train.device: {setting!r} asked for, but no CUDA GPU is available")
+        raise ConfigError(f"{option}: {setting!r} asked for, but no CUDA GPU is available")
     if device.type == "cuda" and device.index is None:
         device = torch.device("cuda", local_rank)
     return device

@@ -132,7 +132,7 @@ def evaluate(
     if len(dataset) == 0:
         raise DataError(f"{data_root}: the {split} split holds no samples")
 
-    torch_device = resolve_device(device)
+    torch_device = resolve_device(device, option="--device")
     loaded = model_from_checkpoint(payload, checkpoint_path, device=torch_device)
     loader = build_eval_loader(dataset, cfg.train.batch_size, cfg.data.num_workers, torch_device)
     metrics = score_loader(loaded.model, loader, task, threshold=threshold)

@@ -1,8 +1,19 @@
 """``medseg predict``: tumour masks for slices, folders of slices and NIfTI volumes.
 
-For every slice it writes ``<name>_mask.png`` (0/255, the input's size) and
-``<name>_overlay.png`` (the slice with the predicted tumour tinted yellow); a volume also
-gets ``<name>_mask.nii.gz`` on the input's voxel grid, with its affine.
+Outputs are never named like expert masks (``*_mask.*``), so predicting into a folder of
+slices and their masks leaves the masks alone:
+
+| input | written under ``out_dir`` |
+|---|---|
+| slice ``x.png`` | ``x_pred.png`` (0/255, the input's size), ``x_pred_overlay.png`` |
+| folder ``F`` | ``F/<slice>_pred.png``, ``F/<slice>_pred_overlay.png`` |
+| volume ``scan.nii.gz`` | ``scan/scan_<k>_pred.png`` and ``_pred_overlay.png`` per axial slice, ``scan_pred.nii.gz`` |
+
+Every output path is planned before anything is written, and the whole run is refused
+(:class:`~medseg.errors.DataError`, nothing written) when two inputs map to one output, when
+an output would replace an input, when an output exists (unless ``overwrite`` and it is an
+earlier prediction: PNGs carry the text chunk ``Software: medseg predict``, NIfTI masks the
+description ``medseg predict``), or when ``out_dir`` is a file or cannot be written.
 
 Example:
     >>> written = predict_paths("models/demo_lgg/best.pt", ["brain.nii.gz"], "predictions")
@@ -10,17 +21,22 @@ Example:
 
 from __future__ import annotations
 
+import os
 import re
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import nibabel as nib
 import numpy as np
 import torch
 from PIL import Image
+from PIL.PngImagePlugin import PngInfo
 
 from medseg.data import load_volume, read_slice_image, save_mask_volume
+from medseg.data.lgg import list_folder
+from medseg.data.nifti import count_volume_slices
 from medseg.engine.checkpoint import load_model
 from medseg.engine.distributed import resolve_device
 from medseg.engine.inference import slice_probabilities
@@ -30,6 +46,12 @@ from medseg.tasks import SEGMENTATION
 
 SLICE_SUFFIXES = (".tif", ".tiff", ".png", ".jpg", ".jpeg")
 VOLUME_SUFFIXES = (".nii", ".nii.gz")
+#: what predicted files add to their input's name: ``<stem>_pred.png``, ``<name>_pred.nii.gz``
+PRED = "_pred"
+#: the mark of a file written by ``medseg predict`` (PNG ``Software`` text, NIfTI ``descrip``)
+PREDICTION_MARK = "medseg predict"
+#: stems of files in a folder that are never read as slices: expert masks and predictions
+_NOT_SLICES = re.compile(r".*(_mask|_pred|_pred_overlay)", re.IGNORECASE)
 OVERLAY_RGB = np.array([255, 221, 0], dtype=np.float32)  # the app's "predicted tumour" yellow
 OVERLAY_ALPHA = 0.45
 _CHUNK = 32  # slice files read and predicted at a time
@@ -47,6 +69,33 @@ class Prediction:
     files: list[Path] = field(default_factory=list)
 
 
+@dataclass
+class _Job:
+    """One input and the outputs planned for it.
+
+    ``sources`` are the slice files read (none for a volume); ``stems[i]`` names the PNGs of
+    slice i in ``folder``; ``nifti`` is a volume's mask file.
+    """
+
+    input: Path
+    kind: str
+    folder: Path
+    sources: list[Path]
+    stems: list[str]
+    nifti: Path | None = None
+
+    def outputs(self) -> list[tuple[Path, Path]]:
+        """(output file, the input file it comes from), in writing order."""
+        origins = self.sources or [self.input] * len(self.stems)
+        pairs = []
+        for origin, stem in zip(origins, self.stems, strict=True):
+            pairs += [(self.folder / f"{stem}{PRED}.png", origin),
+                      (self.folder / f"{stem}{PRED}_overlay.png", origin)]
+        if self.nifti is not None:
+            pairs.append((self.nifti, self.input))
+        return pairs
+
+
 def _is_volume(path: Path) -> bool:
     return path.name.lower().endswith(VOLUME_SUFFIXES)
 
@@ -61,11 +110,17 @@ def _natural_key(path: Path) -> list:
 
 
 def folder_slices(folder: Path) -> list[Path]:
-    """The slice images of a folder (kaggle_3m patient folder or any folder of slices),
-    masks (``*_mask.*``) left out, in natural order (``_2`` before ``_10``)."""
+    """The slice images of a folder (kaggle_3m patient folder or any folder of slices) in
+    natural order (``_2`` before ``_10``); expert masks (``*_mask.*``), predictions
+    (``*_pred.*``, ``*_pred_overlay.*``) and hidden files (``._*`` included) left out.
+
+    Raises:
+        DataError: when the folder cannot be read.
+    """
     return sorted(
-        (p for p in folder.iterdir()
-         if p.is_file() and p.suffix.lower() in SLICE_SUFFIXES and not p.stem.lower().endswith("_mask")),
+        (p for p in list_folder(folder)
+         if p.is_file() and p.suffix.lower() in SLICE_SUFFIXES and not p.name.startswith(".")
+         and not _NOT_SLICES.fullmatch(p.stem)),
         key=_natural_key,
     )
 
@@ -94,16 +149,140 @@ def predict_masks(
     return masks
 
 
-def _write_slice_outputs(image: np.ndarray, mask: np.ndarray, out_dir: Path, name: str, record: Prediction) -> None:
-    out_dir.mkdir(parents=True, exist_ok=True)
-    mask_path, overlay_path = out_dir / f"{name}_mask.png", out_dir / f"{name}_overlay.png"
-    for path, picture in ((mask_path, mask * 255), (overlay_path, overlay(image, mask))):
+def _plan_job(path: Path, out_dir: Path) -> _Job:
+    """The outputs of one input, from its name (a volume's header gives its slice count).
+
+    Raises:
+        DataError: for a missing input, an unsupported file, an empty folder or a volume
+            whose header is refused.
+    """
+    if not path.exists():
+        raise DataError(f"{path}: no such file or folder")
+    if path.is_dir():
+        slices = folder_slices(path)
+        if not slices:
+            raise DataError(f"{path}: folder holds no slice images ({', '.join(SLICE_SUFFIXES)})")
+        return _Job(path, "folder", out_dir / path.resolve().name, slices, [p.stem for p in slices])
+    if _is_volume(path):
+        name = _volume_name(path)
+        stems = [f"{name}_{k}" for k in range(1, count_volume_slices(path) + 1)]
+        return _Job(path, "volume", out_dir / name, [], stems, out_dir / f"{name}{PRED}.nii.gz")
+    if path.suffix.lower() in SLICE_SUFFIXES:
+        return _Job(path, "slice", out_dir, [path], [path.stem])
+    raise DataError(f"{path}: not a slice ({', '.join(SLICE_SUFFIXES)}) or a NIfTI volume (.nii, .nii.gz)")
+
+
+def is_prediction(path: Path) -> bool:
+    """True when ``path`` is a file written by ``medseg predict`` (see :data:`PREDICTION_MARK`);
+    only its header is read."""
+    try:
+        if path.name.lower().endswith(VOLUME_SUFFIXES):
+            header = nib.load(path).header
+            return isinstance(header, nib.Nifti1Header) and header["descrip"].item() == PREDICTION_MARK.encode()
+        with Image.open(path) as image:
+            return image.format == "PNG" and image.info.get("Software") == PREDICTION_MARK
+    except Exception:  # unreadable, not an image: not ours
+        return False
+
+
+def _check_folder(folder: Path, out_dir: Path) -> None:
+    """Refuse a planned folder that is a file, or whose nearest existing folder is not
+    writable."""
+    existing = folder
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    where = f"--out {out_dir}" + ("" if existing == out_dir else f": {existing}")
+    if not existing.is_dir():
+        raise DataError(f"{where}: exists and is not a folder")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise DataError(f"{where}: folder is not writable (permission denied or read-only)")
+
+
+def _check_plan(jobs: list[_Job], out_dir: Path, overwrite: bool) -> None:
+    """Refuse the plan before anything is written (see the module docstring).
+
+    Raises:
+        DataError: naming the output and the inputs or file in the way.
+    """
+    inputs = {p.resolve(): p for job in jobs for p in (job.sources or [job.input])}
+    planned: dict[Path, tuple[Path, Path]] = {}  # resolved output -> (output, the input it comes from)
+    for job in jobs:
+        for output, origin in job.outputs():
+            key = output.resolve()
+            if key in planned:
+                other = planned[key][1]
+                if other.resolve() == origin.resolve():
+                    raise DataError(f"{origin}: given twice")
+                raise DataError(
+                    f"{output}: both {other} and {origin} would be written there; predict them "
+                    "into different --out folders"
+                )
+            planned[key] = output, origin
+            if key in inputs:
+                raise DataError(f"{output}: is an input ({inputs[key]}); predictions never replace inputs")
+    for folder in {out_dir, *(job.folder for job in jobs)}:
+        _check_folder(folder, out_dir)
+    for output, _ in planned.values():
+        if output.is_dir():
+            raise DataError(f"{output}: a folder is where a prediction would be written")
+        if output.exists() or output.is_symlink():
+            if not overwrite:
+                raise DataError(f"{output}: already exists; remove it, choose another --out, or pass "
+                                "--overwrite to replace earlier predictions")
+            if not is_prediction(output):
+                raise DataError(f"{output}: exists and was not written by medseg predict; --overwrite "
+                                "replaces earlier predictions only")
+
+
+def _write_error(path: Path, err: OSError) -> DataError:
+    return DataError(f"{path}: cannot write the prediction ({err.strerror or err})")
+
+
+def _write_png(path: Path, picture: np.ndarray) -> None:
+    info = PngInfo()
+    info.add_text("Software", PREDICTION_MARK)
+    try:
         with atomic_path(path) as tmp:
-            Image.fromarray(picture).save(tmp, format="PNG")
+            Image.fromarray(picture).save(tmp, format="PNG", pnginfo=info)
+    except OSError as err:
+        raise _write_error(path, err) from None
+
+
+def _write_slice_outputs(image: np.ndarray, mask: np.ndarray, folder: Path, stem: str, record: Prediction) -> None:
+    mask_path, overlay_path = folder / f"{stem}{PRED}.png", folder / f"{stem}{PRED}_overlay.png"
+    try:
+        folder.mkdir(parents=True, exist_ok=True)  # only once there is something to write
+    except OSError as err:
+        raise _write_error(folder, err) from None
+    _write_png(mask_path, mask * 255)
+    _write_png(overlay_path, overlay(image, mask))
     record.files += [mask_path, overlay_path]
     record.slices += 1
     record.tumour_pixels += int(mask.sum())
     record.tumour_slices += int(mask.any())
+
+
+def _run_job(job: _Job, model: torch.nn.Module, size: int, threshold: float) -> Prediction:
+    record = Prediction(job.input, job.kind)
+    if job.nifti is not None:  # a volume
+        volume = load_volume(job.input)
+        images = list(volume.slices)
+        masks = predict_masks(model, images, size, threshold)
+        for image, mask, stem in zip(images, masks, job.stems, strict=True):
+            _write_slice_outputs(image, mask, job.folder, stem, record)
+        try:
+            save_mask_volume(np.stack(masks), volume, job.nifti, description=PREDICTION_MARK)
+        except OSError as err:
+            raise _write_error(job.nifti, err) from None
+        record.files.append(job.nifti)
+        return record
+    for start in range(0, len(job.sources), _CHUNK):
+        chunk = job.sources[start : start + _CHUNK]
+        images = [read_slice_image(p) for p in chunk]
+        masks = predict_masks(model, images, size, threshold)
+        for image, mask, stem in zip(images, masks, job.stems[start : start + _CHUNK], strict=True):
+            _write_slice_outputs(image, mask, job.folder, stem, record)
+    return record
 
 
 def predict_paths(
@@ -113,6 +292,7 @@ def predict_paths(
     *,
     threshold: float = 0.5,
     device: str = "auto",
+    overwrite: bool = False,
 ) -> list[Prediction]:
     """Predict tumour masks for every input and write them under ``out_dir``.
 
@@ -121,60 +301,27 @@ def predict_paths(
         inputs: slice images (.tif/.png/.jpg), folders of slices (a kaggle_3m patient
             folder: masks beside the slices are ignored) or NIfTI volumes (.nii/.nii.gz).
         out_dir: single slices are written here; a folder or volume gets ``out_dir/<name>/``
-            for its slices, and a volume ``out_dir/<name>_mask.nii.gz``.
+            for its slices, and a volume ``out_dir/<name>_pred.nii.gz``.
         threshold: probability at or above which a pixel is tumour.
         device: "auto", "cpu", "cuda", ...
+        overwrite: replace outputs that an earlier ``medseg predict`` wrote (never any
+            other file, never an input).
 
     Raises:
         CheckpointError: for an unreadable or classification checkpoint.
-        DataError: for a missing or unreadable input (checked before anything is written).
+        DataError: for a missing or unreadable input, or a refused plan (module docstring),
+            checked before anything is written; for an output that cannot be written.
         MedsegError: for a threshold outside (0, 1).
     """
     if not 0.0 < threshold < 1.0:
         raise MedsegError(f"--threshold: {threshold} must be between 0 and 1")
-    paths = [Path(p) for p in inputs]
-    for path in paths:
-        if not path.exists():
-            raise DataError(f"{path}: no such file or folder")
-        if path.is_file() and not (_is_volume(path) or path.suffix.lower() in SLICE_SUFFIXES):
-            raise DataError(
-                f"{path}: not a slice ({', '.join(SLICE_SUFFIXES)}) or a NIfTI volume (.nii, .nii.gz)"
-            )
-        if path.is_dir() and not folder_slices(path):
-            raise DataError(f"{path}: folder holds no slice images ({', '.join(SLICE_SUFFIXES)})")
-    loaded = load_model(checkpoint, device=resolve_device(device))
+    out_dir = Path(out_dir)
+    jobs = [_plan_job(Path(p), out_dir) for p in inputs]
+    _check_plan(jobs, out_dir, overwrite)
+    loaded = load_model(checkpoint, device=resolve_device(device, option="--device"))
     if loaded.task != SEGMENTATION.name:
         raise CheckpointError(
             f"{checkpoint}: a {loaded.task} checkpoint; medseg predict needs a segmentation checkpoint"
         )
     size = loaded.config.data.image_size
-    out_dir = Path(out_dir)
-    results = []
-    for path in paths:
-        if _is_volume(path):
-            volume = load_volume(path)
-            name = _volume_name(path)
-            record = Prediction(path, "volume")
-            images = list(volume.slices)
-            masks = predict_masks(loaded.model, images, size, threshold)
-            for index, (image, mask) in enumerate(zip(images, masks, strict=True), start=1):
-                _write_slice_outputs(image, mask, out_dir / name, f"{name}_{index}", record)
-            nifti_path = out_dir / f"{name}_mask.nii.gz"
-            save_mask_volume(np.stack(masks), volume, nifti_path)
-            record.files.append(nifti_path)
-        elif path.is_dir():
-            record = Prediction(path, "folder")
-            slice_paths = folder_slices(path)
-            for start in range(0, len(slice_paths), _CHUNK):
-                chunk = slice_paths[start : start + _CHUNK]
-                images = [read_slice_image(p) for p in chunk]
-                masks = predict_masks(loaded.model, images, size, threshold)
-                for slice_path, image, mask in zip(chunk, images, masks, strict=True):
-                    _write_slice_outputs(image, mask, out_dir / path.resolve().name, slice_path.stem, record)
-        else:
-            record = Prediction(path, "slice")
-            image = read_slice_image(path)
-            mask = predict_masks(loaded.model, [image], size, threshold)[0]
-            _write_slice_outputs(image, mask, out_dir, path.stem, record)
-        results.append(record)
-    return results
+    return [_run_job(job, loaded.model, size, threshold) for job in jobs]

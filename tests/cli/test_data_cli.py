@@ -10,6 +10,7 @@ import pytest
 import tifffile
 
 from medseg.cli.main import main
+from tests.support import write_lgg
 
 
 def run_cli(capsys, *argv: str) -> tuple[int, str, str]:
@@ -49,6 +50,7 @@ def test_demo_lgg_then_check_json_matches_an_independent_count(tmp_path, capsys)
         "slices": slices,
         "positive_slices": positive_slices,
         "positive_patients": positive_patients,
+        "skipped": 0,
     }
     code, stdout, _ = run_cli(capsys, "data", "check", str(out / "kaggle_3m"))
     assert code == 0 and f"slices:   {slices} ({positive_slices} with tumour)" in stdout
@@ -63,9 +65,21 @@ def test_demo_data_refuses_a_non_empty_folder_unless_forced(tmp_path, capsys):
     assert_one_line_error(err, f"{out}: folder is not empty", "--force")
     assert [p.name for p in out.iterdir()] == ["keep.txt"]
 
-    code, stdout, _ = run_cli(capsys, "demo-data", "pcam", str(out), "--force")
+    code, stdout, err = run_cli(capsys, "demo-data", "pcam", str(out), "--force")
+    assert code == 2 and stdout == ""  # no marker: not demo data, never replaced
+    assert_one_line_error(err, f"{out}: holds files but no medseg_demo.json")
+    assert [p.name for p in out.iterdir()] == ["keep.txt"]
+
+
+def test_force_replaces_only_the_files_of_an_earlier_demo(tmp_path, capsys):
+    out = tmp_path / "pcam"
+    code, stdout, _ = run_cli(capsys, "demo-data", "pcam", str(out))
+    assert code == 0 and "SYNTHETIC" in stdout
+    (out / "keep.txt").write_text("mine")
+    code, stdout, _ = run_cli(capsys, "demo-data", "pcam", str(out), "--force", "--seed", "1")
     assert code == 0 and "SYNTHETIC" in stdout
     assert (out / "keep.txt").read_text() == "mine"
+    assert json.loads((out / "medseg_demo.json").read_text())["seed"] == 1
 
     code, stdout, _ = run_cli(capsys, "data", "check", str(out), "--json")
     report = json.loads(stdout)
@@ -76,6 +90,26 @@ def test_demo_data_refuses_a_non_empty_folder_unless_forced(tmp_path, capsys):
     assert code == 0 and report["format"] == "pcam"
     assert report["splits"] == {"train": 768, "val": 192, "test": 192}
     assert report["positives"] == positives
+
+    real = out / "camelyonpatch_level_2_split_test_x.h5"
+    real.write_bytes(b"a real PCam file copied over the demo one")
+    code, _, err = run_cli(capsys, "demo-data", "pcam", str(out), "--force")
+    assert code == 2
+    assert_one_line_error(err, f"{real}: changed since medseg demo-data wrote it")
+    assert real.read_bytes() == b"a real PCam file copied over the demo one"
+    code, _, err = run_cli(capsys, "demo-data", "lgg", str(out), "--force")
+    assert code == 2
+    assert_one_line_error(err, f"{out}: holds the pcam demo data")
+
+
+def test_force_never_deletes_a_real_kaggle_3m(tmp_path, capsys):
+    top = write_lgg(tmp_path / "lgg", {"TCGA_AA_0001_20000101": 2}).top
+    (top / "kaggle_3m" / "my_notes.txt").write_text("mine")
+    before = sorted(p.relative_to(top) for p in top.rglob("*"))
+    code, stdout, err = run_cli(capsys, "demo-data", "lgg", str(top), "--force")
+    assert code == 2 and stdout == ""
+    assert_one_line_error(err, f"{top}: holds files but no medseg_demo.json")
+    assert sorted(p.relative_to(top) for p in top.rglob("*")) == before
 
 
 def test_invalid_lgg_data_exits_2_naming_the_file(tmp_path, capsys):
@@ -112,3 +146,13 @@ def test_data_requires_an_action(capsys):
         main(["data"])
     assert exc.value.code == 2
     assert "check" in capsys.readouterr().err
+
+
+def test_data_check_notes_skipped_macos_files(tmp_path, capsys):
+    top = write_lgg(tmp_path / "lgg", {"TCGA_AA_0001_20000101": 2}).top
+    folder = top / "kaggle_3m" / "TCGA_AA_0001_20000101"
+    (folder / "._TCGA_AA_0001_20000101_1.tif").write_bytes(b"\x00\x05\x16\x07AppleDouble")
+    (top / "kaggle_3m" / "__MACOSX").mkdir()
+    code, stdout, err = run_cli(capsys, "data", "check", str(top))
+    assert code == 0 and err == ""
+    assert "skipped:  2 hidden or macOS metadata entries" in stdout and "slices:   2" in stdout

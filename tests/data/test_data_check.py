@@ -9,6 +9,7 @@ import tifffile
 
 from medseg.data import check_dataset
 from medseg.errors import DataError
+from tests.support import write_lgg
 
 
 def test_lgg_counts_from_the_top_folder_or_kaggle_3m(lgg):
@@ -20,12 +21,24 @@ def test_lgg_counts_from_the_top_folder_or_kaggle_3m(lgg):
         "slices": 11 + 3 + 4 + 5,
         "positive_slices": positives,
         "positive_patients": 3,
+        "skipped": 0,
     }
     assert positives == 7 + 2 + 3  # no tumour at k = 1, 4, 7, 10 nor in the healthy patient
     assert check_dataset(lgg.top).to_dict() == expected
     assert check_dataset(lgg.root).to_dict() == expected
     summary = check_dataset(lgg.top).summary()
     assert "patients: 4 (3 with tumour)" in summary and "images 40x56x3" in summary
+
+
+def test_macos_metadata_is_skipped_with_a_note(lgg):
+    folder = lgg.root / "TCGA_AA_0001_20000101"
+    (folder / "._TCGA_AA_0001_20000101_1.tif").write_bytes(b"\x00\x05\x16\x07AppleDouble")
+    (lgg.root / "__MACOSX" / folder.name).mkdir(parents=True)
+    (lgg.root / "__MACOSX" / folder.name / "._TCGA_AA_0001_20000101_1.tif").write_bytes(b"\x00")
+    report = check_dataset(lgg.top)
+    assert report.to_dict()["skipped"] == 2 and report.to_dict()["slices"] == 23
+    assert "skipped:  2 hidden or macOS metadata entries (._*, .DS_Store, __MACOSX), not data" in report.summary()
+    assert "  skipped:" not in check_dataset(write_lgg(lgg.top.parent / "clean").top).summary()
 
 
 def test_pcam_counts(pcam):

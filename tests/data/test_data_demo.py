@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import csv
+import hashlib
 import itertools
+import json
 import re
+import shutil
 from pathlib import Path
 
 import h5py
@@ -13,7 +16,10 @@ import pytest
 import tifffile
 from skimage.color import rgb2hed
 
-from medseg.data import check_dataset, write_demo_lgg, write_demo_pcam
+from medseg import __version__
+from medseg.data import check_dataset, read_demo_marker, write_demo_lgg, write_demo_pcam
+from medseg.data.demo_marker import remove_demo
+from medseg.errors import DataError
 
 MB = 2**20
 
@@ -113,6 +119,7 @@ def test_lgg_check_counts_match_an_independent_count(demo_lgg):
         "slices": len(masks),
         "positive_slices": sum(int(m.any()) for m in masks),
         "positive_patients": sum(any(m.any() for _, m in s) for s in patients.values()),
+        "skipped": 0,
     }
 
 
@@ -144,3 +151,55 @@ def test_pcam_is_deterministic_small_and_checks(demo_pcam, tmp_path):
     assert sum(len(b) for b in files_of(demo_pcam).values()) < 30 * MB
     report = check_dataset(demo_pcam).to_dict()
     assert report["splits"] == {"train": 768, "val": 192, "test": 192}
+
+
+@pytest.mark.parametrize("kind", ["lgg", "pcam"])
+def test_the_marker_lists_every_file_with_its_digest(demo_lgg, demo_pcam, kind):
+    folder = demo_lgg if kind == "lgg" else demo_pcam
+    marker = json.loads((folder / "medseg_demo.json").read_text())
+    assert {k: marker[k] for k in ("synthetic", "kind", "written_by", "version", "seed")} == {
+        "synthetic": True, "kind": kind, "written_by": "medseg demo-data", "version": __version__, "seed": 0,
+    }
+    written = {name: hashlib.sha256(data).hexdigest() for name, data in files_of(folder).items()
+               if name != "medseg_demo.json"}
+    assert marker["files"] == written
+    assert read_demo_marker(folder) == marker
+    if kind == "lgg":
+        assert read_demo_marker(folder / "kaggle_3m") == marker  # where data.root may point
+
+
+def test_no_marker_and_a_broken_marker(tmp_path):
+    assert read_demo_marker(tmp_path) is None
+    (tmp_path / "medseg_demo.json").write_text('{"synthetic": true, "kind": "lgg"}')
+    with pytest.raises(DataError, match=r"medseg_demo\.json: not a valid medseg demo marker"):
+        read_demo_marker(tmp_path)
+
+
+def test_rewriting_replaces_only_the_demo_s_own_files(demo_pcam, tmp_path):
+    folder = Path(shutil.copytree(demo_pcam, tmp_path / "pcam"))
+    (folder / "notes.txt").write_text("mine")
+    write_demo_pcam(folder, seed=1)
+    assert read_demo_marker(folder)["seed"] == 1
+    assert (folder / "notes.txt").read_text() == "mine"
+    assert files_of(folder) != files_of(demo_pcam)
+
+
+def test_a_changed_demo_file_is_never_replaced(demo_pcam, tmp_path):
+    folder = Path(shutil.copytree(demo_pcam, tmp_path / "pcam"))
+    real = folder / "camelyonpatch_level_2_split_train_x.h5"
+    real.write_bytes(b"the user's real PCam file")
+    before = files_of(folder)
+    with pytest.raises(DataError, match=r"train_x\.h5: changed since medseg demo-data wrote it"):
+        remove_demo(folder, "pcam")
+    with pytest.raises(DataError, match=r"train_x\.h5: changed since"):
+        write_demo_pcam(folder, seed=0)
+    assert files_of(folder) == before
+
+
+def test_a_file_of_a_demo_name_without_a_marker_is_never_replaced(tmp_path):
+    folder = tmp_path / "pcam"
+    folder.mkdir()
+    (folder / "README.md").write_text("my notes")
+    with pytest.raises(DataError, match=r"README\.md: exists and is not demo data"):
+        write_demo_pcam(folder)
+    assert (folder / "README.md").read_text() == "my notes"

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import pytest
 import tifffile
 
-from medseg.data import find_lgg_root, list_patients, read_mask, read_slice_image
+from medseg.data import find_lgg_root, list_patients, read_mask, read_slice_image, scan_lgg
 from medseg.errors import DataError
 
 
@@ -94,3 +96,63 @@ def test_folder_without_patients_describes_both_layouts(tmp_path):
     (tmp_path / "empty").mkdir()
     with pytest.raises(DataError, match=r"not an LGG dataset folder.*kaggle_3m.*camelyonpatch"):
         find_lgg_root(tmp_path / "empty")
+
+
+def _add_macos_metadata(lgg) -> int:
+    """What unzipping kaggle_3m on a Mac leaves: AppleDouble ``._*`` files beside the slices,
+    ``.DS_Store`` files and a ``__MACOSX`` folder mirroring the patients. Returns the count of
+    entries added inside kaggle_3m."""
+    folder = lgg.root / "TCGA_AA_0001_20000101"
+    (folder / "._TCGA_AA_0001_20000101_1.tif").write_bytes(b"\x00\x05\x16\x07AppleDouble")
+    (folder / "._TCGA_AA_0001_20000101_1_mask.tif").write_bytes(b"\x00\x05\x16\x07AppleDouble")
+    (folder / ".DS_Store").write_bytes(b"\x00\x00\x00\x01Bud1")
+    (lgg.root / ".DS_Store").write_bytes(b"\x00\x00\x00\x01Bud1")
+    mirror = lgg.root / "__MACOSX" / "TCGA_AA_0001_20000101"
+    mirror.mkdir(parents=True)
+    (mirror / "._TCGA_AA_0001_20000101_1.tif").write_bytes(b"\x00\x05\x16\x07")
+    (lgg.top / "__MACOSX").mkdir()  # beside kaggle_3m: outside the dataset, not counted
+    return 5
+
+
+def test_macos_metadata_is_skipped_and_recorded(lgg):
+    before = list_patients(lgg.top)
+    added = _add_macos_metadata(lgg)
+    scan = scan_lgg(lgg.top)
+    assert scan.patients == before
+    assert len(scan.skipped) == added
+    assert {p.name for p in scan.skipped} == {
+        "._TCGA_AA_0001_20000101_1.tif", "._TCGA_AA_0001_20000101_1_mask.tif", ".DS_Store", "__MACOSX",
+    }
+    assert find_lgg_root(lgg.top) == lgg.root
+
+
+def _unreadable(monkeypatch, folder):
+    """``folder`` cannot be listed (chmod 000 does not stop root, who runs the tests)."""
+    real_scandir = os.scandir
+
+    def scandir(path="."):
+        if os.path.abspath(path) == str(folder):
+            raise PermissionError(13, "Permission denied", str(path))
+        return real_scandir(path)
+
+    folder.chmod(0)
+    monkeypatch.setattr(os, "scandir", scandir)
+
+
+def test_an_unreadable_patient_folder_is_reported_as_such(lgg, monkeypatch):
+    folder = lgg.root / "TCGA_CC_0003_20020202"
+    try:
+        _unreadable(monkeypatch, folder)
+        with pytest.raises(DataError, match=r"TCGA_CC_0003_20020202: cannot read folder \(permission denied\)"):
+            list_patients(lgg.top)
+    finally:
+        folder.chmod(0o755)
+
+
+def test_an_unreadable_kaggle_3m_folder_is_reported_as_such(lgg, monkeypatch):
+    try:
+        _unreadable(monkeypatch, lgg.root)
+        with pytest.raises(DataError, match=r"kaggle_3m: cannot read folder \(permission denied\)"):
+            find_lgg_root(lgg.top)
+    finally:
+        lgg.root.chmod(0o755)

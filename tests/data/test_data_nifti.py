@@ -129,3 +129,43 @@ def test_unreadable_and_mismatched(tmp_path):
     volume = load_volume(tmp_path / "v.nii")
     with pytest.raises(DataError, match=r"m\.nii: mask shape \(10, 20, 24\) does not match"):
         save_mask_volume(np.zeros((10, 20, 24)), volume, tmp_path / "m.nii")
+
+
+@pytest.mark.parametrize(("bad", "counts"), [
+    (np.nan, "400 NaN and 0 infinite voxels of 400"),
+    (np.inf, "0 NaN and 400 infinite voxels of 400"),
+])
+def test_a_non_finite_volume_is_refused_not_segmented(tmp_path, bad, counts):
+    nib.save(nib.Nifti1Image(np.full((10, 10, 4), bad, np.float32), RAS), tmp_path / "nan.nii.gz")
+    for reader in (load_volume, load_mask_volume):
+        with pytest.raises(DataError, match=rf"nan\.nii\.gz: {counts}; medseg needs finite"):
+            reader(tmp_path / "nan.nii.gz")
+
+
+def test_a_few_non_finite_voxels_are_counted(tmp_path):
+    data = volume_with_marker()
+    data[0, 0, :3] = np.nan
+    data[1, 1, 0] = -np.inf
+    nib.save(nib.Nifti1Image(data, RAS), tmp_path / "v.nii")
+    with pytest.raises(DataError, match=r"v\.nii: 3 NaN and 1 infinite voxels of 4800"):
+        load_volume(tmp_path / "v.nii")
+
+
+def _with_affine(path, affine):
+    """A volume whose sform is ``affine`` as stored (nibabel would refuse to build it)."""
+    header = nib.Nifti1Header()
+    header.set_data_shape((8, 8, 4))
+    header.set_data_dtype(np.float32)
+    header.set_sform(affine, code=1)
+    header.set_qform(None, code=0)
+    nib.save(nib.Nifti1Image(np.ones((8, 8, 4), np.float32), None, header), path)
+    return path
+
+
+@pytest.mark.parametrize("affine", [np.zeros((4, 4)), np.diag([1.0, 1.0, 0.0, 1.0])])
+def test_a_singular_affine_is_a_one_line_data_error(tmp_path, affine):
+    path = _with_affine(tmp_path / "flat.nii.gz", affine)
+    for reader in (load_volume, load_mask_volume):
+        with pytest.raises(DataError, match=r"flat\.nii\.gz: the voxel-to-world affine \(sform/qform\) is "
+                                            r"singular or not finite"):
+            reader(path)

@@ -78,7 +78,7 @@ def test_evaluate_scores_equal_those_of_predicts_masks(trained_lgg, tiny_lgg, tm
     for folder in folders:
         tp = fp = fn = 0
         for k in range(1, LGG_SLICES + 1):
-            pred = np.asarray(Image.open(out / folder.name / f"{folder.name}_{k}_mask.png")) > 0
+            pred = np.asarray(Image.open(out / folder.name / f"{folder.name}_{k}_pred.png")) > 0
             gt = read_mask(folder / f"{folder.name}_{k}_mask.tif") > 0
             tp, fp, fn = tp + int((pred & gt).sum()), fp + int((pred & ~gt).sum()), fn + int((~pred & gt).sum())
         from_masks[folder.name] = dice_from_counts(tp, fp, fn)
@@ -141,3 +141,14 @@ def test_wrong_task_and_bad_options_exit_2(trained_lgg, tiny_pcam, tiny_lgg, cap
     assert main(["evaluate", best, "--data", str(tiny_lgg / "nope")]) == 2
     err = capsys.readouterr().err
     assert "nope" in err and "Traceback" not in err
+
+
+@pytest.mark.parametrize(("device", "problem"), [("tpu", "is not a device"), ("cuda:0", "no CUDA GPU")])
+def test_device_errors_name_the_option(trained_lgg, tiny_lgg, capsys, device, problem):
+    if problem == "no CUDA GPU" and torch.cuda.is_available():
+        pytest.skip("this machine has a GPU")
+    assert main(["evaluate", str(trained_lgg.run_dir / "best.pt"), "--data", str(tiny_lgg),
+                 "--device", device]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"medseg: error: --device: {device!r} ") and problem in err
+    assert "train.device" not in err

@@ -1,0 +1,50 @@
+"""A 20000x20000 TIFF (Pillow's DecompressionBombError) in ``data check``, ``train`` and
+``predict``: one line, exit code 2, never a traceback."""
+
+from __future__ import annotations
+
+from medseg.cli.main import main
+from tests.data.oversized import write_png_declaring, write_tiff_declaring
+from tests.support import lgg_settings, write_config, write_lgg
+
+
+def _one_line_error(capsys, *fragments: str) -> None:
+    err = capsys.readouterr().err
+    assert err.startswith("medseg: error: ") and err.count("\n") == 1 and "Traceback" not in err
+    for fragment in fragments:
+        assert fragment in err
+
+
+def _lgg_with_a_huge_slice(tmp_path):
+    lgg = write_lgg(tmp_path / "lgg", {"TCGA_AA_0001_20000101": 2, "TCGA_BB_0002_20010101": 2,
+                                       "TCGA_CC_0003_20020202": 2})
+    huge = []
+    for patient in lgg.images:
+        for k in (1, 2):
+            huge.append(write_tiff_declaring(lgg.root / patient / f"{patient}_{k}.tif", 20000, 20000))
+    return lgg, huge
+
+
+def test_data_check(tmp_path, capsys):
+    lgg, huge = _lgg_with_a_huge_slice(tmp_path)
+    assert main(["data", "check", str(lgg.top)]) == 2
+    _one_line_error(capsys, f"{huge[0]}: the image declares 400000000 pixels, over the limit")
+
+
+def test_train(tmp_path, capsys):
+    lgg, _ = _lgg_with_a_huge_slice(tmp_path)
+    settings = lgg_settings(lgg.top, tmp_path / "run", epochs=1)
+    settings["data"]["val_fraction"] = settings["data"]["test_fraction"] = 0.34
+    assert main(["train", str(write_config(settings, tmp_path / "c.yaml"))]) == 2
+    _one_line_error(capsys, ".tif: the image declares 400000000 pixels", "MEDSEG_MAX_IMAGE_PIXELS")
+
+
+def test_predict(trained_lgg, tmp_path, capsys):
+    out = tmp_path / "out"
+    huge = write_tiff_declaring(tmp_path / "huge.tif", 20000, 20000)
+    assert main(["predict", str(trained_lgg.run_dir / "best.pt"), str(huge), "--out", str(out)]) == 2
+    _one_line_error(capsys, f"{huge}: the image declares 400000000 pixels")
+    bomb = write_png_declaring(tmp_path / "bomb.png", 12000, 12000)
+    assert main(["predict", str(trained_lgg.run_dir / "best.pt"), str(bomb), "--out", str(out)]) == 2
+    _one_line_error(capsys, f"{bomb}: the image declares 12000x12000 = 144000000 pixels")
+    assert not list(out.rglob("*.png"))
