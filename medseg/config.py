@@ -50,6 +50,7 @@ class ModelConfig:
     in_channels: int = 3
     depth: int = 20  # deep_resnet: residual blocks
     width: int = 32  # deep_resnet: channels
+    bgn: bool = False  # a backward-gradient-normalization node after every residual block / decoder stage
 
 
 @dataclass
@@ -64,6 +65,7 @@ class OptimConfig:
     eps: float = 1e-8  # znorm
     min_ndim: int = 2  # znorm / gc
     max_norm: float = 1.0  # adam+clip
+    clip_factor: float = 0.01  # adam+agc: largest gradient / weight norm ratio per unit
 
 
 @dataclass
@@ -86,6 +88,8 @@ class TrainConfig:
     log_every: int = 10
     log_grad_stats: bool = False
     target_metric: float | None = None  # epochs-to-target in compare reports
+    divergence_factor: float | None = 1000.0  # stop when a step loss exceeds this x the lowest smoothed loss (null: off)
+    max_nonfinite_steps: int = 10  # consecutive steps with non-finite gradients skipped before stopping
 
 
 @dataclass
@@ -217,6 +221,10 @@ def _check_ranges(cfg: Config) -> None:
         (cfg.optim.lr > 0, "optim.lr must be > 0"),
         (cfg.optim.eps > 0, "optim.eps must be > 0"),
         (cfg.optim.max_norm > 0, "optim.max_norm must be > 0"),
+        (cfg.optim.clip_factor > 0, "optim.clip_factor must be > 0"),
+        (not (cfg.model.bgn and cfg.train.amp == "fp16"),
+         "model.bgn does not work with train.amp fp16: its nodes discard the loss scale that "
+         "fp16's GradScaler divides out again; use bf16 or off"),
         (cfg.train.epochs >= 1, "train.epochs must be >= 1"),
         (cfg.train.batch_size >= 1, "train.batch_size must be >= 1"),
         (cfg.train.accumulate >= 1, "train.accumulate must be >= 1"),
@@ -227,6 +235,9 @@ def _check_ranges(cfg: Config) -> None:
         (cfg.train.max_steps_per_epoch is None or cfg.train.max_steps_per_epoch >= 1,
          "train.max_steps_per_epoch must be >= 1"),
         (cfg.train.log_every >= 1, "train.log_every must be >= 1"),
+        (cfg.train.divergence_factor is None or cfg.train.divergence_factor > 1,
+         "train.divergence_factor must be > 1 (or null to turn the check off)"),
+        (cfg.train.max_nonfinite_steps >= 0, "train.max_nonfinite_steps must be >= 0"),
         (cfg.model.arch in task.architectures,
          f"model.arch {cfg.model.arch!r} does not serve data.format {cfg.data.format!r} "
          f"({task.name}); choose one of {', '.join(task.architectures)}"),
@@ -261,26 +272,58 @@ def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]
     return raw
 
 
+def _read_config_file(path: Path) -> dict[str, Any]:
+    """The top-level mapping of a YAML config file.
+
+    Errors name the file and the problem, never its content: a wrong file passed by mistake
+    (a binary, a key file) is not echoed to the terminal.
+
+    Raises:
+        ConfigError: when the file is missing, unreadable, binary, not UTF-8, not valid YAML,
+            not a mapping, or has none of the config's sections at the top level.
+    """
+    if not path.is_file():
+        raise ConfigError(f"{path}: config file not found")
+    try:
+        data = path.read_bytes()
+    except OSError as err:
+        raise ConfigError(f"{path}: cannot read config file ({err.strerror or err})") from None
+    if b"\x00" in data:
+        raise ConfigError(f"{path}: a binary file, not a YAML config")
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as err:
+        raise ConfigError(f"{path}: not UTF-8 text (invalid byte at offset {err.start}); configs are YAML text") from None
+    try:
+        loaded = yaml.safe_load(text)
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        line = f" (line {mark.line + 1})" if mark else ""
+        raise ConfigError(f"{path}: not valid YAML{line}") from None
+    if loaded is None:
+        return {}
+    if not isinstance(loaded, dict):
+        raise ConfigError(f"{path}: expected a mapping of sections at the top level")
+    sections = sorted(f.name for f in fields(Config))
+    if loaded and not any(isinstance(key, str) and key in sections for key in loaded):
+        raise ConfigError(
+            f"{path}: not a medseg config: none of its top-level keys is a section "
+            f"({', '.join(sections)})"
+        )
+    return loaded
+
+
 def load_config(path: str | Path | None, overrides: list[str] | None = None) -> Config:
     """Read a YAML config (or the defaults when ``path`` is None), apply overrides, validate.
 
     Raises:
-        ConfigError: when the file is missing, is not valid YAML, or fails validation.
+        ConfigError: when the file is missing, unreadable, not a YAML mapping of config
+            sections (these messages never quote the file's content), or fails validation.
     """
     raw: dict[str, Any] = {}
     if path is not None:
         path = Path(path)
-        if not path.is_file():
-            raise ConfigError(f"{path}: config file not found")
-        try:
-            loaded = yaml.safe_load(path.read_text())
-        except yaml.YAMLError as err:
-            mark = getattr(err, "problem_mark", None)
-            line = f" (line {mark.line + 1})" if mark else ""
-            raise ConfigError(f"{path}: not valid YAML{line}") from None
-        if loaded is not None and not isinstance(loaded, dict):
-            raise ConfigError(f"{path}: expected a mapping of sections at the top level")
-        raw = loaded or {}
+        raw = _read_config_file(path)
     raw = apply_overrides(raw, list(overrides or []))
     try:
         return config_from_dict(raw)

@@ -23,6 +23,11 @@ class CheckpointError(MedsegError):
     """A checkpoint is missing, corrupt, unsafe or of the wrong task."""
 
 
+class DivergenceError(MedsegError):
+    """Training diverged (a non-finite or exploding loss, or non-finite gradients for too many
+    steps); the epoch wrote nothing and the last good checkpoint is named."""
+
+
 #: a line of a formatted traceback naming a medseg error: ``medseg.errors.DataError: message``
 _TRACEBACK_LINE = re.compile(r"^(medseg(?:\.\w+)+): (.+)$", re.MULTILINE)
 

@@ -19,7 +19,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                         help="override a config value, e.g. --set train.epochs=5 (repeatable)")
     parser.add_argument("--resume", action="store_true",
-                        help="continue the run in the config's run folder from its last.pt")
+                        help="continue the run in the config's run folder from its last.pt, with the "
+                        "config stored there (only train.epochs, train.device, data.root and a few "
+                        "more may change; see docs/training.md)")
 
 
 def summary(result: TrainResult) -> str:

@@ -106,6 +106,16 @@ def inspect_pcam_split(x_path: Path, y_path: Path) -> int:
     return n_x
 
 
+@contextmanager
+def _read_errors(path: Path, what: str) -> Iterator[None]:
+    """Turn the errors h5py raises on damaged data into a DataError naming ``path``."""
+    try:
+        yield
+    except (OSError, RuntimeError, ValueError) as err:
+        detail = " ".join(str(err).split()) or type(err).__name__
+        raise DataError(f"{path}: cannot {what}: corrupt or unreadable HDF5 data ({detail})") from None
+
+
 class LoadPCamPatchd(Transform):
     """Add patch ``index`` of a PCam split as ``image`` and ``label``, reading lazily.
 
@@ -138,17 +148,27 @@ class LoadPCamPatchd(Transform):
 
     def _open(self) -> tuple[h5py.Dataset, h5py.Dataset]:
         if self._datasets is None or self._pid != os.getpid():
-            x_file = h5py.File(self.x_path, "r", rdcc_nbytes=_CHUNK_CACHE_BYTES)
-            y_file = h5py.File(self.y_path, "r")
+            with _read_errors(self.x_path, "open it"):
+                x_file = h5py.File(self.x_path, "r", rdcc_nbytes=_CHUNK_CACHE_BYTES)
+            with _read_errors(self.y_path, "open it"):
+                y_file = h5py.File(self.y_path, "r")
             self._datasets = (x_file["x"], y_file["y"])
             self._pid = os.getpid()
         return self._datasets
 
     def __call__(self, data: Mapping[Hashable, Any]) -> dict[Hashable, Any]:
+        """Read patch ``data["index"]``.
+
+        Raises:
+            DataError: naming the file and the index when HDF5 cannot read it (a corrupt
+                chunk, a truncated file, an I/O error).
+        """
         x, y = self._open()
         index = int(data["index"])
-        patch = x[index]
-        label = y[index].reshape(1)
+        with _read_errors(self.x_path, f"read patch {index}"):
+            patch = x[index]
+        with _read_errors(self.y_path, f"read label {index}"):
+            label = y[index].reshape(1)
         return {
             **data,
             "index": index,

@@ -1,21 +1,24 @@
 """``medseg train``: set a run up, train epoch by epoch, keep the best checkpoint, test it.
 
 Read :func:`train` top to bottom: it is the whole recipe. The pieces live beside it:
-:mod:`~medseg.engine.loop` (one epoch), :mod:`~medseg.engine.step` (one optimizer step),
-:mod:`~medseg.engine.checkpoint`, :mod:`~medseg.engine.distributed`,
+:mod:`~medseg.engine.run_folder` (the lock, what a start refuses, what a resume may change),
+:mod:`~medseg.engine.loop` (one epoch, the divergence guard), :mod:`~medseg.engine.step`
+(one optimizer step), :mod:`~medseg.engine.checkpoint`, :mod:`~medseg.engine.distributed`,
 :mod:`~medseg.engine.schedule`, :mod:`~medseg.engine.seeding`.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, cast
+from typing import Any, NoReturn, TypeVar, cast
 
 import torch
 from torch import nn
@@ -23,10 +26,15 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.optim.lr_scheduler import LRScheduler
 
 from medseg import __version__
-from medseg.config import Config, save_config
+from medseg.config import Config, DataConfig, config_from_dict, save_config
 from medseg.data import build_datasets
 from medseg.engine.callbacks import EpochInfo, StepInfo, TrainCallback
-from medseg.engine.checkpoint import copy_checkpoint, load_checkpoint, save_checkpoint
+from medseg.engine.checkpoint import (
+    checkpoint_config,
+    copy_checkpoint,
+    load_checkpoint,
+    save_checkpoint,
+)
 from medseg.engine.distributed import (
     DistContext,
     barrier,
@@ -37,9 +45,15 @@ from medseg.engine.distributed import (
 )
 from medseg.engine.inference import score_loader
 from medseg.engine.loaders import build_eval_loader, build_train_loader
-from medseg.engine.loop import EpochStats, epoch_length, train_one_epoch
+from medseg.engine.loop import DivergenceGuard, EpochStats, epoch_length, train_one_epoch
 from medseg.engine.progress import Progress
-from medseg.engine.records import write_history, write_json
+from medseg.engine.records import reporting_write_errors, write_history, write_json
+from medseg.engine.run_folder import (
+    check_fresh_start,
+    remove_orphaned_temps,
+    resumed_config,
+    run_lock,
+)
 from medseg.engine.schedule import build_scheduler
 from medseg.engine.seeding import capture_rng_state, restore_rng_state, seed_everything
 from medseg.engine.step import TrainStep, resolve_precision
@@ -47,6 +61,8 @@ from medseg.errors import CheckpointError, ConfigError, DataError, MedsegError
 from medseg.models import build_model
 from medseg.optim import build_optimizer
 from medseg.tasks import Task, get_task, scalar_metrics
+
+T = TypeVar("T")
 
 #: what a checkpoint needs beyond the model to continue a run
 RESUME_KEYS = ("optimizer", "scheduler", "scaler", "rng", "global_step", "best_metric",
@@ -82,24 +98,34 @@ def train(cfg: Config, *, resume: bool = False, callbacks: Sequence[TrainCallbac
 
     Under ``torchrun`` every rank calls this; DistributedDataParallel averages gradients
     before the optimizer (and ZNorm) steps, so all ranks take the same step; rank 0 alone
-    validates, writes and tests.
+    holds the run folder's lock, validates, writes and tests.
+
+    ``last.pt`` is the one commit point of an epoch; ``best.pt``, ``history.csv`` and
+    ``metrics.json`` are derived from it and rebuilt by a resume when a crash left them
+    behind (see docs/training.md).
 
     Args:
         cfg: the validated run config; the run is written to ``cfg.run_dir``.
         resume: continue from ``run_dir/last.pt`` (model, optimizer, schedule, scaler, RNG
-            states), as if the run had never stopped.
+            states), as if the run had never stopped, with the config stored there (see
+            :data:`~medseg.engine.run_folder.RESUME_MAY_CHANGE` for what ``cfg`` may change).
         callbacks: hooks called after every optimizer step and epoch (see
             :class:`~medseg.engine.callbacks.TrainCallback`).
 
     Raises:
-        MedsegError: on a non-finite loss (the last good checkpoint is kept) or a run
-            directory that already holds a run and ``resume`` is False.
+        MedsegError: when another process writes the run folder, the folder holds a run and
+            ``resume`` is False, the loss becomes non-finite or diverges or the gradients
+            stay non-finite (the last good checkpoint is kept), or a file cannot be written.
+        ConfigError: on bad settings, or a resume whose ``cfg`` changes a setting it may not.
         CheckpointError: when ``resume`` finds no usable ``last.pt``.
-        DataError, ConfigError: on bad data or settings.
+        DataError: on bad data.
     """
+    if resume and not cfg.run_dir.is_dir():  # checked before the lock creates the folder
+        _nothing_to_resume(cfg.run_dir)
     ctx = init_distributed(cfg.train.device)
     try:
-        return _train(cfg, ctx, resume, list(callbacks))
+        with _folder_lock(cfg.run_dir, ctx):
+            return _train(cfg, ctx, resume, list(callbacks))
     finally:
         cleanup_distributed(ctx)
 
@@ -107,21 +133,22 @@ def train(cfg: Config, *, resume: bool = False, callbacks: Sequence[TrainCallbac
 def _train(cfg: Config, ctx: DistContext, resume: bool, callbacks: list[TrainCallback]) -> TrainResult:
     from torch.utils.tensorboard import SummaryWriter
 
-    cfg, resume_from = _prepare_run_dir(cfg, ctx, resume)
+    progress = Progress(enabled=ctx.is_main, log_every=cfg.train.log_every)
+    cfg, resume_from = _open_run(cfg, ctx, resume, progress)
     run_dir, last_path, best_path = cfg.run_dir, cfg.run_dir / "last.pt", cfg.run_dir / "best.pt"
     seed_everything(cfg.seed + ctx.rank, deterministic=cfg.train.deterministic)
-    progress = Progress(enabled=ctx.is_main, log_every=cfg.train.log_every)
 
-    datasets = _build_datasets(cfg, ctx)
+    datasets = _build_datasets(cfg, ctx, resume)
     train_data = build_train_loader(datasets["train"], cfg, ctx)
     val_loader = build_eval_loader(datasets["val"], cfg.train.batch_size, cfg.data.num_workers, ctx.device)
     _, steps_per_epoch = epoch_length(cfg.train, len(train_data.loader))
 
-    model, step, scheduler = _build_training(cfg, ctx, steps_per_epoch)
+    model, step, scheduler = _build_training(cfg, ctx, steps_per_epoch, pretrained=resume_from is None)
 
     state = RunState()
+    guard = DivergenceGuard(cfg.train.divergence_factor, cfg.train.max_nonfinite_steps)
     if resume_from is not None:
-        state = _restore(resume_from, last_path, cfg, ctx, model, step, scheduler, train_data.generator)
+        state = _restore(resume_from, last_path, cfg, ctx, model, step, scheduler, train_data.generator, guard)
         progress.message(f"resuming {run_dir} after epoch {state.epoch} (step {state.global_step})")
     # on resume, TensorBoard drops what the interrupted epoch logged after the checkpoint
     purge_step = state.global_step + 1 if resume else None
@@ -141,7 +168,7 @@ def _train(cfg: Config, ctx: DistContext, resume: bool, callbacks: list[TrainCal
             stats = train_one_epoch(
                 step, train_data, scheduler, epoch=epoch, train_cfg=cfg.train, ctx=ctx,
                 global_step=state.global_step, progress=progress, on_step=on_step,
-                last_good_checkpoint=last_path,
+                last_good_checkpoint=last_path, guard=guard,
             )
             val_metrics = score_loader(model, val_loader, task) if ctx.is_main else {}
             row = broadcast_from_main(_history_row(epoch, stats, val_metrics, task, epoch_start), ctx)
@@ -152,8 +179,11 @@ def _train(cfg: Config, ctx: DistContext, resume: bool, callbacks: list[TrainCal
             state.epoch, state.global_step = epoch, stats.global_step
             state.history.append(row)
 
-            payload = _checkpoint_payload(cfg, ctx, state, model, step, scheduler, train_data.generator, row)
+            payload = _checkpoint_payload(cfg, ctx, state, model, step, scheduler, train_data.generator,
+                                          row, guard)
             if ctx.is_main:
+                # the commit point: once last.pt is replaced the epoch is done; the files
+                # below are derived from it, and a resume rebuilds them if a crash skips them
                 save_checkpoint(payload, last_path)
                 if is_best:
                     copy_checkpoint(last_path, best_path)
@@ -167,57 +197,146 @@ def _train(cfg: Config, ctx: DistContext, resume: bool, callbacks: list[TrainCal
         if writer is not None:
             writer.close()
 
-    test_metrics = _test_best(cfg, model, datasets["test"], best_path, ctx) if ctx.is_main else {}
-    test_metrics = broadcast_from_main(test_metrics, ctx)
+    test_metrics = _on_main(lambda: _test_metrics(cfg, model, datasets["test"], state, ctx), ctx)
     return TrainResult(run_dir=run_dir, best_metric=state.best_metric, best_epoch=state.best_epoch,
                        history=state.history, test_metrics=test_metrics, metric_name=metric,
                        task=task.name)
 
 
-def _prepare_run_dir(cfg: Config, ctx: DistContext, resume: bool) -> tuple[Config, dict[str, Any] | None]:
-    """Check the run directory and write ``config.yaml``. On resume, read ``last.pt`` first
-    (returned) and reuse the run's ``split.json``; nothing is written if that fails."""
+def _on_main(work: Callable[[], T], ctx: DistContext) -> T:
+    """Run ``work`` on rank 0 and hand its result, or its MedsegError, to every rank (so
+    that no rank waits forever for one that stopped)."""
+    result: Any = None
+    failure: MedsegError | None = None
+    if ctx.is_main:
+        try:
+            result = work()
+        except MedsegError as err:
+            if not ctx.is_distributed:
+                raise
+            failure = err
+    result, message = broadcast_from_main((result, None if failure is None else str(failure)), ctx)
+    if failure is not None:
+        raise failure
+    if message is not None:
+        raise MedsegError(message)
+    return cast(T, result)
+
+
+@contextmanager
+def _folder_lock(run_dir: Path, ctx: DistContext) -> Iterator[None]:
+    """Hold the run folder's lock on rank 0 (see :mod:`medseg.engine.run_folder`)."""
+    with ExitStack() as stack:
+        _on_main(lambda: stack.enter_context(run_lock(run_dir)), ctx)
+        yield
+
+
+def _open_run(
+    cfg: Config, ctx: DistContext, resume: bool, progress: Progress
+) -> tuple[Config, dict[str, Any] | None]:
+    """Check the (locked) run folder, bring it in line with ``last.pt`` and write
+    ``config.yaml``; return the config the run continues with and, on resume, ``last.pt``.
+
+    Nothing is written when a check fails: the folder holds another run (fresh start), or
+    ``last.pt`` is missing or unusable, or the config changes what a resume may not.
+    """
+    last_path = cfg.run_dir / "last.pt"
+    if resume and not last_path.is_file():
+        _nothing_to_resume(cfg.run_dir)
+    payload = _resume_checkpoint(last_path, cfg) if resume else None
+
+    def prepare() -> dict[str, Any]:
+        run_cfg = cfg
+        if payload is None:
+            check_fresh_start(cfg.run_dir)
+        else:
+            stored = checkpoint_config(payload, last_path)
+            run_cfg = resumed_config(cfg, stored, last_path, int(payload["epoch"]))
+        removed = remove_orphaned_temps(cfg.run_dir)
+        if removed:
+            names = ", ".join(f"{name} ({size / 2**20:.1f} MiB)" for name, size in removed)
+            progress.message(f"removed unfinished temporary files of an interrupted run: {names}")
+        if payload is not None:
+            _rebuild_derived(payload, run_cfg, progress)
+        with reporting_write_errors(run_cfg.run_dir / "config.yaml"):
+            save_config(run_cfg, run_cfg.run_dir / "config.yaml")
+        return run_cfg.to_dict()
+
+    return config_from_dict(_on_main(prepare, ctx)), payload
+
+
+def _nothing_to_resume(run_dir: Path) -> NoReturn:
+    raise CheckpointError(f"{run_dir / 'last.pt'}: nothing to resume (no last.pt in {run_dir})")
+
+
+def _stored_epoch(path: Path) -> int | None:
+    """The epoch of the checkpoint at ``path``; None when it is missing or unreadable."""
+    try:
+        return int(load_checkpoint(path)["epoch"])
+    except CheckpointError:
+        return None
+
+
+def _rebuild_derived(payload: dict[str, Any], cfg: Config, progress: Progress) -> None:
+    """Make ``best.pt``, ``history.csv`` and ``metrics.json`` agree with ``last.pt`` again
+    (a crash after ``last.pt`` was replaced may have left them a step behind).
+
+    Raises:
+        CheckpointError: when ``best.pt`` is of another epoch than ``last.pt`` records as
+            the best and ``last.pt`` can no longer provide it.
+    """
     run_dir = cfg.run_dir
-    last_path = run_dir / "last.pt"
-    resume_from = None
-    if resume:
-        if not last_path.is_file():
-            raise CheckpointError(f"{last_path}: nothing to resume (no last.pt in {run_dir})")
-        resume_from = _resume_checkpoint(last_path, cfg)
-        split_path = run_dir / "split.json"
-        if get_task(cfg.task).patient_split and cfg.data.split_file is None and split_path.is_file():
-            cfg = dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, split_file=str(split_path)))
-    elif last_path.exists():
-        raise MedsegError(
-            f"{run_dir} already holds a run (last.pt): pass --resume to continue it, or choose "
-            "another output.run_name / output.dir"
-        )
-    if ctx.is_main:
-        run_dir.mkdir(parents=True, exist_ok=True)
-        save_config(cfg, run_dir / "config.yaml")
-    return cfg, resume_from
+    last_path, best_path = run_dir / "last.pt", run_dir / "best.pt"
+    epoch, best_epoch = int(payload["epoch"]), int(payload["best_epoch"])
+    found = _stored_epoch(best_path)
+    if found != best_epoch:
+        if best_epoch != epoch:
+            held = "is missing or unreadable" if found is None else f"holds epoch {found}"
+            raise CheckpointError(
+                f"{best_path}: {held}, but {last_path.name} records epoch {best_epoch} as the "
+                f"best and has moved on to epoch {epoch}, so it cannot be rebuilt; restore "
+                "that file, or train anew in another folder"
+            )
+        copy_checkpoint(last_path, best_path)
+        progress.message(f"rebuilt {best_path} from {last_path.name} (epoch {epoch})")
+    write_history(payload["history"], run_dir / "history.csv")
+    metrics_path = run_dir / "metrics.json"
+    if epoch < cfg.train.epochs and metrics_path.exists():
+        metrics_path.unlink()
+        progress.message(f"removed {metrics_path}: it scored the shorter run; rewritten at the end")
 
 
-def _build_datasets(cfg: Config, ctx: DistContext) -> dict[str, Any]:
-    """Rank 0 builds the splits (writing ``split.json``), then the other ranks read it."""
+def _build_datasets(cfg: Config, ctx: DistContext, resume: bool) -> dict[str, Any]:
+    """Rank 0 builds the splits (writing ``split.json``), then the other ranks read it. A
+    resumed run reads its own ``split.json`` (drawn again from the seed if it was lost)."""
     if ctx.is_main:
-        datasets = build_datasets(cfg.data, seed=cfg.seed, run_dir=cfg.run_dir)
+        own_split = resume and (cfg.run_dir / "split.json").is_file()
+        datasets = build_datasets(_data_config(cfg, own_split), seed=cfg.seed, run_dir=cfg.run_dir)
     barrier(ctx)
     if not ctx.is_main:
-        data_cfg = cfg.data
-        if get_task(cfg.task).patient_split and data_cfg.split_file is None:
-            data_cfg = dataclasses.replace(data_cfg, split_file=str(cfg.run_dir / "split.json"))
-        datasets = build_datasets(data_cfg, seed=cfg.seed)
+        datasets = build_datasets(_data_config(cfg, True), seed=cfg.seed)
     for split in ("train", "val"):
         if len(datasets[split]) == 0:
             raise DataError(f"{cfg.data.root}: the {split} split is empty; training needs both train and val data")
     return datasets
 
 
-def _build_training(cfg: Config, ctx: DistContext, steps_per_epoch: int) -> tuple[nn.Module, TrainStep, LRScheduler]:
+def _data_config(cfg: Config, own_split: bool) -> DataConfig:
+    """``cfg.data``, reading the run folder's ``split.json`` when ``own_split`` and the task
+    splits by patient without a ``data.split_file`` of its own."""
+    if own_split and get_task(cfg.task).patient_split and cfg.data.split_file is None:
+        return dataclasses.replace(cfg.data, split_file=str(cfg.run_dir / "split.json"))
+    return cfg.data
+
+
+def _build_training(
+    cfg: Config, ctx: DistContext, steps_per_epoch: int, *, pretrained: bool
+) -> tuple[nn.Module, TrainStep, LRScheduler]:
     """The network (unwrapped), its training step (optimizer, loss, precision, DDP/compile)
-    and the learning-rate schedule."""
-    model = build_model(cfg.model, cfg.task).to(ctx.device)
+    and the learning-rate schedule. ``pretrained`` False (a resume: last.pt holds every
+    weight) builds without ``model.encoder_weights``, so a moved weights file does not matter."""
+    model_cfg = cfg.model if pretrained else dataclasses.replace(cfg.model, encoder_weights=None)
+    model = build_model(model_cfg, cfg.task).to(ctx.device)
     precision = resolve_precision(cfg.train.amp, ctx.device, cfg.train.channels_last)
     if precision.channels_last:
         model = model.to(memory_format=torch.channels_last)
@@ -256,10 +375,10 @@ def _resume_checkpoint(path: Path, cfg: Config) -> dict[str, Any]:
 
 def _restore(
     payload: dict[str, Any], path: Path, cfg: Config, ctx: DistContext, model: nn.Module,
-    step: TrainStep, scheduler: LRScheduler, generator: torch.Generator,
+    step: TrainStep, scheduler: LRScheduler, generator: torch.Generator, guard: DivergenceGuard,
 ) -> RunState:
-    """Load a checkpoint read by :func:`_resume_checkpoint` into the freshly built run and
-    return its progress."""
+    """Load a checkpoint read by :func:`_resume_checkpoint` into the freshly built run (and
+    ``guard``) and return its progress."""
     try:
         model.load_state_dict(payload["model"])
         step.optimizer.load_state_dict(payload["optimizer"])
@@ -274,6 +393,8 @@ def _restore(
         step.scaler.load_state_dict(payload["scaler"])
     rng_states = payload["rng"]
     restore_rng_state(rng_states[ctx.rank] if ctx.rank < len(rng_states) else rng_states[0], generator)
+    if "guard" in payload:  # checkpoints of medseg before the divergence guard lack it
+        guard.load_state_dict(payload["guard"])
     return RunState(
         epoch=int(payload["epoch"]), global_step=int(payload["global_step"]),
         best_metric=float(payload["best_metric"]), best_epoch=int(payload["best_epoch"]),
@@ -283,7 +404,7 @@ def _restore(
 
 def _checkpoint_payload(
     cfg: Config, ctx: DistContext, state: RunState, model: nn.Module, step: TrainStep,
-    scheduler: LRScheduler, generator: torch.Generator, row: dict[str, Any],
+    scheduler: LRScheduler, generator: torch.Generator, row: dict[str, Any], guard: DivergenceGuard,
 ) -> dict[str, Any]:
     """Everything a resume needs, as plain values (every rank must call: RNG states are gathered)."""
     return {
@@ -300,6 +421,7 @@ def _checkpoint_payload(
         "task": cfg.task,
         "metrics": {key: value for key, value in row.items() if key.startswith("val_")},
         "history": list(state.history),
+        "guard": guard.state_dict(),
         "world_size": ctx.world_size,
         "medseg_version": __version__,
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
@@ -343,6 +465,21 @@ def _log_epoch(writer: Any, row: dict[str, Any], global_step: int) -> None:
             section = "val" if key.startswith("val_") else "epoch"
             writer.add_scalar(f"{section}/{key.removeprefix('val_')}", value, global_step)
     writer.flush()
+
+
+def _test_metrics(
+    cfg: Config, model: nn.Module, test_data: Any, state: RunState, ctx: DistContext
+) -> dict[str, Any]:
+    """The run's ``metrics.json``: kept when it already scores the best epoch (a finished run
+    resumed), else written by testing ``best.pt``."""
+    path = cfg.run_dir / "metrics.json"
+    try:
+        kept = json.loads(path.read_text())
+    except (OSError, ValueError):
+        kept = None
+    if isinstance(kept, dict) and kept.get("epoch") == state.best_epoch:
+        return kept
+    return _test_best(cfg, model, test_data, cfg.run_dir / "best.pt", ctx)
 
 
 def _test_best(cfg: Config, model: nn.Module, test_data: Any, best_path: Path, ctx: DistContext) -> dict[str, Any]:

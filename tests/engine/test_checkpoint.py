@@ -5,8 +5,10 @@ from __future__ import annotations
 import os
 import pickle
 import stat
+import warnings
 
 import pytest
+import segmentation_models_pytorch as smp
 import torch
 
 from medseg.cli.main import main
@@ -60,7 +62,7 @@ def test_a_failed_write_leaves_the_old_file_intact(tmp_path, monkeypatch):
         raise OSError("disk full")
 
     monkeypatch.setattr(torch, "save", broken_save)
-    with pytest.raises(OSError, match="disk full"):
+    with pytest.raises(CheckpointError, match=r"last\.pt: cannot write it: disk full"):
         save_checkpoint(_payload(epoch=4), path)
     assert path.read_bytes() == before
     assert [p.name for p in tmp_path.iterdir()] == ["last.pt"]
@@ -72,7 +74,6 @@ def test_non_plain_values_are_rejected_before_writing(tmp_path):
     assert not list(tmp_path.iterdir())
 
 
-@pytest.mark.filterwarnings("ignore:Detected pickle protocol")
 @pytest.mark.parametrize("writer", ["torch", "pickle2", "pickle5"])
 def test_pickled_objects_are_refused_and_never_run(tmp_path, writer):
     marker = tmp_path / "pwned"
@@ -84,10 +85,65 @@ def test_pickled_objects_are_refused_and_never_run(tmp_path, writer):
         path.write_bytes(pickle.dumps(payload, protocol=int(writer[-1])))
     assert not marker.exists()
     # protocol 5 stops at an opcode the safe unpickler does not know, before the object
-    reason = "not a readable checkpoint" if writer == "pickle5" else "refused: the file holds a pickled .*open object"
-    with pytest.raises(CheckpointError, match=rf"evil\.pt: {reason}"):
-        load_checkpoint(path)
+    reason = ("not a readable checkpoint: a plain pickle \\(protocol 5\\)" if writer == "pickle5"
+              else "refused: the file holds a pickled .*open object")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # torch's "Detected pickle protocol" warning stays silent
+        with pytest.raises(CheckpointError, match=rf"evil\.pt: {reason}"):
+            load_checkpoint(path)
     assert not marker.exists()
+
+
+class RunsAShellCommand:
+    """Unpickling this would run ``touch target`` through os.system."""
+
+    def __init__(self, target):
+        self.target = str(target)
+
+    def __reduce__(self):
+        return (os.system, (f"touch {self.target}",))
+
+
+def test_a_blocked_global_is_named_and_never_run(tmp_path):
+    marker = tmp_path / "pwned"
+    torch.save(_payload(model=RunsAShellCommand(marker)), tmp_path / "evil.pt")
+    with pytest.raises(CheckpointError, match=rf"evil\.pt: refused: the file holds a pickled "
+                                              rf"{os.system.__module__}\.system object"):
+        load_checkpoint(tmp_path / "evil.pt")
+    assert not marker.exists()
+
+
+@pytest.mark.parametrize("protocol", [2, 4, pickle.HIGHEST_PROTOCOL])
+def test_a_plain_pickle_is_named_without_torch_s_warning(tmp_path, capsys, protocol):
+    path = tmp_path / "model.pkl"
+    with open(path, "wb") as handle:
+        pickle.dump({"model": {"w": [1.0, 2.0]}, "epoch": 3}, handle, protocol=protocol)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        with pytest.raises(CheckpointError) as err:
+            load_checkpoint(path)
+    assert str(err.value) == (f"{path}: not a readable checkpoint: a plain pickle (protocol {protocol}), "
+                              "not a torch.save file as medseg train writes")
+    assert capsys.readouterr().err == ""
+
+
+def test_a_checkpoint_loads_after_its_encoder_weights_file_is_gone(tmp_path):
+    from medseg.models import build_model
+
+    weights = tmp_path / "resnet18_encoder.pt"
+    torch.save(smp.encoders.get_encoder("resnet18", weights=None).state_dict(), weights)
+    cfg = Config()
+    cfg.model.encoder, cfg.model.encoder_weights = "resnet18", str(weights)
+    model = build_model(cfg.model, cfg.task).eval()
+    payload = _payload(model=model.state_dict(), config=cfg.to_dict())
+    path = save_checkpoint(payload, tmp_path / "best.pt")
+    weights.unlink()
+
+    loaded = load_model(path)
+    assert loaded.config.model.encoder_weights == str(weights)  # recorded as trained
+    images = torch.randn(2, 3, 64, 64, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        assert torch.equal(loaded.model(images), model(images))
 
 
 def test_missing_corrupt_truncated_and_foreign_files(tmp_path):
@@ -165,7 +221,7 @@ def test_copy_is_a_hard_link_where_possible_else_a_copy(tmp_path, monkeypatch):
 def test_a_failed_copy_leaves_the_old_target_intact(tmp_path):
     best = save_checkpoint(_payload(epoch=1), tmp_path / "best.pt")
     before = best.read_bytes()
-    with pytest.raises(FileNotFoundError):
+    with pytest.raises(CheckpointError, match=r"best\.pt: cannot copy .*missing\.pt to it: no such file"):
         copy_checkpoint(tmp_path / "missing.pt", best)
     assert best.read_bytes() == before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["best.pt"]

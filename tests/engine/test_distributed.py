@@ -55,3 +55,5 @@ def test_two_cpu_ranks_end_with_identical_weights(tiny_lgg, tmp_path, lgg_settin
     # rank 0 alone writes: one TensorBoard file, one epoch line
     assert len(list(run_dir.glob("events.out.tfevents.*"))) == 1
     assert done.stderr.count("epoch 1/1  train_loss") == 1
+    # rank 0 alone held the run folder's lock (rank 1 would have been refused) and removed it
+    assert not (run_dir / ".medseg.lock").exists()

@@ -186,6 +186,7 @@ def test_existing_run_is_not_overwritten(trained_lgg):
 def test_resume_without_a_run_is_a_checkpoint_error(tiny_lgg, tmp_path, lgg_config):
     with pytest.raises(CheckpointError, match="nothing to resume"):
         train(lgg_config(tiny_lgg, tmp_path / "empty"), resume=True)
+    assert not (tmp_path / "empty").exists()
 
 
 def test_unknown_optimizer_is_a_config_error(tiny_pcam, tmp_path, pcam_settings):
