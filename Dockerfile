@@ -12,7 +12,8 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     HF_HUB_OFFLINE=1 \
     MEDSEG_MODELS_DIR=/models \
     MEDSEG_DATA_DIR=/data \
-    MEDSEG_APP_HOST=0.0.0.0
+    MEDSEG_APP_HOST=0.0.0.0 \
+    MEDSEG_APP_FOLDER_PICKER=0
 
 RUN useradd --create-home --uid 1000 medseg \
     && mkdir -p /models /data /opt/medseg \

@@ -1,7 +1,10 @@
 """Training runs found under a models folder, described from their files (no torch needed).
 
 A run is a folder holding ``best.pt`` and/or ``last.pt`` (see ``models/README.md``); its card
-is read from ``config.yaml``, ``metrics.json`` and ``history.csv``.
+is read from ``config.yaml``, ``metrics.json`` and ``history.csv``. Only regular files count
+as checkpoints; a side file that is missing, not a regular file, over
+:data:`MAX_SIDE_FILE_BYTES`, not UTF-8 or malformed becomes one of the card's ``problems``,
+never an error, so one odd run folder cannot take the page down.
 
 Example:
     >>> runs = find_runs("models")
@@ -12,8 +15,10 @@ Example:
 from __future__ import annotations
 
 import csv
+import io
 import json
 import math
+import os
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -26,6 +31,8 @@ CHECKPOINT_NAMES = ("best.pt", "last.pt")
 #: metrics shown on a card, in the tasks' display order (counts and timings stay in the files)
 CARD_METRICS = tuple(key for task in TASKS.values() for key in task.metric_keys)
 _MAX_DEPTH = 3  # models/<group>/<run>/best.pt is found; deeper trees are not searched
+#: largest config.yaml, metrics.json or history.csv read for a card
+MAX_SIDE_FILE_BYTES = 2 * 2**20
 
 
 @dataclass(frozen=True)
@@ -39,13 +46,14 @@ class RunCard:
     test_metrics: dict[str, float]
     validation_metrics: dict[str, float]
     epochs_done: int
-    created: datetime
+    created: datetime | None
     problems: tuple[str, ...] = field(default=())
 
     @property
-    def checkpoint(self) -> Path:
-        """The checkpoint to load by default: ``best.pt`` when present, else ``last.pt``."""
-        return self.checkpoints[0]
+    def checkpoint(self) -> Path | None:
+        """The checkpoint to load by default: ``best.pt`` when present, else ``last.pt``
+        (None when neither is a regular file)."""
+        return self.checkpoints[0] if self.checkpoints else None
 
     @property
     def task(self) -> str | None:
@@ -69,7 +77,8 @@ class RunCard:
             if metrics:
                 rows.append((label, ", ".join(
                     f"{metric_label(k)} {_format_number(v)}" for k, v in metrics.items())))
-        rows.append(("Date", self.created.strftime("%Y-%m-%d %H:%M")))
+        date = self.created.strftime("%Y-%m-%d %H:%M") if self.created else "unknown"
+        rows.append(("Date", date))
         return rows
 
 
@@ -84,7 +93,7 @@ def _numbers(mapping: dict) -> dict[str, float]:
             continue
         try:
             out[str(key)] = float(value)
-        except (TypeError, ValueError):
+        except (TypeError, ValueError, OverflowError):
             continue
     return out
 
@@ -93,12 +102,32 @@ def _card_metrics(metrics: dict[str, float]) -> dict[str, float]:
     return {name: metrics[name] for name in CARD_METRICS if name in metrics}
 
 
+def _side_text(path: Path, problems: list[str]) -> str | None:
+    """The text of a run's side file, or None (with a problem when it exists but is unusable)."""
+    try:
+        if not path.exists():
+            return None
+        if not path.is_file():
+            problems.append(f"{path.name} is not a regular file")
+            return None
+        if path.stat().st_size > MAX_SIDE_FILE_BYTES:
+            problems.append(f"{path.name} is over {MAX_SIDE_FILE_BYTES // 2**20} MB; not read")
+            return None
+        return path.read_text(encoding="utf-8")
+    except OSError as err:
+        problems.append(f"{path.name} cannot be read ({err.strerror or err})")
+    except UnicodeDecodeError:
+        problems.append(f"{path.name} is not UTF-8 text")
+    return None
+
+
 def _read_metrics(path: Path, problems: list[str]) -> dict[str, float]:
-    if not path.is_file():
+    text = _side_text(path, problems)
+    if text is None:
         return {}
     try:
-        raw = json.loads(path.read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        raw = json.loads(text)
+    except (ValueError, RecursionError):
         problems.append(f"{path.name} is not valid JSON")
         return {}
     if not isinstance(raw, dict):
@@ -108,14 +137,37 @@ def _read_metrics(path: Path, problems: list[str]) -> dict[str, float]:
 
 
 def _read_history(path: Path, problems: list[str]) -> list[dict[str, str]]:
-    if not path.is_file():
+    text = _side_text(path, problems)
+    if text is None:
         return []
     try:
-        with path.open(newline="") as handle:
-            return list(csv.DictReader(handle))
-    except (OSError, UnicodeDecodeError, csv.Error):
+        return list(csv.DictReader(io.StringIO(text, newline="")))
+    except csv.Error:
         problems.append(f"{path.name} is not a readable CSV file")
         return []
+
+
+def _read_config(path: Path, problems: list[str]) -> Config | None:
+    if _side_text(path, problems) is None:
+        if not path.exists():
+            problems.append("config.yaml is missing")
+        return None
+    try:
+        return load_config(path)
+    except MedsegError as err:
+        problems.append(str(err))
+    except (OSError, ValueError, RecursionError):  # load_config passes a few of these on
+        problems.append(f"{path.name} is not a readable config")
+    return None
+
+
+def _created(checkpoints: tuple[Path, ...], problems: list[str]) -> datetime | None:
+    """When the newest checkpoint was written (None when its date cannot be read)."""
+    try:
+        return datetime.fromtimestamp(max(p.stat().st_mtime for p in checkpoints))
+    except (OSError, ValueError, OverflowError):
+        problems.append("the checkpoint's date cannot be read")
+        return None
 
 
 def _validation_metrics(history: list[dict[str, str]]) -> dict[str, float]:
@@ -126,33 +178,36 @@ def _validation_metrics(history: list[dict[str, str]]) -> dict[str, float]:
     return _card_metrics({k.removeprefix("val_"): v for k, v in last.items() if k.startswith("val_")})
 
 
+def _is_regular_file(path: Path) -> bool:
+    try:
+        return path.is_file()
+    except OSError:
+        return False
+
+
 def read_run(folder: str | Path, name: str | None = None) -> RunCard:
-    """Describe one run folder. Unreadable side files become ``problems``, not errors.
+    """Describe one run folder. A ``best.pt`` or ``last.pt`` that is not a regular file, and
+    unreadable side files, become ``problems``, not errors.
 
     Raises:
         MedsegError: when the folder holds neither ``best.pt`` nor ``last.pt``.
     """
     folder = Path(folder)
-    checkpoints = tuple(folder / n for n in CHECKPOINT_NAMES if (folder / n).is_file())
-    if not checkpoints:
+    present = [folder / n for n in CHECKPOINT_NAMES if os.path.lexists(folder / n)]
+    if not present:
         raise MedsegError(f"{folder}: no best.pt or last.pt in this run folder")
-    problems: list[str] = []
-    config = None
-    if (folder / "config.yaml").is_file():
-        try:
-            config = load_config(folder / "config.yaml")
-        except MedsegError as err:
-            problems.append(str(err))
-    else:
-        problems.append("config.yaml is missing")
+    checkpoints = tuple(path for path in present if _is_regular_file(path))
+    problems = [f"{path.name} is not a regular file" for path in present if path not in checkpoints]
+    config = _read_config(folder / "config.yaml", problems)
     history = _read_history(folder / "history.csv", problems)
-    created = datetime.fromtimestamp(max(p.stat().st_mtime for p in checkpoints))
+    test_metrics = _read_metrics(folder / "metrics.json", problems)
+    created = _created(checkpoints, problems) if checkpoints else None
     return RunCard(
         name=name or folder.name,
         path=folder,
         checkpoints=checkpoints,
         config=config,
-        test_metrics=_read_metrics(folder / "metrics.json", problems),
+        test_metrics=test_metrics,
         validation_metrics=_validation_metrics(history),
         epochs_done=len(history),
         created=created,
@@ -160,22 +215,38 @@ def read_run(folder: str | Path, name: str | None = None) -> RunCard:
     )
 
 
-def find_runs(models_dir: str | Path) -> list[RunCard]:
-    """All runs under ``models_dir`` (up to three levels deep), newest first.
-
-    Returns an empty list when the folder does not exist.
-    """
-    root = Path(models_dir)
-    if not root.is_dir():
-        return []
-    folders = {
-        ckpt.parent
+def _run_folders(root: Path) -> set[Path]:
+    """Folders under ``root`` (itself included, up to three levels) with a checkpoint name."""
+    return {
+        found.parent
         for pattern in CHECKPOINT_NAMES
         for depth in range(_MAX_DEPTH)
-        for ckpt in root.glob("/".join(["*"] * depth + [pattern]))
+        for found in root.glob("/".join(["*"] * depth + [pattern]))
     }
+
+
+def _newest_first(run: RunCard) -> tuple[float, str]:
+    """Sort key: newest checkpoint first, then by name; runs without a date last."""
+    return (-run.created.timestamp() if run.created else math.inf, run.name)
+
+
+def find_runs(models_dir: str | Path) -> list[RunCard]:
+    """All runs under ``models_dir`` (up to three levels deep), newest first; a run whose
+    files cannot be read is listed with its ``problems``.
+
+    Returns an empty list when the folder does not exist or cannot be listed.
+    """
+    root = Path(models_dir)
+    try:
+        folders = _run_folders(root) if root.is_dir() else set()
+    except OSError:
+        return []
     runs = []
     for folder in folders:
         relative = folder.relative_to(root).as_posix()
-        runs.append(read_run(folder, name=folder.resolve().name if relative == "." else relative))
-    return sorted(runs, key=lambda run: (-run.created.timestamp(), run.name))
+        name = relative if relative != "." else (folder.resolve().name or folder.as_posix())
+        try:
+            runs.append(read_run(folder, name=name))
+        except MedsegError:  # the checkpoint went away since the folder was listed
+            continue
+    return sorted(runs, key=_newest_first)

@@ -1,4 +1,10 @@
-"""Where the app looks for runs and data: environment variables with repository defaults."""
+"""Where the app looks for runs and data: environment variables with repository defaults.
+
+The folders are fixed when the server starts. A browser may change them (text fields in
+the sidebar and the page) only when ``MEDSEG_APP_FOLDER_PICKER`` is on: anyone who reaches
+the page could then read any folder the server can, and load any checkpoint in it.
+``medseg app`` turns it on when it binds a loopback address (see :mod:`medseg.cli.app`).
+"""
 
 from __future__ import annotations
 
@@ -8,6 +14,9 @@ from pathlib import Path
 MODELS_DIR_ENV = "MEDSEG_MODELS_DIR"
 LGG_DIR_ENV = "MEDSEG_DATA_DIR"
 PCAM_DIR_ENV = "MEDSEG_PCAM_DIR"
+FOLDER_PICKER_ENV = "MEDSEG_APP_FOLDER_PICKER"
+#: values of ``MEDSEG_APP_FOLDER_PICKER`` that turn the picker on (any other leaves it off)
+ON_VALUES = ("1", "true", "yes", "on")
 
 DEFAULT_MODELS_DIR = "models"
 DEFAULT_LGG_DIR = "demo_data/lgg"
@@ -30,3 +39,14 @@ def lgg_dir() -> Path:
 def pcam_dir() -> Path:
     """The PCam-format folder: ``$MEDSEG_PCAM_DIR`` or ``demo_data/pcam``."""
     return Path(os.environ.get(PCAM_DIR_ENV) or DEFAULT_PCAM_DIR)
+
+
+def is_on(value: str | None) -> bool:
+    """Whether a setting's text turns it on: ``1``, ``true``, ``yes`` or ``on`` (any case)."""
+    return (value or "").strip().lower() in ON_VALUES
+
+
+def folder_picker() -> bool:
+    """Whether the page lets a browser choose its folders: ``$MEDSEG_APP_FOLDER_PICKER`` is
+    on (:func:`is_on`). Off when unset."""
+    return is_on(os.environ.get(FOLDER_PICKER_ENV))

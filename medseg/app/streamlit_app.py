@@ -5,6 +5,11 @@ A thin layer over the library: runs come from :mod:`medseg.app.run_cards`, model
 :mod:`medseg.app.scoring` (cached per session, so the threshold slider only re-thresholds),
 pictures from :mod:`medseg.app.overlays`, uploads from :mod:`medseg.app.uploads`.
 
+Folders come from the environment (:mod:`medseg.app.settings`); the sidebar and the page let
+a browser change them only when the folder picker is on (``MEDSEG_APP_FOLDER_PICKER=1``).
+Any text from outside the code (file and folder names, error messages) is shown escaped
+(:mod:`medseg.app.text`).
+
 Run it with ``medseg app`` or ``streamlit run app/streamlit_app.py``.
 """
 
@@ -41,7 +46,14 @@ from medseg.app.scoring import (
     read_patient_slices,
     score_volume,
 )
-from medseg.app.uploads import Upload, mask_png_bytes, mask_volume_bytes, read_upload
+from medseg.app.text import code_span, escape_markdown
+from medseg.app.uploads import (
+    Upload,
+    mask_png_bytes,
+    mask_volume_bytes,
+    prediction_file_name,
+    read_upload,
+)
 from medseg.data import list_patients
 from medseg.engine import load_model, patch_probabilities, slice_probabilities
 from medseg.errors import MedsegError
@@ -99,6 +111,7 @@ def session_cached(name: str, key: Any, compute: Callable[[], Any], size: int = 
 
 def predict_with_progress(model, images: np.ndarray, image_size: int, what: str) -> np.ndarray:
     """Probabilities of every slice, a batch at a time, with a progress bar."""
+    what = escape_markdown(what)
     bar = st.progress(0.0, text=f"Predicting {what}…")
     parts = []
     for start in range(0, len(images), SLICES_PER_BATCH):
@@ -110,6 +123,20 @@ def predict_with_progress(model, images: np.ndarray, image_size: int, what: str)
 
 
 # ---------------------------------------------------------------- small views
+
+
+def show_error(message: str) -> None:
+    """A one-line error, shown literally (no Markdown in file names or messages)."""
+    st.error(escape_markdown(message))
+
+
+def folder_field(label: str, configured: Path, key: str, help: str | None = None) -> str:
+    """The folder to read: a text field when the folder picker is on, else the configured
+    folder, shown read-only (no browser input can change it)."""
+    if settings.folder_picker():
+        return st.text_input(label, value=str(configured), key=key, help=help)
+    st.caption(f"{label}: {code_span(str(configured))}", help=help)
+    return str(configured)
 
 
 def legend(entries: tuple[LegendEntry, ...]) -> None:
@@ -137,9 +164,10 @@ def area_metric(column, whose: str, pixels: int, pixel_area_mm2: float | None) -
 
 
 def run_card(run: RunCard) -> None:
-    st.markdown("\n".join(f"- **{label}:** {value}" for label, value in run.summary_rows()))
+    st.markdown("\n".join(f"- **{label}:** {escape_markdown(value)}"
+                          for label, value in run.summary_rows()))
     for problem in run.problems:
-        st.warning(problem)
+        st.warning(escape_markdown(problem))
 
 
 def slice_pictures(
@@ -224,37 +252,40 @@ def largest_area_slice(numbers: list[int], masks: np.ndarray) -> int:
 # ---------------------------------------------------------------- pages
 
 
-def pick_run() -> tuple[RunCard, Path, float] | None:
+def pick_run() -> tuple[RunCard, Path | None, float] | None:
     """Sidebar: the runs folder, the run, its card, the checkpoint and the threshold."""
     with st.sidebar:
         st.header("Model")
-        folder = st.text_input("Runs folder", value=str(settings.models_dir()), key="models_dir")
+        folder = folder_field("Runs folder", settings.models_dir(), "models_dir")
         runs = find_runs(folder)
         if not runs:
-            st.info(f"No runs in `{folder}`.")
+            st.info(f"No runs in {code_span(folder)}.")
             return None
         by_name = {run.name: run for run in runs}
         run = by_name[cast(str, st.selectbox("Run", list(by_name), key="run"))]
         names = [path.name for path in run.checkpoints]
-        chosen = cast(str, st.radio("Checkpoint", names, horizontal=True, key=f"checkpoint:{run.name}"))
+        chosen = None
+        if names:
+            chosen = cast(str, st.radio("Checkpoint", names, horizontal=True,
+                                        key=f"checkpoint:{run.name}"))
         run_card(run)
         threshold = st.slider(
             "Probability threshold", 0.05, 0.95, 0.5, 0.05, key="threshold",
             help="A pixel (or patch) is tumour when its probability is at least this. "
                  "Moving it re-scores at once; the model is not run again.",
         )
-    return run, run.path / chosen, threshold
+    return run, (run.path / chosen if chosen else None), threshold
 
 
 def case_browser(loaded, checkpoint: CheckpointKey, threshold: float) -> None:
-    folder = st.text_input(
-        "Case folder (LGG kaggle_3m layout)", value=str(settings.lgg_dir()), key="lgg_dir",
+    folder = folder_field(
+        "Case folder (LGG kaggle_3m layout)", settings.lgg_dir(), "lgg_dir",
         help="A kaggle_3m folder, or the lgg-mri-segmentation folder that holds it.",
     )
     try:
         patients = {patient.name: patient for patient in list_cases(folder)}
     except MedsegError as err:
-        st.error(str(err))
+        show_error(str(err))
         st.info("Write the demo cases with `medseg demo-data lgg demo_data/lgg`.")
         return
     left, right = st.columns([1, 2])
@@ -273,7 +304,7 @@ def case_browser(loaded, checkpoint: CheckpointKey, threshold: float) -> None:
                                           f"patient {name}"),
         )
     except MedsegError as err:
-        st.error(str(err))
+        show_error(str(err))
         return
     volume = score_volume(probs, case.masks, name, case.numbers, threshold)
     slider_key = f"slice:{folder}:{name}"
@@ -331,7 +362,7 @@ def upload_view(loaded, checkpoint: CheckpointKey, threshold: float) -> None:
     try:
         upload, probs = session_cached("uploads", key, decode_and_predict, size=2)
     except MedsegError as err:
-        st.error(str(err))
+        show_error(str(err))
         return
     numbers = list(range(1, len(upload.images) + 1))
     reference = upload.masks if upload.masks is not None else binarize(probs, threshold)
@@ -354,21 +385,21 @@ def upload_view(loaded, checkpoint: CheckpointKey, threshold: float) -> None:
     spacing = ("Pixel spacing from the NIfTI header" if upload.pixel_area_mm2
                else "Pixel spacing unknown: areas in pixels")
     st.caption(f"{spacing}. {EMPTY_SLICE_NOTE}")
-    stem = upload.name.removesuffix(".gz").rsplit(".", 1)[0]
     predicted = binarize(probs, threshold)
+    file_name = prediction_file_name(upload.name, upload.is_volume)
     if upload.is_volume:
         st.download_button(
             "Download the predicted mask (NIfTI, aligned with the upload)",
-            data=lambda: mask_volume_bytes(predicted, upload.volume, f"{stem}_mask.nii.gz"),
-            file_name=f"{stem}_mask.nii.gz", mime="application/gzip",
+            data=lambda: mask_volume_bytes(predicted, upload.volume),
+            file_name=file_name, mime="application/gzip",
         )
     else:
         st.download_button("Download the predicted mask (PNG)", data=mask_png_bytes(predicted[0]),
-                           file_name=f"{stem}_mask.png", mime="image/png")
+                           file_name=file_name, mime="image/png")
 
 
 def pcam_view(loaded, checkpoint: CheckpointKey, threshold: float) -> None:
-    folder = st.text_input("PCam folder (HDF5 files)", value=str(settings.pcam_dir()), key="pcam_dir")
+    folder = folder_field("PCam folder (HDF5 files)", settings.pcam_dir(), "pcam_dir")
     left, right = st.columns(2)
     split = SPLIT_LABELS[cast(str, left.radio("Split", list(SPLIT_LABELS), horizontal=True, key="pcam_split"))]
     count = right.slider("Patches to score", 16, 2048, 256, 16, key="pcam_count")
@@ -388,7 +419,7 @@ def pcam_view(loaded, checkpoint: CheckpointKey, threshold: float) -> None:
         patches, labels, probs = session_cached("pcam", (checkpoint, folder, split, count),
                                                 read_and_score)
     except MedsegError as err:
-        st.error(str(err))
+        show_error(str(err))
         st.info("Write the demo patches with `medseg demo-data pcam demo_data/pcam`.")
         return
     scores = score_patches(probs, labels, threshold)
@@ -421,18 +452,23 @@ def main() -> None:
     st.title("medseg viewer")
     choice = pick_run()
     if choice is None:
+        where = "`MEDSEG_MODELS_DIR`"
+        if settings.folder_picker():
+            where += " (or the sidebar's runs folder)"
         st.info(
             "No trained model found. Train the demo model with "
-            "`medseg train configs/demo_lgg.yaml`, or point `MEDSEG_MODELS_DIR` (or the "
-            "sidebar's runs folder) at a folder of runs."
+            f"`medseg train configs/demo_lgg.yaml`, or point {where} at a folder of runs."
         )
         return
     run, checkpoint, threshold = choice
+    if checkpoint is None:
+        show_error(f"Cannot load run {run.name}: no checkpoint file (see the run's problems)")
+        return
     try:
         key: CheckpointKey = (str(checkpoint), checkpoint.stat().st_mtime_ns)
         loaded = load_cached_model(*key)
     except (MedsegError, OSError) as err:
-        st.error(f"Cannot load run {run.name}: {err}")
+        show_error(f"Cannot load run {run.name}: {err}")
         return
     TASK_VIEWS[loaded.task](loaded, key, threshold)
 

@@ -1,10 +1,12 @@
 """Checking and reading uploaded files: a slice (+ mask) or a NIfTI volume (+ mask volume).
 
-Uploads are written only into a :class:`tempfile.TemporaryDirectory` that is removed before
-the function returns, and read back with the readers of :mod:`medseg.data`
+Uploads are written only into a private :class:`tempfile.TemporaryDirectory` that is removed
+before the function returns, under fixed names (``image.png``, ``mask.nii.gz``: the uploaded
+name never becomes a path), and read back with the readers of :mod:`medseg.data`
 (:func:`~medseg.data.read_mask`, :func:`~medseg.data.load_volume`); a slice may also be a
 grey PNG or JPEG. Every problem is a one-line :class:`~medseg.errors.DataError` naming the
-uploaded file.
+uploaded file (shortened, control characters shown as ``?``). Predicted masks download as
+``<stem>_pred.png`` / ``<stem>_pred.nii.gz`` (:func:`prediction_file_name`).
 
 Example:
     >>> upload = read_upload(("case.png", png_bytes), ("case_mask.png", mask_bytes))
@@ -15,16 +17,27 @@ Example:
 from __future__ import annotations
 
 import io
+import re
 import tempfile
+import unicodedata
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+from PIL import Image
 
+from medseg.app.text import one_line, shown_name
+from medseg.data import load_mask_volume, load_volume, read_mask, save_mask_volume
+from medseg.data.limits import load_image
 from medseg.errors import DataError
 
 SLICE_SUFFIXES = (".tif", ".tiff", ".png", ".jpg", ".jpeg")
 VOLUME_SUFFIXES = (".nii", ".nii.gz")
+#: longest file name most file systems accept, in bytes (UTF-8)
+MAX_NAME_BYTES = 255
+#: longest stem kept in a download's file name, in characters
+MAX_STEM_CHARS = 100
+_UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
 
 #: (file name, file bytes) as handed over by the browser.
 UploadedFile = tuple[str, bytes]
@@ -49,43 +62,82 @@ class Upload:
         return self.volume is not None
 
 
+def upload_suffix(name: str) -> str:
+    """The accepted suffix ``name`` ends with, lower case (``".nii.gz"``, ``".png"``, ...).
+
+    Raises:
+        DataError: for any other file type.
+    """
+    lower = name.lower()
+    for suffix in VOLUME_SUFFIXES + SLICE_SUFFIXES:
+        if lower.endswith(suffix):
+            return suffix
+    accepted = ", ".join(SLICE_SUFFIXES + VOLUME_SUFFIXES)
+    raise DataError(f"{shown_name(name)}: unsupported file type; upload one of {accepted}")
+
+
 def upload_kind(name: str) -> str:
     """Return ``"slice"`` or ``"volume"`` from a file name.
 
     Raises:
         DataError: for any other file type.
     """
-    lower = name.lower()
-    if lower.endswith(VOLUME_SUFFIXES):
-        return "volume"
-    if lower.endswith(SLICE_SUFFIXES):
-        return "slice"
-    accepted = ", ".join(SLICE_SUFFIXES + VOLUME_SUFFIXES)
-    raise DataError(f"{name}: unsupported file type; upload one of {accepted}")
+    return "volume" if upload_suffix(name) in VOLUME_SUFFIXES else "slice"
+
+
+def check_name(name: str) -> None:
+    """Raise :class:`DataError` for a name no file system holds: empty, with a control
+    character (NUL, newline) or a lone surrogate (not text), or over :data:`MAX_NAME_BYTES`
+    bytes."""
+    if not name:
+        raise DataError("the uploaded file has no name")
+    if any(unicodedata.category(c) in ("Cc", "Cs") for c in name):
+        raise DataError(f"{shown_name(name)}: the file name holds a control character "
+                        "(shown as ?); rename the file and upload it again")
+    size = len(name.encode("utf-8"))
+    if size > MAX_NAME_BYTES:
+        raise DataError(f"{shown_name(name)}: the file name is {size} bytes long, over "
+                        f"{MAX_NAME_BYTES}; rename the file and upload it again")
+
+
+def prediction_file_name(upload_name: str, is_volume: bool) -> str:
+    """The download name of the mask predicted for ``upload_name``: ``<stem>_pred.nii.gz``
+    for a volume, ``<stem>_pred.png`` for a slice. The stem is the upload's base name without
+    its suffix, in ASCII letters, digits, ``.``, ``_`` and ``-`` only, at most
+    :data:`MAX_STEM_CHARS` characters (``upload`` when nothing is left).
+    """
+    base = re.split(r"[/\\]", upload_name)[-1]
+    lower = base.lower()
+    for suffix in VOLUME_SUFFIXES + SLICE_SUFFIXES:
+        if lower.endswith(suffix):
+            base = base[: -len(suffix)]
+            break
+    ascii_base = unicodedata.normalize("NFKD", base).encode("ascii", "ignore").decode()
+    stem = _UNSAFE.sub("_", ascii_base).strip("._-")[:MAX_STEM_CHARS].rstrip("._-")
+    return f"{stem or 'upload'}_pred{'.nii.gz' if is_volume else '.png'}"
 
 
 def check_size(name: str, size: int, max_mb: float) -> None:
     """Raise :class:`DataError` when an upload is empty or larger than ``max_mb`` megabytes."""
     if size == 0:
-        raise DataError(f"{name}: the file is empty")
+        raise DataError(f"{shown_name(name)}: the file is empty")
     if size > max_mb * 1024 * 1024:
-        raise DataError(f"{name}: {size / 2**20:.1f} MB is over the {max_mb:g} MB upload limit")
+        raise DataError(
+            f"{shown_name(name)}: {size / 2**20:.1f} MB is over the {max_mb:g} MB upload limit"
+        )
 
 
-def _safe_name(name: str) -> str:
-    base = Path(name.replace("\\", "/")).name
-    return base if base not in {"", ".", ".."} else "upload"
-
-
-def _read_in(folder: Path, upload: UploadedFile, reader):
-    """Write one upload into ``folder`` and read it with ``reader``; errors name the upload."""
+def _read_in(folder: Path, role: str, upload: UploadedFile, reader):
+    """Write one upload into ``folder`` as ``<role><suffix>`` and read it with ``reader``;
+    errors name the upload, on one line."""
     name, data = upload
-    path = folder / _safe_name(name)
+    path = folder / f"{role}{upload_suffix(name)}"
     path.write_bytes(data)
     try:
         return reader(path)
     except DataError as err:
-        raise DataError(str(err).replace(str(path), name)) from None
+        message = str(err).replace(str(path), shown_name(name)).replace(str(folder), "")
+        raise DataError(one_line(message)) from None
 
 
 def _check_same_size(mask_name: str, masks: np.ndarray, image_name: str, images: np.ndarray) -> None:
@@ -99,25 +151,20 @@ def _check_same_size(mask_name: str, masks: np.ndarray, image_name: str, images:
 def read_slice_upload(path: Path) -> np.ndarray:
     """Read an uploaded slice as (H, W, 3) uint8; a grey image is repeated into 3 channels.
 
-    Raises:
-        DataError: when the file is not a readable 8-bit grey, RGB or RGBA image.
-    """
-    from PIL import Image
+    The header is checked against :func:`medseg.data.limits.max_image_pixels` before decoding.
 
-    try:
-        with Image.open(path) as image:
-            image.load()
-            if image.mode in ("L", "LA", "P", "RGBA"):
-                image = image.convert("RGB")
-            if image.mode != "RGB":
-                raise DataError(
-                    f"{path}: expected an 8-bit grey or RGB image, got PIL mode {image.mode!r}"
-                )
-            return np.asarray(image).copy()
-    except DataError:
-        raise
-    except (OSError, ValueError, SyntaxError) as err:
-        raise DataError(f"{path}: not a readable image ({err})") from None
+    Raises:
+        DataError: when the file is not a readable 8-bit grey, RGB or RGBA image, or too large.
+    """
+    image = load_image(path)
+    with image:
+        if image.mode in ("L", "LA", "P", "RGBA"):
+            image = image.convert("RGB")
+        if image.mode != "RGB":
+            raise DataError(
+                f"{path}: expected an 8-bit grey or RGB image, got PIL mode {image.mode!r}"
+            )
+        return np.asarray(image).copy()
 
 
 def _pixel_area(volume) -> float | None:
@@ -150,49 +197,44 @@ def read_upload(
         DataError: on a wrong file type, an empty, oversized or corrupt file, a mask of
             another kind or size than the image.
     """
-    from medseg.data import load_mask_volume, load_volume, read_mask
-
+    uploads = [image] if mask is None else [image, mask]
+    for name, data in uploads:
+        check_name(name)
+        check_size(name, len(data), max_mb)
     kind = upload_kind(image[0])
-    check_size(image[0], len(image[1]), max_mb)
-    if mask is not None:
-        if upload_kind(mask[0]) != kind:
-            raise DataError(f"{mask[0]}: a {kind} needs a mask of the same kind ({image[0]})")
-        check_size(mask[0], len(mask[1]), max_mb)
+    if mask is not None and upload_kind(mask[0]) != kind:
+        raise DataError(f"{shown_name(mask[0])}: a {kind} needs a mask of the same kind "
+                        f"({shown_name(image[0])})")
     with tempfile.TemporaryDirectory(prefix="medseg-upload-") as tmp:
         folder = Path(tmp)
-        (folder / "mask").mkdir()
+        masks = None
         if kind == "slice":
-            images = _read_in(folder, image, read_slice_upload)[None]
-            masks = None
+            images = _read_in(folder, "image", image, read_slice_upload)[None]
             if mask is not None:
-                masks = _read_in(folder / "mask", mask, read_mask)[None]
+                masks = _read_in(folder, "mask", mask, read_mask)[None]
             volume, pixel_area = None, None
         else:
-            volume = _read_in(folder, image, load_volume)
+            volume = _read_in(folder, "image", image, load_volume)
             images = volume.slices
-            masks = None
             if mask is not None:
-                masks = _read_in(folder / "mask", mask, load_mask_volume)
+                masks = _read_in(folder, "mask", mask, load_mask_volume)
             pixel_area = _pixel_area(volume)
     if mask is not None and masks is not None:
-        _check_same_size(mask[0], masks, image[0], images)
+        _check_same_size(shown_name(mask[0]), masks, shown_name(image[0]), images)
     return Upload(image[0], images, masks, volume, pixel_area)
 
 
 def mask_png_bytes(mask: np.ndarray) -> bytes:
     """Encode a binary (H, W) mask as a black-and-white PNG (tumour 255)."""
-    from PIL import Image
-
     buffer = io.BytesIO()
     Image.fromarray((np.asarray(mask) > 0).astype(np.uint8) * 255).save(buffer, format="PNG")
     return buffer.getvalue()
 
 
-def mask_volume_bytes(masks_nhw: np.ndarray, volume, name: str) -> bytes:
-    """Encode predicted (N, H, W) masks as a NIfTI file aligned with the uploaded ``volume``."""
-    from medseg.data import save_mask_volume
-
+def mask_volume_bytes(masks_nhw: np.ndarray, volume) -> bytes:
+    """Encode predicted (N, H, W) masks as a NIfTI file aligned with the uploaded ``volume``
+    (written as ``pred.nii.gz`` in a private temporary folder, read back, deleted)."""
     with tempfile.TemporaryDirectory(prefix="medseg-download-") as tmp:
-        path = Path(tmp) / name
+        path = Path(tmp) / "pred.nii.gz"
         save_mask_volume(masks_nhw, volume, path)
         return path.read_bytes()

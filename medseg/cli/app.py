@@ -1,9 +1,15 @@
-"""``medseg app``: serve the Streamlit app shipped inside the package."""
+"""``medseg app``: serve the Streamlit app shipped inside the package.
+
+The folder picker (the page's folder fields, ``$MEDSEG_APP_FOLDER_PICKER``) is on when the
+server binds a loopback address (127.0.0.1, ::1, localhost) and off on any other address,
+unless ``--folder-picker`` / ``--no-folder-picker`` or the variable says otherwise.
+"""
 
 from __future__ import annotations
 
 import argparse
 import importlib.util
+import ipaddress
 import os
 import subprocess
 import sys
@@ -37,6 +43,30 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--host", default=None,
                         help=f"address to bind (default: ${HOST_ENV} or {DEFAULT_HOST}; "
                              "the Docker image sets 0.0.0.0)")
+    parser.add_argument("--folder-picker", action=argparse.BooleanOptionalAction, default=None,
+                        help="let the page's folder fields read any folder the server can "
+                             "(default: $MEDSEG_APP_FOLDER_PICKER, else on for a loopback "
+                             "--host only)")
+
+
+def is_loopback(host: str) -> bool:
+    """Whether ``host`` only accepts connections from this machine."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def folder_picker_value(flag: bool | None, environment: str | None, host: str) -> str:
+    """``$MEDSEG_APP_FOLDER_PICKER`` for the server: the flag, else the variable, else on
+    (``1``) for a loopback host and off (``0``) for any other."""
+    if flag is not None:
+        return "1" if flag else "0"
+    if environment:
+        return environment
+    return "1" if is_loopback(host) else "0"
 
 
 def streamlit_command(host: str, port: int) -> list[str]:
@@ -49,12 +79,19 @@ def streamlit_command(host: str, port: int) -> list[str]:
         "--server.address", host,
         "--server.maxUploadSize", str(MAX_UPLOAD_MB),
         "--browser.gatherUsageStats", "false",
+        "--server.showEmailPrompt", "false",  # no first-run prompt writing ~/.streamlit/
         "--client.toolbarMode", "minimal",
     ]
 
 
 def run(args: argparse.Namespace) -> int:
-    from medseg.app.settings import LGG_DIR_ENV, MODELS_DIR_ENV, PCAM_DIR_ENV
+    from medseg.app.settings import (
+        FOLDER_PICKER_ENV,
+        LGG_DIR_ENV,
+        MODELS_DIR_ENV,
+        PCAM_DIR_ENV,
+        is_on,
+    )
 
     host = args.host or os.environ.get(HOST_ENV) or DEFAULT_HOST
     port_text = str(args.port) if args.port is not None else os.environ.get(PORT_ENV)
@@ -76,5 +113,12 @@ def run(args: argparse.Namespace) -> int:
         if not Path(value).is_dir():
             raise MedsegError(f"{option} {value}: not a folder")
         env[variable] = str(Path(value).resolve())
+    env[FOLDER_PICKER_ENV] = folder_picker_value(args.folder_picker, env.get(FOLDER_PICKER_ENV),
+                                                 host)
     print(f"medseg: serving the app on http://{host}:{port} (Ctrl+C stops it)")
+    if is_on(env[FOLDER_PICKER_ENV]):
+        print("medseg: folder picker on: the page can read any folder this server can"
+              + ("" if is_loopback(host) else f", for anyone who can reach port {port}"))
+    else:
+        print("medseg: folder picker off: the page reads only the configured folders")
     return subprocess.call(streamlit_command(host, port), env=env)

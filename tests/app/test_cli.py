@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 from pathlib import Path
 
 import medseg
+from medseg.app import settings
 from medseg.cli import app as app_cli
 from medseg.cli.main import main
 
@@ -35,6 +37,7 @@ def test_runs_the_packaged_page_with_the_folders(monkeypatch, tmp_path, capsys):
     assert options["--server.address"] == "0.0.0.0"
     assert options["--server.maxUploadSize"] == "200"
     assert options["--browser.gatherUsageStats"] == "false"
+    assert options["--server.showEmailPrompt"] == "false"  # nothing written to ~/.streamlit
     assert env["MEDSEG_MODELS_DIR"] == str((tmp_path / "runs").resolve())
     assert env["MEDSEG_DATA_DIR"] == str((tmp_path / "cases").resolve())
     assert "MEDSEG_PCAM_DIR" not in env  # not given: the page's default applies
@@ -69,3 +72,54 @@ def test_checkout_shim_runs_the_same_page():
     assert "from medseg.app.streamlit_app import main" in shim.read_text()
     assert app_cli.app_script().name == "streamlit_app.py"
     assert app_cli.EXAMPLE.startswith("medseg app")
+
+
+def picker_for(monkeypatch, *argv: str, environment: str | None = None) -> str:
+    """``$MEDSEG_APP_FOLDER_PICKER`` as ``medseg app ARGV`` hands it to the server."""
+    envs = []
+    monkeypatch.setattr(subprocess, "call", lambda command, env: envs.append(env) or 0)
+    monkeypatch.delenv("MEDSEG_APP_HOST", raising=False)
+    if environment is None:
+        monkeypatch.delenv("MEDSEG_APP_FOLDER_PICKER", raising=False)
+    else:
+        monkeypatch.setenv("MEDSEG_APP_FOLDER_PICKER", environment)
+    assert main(["app", *argv]) == 0
+    return envs[0]["MEDSEG_APP_FOLDER_PICKER"]
+
+
+def test_folder_picker_on_for_loopback_only_unless_told(monkeypatch, capsys):
+    assert picker_for(monkeypatch) == "1"  # the default host, 127.0.0.1
+    assert "folder picker on" in capsys.readouterr().out
+    for host in ("127.0.0.1", "127.0.1.1", "::1", "localhost"):
+        assert picker_for(monkeypatch, "--host", host) == "1", host
+    for host in ("0.0.0.0", "::", "192.168.1.20", "medseg.example.org"):
+        assert picker_for(monkeypatch, "--host", host) == "0", host
+    assert "folder picker off" in capsys.readouterr().out
+    # explicit settings win: the flag over the variable, the variable over the host rule
+    assert picker_for(monkeypatch, "--host", "0.0.0.0", "--folder-picker") == "1"
+    assert "for anyone who can reach port 8501" in capsys.readouterr().out
+    assert picker_for(monkeypatch, "--no-folder-picker") == "0"
+    assert picker_for(monkeypatch, "--host", "0.0.0.0", environment="1") == "1"
+    assert picker_for(monkeypatch, environment="0") == "0"
+    assert picker_for(monkeypatch, "--no-folder-picker", environment="1") == "0"
+
+
+def test_folder_picker_setting(monkeypatch):
+    monkeypatch.delenv("MEDSEG_APP_FOLDER_PICKER", raising=False)
+    assert not settings.folder_picker()
+    for value in ("1", "true", "Yes", " ON "):
+        monkeypatch.setenv("MEDSEG_APP_FOLDER_PICKER", value)
+        assert settings.folder_picker(), value
+    for value in ("", "0", "false", "no", "off", "2"):
+        monkeypatch.setenv("MEDSEG_APP_FOLDER_PICKER", value)
+        assert not settings.folder_picker(), value
+
+
+def test_docker_image_keeps_the_folder_picker_off():
+    dockerfile = (Path(__file__).resolve().parents[2] / "Dockerfile").read_text()
+    env = re.search(r"^ENV (.*?)(?<!\\)$", dockerfile, re.MULTILINE | re.DOTALL)
+    assert env is not None
+    variables = dict(item.split("=", 1) for item in env.group(1).replace("\\\n", " ").split())
+    assert variables["MEDSEG_APP_HOST"] == "0.0.0.0"
+    assert variables["MEDSEG_APP_FOLDER_PICKER"] == "0"
+    assert dockerfile.count("MEDSEG_APP_FOLDER_PICKER") == 1

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+from pathlib import Path
 
 import pytest
 
@@ -77,3 +78,98 @@ def test_find_runs_nested_and_newest_first(tmp_path):
     write_run(models / "a" / "b" / "c" / "too_deep", mtime=4_000_000)
     assert [run.name for run in find_runs(models)] == ["compare/adam_seed0", "new", "old"]
     assert [run.name for run in find_runs(models / "new")] == ["new"]  # a run folder itself
+
+
+def test_a_checkpoint_must_be_a_regular_file(tmp_path):
+    models = tmp_path / "models"
+    write_run(models / "folder_and_file", checkpoints=("last.pt",))
+    (models / "folder_and_file" / "best.pt").mkdir()
+    write_run(models / "folder_only", checkpoints=())
+    (models / "folder_only" / "best.pt").mkdir()
+    write_run(models / "fifo", checkpoints=())
+    os.mkfifo(models / "fifo" / "best.pt")
+
+    runs = {run.name: run for run in find_runs(models)}
+    assert set(runs) == {"folder_and_file", "folder_only", "fifo"}
+    assert [p.name for p in runs["folder_and_file"].checkpoints] == ["last.pt"]
+    assert runs["folder_and_file"].problems == ("best.pt is not a regular file",)
+    for name in ("folder_only", "fifo"):
+        run = runs[name]
+        assert run.checkpoints == () and run.checkpoint is None and run.created is None
+        assert run.problems == ("best.pt is not a regular file",)
+        assert dict(run.summary_rows())["Date"] == "unknown"
+    assert list(runs) == ["folder_and_file", "fifo", "folder_only"]  # no date: listed last
+
+
+def test_odd_side_files_become_problems(tmp_path):
+    cases = {
+        "binary_config": ("config.yaml", b"\xff\xfe\x00\x81 yaml?"),
+        "deep_config": ("config.yaml", b"a: " + b"[" * 5000 + b"]" * 5000),
+        "long_number_config": ("config.yaml", b"train: {epochs: " + b"9" * 5000 + b"}"),
+        "huge_config": ("config.yaml", b"#" * (2 * 2**20 + 1)),
+        "deep_metrics": ("metrics.json", b"[" * 100_000 + b"]" * 100_000),
+        "long_number_metrics": ("metrics.json", b'{"dice": ' + b"9" * 5000 + b"}"),
+        "binary_history": ("history.csv", bytes(range(256)) * 4),
+        "nul_history": ("history.csv", b"epoch,val_dice\n1,\x000.5\n"),
+    }
+    models = tmp_path / "models"
+    for name, (file, content) in cases.items():
+        write_run(models / name)
+        (models / name / file).write_bytes(content)
+    write_run(models / "overflowing_metrics")
+    (models / "overflowing_metrics" / "metrics.json").write_text(
+        json.dumps({"dice": 10**400, "iou": 0.5}))
+    write_run(models / "folder_config")
+    (models / "folder_config" / "config.yaml").unlink()
+    (models / "folder_config" / "config.yaml").mkdir()
+    write_run(models / "fifo_metrics")
+    (models / "fifo_metrics" / "metrics.json").unlink()
+    os.mkfifo(models / "fifo_metrics" / "metrics.json")  # reading it would wait forever
+
+    runs = {run.name: run for run in find_runs(models)}
+    assert len(runs) == len(cases) + 3
+    problems = {name: " | ".join(run.problems) for name, run in runs.items()}
+    assert problems["binary_config"] == "config.yaml is not UTF-8 text"
+    assert problems["deep_config"] == "config.yaml is not a readable config"
+    assert problems["long_number_config"] == "config.yaml is not a readable config"
+    assert problems["huge_config"] == "config.yaml is over 2 MB; not read"
+    assert problems["folder_config"] == "config.yaml is not a regular file"
+    assert problems["deep_metrics"] == "metrics.json is not valid JSON"
+    assert problems["long_number_metrics"] == "metrics.json is not valid JSON"
+    assert problems["fifo_metrics"] == "metrics.json is not a regular file"
+    assert problems["binary_history"] == "history.csv is not UTF-8 text"
+    assert runs["overflowing_metrics"].test_metrics == {"iou": 0.5}  # 10**400 is no float
+    assert not runs["nul_history"].problems
+    for run in runs.values():
+        assert run.summary_rows()  # every card can be shown
+
+
+def test_unreadable_config_is_a_problem(tmp_path, monkeypatch):
+    folder = write_run(tmp_path / "run")
+    read_text = Path.read_text
+
+    def denied(self, *args, **kwargs):
+        if self.name == "config.yaml":
+            raise PermissionError(13, "Permission denied", str(self))
+        return read_text(self, *args, **kwargs)
+
+    monkeypatch.setattr(Path, "read_text", denied)  # the tests run as root: chmod would not do
+    card = read_run(folder)
+    assert card.config is None
+    assert card.problems == ("config.yaml cannot be read (Permission denied)",)
+
+
+def test_a_date_out_of_range_is_a_problem(tmp_path, monkeypatch):
+    folder = write_run(tmp_path / "run", checkpoints=("best.pt",))
+    stat = Path.stat
+
+    def far_future(self, *args, **kwargs):  # ext4 clamps mtimes; xfs or tmpfs would keep it
+        result = stat(self, *args, **kwargs)
+        if self.name != "best.pt":
+            return result
+        return os.stat_result((*tuple(result)[:8], 1e15, result.st_ctime))
+
+    monkeypatch.setattr(Path, "stat", far_future)
+    card = read_run(folder)
+    assert card.created is None and card.checkpoints == (folder / "best.pt",)
+    assert card.problems == ("the checkpoint's date cannot be read",)

@@ -5,14 +5,22 @@ from __future__ import annotations
 import gzip
 import io
 import tempfile
+from pathlib import Path
 
 import nibabel as nib
 import numpy as np
 import pytest
 from PIL import Image
 
-from medseg.app.uploads import mask_png_bytes, mask_volume_bytes, read_upload, upload_kind
+from medseg.app.uploads import (
+    mask_png_bytes,
+    mask_volume_bytes,
+    prediction_file_name,
+    read_upload,
+    upload_kind,
+)
 from medseg.errors import DataError
+from tests.app.page_driver import BOMB_SIDE, bomb_png
 
 
 def encode(array: np.ndarray, fmt: str = "PNG") -> bytes:
@@ -25,6 +33,11 @@ def nifti_bytes(data: np.ndarray, affine: np.ndarray, tmp_path, name: str) -> by
     path = tmp_path / name
     nib.save(nib.Nifti1Image(data, affine), path)
     return path.read_bytes()
+
+
+def nifti_gz(data: np.ndarray) -> bytes:
+    """A .nii.gz file's bytes, made in memory."""
+    return gzip.compress(nib.Nifti1Image(data, np.eye(4)).to_bytes())
 
 
 @pytest.fixture(autouse=True)
@@ -62,7 +75,7 @@ def test_grey_slice_is_repeated_into_three_channels():
     [
         (("notes.txt", b"hello"), None, "notes.txt: unsupported file type"),
         (("empty.png", b""), None, "empty.png: the file is empty"),
-        (("broken.png", b"\x89PNG\r\n\x1a\nxx"), None, "broken.png: not a readable image"),
+        (("broken.png", b"\x89PNG\r\n\x1a\nxx"), None, "broken.png: cannot read PNG"),
         (("a.png", encode(np.zeros((8, 8, 3), np.uint8))), ("m.png", encode(np.zeros((8, 9), np.uint8))),
          "m.png: the mask is 8x9 but a.png is 8x8"),
         (("a.png", encode(np.zeros((8, 8, 3), np.uint8))), ("m.png", encode(np.full((8, 8), 7, np.uint8))),
@@ -80,6 +93,16 @@ def test_bad_uploads_raise_one_line_data_errors(image, mask, message):
     assert "medseg-upload-" not in str(err.value)  # the temporary path is not shown
 
 
+def test_an_image_declaring_too_many_pixels_is_refused_before_decoding():
+    small = encode(np.zeros((8, 8, 3), np.uint8))
+    bomb = ("bomb.png", bomb_png())
+    for image, mask in ((bomb, None), (("a.png", small), bomb)):
+        with pytest.raises(DataError) as err:
+            read_upload(image, mask)
+        assert str(err.value).startswith(f"bomb.png: the image declares {BOMB_SIDE}x{BOMB_SIDE}")
+        assert "refused before decoding" in str(err.value)
+
+
 def test_size_limit():
     data = encode(np.random.default_rng(0).integers(0, 256, (64, 64, 3), dtype=np.uint8))
     with pytest.raises(DataError, match=r"a\.png: 0\.0 MB is over the 0\.001 MB upload limit"):
@@ -87,10 +110,68 @@ def test_size_limit():
     assert read_upload(("a.png", data), max_mb=1).images.shape == (1, 64, 64, 3)
 
 
-def test_names_cannot_escape_the_temporary_folder(tmp_path):
-    data = encode(np.zeros((4, 4, 3), np.uint8))
-    read_upload(("../../escape.png", data))
-    assert not (tmp_path / "escape.png").exists()
+HOSTILE_NAMES = ["../../escape", "/tmp/medseg-test-absolute", "..\\..\\win", "a/../../../b",
+                 "[x](javascript:alert(1))_<b>_", ".", "~", "$HOME"]
+
+
+def test_names_never_become_paths(tmp_path, monkeypatch, private_tempdir):
+    """Whatever the uploaded names, files are written only in the private temporary folder
+    (under fixed names) and it is gone afterwards: nothing appears next to it or in the
+    working directory, nothing at an absolute path."""
+    monkeypatch.chdir(tmp_path)
+    png = encode(np.zeros((4, 4, 3), np.uint8))
+    mask = encode(np.zeros((4, 4), np.uint8))
+    volume = nifti_gz(np.zeros((4, 4, 2), np.int16))
+    for name in [*HOSTILE_NAMES, str(tmp_path / "outside" / "abs")]:
+        read_upload((f"{name}.png", png), (f"{name}_mask.png", mask))
+        upload = read_upload((f"{name}.nii.gz", volume), (f"{name}_mask.nii.gz", volume))
+        assert mask_volume_bytes(upload.masks, upload.volume)[:2] == b"\x1f\x8b"  # gzip
+    assert [p for p in tmp_path.rglob("*") if p != private_tempdir] == []
+    assert list(private_tempdir.iterdir()) == []
+    assert not any(Path("/tmp").glob("medseg-test-absolute*"))
+
+
+@pytest.mark.parametrize(
+    ("name", "message"),
+    [
+        ("a\x00b.png", "a?b.png: the file name holds a control character"),
+        ("scan\n.png", "scan?.png: the file name holds a control character"),
+        ("\udc80.png", "?.png: the file name holds a control character"),
+        ("a" * 300 + ".png", "the file name is 304 bytes long, over 255"),
+        ("é" * 130 + ".png", "the file name is 264 bytes long, over 255"),
+        ("", "the uploaded file has no name"),
+    ],
+)
+def test_names_no_file_system_holds_are_one_line_errors(name, message):
+    png = encode(np.zeros((4, 4, 3), np.uint8))
+    for image, mask in (((name, png), None), (("ok.png", png), (name, png))):
+        with pytest.raises(DataError) as err:
+            read_upload(image, mask)
+        assert message in str(err.value)
+        assert "\n" not in str(err.value) and "\x00" not in str(err.value)
+        assert len(str(err.value)) < 200
+
+
+@pytest.mark.parametrize(
+    ("name", "is_volume", "expected"),
+    [
+        ("brain.nii.gz", True, "brain_pred.nii.gz"),
+        ("Brain.NII", True, "Brain_pred.nii.gz"),
+        ("scan_mask.png", False, "scan_mask_pred.png"),
+        ("case.tif", False, "case_pred.png"),
+        ("../../x.nii.gz", True, "x_pred.nii.gz"),
+        ("/tmp/abs.nii.gz", True, "abs_pred.nii.gz"),
+        ("C:\\scans\\Case 1.PNG", False, "Case_1_pred.png"),
+        ("Müller T1.jpg", False, "Muller_T1_pred.png"),
+        ("[x](javascript:alert(1))<b>.png", False, "x_javascript_alert_1_b_pred.png"),
+        (".hidden.png", False, "hidden_pred.png"),
+        ("..nii.gz", True, "upload_pred.nii.gz"),
+        ("\x00.png", False, "upload_pred.png"),
+        ("a" * 300 + ".nii", True, "a" * 100 + "_pred.nii.gz"),
+    ],
+)
+def test_prediction_file_names_are_safe(name, is_volume, expected):
+    assert prediction_file_name(name, is_volume) == expected
 
 
 def test_upload_kind():
@@ -119,7 +200,7 @@ def test_nifti_volume_masks_align_whatever_the_voxel_order(tmp_path):
 
     # the predicted mask goes back on the input's voxel grid with its affine
     written = tmp_path / "out.nii.gz"
-    written.write_bytes(mask_volume_bytes(upload.masks, upload.volume, "brain_mask.nii.gz"))
+    written.write_bytes(mask_volume_bytes(upload.masks, upload.volume))
     back = nib.load(written)
     np.testing.assert_array_equal(np.asanyarray(back.dataobj), truth)
     np.testing.assert_allclose(back.affine, affine)
