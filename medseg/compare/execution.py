@@ -43,10 +43,11 @@ from medseg.compare.planning import (
     run_state,
 )
 from medseg.compare.results import collect_rows, read_history, write_outputs
-from medseg.compare.spec import RunSpec, write_record
+from medseg.compare.spec import RunSpec, read_record, write_record
 from medseg.config import Config
 from medseg.data import list_patients, save_split, split_patients
-from medseg.errors import MedsegError
+from medseg.engine.run_folder import run_lock
+from medseg.errors import DivergenceError, MedsegError
 from medseg.tasks import get_task
 
 #: the output of a worker process, in its run directory
@@ -82,19 +83,33 @@ def execute_run(spec: RunSpec, resume: bool) -> float:
     """Train one run (recording gradient statistics when the config asks) and return its
     wall time in seconds, also written to ``compare_run.json``.
 
+    A run that diverges (:class:`~medseg.errors.DivergenceError`: the engine's guard stopped
+    it) is finished, not failed: its record says ``diverged`` with the guard's message, the
+    comparison goes on, and the report lists it apart from every statistic.
+
     A resumed run's wall time adds the epoch seconds recorded before the interruption to the
-    time of this call.
+    time of this call. The run folder's lock (:func:`medseg.engine.run_folder.run_lock`) is
+    held from before the first write to after the last.
+
+    Raises:
+        MedsegError: when another process holds the run folder, or training fails.
     """
     grad_path = spec.run_dir / GRAD_STATS_FILE
-    earlier = _earlier_seconds(spec.run_dir) if resume else 0.0
-    write_record(spec, resumed=resume)
-    if not resume:
-        grad_path.unlink(missing_ok=True)
-    callbacks = [GradStatsRecorder(grad_path)] if spec.cfg.train.log_grad_stats else []
-    start = time.perf_counter()
-    engine.train(spec.cfg, resume=resume, callbacks=callbacks)
-    wall_time = earlier + time.perf_counter() - start
-    write_record(spec, wall_time_s=wall_time, resumed=resume)
+    with run_lock(spec.run_dir):
+        earlier = _earlier_seconds(spec.run_dir) if resume else 0.0
+        write_record(spec, resumed=resume)
+        if not resume:
+            grad_path.unlink(missing_ok=True)
+        callbacks = [GradStatsRecorder(grad_path)] if spec.cfg.train.log_grad_stats else []
+        start = time.perf_counter()
+        diverged = None
+        try:
+            engine.train(spec.cfg, resume=resume, callbacks=callbacks)
+        except DivergenceError as err:
+            diverged = str(err)
+        wall_time = earlier + time.perf_counter() - start
+        write_record(spec, wall_time_s=wall_time, resumed=resume,
+                     **({"diverged": diverged} if diverged else {}))
     return wall_time
 
 
@@ -153,7 +168,9 @@ def _run_here(pending: list[tuple[RunSpec, bool]], progress: Callable[[str], Non
     for index, (spec, resume) in enumerate(pending, start=1):
         progress(f"[{index}/{len(pending)}] {spec.label}: {'resuming' if resume else 'training'}")
         wall_time = execute_run(spec, resume)
-        progress(f"[{index}/{len(pending)}] {spec.label}: done in {wall_time:.1f} s")
+        diverged = read_record(spec.run_dir).get("diverged")
+        outcome = f"diverged after {wall_time:.1f} s ({diverged})" if diverged else f"done in {wall_time:.1f} s"
+        progress(f"[{index}/{len(pending)}] {spec.label}: {outcome}")
 
 
 def run_comparison(

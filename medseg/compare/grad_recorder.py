@@ -1,4 +1,5 @@
-"""The engine callback that records a run's gradient norms into ``grad_stats.jsonl``.
+"""The engine callback that records a run's gradient norms (and, when the engine probed them,
+the residual blocks' gradient overlap) into ``grad_stats.jsonl``.
 
 Kept apart from :mod:`medseg.compare.grad_stats` (the file format and its reader) because
 it subclasses :class:`medseg.engine.TrainCallback`, and importing the engine pulls in MONAI:
@@ -18,7 +19,8 @@ from medseg.engine.callbacks import StepInfo, TrainCallback
 
 
 class GradStatsRecorder(TrainCallback):
-    """Append the engine's per-layer gradient norms to a JSON-lines file (rank 0 only).
+    """Append the engine's per-layer gradient norms and overlap rows to a JSON-lines file
+    (rank 0 only).
 
     Args:
         path: the ``.jsonl`` file; appended to, so a resumed run continues it.
@@ -32,5 +34,5 @@ class GradStatsRecorder(TrainCallback):
             return
         append_grad_stats(
             self.path, step=info.step, epoch=info.epoch, loss=info.loss,
-            before=info.grad_stats_before, after=info.grad_stats_after,
+            before=info.grad_stats_before, after=info.grad_stats_after, overlap=info.overlap,
         )

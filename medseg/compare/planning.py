@@ -3,7 +3,9 @@ and tell which runs are finished, interrupted or new.
 
 Each run has ``cfg.optim.name = method`` (plus that method's ``--method-set`` values),
 ``cfg.seed = k``, its own ``output.dir`` (``out_dir/runs/<method>/seed<k>``) and the shared
-``data.split_file``; nothing else changes between runs. Nothing here trains or writes.
+``data.split_file``; nothing else changes between runs, except for the methods of
+:data:`~medseg.compare.spec.MODEL_METHODS` (``adam+bgn``: ``optim.name = adam`` and
+``model.bgn = true``). Nothing here trains or writes.
 
 Example:
     >>> methods, seeds = check_methods(["adam", "adam+znorm"]), check_seeds([0, 1, 2])
@@ -19,16 +21,19 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
-from medseg.compare.spec import RUN_RECORD, RunSpec, read_record
-from medseg.config import Config, OptimConfig, apply_overrides, config_from_dict
+from medseg.compare.spec import MODEL_METHODS, RUN_RECORD, RunSpec, read_record
+from medseg.config import Config, apply_overrides, config_from_dict
 from medseg.errors import ConfigError, MedsegError
 from medseg.optim import OPTIMIZER_NAMES
 
 RunState = Literal["done", "resume", "new"]
 
+#: every method a comparison accepts: the optimizers, then the model methods
+METHOD_NAMES: tuple[str, ...] = (*OPTIMIZER_NAMES, *MODEL_METHODS)
+
 
 def check_methods(methods: Sequence[str]) -> list[str]:
-    """Validate the method names against :data:`medseg.optim.OPTIMIZER_NAMES`.
+    """Validate the method names against :data:`METHOD_NAMES`.
 
     Raises:
         ConfigError: on an empty list, a duplicate or an unknown name (listing the valid ones).
@@ -37,9 +42,9 @@ def check_methods(methods: Sequence[str]) -> list[str]:
     if not methods:
         raise ConfigError("--methods: give at least one optimizer, e.g. adam,adam+znorm")
     for method in methods:
-        if method not in OPTIMIZER_NAMES:
+        if method not in METHOD_NAMES:
             raise ConfigError(
-                f"--methods: unknown optimizer {method!r}; choose from {', '.join(OPTIMIZER_NAMES)}"
+                f"--methods: unknown optimizer {method!r}; choose from {', '.join(METHOD_NAMES)}"
             )
     duplicates = sorted({m for m in methods if methods.count(m) > 1})
     if duplicates:
@@ -90,10 +95,14 @@ def check_method_overrides(
     return checked
 
 
-def _method_optim(cfg: Config, method: str, overrides: Sequence[str]) -> OptimConfig:
-    raw = apply_overrides(cfg.to_dict(), [f"optim.name={method}", *overrides])
+def _method_config(cfg: Config, method: str, overrides: Sequence[str]) -> Config:
+    """``cfg`` with ``method``'s optimizer, model changes and ``--method-set`` values."""
+    model_method = MODEL_METHODS.get(method)
+    optimizer = model_method.optimizer if model_method else method
+    model_overrides = model_method.model_overrides if model_method else ()
+    raw = apply_overrides(cfg.to_dict(), [f"optim.name={optimizer}", *model_overrides, *overrides])
     try:
-        return config_from_dict(raw).optim
+        return config_from_dict(raw)
     except ConfigError as err:
         raise ConfigError(f"--method-set {method}: {err}") from None
 
@@ -104,11 +113,15 @@ def plan_runs(
 ) -> list[RunSpec]:
     """One :class:`RunSpec` per seed x method, seed-major (all methods of seed 0 first).
 
+    A method of :data:`~medseg.compare.spec.MODEL_METHODS` trains its optimizer on the
+    model with its ``model.*`` changes (``adam+bgn``: Adam, ``model.bgn = true``); every
+    other method keeps the shared ``model`` section.
+
     Raises:
         ConfigError: when a method's ``optim.*`` overrides give an invalid value.
     """
     method_overrides = method_overrides or {}
-    optims = {m: _method_optim(cfg, m, method_overrides.get(m, ())) for m in methods}
+    configs = {m: _method_config(cfg, m, method_overrides.get(m, ())) for m in methods}
     specs = []
     for seed in seeds:
         for method in methods:
@@ -116,7 +129,8 @@ def plan_runs(
                 cfg,
                 seed=seed,
                 data=dataclasses.replace(cfg.data, split_file=split_file),
-                optim=optims[method],
+                model=configs[method].model,
+                optim=configs[method].optim,
                 output=dataclasses.replace(
                     cfg.output,
                     run_name=f"{method}-seed{seed}",
@@ -137,6 +151,15 @@ def _first_difference(a: Any, b: Any, where: str = "") -> str | None:
     return None if a == b else f"{where}: {a!r} != {b!r}"
 
 
+def _with_defaults(raw: dict[str, Any]) -> dict[str, Any]:
+    """A recorded config with the settings added since it was written at their defaults (as
+    is, when it no longer validates)."""
+    try:
+        return config_from_dict(raw).to_dict()
+    except ConfigError:
+        return raw
+
+
 def run_state(spec: RunSpec) -> RunState:
     """``"done"``, ``"resume"`` or ``"new"`` for a planned run.
 
@@ -148,7 +171,8 @@ def run_state(spec: RunSpec) -> RunState:
     has_metrics = (run_dir / "metrics.json").exists()
     has_checkpoint = (run_dir / "last.pt").exists()
     if (run_dir / RUN_RECORD).exists():
-        difference = _first_difference(read_record(run_dir)["config"], spec.cfg.to_dict())
+        recorded = _with_defaults(read_record(run_dir)["config"])
+        difference = _first_difference(recorded, spec.cfg.to_dict())
         if difference:
             raise MedsegError(
                 f"{run_dir}: holds a run with a different config ({difference}); "
@@ -159,6 +183,6 @@ def run_state(spec: RunSpec) -> RunState:
             f"{run_dir}: holds training files not written by this comparison; "
             "use another --out or remove that run directory"
         )
-    if has_metrics:
-        return "done"
+    if has_metrics or ((run_dir / RUN_RECORD).exists() and read_record(run_dir).get("diverged")):
+        return "done"  # a diverged run is finished: rerunning it would diverge again
     return "resume" if has_checkpoint else "new"

@@ -1,4 +1,5 @@
-"""The comparison's figures: curves over epochs and gradient flow, written as PNG files.
+"""The comparison's figures: curves over epochs, gradient flow and the residual blocks' gradient
+overlap, written as PNG files.
 
 Figures are built with :class:`matplotlib.figure.Figure`, not ``pyplot``: nothing here
 selects a backend or registers figures, so importing this module leaves a notebook's
@@ -13,6 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from matplotlib import colormaps
@@ -150,6 +152,73 @@ def plot_grad_flow(
     left.set_ylabel("gradient L2 norm")
     _save(fig, path)
     return path
+
+
+def plot_overlap(
+    rows: Mapping[str, Sequence[Mapping[str, Any]]],
+    *,
+    path: str | Path,
+) -> Path:
+    """The gradient overlap of the residual blocks (Yun 2024b), per block and method.
+
+    Three panels, x = residual blocks from input to output, one line per method: the norm of
+    the gradient a block passes to its input (skip part + branch part), the ratio of the
+    branch part's norm to the skip part's, and the cosine between the two parts. Line: the
+    median over every logged step of every seed; band: 10th to 90th percentile.
+
+    Args:
+        rows: method -> overlap rows (``block``, ``total_norm``, ``skip_norm``,
+            ``branch_norm``, ``cosine``) of all its logged steps and seeds.
+        path: the PNG to write.
+
+    Raises:
+        ValueError: when no method has a row.
+    """
+    blocks = list(dict.fromkeys(row["block"] for method_rows in rows.values() for row in method_rows))
+    if not blocks:
+        raise ValueError("no gradient-overlap rows to plot")
+    path = Path(path)
+    fig = Figure(figsize=(14.0, 4.4), layout="tight")
+    panels = fig.subplots(1, 3, sharex=True)
+    quantities = (
+        ("total_norm", "‖skip part + branch part‖", True),
+        ("ratio", "‖branch part‖ / ‖skip part‖", True),
+        ("cosine", "cosine(skip part, branch part)", False),
+    )
+    x = np.arange(len(blocks))
+    for color, (method, method_rows) in zip(_colors(len(rows)), rows.items(), strict=True):
+        for ax, (key, _, _) in zip(panels, quantities, strict=True):
+            values = [[_overlap_value(row, key) for row in method_rows if row["block"] == block]
+                      for block in blocks]
+            low, mid, high = (np.array([_quantile(v, q) for v in values]) for q in (0.1, 0.5, 0.9))
+            ax.plot(x, mid, color=color, marker="o", markersize=3, label=method)
+            ax.fill_between(x, low, high, color=color, alpha=0.15, linewidth=0)
+    for ax, (key, title, log_y) in zip(panels, quantities, strict=True):
+        ax.set_title(title, fontsize=10)
+        if log_y:
+            ax.set_yscale("log")
+        if key == "cosine":
+            ax.axhline(0.0, color="grey", linewidth=0.8)
+        ax.set_xticks(x, blocks, rotation=90, fontsize=6 if len(blocks) > 12 else 8)
+        ax.grid(True, alpha=0.3, which="both")
+    panels[0].set_ylabel("gradient at the block input")
+    panels[0].legend(fontsize=7)
+    fig.suptitle("Gradient overlap in residual blocks (line: median over logged steps and "
+                 "seeds, band: 10th-90th percentile)", fontsize=10)
+    _save(fig, path)
+    return path
+
+
+def _overlap_value(row: Mapping[str, Any], key: str) -> float:
+    if key != "ratio":
+        return float(row[key])
+    skip, branch = float(row["skip_norm"]), float(row["branch_norm"])
+    return branch / skip if skip > 0 else np.nan
+
+
+def _quantile(values: Sequence[float], q: float) -> float:
+    finite = [v for v in values if np.isfinite(v)]
+    return float(np.quantile(finite, q)) if finite else np.nan
 
 
 def _save(fig: Figure, path: Path) -> None:

@@ -1,9 +1,12 @@
-"""The comparison's tables: ``results.csv`` (one row per run) and ``results.md`` (per method).
+"""The comparison's tables: ``results.csv`` (one row per run), ``results.md`` (per method) and
+``overlap.csv`` (the residual blocks' gradient overlap, per run, logged step and block).
 
 A row is a flat dict: ``method``, ``seed``, ``test_<metric>`` for every scalar test metric,
 ``val_metric`` (the monitored validation metric's name), ``best_val_metric``, ``best_epoch``,
-``target_metric``, ``epochs_to_target`` (empty when never reached), ``wall_time_s`` and
-``run_dir``.
+``target_metric``, ``epochs_to_target`` (empty when never reached), ``wall_time_s``,
+``run_dir``, ``status`` ("ok", or "diverged": the training guard stopped the run) and
+``note`` (the guard's message). Diverged runs carry no test metrics and are left out of every
+statistic; the report lists them on their own.
 
 Example:
     >>> rows = [{"method": "adam", "seed": 0, "test_auc": 0.8}]
@@ -19,6 +22,7 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
+from medseg.compare.grad_stats import OVERLAP_VALUES
 from medseg.compare.stats import paired_difference, summarize
 from medseg.files import atomic_write, write_text
 from medseg.tasks import get_task
@@ -32,7 +36,10 @@ TRAILING_COLUMNS = (
     "epochs_to_target",
     "wall_time_s",
     "run_dir",
+    "status",
+    "note",
 )
+OVERLAP_COLUMNS = ("method", "seed", "step", "block", *OVERLAP_VALUES)
 
 
 def csv_columns(rows: Sequence[dict[str, Any]]) -> list[str]:
@@ -49,6 +56,16 @@ def write_results_csv(rows: Sequence[dict[str, Any]], path: str | Path) -> None:
         writer.writeheader()
         for row in rows:
             writer.writerow({key: _csv_value(row.get(key)) for key in columns})
+
+
+def write_overlap_csv(rows: Sequence[dict[str, Any]], path: str | Path) -> None:
+    """Write one line per run, logged step and residual block (:data:`OVERLAP_COLUMNS`); a
+    NaN cosine (a zero part) is left empty."""
+    with atomic_write(path, newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=OVERLAP_COLUMNS, extrasaction="ignore")
+        writer.writeheader()
+        for row in rows:
+            writer.writerow({key: _csv_value(row.get(key)) for key in OVERLAP_COLUMNS})
 
 
 def _csv_value(value: Any) -> Any:
@@ -78,8 +95,14 @@ def _values(rows: Iterable[dict[str, Any]], key: str) -> list[float]:
 
 def _by_seed(rows: Iterable[dict[str, Any]], method: str, key: str) -> dict[int, float]:
     return {
-        int(row["seed"]): _values([row], key)[0] for row in rows if row["method"] == method
+        int(row["seed"]): _values([row], key)[0]
+        for row in rows if row["method"] == method and _learned(row)
     }
+
+
+def _learned(row: dict[str, Any]) -> bool:
+    """Whether the run finished (not stopped by the divergence guard)."""
+    return row.get("status", "ok") == "ok"
 
 
 def format_summary(values: Sequence[float], digits: int) -> str:
@@ -148,19 +171,35 @@ def render_results_md(
     lines.append("| " + " | ".join(header) + " |")
     lines.append("|" + "---|" * len(header))
     for method in methods:
-        method_rows = [row for row in rows if row["method"] == method]
-        cells = [f"`{method}`", str(len(method_rows))]
+        all_rows = [row for row in rows if row["method"] == method]
+        method_rows = [row for row in all_rows if _learned(row)]
+        diverged = len(all_rows) - len(method_rows)
+        cells = [f"`{method}`", f"{len(method_rows)}" + (f" ({diverged} diverged)" if diverged else "")]
         cells += [format_summary(_values(method_rows, f"test_{m}"), 4) for m in metrics]
         cells.append(format_summary(_values(method_rows, "best_val_metric"), 4))
         cells.append(_format_target(method_rows))
         cells.append(format_summary(_values(method_rows, "wall_time_s"), 1))
         lines.append("| " + " | ".join(cells) + " |")
-    lines += ["", *_target_note(rows), "", f"## Paired difference against `{baseline}`", ""]
+    lines += ["", *_target_note(rows), *_diverged_section(rows)]
+    lines += ["", f"## Paired difference against `{baseline}`", ""]
     lines += _paired_table(rows, methods, baseline, labels)
     if images:
         lines += ["", "## Plots", ""]
         lines += [f"![{Path(name).stem}]({name})" for name in images]
     return "\n".join(lines) + "\n"
+
+
+def _diverged_section(rows: Sequence[dict[str, Any]]) -> list[str]:
+    """The runs the divergence guard stopped: listed, never averaged into a cell or a test."""
+    stopped = [row for row in rows if not _learned(row)]
+    if not stopped:
+        return []
+    lines = ["", "## Runs that diverged", "",
+             "The training guard stopped these runs (see docs/training.md); they have no test "
+             "metrics and are left out of every mean, interval and paired test above and below.",
+             "", "| method | seed | what the guard saw |", "|---|---|---|"]
+    lines += [f"| `{row['method']}` | {row['seed']} | {row.get('note', '')} |" for row in stopped]
+    return lines
 
 
 def _target_note(rows: Sequence[dict[str, Any]]) -> list[str]:

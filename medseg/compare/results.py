@@ -1,4 +1,5 @@
-"""Turn finished comparison runs into rows, then into ``results.csv``, ``results.md`` and plots.
+"""Turn finished comparison runs into rows, then into ``results.csv``, ``results.md``,
+``overlap.csv`` and plots.
 
 Everything is read back from the run directories (``metrics.json``, ``history.csv``,
 ``compare_run.json``, ``grad_stats.jsonl``), so a rerun that skips every run rebuilds the
@@ -18,10 +19,10 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from medseg.compare.grad_stats import GRAD_STATS_FILE, read_grad_stats
-from medseg.compare.plots import plot_curves, plot_grad_flow
-from medseg.compare.report import write_results_csv, write_results_md
-from medseg.compare.spec import BASELINE, RunSpec, read_record
+from medseg.compare.grad_stats import GRAD_STATS_FILE, read_grad_stats, read_overlap
+from medseg.compare.plots import plot_curves, plot_grad_flow, plot_overlap
+from medseg.compare.report import write_overlap_csv, write_results_csv, write_results_md
+from medseg.compare.spec import BASELINE, MODEL_METHODS, RunSpec, read_record
 from medseg.config import Config
 from medseg.errors import MedsegError
 from medseg.tasks import get_task
@@ -30,6 +31,7 @@ DEFAULT_TARGET_FRACTION = 0.9
 ZNORM_METHODS = ("adam+znorm", "znorm", "adamw+znorm", "sgd+znorm")
 #: metrics.json keys that describe the run or the data (``n``, ``n_positive``...), not the model
 NON_METRIC_KEYS = {"epoch", "n"}
+OVERLAP_CSV = "overlap.csv"
 
 
 def read_history(path: Path) -> list[dict[str, float]]:
@@ -58,20 +60,27 @@ def _read_metrics(path: Path) -> dict[str, Any]:
 def run_row(spec: RunSpec) -> dict[str, Any]:
     """The row of one finished run (``epochs_to_target`` is filled in by :func:`collect_rows`).
 
+    A diverged run (its record says so) gets ``status`` "diverged", the guard's message as
+    ``note`` and no test metrics; a finished one ``status`` "ok".
+
     Raises:
         MedsegError: when the run has no ``metrics.json`` (it did not finish).
     """
+    record = read_record(spec.run_dir)
+    if record.get("diverged"):
+        return {"method": spec.method, "seed": spec.seed, "status": "diverged",
+                "note": str(record["diverged"]), "best_val_metric": math.nan,
+                "wall_time_s": record.get("wall_time_s", math.nan), "run_dir": str(spec.run_dir)}
     metrics_path = spec.run_dir / "metrics.json"
     if not metrics_path.exists():
         raise MedsegError(f"{metrics_path}: missing; the run {spec.label} did not finish")
     metrics = _read_metrics(metrics_path)
     history = read_history(spec.run_dir / "history.csv")
-    record = read_record(spec.run_dir)
     val_key = f"val_{get_task(spec.cfg.task).selection_metric}"
     scores = [(row[val_key], row["epoch"]) for row in history if val_key in row]
     best_val, best_epoch = max(scores, key=lambda item: (item[0], -item[1])) if scores else (
         math.nan, metrics.get("epoch", 0))
-    row: dict[str, Any] = {"method": spec.method, "seed": spec.seed}
+    row: dict[str, Any] = {"method": spec.method, "seed": spec.seed, "status": "ok"}
     for key, value in metrics.items():
         is_count = key in NON_METRIC_KEYS or key.startswith("n_")
         if not is_count and isinstance(value, (int, float)) and not isinstance(value, bool):
@@ -111,6 +120,8 @@ def collect_rows(specs: Sequence[RunSpec], *, target: float | None) -> list[dict
         best = [row["best_val_metric"] for row in rows if math.isfinite(row["best_val_metric"])]
         target = DEFAULT_TARGET_FRACTION * max(best) if best else math.nan
     for spec, row in zip(specs, rows, strict=True):
+        if row["status"] != "ok":
+            continue
         history = read_history(spec.run_dir / "history.csv")
         row["target_metric"] = target
         row["epochs_to_target"] = epochs_to_target(history, row["val_metric"], target)
@@ -148,13 +159,21 @@ def write_outputs(
     rows: Sequence[dict[str, Any]], specs: Sequence[RunSpec], cfg: Config, out_dir: Path,
     method_overrides: Mapping[str, Sequence[str]] | None = None,
 ) -> list[Path]:
-    """Write ``results.csv``, the plots and ``results.md`` into ``out_dir``; returns the files."""
+    """Write ``results.csv``, ``overlap.csv`` (when the runs recorded the residual blocks'
+    gradient overlap), the plots and ``results.md`` into ``out_dir``; returns the files."""
     methods = list(dict.fromkeys(spec.method for spec in specs))
     written = [out_dir / "results.csv"]
     write_results_csv(rows, written[0])
-    images = write_plots(specs, cfg, out_dir)
+    overlap = collect_overlap(specs)
+    if overlap:
+        written.append(out_dir / OVERLAP_CSV)
+        write_overlap_csv(overlap, written[-1])
+    images = write_plots(specs, cfg, out_dir, overlap)
     baseline = BASELINE if BASELINE in methods else methods[0]
     setup = _setup_lines(cfg, cfg.train.target_metric is not None)
+    setup += [f"`{method}`: `{MODEL_METHODS[method].optimizer}` on the model with "
+              f"{', '.join(f'`{item}`' for item in MODEL_METHODS[method].model_overrides)}"
+              for method in methods if method in MODEL_METHODS]
     setup += [f"`{method}` only: {', '.join(f'`{item}`' for item in items)}"
               for method, items in (method_overrides or {}).items() if items]
     write_results_md(
@@ -165,14 +184,32 @@ def write_outputs(
     return [*written, *images, out_dir / "results.md"]
 
 
-def write_plots(specs: Sequence[RunSpec], cfg: Config, out_dir: Path) -> list[Path]:
-    """Validation and training-loss curves; the gradient flow view when stats were recorded."""
+def collect_overlap(specs: Sequence[RunSpec]) -> list[dict[str, Any]]:
+    """The overlap rows of every run that recorded them, with ``method`` and ``seed``."""
+    return [
+        {"method": spec.method, "seed": spec.seed, **row}
+        for spec in specs
+        if (spec.run_dir / GRAD_STATS_FILE).exists()
+        for row in read_overlap(spec.run_dir / GRAD_STATS_FILE)
+    ]
+
+
+def write_plots(
+    specs: Sequence[RunSpec], cfg: Config, out_dir: Path,
+    overlap: Sequence[dict[str, Any]] = (),
+) -> list[Path]:
+    """Validation and training-loss curves; the gradient flow view when stats were recorded;
+    the gradient overlap per block and method when ``overlap`` (:func:`collect_overlap`) has
+    rows."""
     task = get_task(cfg.task)
     val_key = f"val_{task.selection_metric}"
     val_curves: dict[str, list[list[float]]] = {}
     loss_curves: dict[str, list[list[float]]] = {}
     for spec in specs:
-        history = read_history(spec.run_dir / "history.csv")
+        history_path = spec.run_dir / "history.csv"
+        if not history_path.exists():  # diverged in its first epoch: nothing to draw
+            continue
+        history = read_history(history_path)
         val_curves.setdefault(spec.method, []).append([r.get(val_key, math.nan) for r in history])
         loss_curves.setdefault(spec.method, []).append(
             [r.get("train_loss", math.nan) for r in history])
@@ -183,7 +220,14 @@ def write_plots(specs: Sequence[RunSpec], cfg: Config, out_dir: Path) -> list[Pa
                     path=out_dir / "train_loss.png", log_y=True),
     ]
     grad_flow = _grad_flow(specs, out_dir / "grad_flow.png")
-    return [*images, *([grad_flow] if grad_flow else [])]
+    if grad_flow:
+        images.append(grad_flow)
+    if overlap:
+        by_method: dict[str, list[dict[str, Any]]] = {}
+        for row in overlap:
+            by_method.setdefault(row["method"], []).append(row)
+        images.append(plot_overlap(by_method, path=out_dir / "overlap.png"))
+    return images
 
 
 def _grad_flow(specs: Sequence[RunSpec], path: Path) -> Path | None:

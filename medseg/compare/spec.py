@@ -29,6 +29,22 @@ BASELINE = "adam"
 
 
 @dataclass(frozen=True)
+class ModelMethod:
+    """A comparison method that trains an optimizer of :data:`medseg.optim.OPTIMIZER_NAMES`
+    on a changed model: ``model_overrides`` are ``model.*`` settings for its runs only."""
+
+    optimizer: str
+    model_overrides: tuple[str, ...]
+
+
+#: the comparison methods that are not optimizer names: method -> its optimizer and model
+MODEL_METHODS: dict[str, ModelMethod] = {
+    # Adam on the model with backward-gradient-normalization nodes (Cabana & Lago-Fernández 2021)
+    "adam+bgn": ModelMethod("adam", ("model.bgn=true",)),
+}
+
+
+@dataclass(frozen=True)
 class RunSpec:
     """One planned run: a method, a seed and the full config it trains with."""
 

@@ -17,6 +17,8 @@ from typing import Any
 
 from torch import nn
 
+from medseg.analysis import OverlapRow
+
 GradStats = dict[str, dict[str, float]]
 
 
@@ -27,7 +29,9 @@ class StepInfo:
     ``grad_stats_before`` / ``grad_stats_after`` are :func:`medseg.optim.gradient_stats` of
     the gradients before the optimizer step (unscaled) and after it (what the optimizer used,
     e.g. ZNorm-normalized). They are set at log steps (every ``train.log_every`` steps) when
-    ``train.log_grad_stats`` is true, and None otherwise.
+    ``train.log_grad_stats`` is true, and None otherwise. ``overlap`` is, at the same steps,
+    :meth:`medseg.analysis.OverlapProbe.rows` of the step's last micro-batch: per residual
+    block, the skip-path and branch parts of the gradient at its input (unscaled).
     """
 
     epoch: int
@@ -37,6 +41,7 @@ class StepInfo:
     rank: int
     grad_stats_before: GradStats | None
     grad_stats_after: GradStats | None
+    overlap: list[OverlapRow] | None = None
 
 
 @dataclass(frozen=True)

@@ -4,10 +4,15 @@ Mixed precision: bf16 autocast needs no loss scaling; fp16 scales the loss with 
 :class:`torch.amp.GradScaler`, whose ``step`` unscales the gradients before calling the
 optimizer, so gradient transforms inside the optimizer (ZNorm) see true gradients.
 
+At logging steps the trainer asks for gradient statistics (``optimizer_step(with_stats=True)``)
+and for the gradient overlap of the residual blocks on the step's last micro-batch
+(``backward(..., probe=True)``, then :meth:`TrainStep.take_overlap`).
+
 Example:
     >>> step = TrainStep(model, loss_fn, optimizer, precision=resolve_precision("off", device))
-    >>> loss = step.backward(images, labels)
-    >>> step.optimizer_step()
+    >>> loss = step.backward(images, labels, probe=True)
+    >>> stats = step.optimizer_step(with_stats=True)
+    >>> step.take_overlap()[0]["cosine"]
 """
 
 from __future__ import annotations
@@ -18,8 +23,11 @@ from dataclasses import dataclass
 
 import torch
 from torch import nn
+from torch.nn.parallel import DistributedDataParallel
 
+from medseg.analysis import OverlapProbe, OverlapRow
 from medseg.engine.callbacks import GradStats
+from medseg.optim import gradient_stats
 
 
 @dataclass(frozen=True)
@@ -76,24 +84,35 @@ class TrainStep:
         self.precision = precision
         self.scaler = torch.amp.GradScaler(precision.device_type, enabled=precision.scales_loss)
         self.named_parameters = list(named_parameters or model.named_parameters())
+        self._probed: list[OverlapRow] | None = None
 
     def backward(
-        self, images: torch.Tensor, labels: torch.Tensor, loss_weight: float = 1.0, sync: bool = True
+        self, images: torch.Tensor, labels: torch.Tensor, loss_weight: float = 1.0,
+        sync: bool = True, probe: bool = False,
     ) -> torch.Tensor:
         """Forward and backward one micro-batch, adding ``loss_weight`` x its gradient to the
         accumulated gradients. Returns the (unweighted, detached) loss.
 
         ``sync=False`` skips DistributedDataParallel's gradient all-reduce (micro-batches
-        before the last one of an accumulation group).
+        before the last one of an accumulation group). ``probe=True`` records the gradient
+        overlap of every residual block (:class:`~medseg.analysis.OverlapProbe`) on this
+        micro-batch, for :meth:`take_overlap`: norms of the unscaled gradient of
+        ``loss_weight`` x its loss. A probed forward runs the eager model (outside ``torch.compile``); the
+        values it computes are the same.
         """
         if self.precision.channels_last:
             images = images.contiguous(memory_format=torch.channels_last)
+        network = getattr(self.model, "_orig_mod", self.model) if probe else self.model
+        overlap = OverlapProbe(_unwrap(self.model)) if probe else None
         no_sync = getattr(self.model, "no_sync", None)  # DDP's, also through torch.compile
-        with no_sync() if not sync and no_sync is not None else contextlib.nullcontext():
+        skip_sync = no_sync() if not sync and no_sync is not None else contextlib.nullcontext()
+        with skip_sync, overlap or contextlib.nullcontext():
             with self.precision.autocast():
-                logits = self.model(images)
+                logits = network(images)
             loss = self.loss_fn(logits.float(), labels)
             self.scaler.scale(loss * loss_weight).backward()
+        if overlap is not None:
+            self._probed = _unscaled(overlap.rows(), self.scaler.get_scale())
         return loss.detach()
 
     def optimizer_step(self, *, with_stats: bool = False) -> tuple[GradStats, GradStats] | None:
@@ -104,8 +123,6 @@ class TrainStep:
         """
         stats = None
         if with_stats:
-            from medseg.optim import gradient_stats
-
             self.scaler.unscale_(self.optimizer)
             before = gradient_stats(self.named_parameters)
         self.scaler.step(self.optimizer)
@@ -114,3 +131,25 @@ class TrainStep:
             stats = (before, gradient_stats(self.named_parameters))
         self.optimizer.zero_grad(set_to_none=True)
         return stats
+
+    def take_overlap(self) -> list[OverlapRow] | None:
+        """The overlap rows of the last micro-batch run with ``probe=True`` since the previous
+        call (None if there was none); call it once per optimizer step."""
+        rows, self._probed = self._probed, None
+        return rows
+
+
+def _unwrap(model: nn.Module) -> nn.Module:
+    """The network inside ``torch.compile`` and DistributedDataParallel wrappers."""
+    model = getattr(model, "_orig_mod", model)
+    return model.module if isinstance(model, DistributedDataParallel) else model
+
+
+def _unscaled(rows: list[OverlapRow], scale: float) -> list[OverlapRow]:
+    """``rows`` with the norms divided by the loss scale (cosines do not change)."""
+    return [
+        OverlapRow(block=row["block"], skip_norm=row["skip_norm"] / scale,
+                   branch_norm=row["branch_norm"] / scale, total_norm=row["total_norm"] / scale,
+                   cosine=row["cosine"])
+        for row in rows
+    ]

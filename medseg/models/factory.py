@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 from torch import nn
 
 from medseg.errors import MedsegError
+from medseg.models.bgn import add_backward_grad_norm
 from medseg.models.deep_resnet import build_deep_resnet
 from medseg.models.resnet import build_resnet
 from medseg.models.unet import build_unet
@@ -44,6 +45,10 @@ MODELS: dict[str, ModelEntry] = {
 def build_model(model_cfg: ModelConfig, task: str) -> nn.Module:
     """Build ``model_cfg.arch`` for ``task`` (a name in :data:`medseg.tasks.TASKS`).
 
+    With ``model_cfg.bgn`` a backward-gradient-normalization node follows every residual
+    block and decoder stage (:func:`~medseg.models.bgn.add_backward_grad_norm`); the
+    ``state_dict`` keys are the same either way.
+
     Raises:
         MedsegError: on an unknown architecture (listing the valid ones), an architecture
             that does not serve ``task``, or a bad encoder / weights setting.
@@ -59,4 +64,7 @@ def build_model(model_cfg: ModelConfig, task: str) -> nn.Module:
             f"model.arch: {model_cfg.arch!r} is a {entry.task} model, not {task}; "
             f"for {task} choose one of {', '.join(valid) or 'none'}"
         )
-    return entry.build(model_cfg)
+    model = entry.build(model_cfg)
+    if model_cfg.bgn:
+        add_backward_grad_norm(model)
+    return model

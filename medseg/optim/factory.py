@@ -9,14 +9,23 @@ Example:
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Iterable, Mapping
 from typing import Any
 
 import torch
+from timm.optim import Lamb
 from torch import Tensor
 from torch.optim import Optimizer
 
-from medseg.optim.wrappers import ClipGradNorm, GradCentralization, GradientTransform, ZNorm
+from medseg.optim.wrappers import (
+    AdaptiveGradClip,
+    BlockNorm,
+    ClipGradNorm,
+    GradCentralization,
+    GradientTransform,
+    ZNorm,
+)
 
 OPTIMIZER_NAMES: tuple[str, ...] = (
     "adam",
@@ -28,6 +37,9 @@ OPTIMIZER_NAMES: tuple[str, ...] = (
     "sgd+znorm",
     "adam+gc",
     "adam+clip",
+    "adam+agc",
+    "adam+blocknorm",
+    "lamb",
 )
 """Every name :func:`build_optimizer` accepts ("znorm" is an alias of "adam+znorm")."""
 
@@ -43,17 +55,27 @@ HPARAM_KEYS: tuple[str, ...] = (
     "min_ndim",
     "max_norm",
     "conv_only",
+    "clip_factor",
 )
 
 _BASE_KEYS: dict[str, tuple[str, ...]] = {
     "adam": ("lr", "weight_decay", "betas"),
     "adamw": ("lr", "weight_decay", "betas"),
     "sgd": ("lr", "weight_decay", "momentum"),
+    "lamb": ("lr",),  # timm's defaults otherwise (weight_decay 0.01, betas, eps 1e-6, ...)
+}
+_BASE_CLASSES: dict[str, type[Optimizer]] = {
+    "adam": torch.optim.Adam,
+    "adamw": torch.optim.AdamW,
+    "sgd": torch.optim.SGD,
+    "lamb": Lamb,
 }
 _WRAPPERS: dict[str, tuple[type[GradientTransform], tuple[str, ...]]] = {
     "znorm": (ZNorm, ("granularity", "eps", "min_ndim")),
     "gc": (GradCentralization, ("conv_only",)),
     "clip": (ClipGradNorm, ("max_norm",)),
+    "agc": (AdaptiveGradClip, ("clip_factor",)),
+    "blocknorm": (BlockNorm, ("eps", "min_ndim")),
 }
 
 
@@ -63,9 +85,15 @@ def build_optimizer(
     """Build ``name``'s optimizer over ``params``.
 
     Adam and AdamW run their multi-tensor (``foreach``) implementation, or the fused one when
-    every parameter is a floating-point CUDA tensor; SGD runs ``foreach``. A ``+znorm``,
-    ``+gc`` or ``+clip`` suffix wraps the base optimizer in :class:`ZNorm`,
-    :class:`GradCentralization` or :class:`ClipGradNorm`.
+    every parameter is a floating-point CUDA tensor; SGD runs ``foreach``; ``lamb`` is
+    ``timm.optim.Lamb`` with timm's defaults but ``lr``. A ``+znorm``, ``+gc``, ``+clip``,
+    ``+agc`` or ``+blocknorm`` suffix wraps the base optimizer in :class:`ZNorm`,
+    :class:`GradCentralization`, :class:`ClipGradNorm`, :class:`AdaptiveGradClip` or
+    :class:`BlockNorm`.
+
+    Weight decay applies to weights only (timm's convention): in every param group whose
+    weight decay is non-zero, the parameters with ``ndim <= 1`` (biases, normalization
+    scales and shifts) move to a group of their own with ``weight_decay`` 0.
 
     Args:
         name: one of :data:`OPTIMIZER_NAMES`.
@@ -73,7 +101,8 @@ def build_optimizer(
         **hparams: any of :data:`HPARAM_KEYS`. A key that does not apply to ``name`` is
             ignored (``momentum`` for Adam, ``granularity`` without ZNorm...), so one config
             serves every method of a comparison; torch's defaults fill the keys not given.
-            ``eps`` is ZNorm's (Adam keeps its own 1e-8).
+            ``eps`` and ``min_ndim`` are ZNorm's and block normalization's (Adam keeps its
+            own eps 1e-8); ``clip_factor`` is AGC's (its eps is 1e-3).
 
     Raises:
         ValueError: an unknown name or hyper-parameter key, an invalid value, or no parameters.
@@ -91,7 +120,9 @@ def build_optimizer(
             f"unknown optimizer option {unknown[0]!r}; valid options: {', '.join(HPARAM_KEYS)}"
         )
     base, _, transform = method.partition("+")
-    optimizer = _build_base(base, _param_groups(params), _pick(hparams, _BASE_KEYS[base]))
+    kwargs = _pick(hparams, _BASE_KEYS[base])
+    groups = _decay_weights_only(_param_groups(params), _default_weight_decay(base, kwargs))
+    optimizer = _build_base(base, groups, kwargs)
     if not transform:
         return optimizer
     wrapper, keys = _WRAPPERS[transform]
@@ -105,6 +136,8 @@ def _pick(hparams: dict[str, Any], keys: tuple[str, ...]) -> dict[str, Any]:
 def _build_base(base: str, groups: list[dict[str, Any]], kwargs: dict[str, Any]) -> Optimizer:
     if "betas" in kwargs:
         kwargs["betas"] = tuple(kwargs["betas"])
+    if base == "lamb":
+        return Lamb(groups, **kwargs)
     if base == "sgd":
         return torch.optim.SGD(groups, foreach=True, **kwargs)
     tensors = [p for group in groups for p in group["params"]]
@@ -112,8 +145,32 @@ def _build_base(base: str, groups: list[dict[str, Any]], kwargs: dict[str, Any])
         kwargs["fused"] = True
     else:
         kwargs["foreach"] = True
-    optimizer_class = torch.optim.Adam if base == "adam" else torch.optim.AdamW
-    return optimizer_class(groups, **kwargs)
+    return _BASE_CLASSES[base](groups, **kwargs)
+
+
+def _default_weight_decay(base: str, kwargs: dict[str, Any]) -> float:
+    """The weight decay a group without its own gets: the one given, else the class default."""
+    if "weight_decay" in kwargs:
+        return float(kwargs["weight_decay"])
+    default = inspect.signature(_BASE_CLASSES[base]).parameters["weight_decay"].default
+    return float(default)
+
+
+def _decay_weights_only(groups: list[dict[str, Any]], default: float) -> list[dict[str, Any]]:
+    """Split every decaying group into its ``ndim >= 2`` parameters (the group as given) and
+    its ``ndim <= 1`` ones (the same settings with ``weight_decay`` 0); empty parts are dropped."""
+    split = []
+    for group in groups:
+        if group.get("weight_decay", default) == 0:
+            split.append(group)
+            continue
+        weights = [p for p in group["params"] if p.ndim >= 2]
+        others = [p for p in group["params"] if p.ndim <= 1]
+        split += [part for part in (
+            {**group, "params": weights},
+            {**group, "params": others, "weight_decay": 0.0},
+        ) if part["params"]]
+    return split
 
 
 def _param_groups(params: Any) -> list[dict[str, Any]]:

@@ -1,4 +1,5 @@
-"""In-place gradient transforms on lists of tensors: ZNorm's z-score and Gradient Centralization.
+"""In-place gradient transforms on lists of tensors: ZNorm's z-score, Gradient Centralization and
+block normalization.
 
 Both are multi-tensor implementations: tensors are grouped by device and dtype, reductions
 produce one small statistic per tensor (or per output channel), and the full-size updates are
@@ -9,6 +10,7 @@ Example:
     >>> grads = [p.grad for p in model.parameters() if p.grad is not None]
     >>> znorm_(grads)                        # every >= 2-D gradient now has mean 0, std 1
     >>> centralize_(grads, conv_only=True)   # Gradient Centralization of conv kernels
+    >>> blocknorm_(grads)                    # every >= 2-D gradient now has norm ~1
 """
 
 from __future__ import annotations
@@ -108,6 +110,57 @@ def centralize_(tensors: Tensor | Iterable[Tensor], *, conv_only: bool = False) 
     for group in _group_by_device_and_dtype(selected):
         means = [t.mean(dim=_channel_dims(t), keepdim=True, dtype=torch.float32) for t in group]
         torch._foreach_sub_(group, means)
+
+
+def blocknorm_(
+    tensors: Tensor | Iterable[Tensor], *, eps: float = 1e-8, min_ndim: int = 2
+) -> None:
+    """Divide each tensor ``g`` by ``||g|| + eps`` (its L2 norm), in place.
+
+    Block-normalized gradients: every selected tensor gets (almost) unit norm and keeps its
+    direction; no centring. Norms of fp16/bf16 tensors are taken in fp32; a tensor whose
+    squares overflow (|g| above about 1e19 in fp32) is rescaled by a power of two (exactly)
+    before its norm is taken. Non-finite inputs give non-finite outputs.
+
+    Args:
+        tensors: a tensor or an iterable of tensors (typically gradients).
+        eps: added to the norm; must be positive.
+        min_ndim: tensors with fewer dimensions (biases, norm-layer weights with the default
+            2) are left untouched.
+
+    Raises:
+        ValueError: an invalid setting, or a sparse tensor.
+        TypeError: a tensor that is not floating point.
+
+    Example:
+        >>> g = torch.tensor([[3.0, 4.0]])
+        >>> blocknorm_(g)
+        >>> g
+        tensor([[0.6000, 0.8000]])
+    """
+    check_znorm_settings("tensor", eps, min_ndim)
+    for group in _group_by_device_and_dtype(_select(tensors, min_ndim)):
+        work = [t.float() for t in group] if group[0].dtype in _LOW_PRECISION else group
+        norms = _tensor_norms(work)
+        overflow = ~torch.isfinite(norms)
+        if overflow.any():
+            for index in overflow.nonzero().flatten().tolist():
+                norms[index] = _overflow_safe_norm(work[index])
+        denominators = [
+            d.view((1,) * t.ndim) for d, t in zip((norms + eps).unbind(), work, strict=True)
+        ]
+        torch._foreach_div_(work, denominators)
+        if work is not group:
+            torch._foreach_copy_(group, work)
+
+
+def _overflow_safe_norm(t: Tensor) -> Tensor:
+    """``||t||`` from ``t`` scaled by a power of two that brings its max-abs below 1."""
+    max_abs = torch.linalg.vector_norm(t, math.inf)
+    _, exponent = torch.frexp(max_abs)
+    return torch.linalg.vector_norm(torch.ldexp(t, -exponent)) * torch.ldexp(
+        torch.ones_like(max_abs), exponent
+    )
 
 
 def _select(tensors: Tensor | Iterable[Tensor], min_ndim: int) -> list[Tensor]:

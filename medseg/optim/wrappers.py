@@ -22,10 +22,17 @@ from collections.abc import Callable
 from typing import Any
 
 import torch
+from timm.utils.agc import adaptive_clip_grad
 from torch import Tensor
 from torch.optim import Optimizer
 
-from medseg.optim.functional import Granularity, centralize_, check_znorm_settings, znorm_
+from medseg.optim.functional import (
+    Granularity,
+    blocknorm_,
+    centralize_,
+    check_znorm_settings,
+    znorm_,
+)
 
 
 class GradientTransform(Optimizer, metaclass=ABCMeta):
@@ -201,8 +208,7 @@ class ClipGradNorm(GradientTransform):
     """
 
     def __init__(self, optimizer: Optimizer, *, max_norm: float = 1.0) -> None:
-        valid_number = isinstance(max_norm, (int, float)) and not isinstance(max_norm, bool)
-        if not valid_number or not 0 < max_norm < math.inf:
+        if not _positive_finite(max_norm):
             raise ValueError(f"max_norm must be a positive finite number, got {max_norm!r}")
         super().__init__(optimizer)
         self.max_norm = max_norm
@@ -213,3 +219,80 @@ class ClipGradNorm(GradientTransform):
 
     def transform_gradients_(self, params: list[Tensor]) -> None:
         torch.nn.utils.clip_grad_norm_(params, self.max_norm)
+
+
+class BlockNorm(GradientTransform):
+    """Block-normalized gradients before the inner step: each gradient with ``ndim >=
+    min_ndim`` is divided by its L2 norm plus ``eps`` (:func:`medseg.optim.blocknorm_`).
+
+    Under Adam this is tensor-level ZNorm without the centring (see docs/znorm.md).
+
+    Args:
+        optimizer: the inner optimizer.
+        eps: added to the norm.
+        min_ndim: gradients with fewer dims (biases, norm layers) are passed through unchanged.
+
+    Raises:
+        TypeError: ``optimizer`` is not a torch optimizer.
+        ValueError: an invalid setting.
+
+    Example:
+        >>> opt = BlockNorm(torch.optim.Adam(model.parameters(), lr=1e-3))
+    """
+
+    def __init__(self, optimizer: Optimizer, *, eps: float = 1e-8, min_ndim: int = 2) -> None:
+        check_znorm_settings("tensor", eps, min_ndim)
+        super().__init__(optimizer)
+        self.eps = eps
+        self.min_ndim = min_ndim
+
+    @property
+    def settings(self) -> dict[str, Any]:
+        return {"eps": self.eps, "min_ndim": self.min_ndim}
+
+    def transform_gradients_(self, params: list[Tensor]) -> None:
+        blocknorm_([p.grad for p in params if p.grad is not None], eps=self.eps,
+                   min_ndim=self.min_ndim)
+
+
+class AdaptiveGradClip(GradientTransform):
+    """Adaptive gradient clipping (AGC; Brock et al. 2021, arXiv:2102.06171) before the step.
+
+    Per unit (output row of a weight, a whole bias or norm parameter): a gradient whose norm
+    exceeds ``clip_factor · max(||w||, eps)`` is scaled down to that norm
+    (``timm.utils.agc.adaptive_clip_grad``, applied to every parameter).
+
+    Args:
+        optimizer: the inner optimizer.
+        clip_factor: the largest ratio of gradient norm to weight norm let through.
+        eps: the smallest weight norm used, so zero-initialized weights can move.
+
+    Raises:
+        TypeError: ``optimizer`` is not a torch optimizer.
+        ValueError: ``clip_factor`` or ``eps`` is not a positive finite number.
+
+    Example:
+        >>> opt = AdaptiveGradClip(torch.optim.Adam(model.parameters(), lr=1e-3))
+    """
+
+    def __init__(
+        self, optimizer: Optimizer, *, clip_factor: float = 0.01, eps: float = 1e-3
+    ) -> None:
+        for name, value in (("clip_factor", clip_factor), ("eps", eps)):
+            if not _positive_finite(value):
+                raise ValueError(f"AGC {name} must be a positive finite number, got {value!r}")
+        super().__init__(optimizer)
+        self.clip_factor = clip_factor
+        self.eps = eps
+
+    @property
+    def settings(self) -> dict[str, Any]:
+        return {"clip_factor": self.clip_factor, "eps": self.eps}
+
+    def transform_gradients_(self, params: list[Tensor]) -> None:
+        adaptive_clip_grad(params, clip_factor=self.clip_factor, eps=self.eps)
+
+
+def _positive_finite(value: Any) -> bool:
+    number = isinstance(value, (int, float)) and not isinstance(value, bool)
+    return number and 0 < value < math.inf

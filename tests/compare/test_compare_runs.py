@@ -185,3 +185,52 @@ def test_runs_spread_over_devices_match_sequential_runs(comparison, tiny_config_
     assert [row["test_auc"] for row in rows] == [row["test_auc"] for row in original]
     assert np.all(np.asarray([row["wall_time_s"] for row in rows]) > 0)
     assert (tmp_path / "runs/adam/seed1/grad_stats.jsonl").exists()
+
+
+def test_adam_bgn_trains_adam_on_the_bgn_model_and_the_overlap_is_reported(tiny_config_file,
+                                                                            tmp_path):
+    # needs the engine loop to probe the last micro-batch of each logged step (StepInfo.overlap)
+    run_comparison(load_config(tiny_config_file), ["adam", "adam+bgn"], [0], tmp_path)
+    record = json.loads((tmp_path / "runs/adam+bgn/seed0/compare_run.json").read_text())
+    assert record["config"]["model"]["bgn"] is True and record["config"]["optim"]["name"] == "adam"
+    plain = json.loads((tmp_path / "runs/adam/seed0/compare_run.json").read_text())
+    assert plain["config"]["model"]["bgn"] is False
+    # same initial weights and batch: the nodes alone change the first step's gradients
+    first = {method: json.loads((tmp_path / f"runs/{method}/seed0/grad_stats.jsonl")
+                                .read_text().splitlines()[0]) for method in ("adam", "adam+bgn")}
+    assert first["adam"]["layers"] == first["adam+bgn"]["layers"]
+    assert first["adam"]["before"][-1] == pytest.approx(first["adam+bgn"]["before"][-1])  # head
+    assert first["adam"]["before"][0] != pytest.approx(first["adam+bgn"]["before"][0])  # stem
+    columns, lines = _read_csv(tmp_path / "overlap.csv")
+    assert columns == ["method", "seed", "step", "block", "skip_norm", "branch_norm",
+                       "total_norm", "cosine"]
+    assert [(line["method"], line["step"], line["block"]) for line in lines] == [
+        (method, step, block) for method in ("adam", "adam+bgn") for step in ("1", "2")
+        for block in ("features.1", "features.3")]
+    assert all(float(line["total_norm"]) > 0 for line in lines)
+    report = (tmp_path / "results.md").read_text()
+    assert "`adam+bgn`: `adam` on the model with `model.bgn=true`" in report
+    assert "(overlap.png)" in report
+    assert_png(tmp_path / "overlap.png")
+
+
+def test_a_diverged_run_is_recorded_labelled_and_left_out(tiny_config_file, tmp_path):
+    """adam at lr 1e6 trips the engine's divergence guard: the comparison goes on, the run is
+    listed as diverged, and no statistic uses it; a rerun does not train it again."""
+    out = tmp_path / "compare"
+    overrides = {"adam": ["optim.lr=1e6"]}
+    rows = run_comparison(load_config(tiny_config_file), METHODS, [0], out, method_overrides=overrides)
+    by_method = {row["method"]: row for row in rows}
+    assert by_method["adam"]["status"] == "diverged" and "diverged" in by_method["adam"]["note"]
+    assert not any(key.startswith("test_") for key in by_method["adam"])
+    assert by_method["adam+znorm"]["status"] == "ok" and "test_auc" in by_method["adam+znorm"]
+    report = (out / "results.md").read_text()
+    assert "## Runs that diverged" in report and "| `adam` | 0 |" in report
+    assert "| `adam` | 0 (1 diverged) |" in report
+    assert "| `adam+znorm` | AUC | 0 | n/a |" in report  # nothing paired with a diverged run
+    _, lines = _read_csv(out / "results.csv")
+    assert [line["status"] for line in lines] == ["diverged", "ok"]
+    record = json.loads((out / "runs" / "adam" / "seed0" / "compare_run.json").read_text())
+    again = run_comparison(load_config(tiny_config_file), METHODS, [0], out, method_overrides=overrides)
+    assert json.loads((out / "runs" / "adam" / "seed0" / "compare_run.json").read_text()) == record
+    assert [row["status"] for row in again] == ["diverged", "ok"]

@@ -9,13 +9,16 @@ import pytest
 from medseg.cli.main import main
 from medseg.compare.execution import prepare_split
 from medseg.compare.planning import (
+    METHOD_NAMES,
     check_method_overrides,
     check_methods,
     check_seeds,
     plan_runs,
+    run_state,
 )
+from medseg.compare.spec import RUN_RECORD, write_record
 from medseg.config import config_from_dict
-from medseg.errors import ConfigError
+from medseg.errors import ConfigError, MedsegError
 from tests.support import write_lgg
 
 from .conftest import tiny_config
@@ -122,3 +125,35 @@ def test_cli_rejects_bad_options_with_one_line(tiny_config_file, tmp_path, capsy
     assert code == 2
     assert err.startswith("medseg: error: ") and message in err and "Traceback" not in err
     assert not (tmp_path / "out" / "runs").exists()  # nothing was trained
+
+
+def test_adam_bgn_is_adam_on_the_model_with_bgn_nodes_for_that_method_only(tmp_path):
+    cfg = config_from_dict(tiny_config(tmp_path))
+    assert "adam+bgn" in METHOD_NAMES and check_methods(["adam+bgn"]) == ["adam+bgn"]
+    specs = plan_runs(cfg, ["adam", "adam+bgn", "adam+znorm"], [0, 1], tmp_path / "out", None,
+                      {"adam+bgn": ["optim.lr=0.01"]})
+    base = _flatten(cfg.to_dict())
+    for spec in specs:
+        flat = _flatten(spec.cfg.to_dict())
+        changed = {k for k in flat if flat[k] != base[k]} - {"seed", "output.dir", "output.run_name"}
+        if spec.method == "adam+bgn":
+            assert spec.cfg.optim.name == "adam" and spec.cfg.model.bgn is True
+            assert changed == {"model.bgn", "optim.lr"}
+            assert spec.run_dir == tmp_path / "out" / "runs" / "adam+bgn" / f"seed{spec.seed}"
+        else:
+            assert spec.cfg.optim.name == spec.method and spec.cfg.model.bgn is False
+            assert changed <= {"optim.name"}
+
+
+def test_a_record_written_before_new_settings_existed_still_matches(tmp_path):
+    cfg = config_from_dict(tiny_config(tmp_path))
+    (spec,) = plan_runs(cfg, ["adam"], [0], tmp_path / "out", None)
+    write_record(spec, resumed=False)
+    record = json.loads((spec.run_dir / RUN_RECORD).read_text())
+    del record["config"]["model"]["bgn"], record["config"]["optim"]["clip_factor"]
+    (spec.run_dir / RUN_RECORD).write_text(json.dumps(record))
+    assert run_state(spec) == "new"  # the missing keys are at their defaults: same config
+    record["config"]["optim"]["lr"] = 0.5
+    (spec.run_dir / RUN_RECORD).write_text(json.dumps(record))
+    with pytest.raises(MedsegError, match=r"different config \(optim.lr: 0.5 != 0.001\)"):
+        run_state(spec)

@@ -1,19 +1,22 @@
-"""The figures are real PNGs; gradient statistics round-trip through grad_stats.jsonl."""
+"""The figures are real PNGs; gradient statistics and overlap rows round-trip through
+grad_stats.jsonl."""
 
 from __future__ import annotations
 
 import json
+import math
 import os
 import subprocess
 import sys
+from dataclasses import replace
 
 import numpy as np
 import pytest
 from PIL import Image
 
 from medseg.compare.grad_recorder import GradStatsRecorder
-from medseg.compare.grad_stats import GradSnapshot, read_grad_stats
-from medseg.compare.plots import pick_steps, plot_curves, plot_grad_flow
+from medseg.compare.grad_stats import GradSnapshot, read_grad_stats, read_overlap
+from medseg.compare.plots import pick_steps, plot_curves, plot_grad_flow, plot_overlap
 from medseg.engine.callbacks import StepInfo
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -101,3 +104,41 @@ def test_importing_and_plotting_leave_the_matplotlib_backend_alone(tmp_path):
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "svg"
     assert_png(path)
+
+
+def _overlap(step_scale):
+    return [
+        {"block": "layer1.0", "skip_norm": 1.0 * step_scale, "branch_norm": 2.0,
+         "total_norm": 2.5, "cosine": 0.125},
+        {"block": "layer1.1", "skip_norm": 0.5, "branch_norm": 0.0, "total_norm": 0.5,
+         "cosine": float("nan")},
+    ]
+
+
+def test_overlap_rows_round_trip_through_the_recorder(tmp_path):
+    path = tmp_path / "grad_stats.jsonl"
+    recorder = GradStatsRecorder(path)
+    stats = {"conv.weight": {"norm": 2.0, "mean": 0.0, "std": 1.0}}
+    recorder.on_step_end(_info(5, stats, stats))  # logged without overlap rows
+    recorder.on_step_end(replace(_info(10, stats, stats), overlap=_overlap(1.0)))
+    recorder.on_step_end(replace(_info(10, stats, stats), overlap=_overlap(3.0)))  # resumed
+    recorder.on_step_end(replace(_info(20, stats, stats), overlap=_overlap(2.0)))
+    record = json.loads(path.read_text().splitlines()[1])
+    assert record["overlap"][1]["cosine"] is None  # NaN is not JSON
+    rows = read_overlap(path)
+    assert [(row["step"], row["block"]) for row in rows] == [
+        (10, "layer1.0"), (10, "layer1.1"), (20, "layer1.0"), (20, "layer1.1")]
+    assert rows[0] == {"step": 10, "block": "layer1.0", "skip_norm": 3.0, "branch_norm": 2.0,
+                       "total_norm": 2.5, "cosine": 0.125}
+    assert math.isnan(rows[1]["cosine"]) and rows[2]["skip_norm"] == 2.0
+    assert [s.step for s in read_grad_stats(path)] == [5, 10, 20]
+
+
+def test_overlap_png(tmp_path):
+    rows = {
+        "adam": [{"step": s, **row} for s in (1, 2, 3) for row in _overlap(float(s))],
+        "adam+znorm": [{"step": 1, **row} for row in _overlap(0.5)],
+    }
+    assert_png(plot_overlap(rows, path=tmp_path / "overlap.png"))
+    with pytest.raises(ValueError, match="no gradient-overlap rows"):
+        plot_overlap({"adam": []}, path=tmp_path / "empty.png")

@@ -10,6 +10,7 @@ from medseg.compare.report import (
     format_summary,
     render_results_md,
     table_metrics,
+    write_overlap_csv,
     write_results_csv,
 )
 
@@ -38,7 +39,7 @@ def test_csv_has_one_row_per_run_and_stable_columns(tmp_path):
         rows = list(reader)
     assert reader.fieldnames == csv_columns(ROWS)
     assert reader.fieldnames[:5] == ["method", "seed", "test_accuracy", "test_auc", "test_sensitivity"]
-    assert reader.fieldnames[-3:] == ["epochs_to_target", "wall_time_s", "run_dir"]
+    assert reader.fieldnames[-5:] == ["epochs_to_target", "wall_time_s", "run_dir", "status", "note"]
     assert len(rows) == 6
     assert rows[2]["epochs_to_target"] == ""  # never reached: empty, not "None"
     assert float(rows[3]["test_auc"]) == 0.9 and rows[3]["method"] == "adam+znorm"
@@ -78,3 +79,23 @@ def test_table_metrics_follow_the_task():
                  "test_patient_dice": 0.75, "test_empty_fp_rate": 0.1}]
     assert table_metrics("segmentation", seg_rows) == ["dice", "iou", "patient_dice"]
     assert table_metrics("classification", ROWS) == ["accuracy", "auc"]
+
+
+def test_overlap_csv_has_one_line_per_run_step_and_block(tmp_path):
+    rows = [
+        {"method": "adam+bgn", "seed": 1, "step": 10, "block": "features.1", "skip_norm": 1.5,
+         "branch_norm": 0.25, "total_norm": 1.6, "cosine": float("nan")},
+        {"method": "adam", "seed": 0, "step": 20, "block": "features.3", "skip_norm": 2.0,
+         "branch_norm": 1.0, "total_norm": 2.5, "cosine": 0.25},
+    ]
+    path = tmp_path / "overlap.csv"
+    write_overlap_csv(rows, path)
+    with path.open(newline="") as handle:
+        reader = csv.DictReader(handle)
+        lines = list(reader)
+    assert reader.fieldnames == ["method", "seed", "step", "block", "skip_norm", "branch_norm",
+                                 "total_norm", "cosine"]
+    assert lines[0] == {"method": "adam+bgn", "seed": "1", "step": "10", "block": "features.1",
+                        "skip_norm": "1.5", "branch_norm": "0.25", "total_norm": "1.6",
+                        "cosine": ""}
+    assert lines[1]["cosine"] == "0.25"

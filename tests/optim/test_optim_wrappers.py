@@ -11,11 +11,20 @@ from collections.abc import Callable
 
 import pytest
 import torch
+from timm.utils.agc import adaptive_clip_grad
 from torch import nn
 from torch.optim import SGD, Adam, AdamW, Optimizer
 from torch.optim.lr_scheduler import CosineAnnealingLR, LambdaLR, SequentialLR
 
-from medseg.optim import ClipGradNorm, GradCentralization, ZNorm, centralize_, znorm_
+from medseg.optim import (
+    AdaptiveGradClip,
+    BlockNorm,
+    ClipGradNorm,
+    GradCentralization,
+    ZNorm,
+    centralize_,
+    znorm_,
+)
 from medseg.optim.wrappers import GradientTransform
 
 
@@ -54,6 +63,13 @@ def grads_of(params: list[nn.Parameter]) -> list[torch.Tensor]:
     return [p.grad for p in params if p.grad is not None]
 
 
+def blocknorm_reference(params: list[nn.Parameter]) -> None:
+    """Each >= 2-D gradient divided by its norm + 1e-8, one tensor at a time."""
+    for g in grads_of(params):
+        if g.ndim >= 2:
+            g.div_(torch.linalg.vector_norm(g) + 1e-8)
+
+
 WRAPPERS: dict[str, tuple[Callable[[Optimizer], GradientTransform], Callable[[list], None]]] = {
     "znorm-tensor": (ZNorm, lambda params: znorm_(grads_of(params))),
     "znorm-channel": (
@@ -66,6 +82,12 @@ WRAPPERS: dict[str, tuple[Callable[[Optimizer], GradientTransform], Callable[[li
         lambda params: centralize_(grads_of(params), conv_only=True),
     ),
     "clip": (lambda opt: ClipGradNorm(opt, max_norm=0.05), clip_reference),
+    "agc": (AdaptiveGradClip, lambda params: adaptive_clip_grad(params, clip_factor=0.01, eps=1e-3)),
+    "agc-loose": (
+        lambda opt: AdaptiveGradClip(opt, clip_factor=0.5, eps=0.1),
+        lambda params: adaptive_clip_grad(params, clip_factor=0.5, eps=0.1),
+    ),
+    "blocknorm": (BlockNorm, blocknorm_reference),
 }
 INNERS: dict[str, Callable[[list], Optimizer]] = {
     "adam": lambda params: Adam(params, lr=1e-2, foreach=True),
@@ -146,8 +168,8 @@ def test_parameters_without_gradient_are_skipped():
 def test_no_gradients_at_all_is_a_no_op():
     model = make_model()
     before = copy.deepcopy(model.state_dict())
-    for wrapper in (ZNorm, GradCentralization, ClipGradNorm):
-        wrapper(Adam(model.parameters(), lr=1e-2)).step()
+    for wrap, _ in WRAPPERS.values():
+        wrap(Adam(model.parameters(), lr=1e-2)).step()
     for name, tensor in model.state_dict().items():
         assert torch.equal(tensor, before[name])
 
@@ -268,8 +290,9 @@ def lr_after(opt: Optimizer, make_scheduler: Callable[[Optimizer], object], step
     ],
     ids=["cosine", "lambda", "sequential"],
 )
-def test_lr_schedulers_drive_the_shared_learning_rate(make_scheduler):
-    wrapped = ZNorm(SGD(make_model().parameters(), lr=0.1))
+@pytest.mark.parametrize("wrapper", WRAPPERS)
+def test_lr_schedulers_drive_the_shared_learning_rate(make_scheduler, wrapper):
+    wrapped = WRAPPERS[wrapper][0](SGD(make_model().parameters(), lr=0.1))
     plain = SGD(make_model().parameters(), lr=0.1)
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # e.g. "optimizer.step() has been overridden"
@@ -316,9 +339,11 @@ def test_grad_scaler_unscales_before_the_transform_sees_the_gradients():
         torch.testing.assert_close(seen, p.grad)
 
 
-def test_grad_scaler_with_clipping_matches_the_unscaled_reference():
+@pytest.mark.parametrize("wrapper", WRAPPERS)
+def test_grad_scaler_gives_the_unscaled_reference_step(wrapper):
+    wrap, transform = WRAPPERS[wrapper]
     model, reference = make_model(), make_model()
-    opt = ClipGradNorm(Adam(model.parameters(), lr=1e-2), max_norm=0.05)
+    opt = wrap(Adam(model.parameters(), lr=1e-2))
     plain = Adam(reference.parameters(), lr=1e-2)
     scaler = torch.amp.GradScaler("cpu", init_scale=2.0**10)
     images, targets = batch()
@@ -326,7 +351,7 @@ def test_grad_scaler_with_clipping_matches_the_unscaled_reference():
     scaler.step(opt)
     scaler.update()
     backward(reference)
-    clip_reference(list(reference.parameters()))
+    transform(list(reference.parameters()))
     plain.step()
     for a, b in zip(model.parameters(), reference.parameters(), strict=True):
         torch.testing.assert_close(a, b)
@@ -380,9 +405,17 @@ def test_repr_shows_the_settings_and_the_inner_optimizer():
     assert repr(ClipGradNorm(SGD(model.parameters()), max_norm=2.0)).startswith(
         "ClipGradNorm(max_norm=2.0) over"
     )
+    assert repr(AdaptiveGradClip(SGD(model.parameters()))).startswith(
+        "AdaptiveGradClip(clip_factor=0.01, eps=0.001) over"
+    )
+    assert repr(BlockNorm(SGD(model.parameters()))).startswith(
+        "BlockNorm(eps=1e-08, min_ndim=2) over"
+    )
 
 
-@pytest.mark.parametrize("wrapper", [ZNorm, GradCentralization, ClipGradNorm])
+@pytest.mark.parametrize(
+    "wrapper", [ZNorm, GradCentralization, ClipGradNorm, AdaptiveGradClip, BlockNorm]
+)
 def test_wrapping_something_else_raises_type_error(wrapper):
     with pytest.raises(TypeError, match=r"wraps a torch\.optim\.Optimizer, got list"):
         wrapper([nn.Parameter(torch.ones(2))])
@@ -396,6 +429,10 @@ def test_wrapping_something_else_raises_type_error(wrapper):
         (lambda opt: ZNorm(opt, min_ndim=0), "min_ndim must be an integer >= 1"),
         (lambda opt: ClipGradNorm(opt, max_norm=0), "max_norm must be a positive finite number"),
         (lambda opt: ClipGradNorm(opt, max_norm="1"), "max_norm must be a positive finite number"),
+        (lambda opt: AdaptiveGradClip(opt, clip_factor=0), "clip_factor must be a positive finite"),
+        (lambda opt: AdaptiveGradClip(opt, eps=float("inf")), "eps must be a positive finite"),
+        (lambda opt: BlockNorm(opt, eps=-1e-8), "eps must be a positive finite number"),
+        (lambda opt: BlockNorm(opt, min_ndim=0), "min_ndim must be an integer >= 1"),
     ],
 )
 def test_invalid_settings_raise_value_error(make, message):

@@ -1,0 +1,14 @@
+"""Gradient analysis tools: the gradient-overlap probe of residual blocks (Yun 2024b).
+
+Example:
+    >>> from medseg.analysis import OverlapProbe
+    >>> with OverlapProbe(model) as probe:
+    ...     loss_fn(model(images), labels).backward()
+    >>> probe.rows()
+"""
+
+from __future__ import annotations
+
+from medseg.analysis.overlap import RESIDUAL_SPLITS, OverlapProbe, OverlapRow, ResidualSplit
+
+__all__ = ["RESIDUAL_SPLITS", "OverlapProbe", "OverlapRow", "ResidualSplit"]
