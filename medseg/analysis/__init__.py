@@ -9,6 +9,12 @@ Example:
 
 from __future__ import annotations
 
-from medseg.analysis.overlap import RESIDUAL_SPLITS, OverlapProbe, OverlapRow, ResidualSplit
+from medseg.analysis.overlap import (
+    OVERLAP_VALUES,
+    RESIDUAL_SPLITS,
+    OverlapProbe,
+    OverlapRow,
+    ResidualSplit,
+)
 
-__all__ = ["RESIDUAL_SPLITS", "OverlapProbe", "OverlapRow", "ResidualSplit"]
+__all__ = ["OVERLAP_VALUES", "RESIDUAL_SPLITS", "OverlapProbe", "OverlapRow", "ResidualSplit"]

@@ -46,6 +46,10 @@ class OverlapRow(TypedDict):
     cosine: float  # cosine between the two parts (NaN when one of them is zero)
 
 
+#: the numbers of an overlap row, after its block name
+OVERLAP_VALUES: tuple[str, ...] = tuple(key for key in OverlapRow.__annotations__ if key != "block")
+
+
 @dataclass(frozen=True)
 class ResidualSplit:
     """How a block type computes its output: ``merge(block, branch(block, x), skip(block, x))``."""

@@ -30,9 +30,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from medseg.analysis.overlap import OVERLAP_VALUES
+
 GRAD_STATS_FILE = "grad_stats.jsonl"
-#: the numbers of an overlap row, after its block name
-OVERLAP_VALUES = ("skip_norm", "branch_norm", "total_norm", "cosine")
 
 
 @dataclass(frozen=True)

@@ -26,6 +26,7 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.optim.lr_scheduler import LRScheduler
 
 from medseg import __version__
+from medseg.analysis.overlap import OVERLAP_VALUES
 from medseg.config import Config, DataConfig, config_from_dict, save_config
 from medseg.data import build_datasets
 from medseg.engine.callbacks import EpochInfo, StepInfo, TrainCallback
@@ -457,6 +458,10 @@ def _log_step(writer: Any, info: StepInfo) -> None:
         for name, values in (stats or {}).items():
             for stat, value in values.items():
                 writer.add_scalar(f"grad_{when}/{stat}/{name}", value, info.step)
+    for row in info.overlap or []:  # the residual blocks' gradient overlap (OverlapProbe)
+        numbers: dict[str, Any] = {**row}
+        for stat in OVERLAP_VALUES:
+            writer.add_scalar(f"overlap/{stat}/{row['block']}", numbers[stat], info.step)
 
 
 def _log_epoch(writer: Any, row: dict[str, Any], global_step: int) -> None:

@@ -138,6 +138,13 @@ def test_tensorboard_logs_grad_stats_and_callbacks_see_them(tiny_lgg, tmp_path, 
     assert f"grad_before/std/{name}" in tags and f"grad_after/std/{name}" in tags
     assert "train/loss" in tags and "val/dice" in tags
     assert [e.step for e in events.Scalars(f"grad_after/std/{name}")] == [2]
+    # the residual blocks' gradient overlap, at the same steps, in the callback and TensorBoard
+    assert [info.overlap is not None for info in record.steps] == [False, True, False]
+    blocks = [row["block"] for row in logged[0].overlap]
+    assert "encoder.layer1.0" in blocks
+    first = logged[0].overlap[0]
+    assert [e.value for e in events.Scalars(f"overlap/total_norm/{first['block']}")] == [
+        pytest.approx(first["total_norm"])]
 
 
 def build_named(cfg):
