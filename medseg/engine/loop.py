@@ -75,6 +75,16 @@ class DivergenceGuard:
         self.floor = self.smoothed if self.floor is None else min(self.floor, self.smoothed)
         return problem
 
+    def exceeds(self, loss: float) -> str | None:
+        """Why ``loss`` means divergence (non-finite, or over the factor), or None; records
+        nothing (for the check after an epoch's last update)."""
+        if not math.isfinite(loss):
+            return f"the loss became {loss}"
+        if self.factor is not None and self.floor is not None and loss > self.factor * self.floor:
+            return (f"{loss:.3g} is over train.divergence_factor={self.factor:g} x the lowest "
+                    f"smoothed loss so far ({self.floor:.3g})")
+        return None
+
     def too_many_skipped(self, skipped: bool) -> bool:
         """Count a step whose gradients were (not) finite; True past the limit."""
         self.nonfinite_streak = self.nonfinite_streak + 1 if skipped else 0
@@ -161,6 +171,7 @@ def train_one_epoch(
     progress.start_epoch(epoch, train_cfg.epochs, steps)
 
     start = time.perf_counter()
+    first_step = global_step
     images_seen, loss_sum = 0, 0.0
     group_loss = torch.zeros((), device=ctx.device)
     lr = float(scheduler.get_last_lr()[0])
@@ -214,6 +225,15 @@ def train_one_epoch(
                          grad_stats_before=before, grad_stats_after=after,
                          overlap=step.take_overlap()))
 
+    if global_step > first_step:  # the epoch's last update, before its checkpoint is written
+        final_loss = mean_over_ranks(step.loss_after_step(images, labels), ctx).item()
+        diverged = guard.exceeds(final_loss)
+        if diverged:
+            raise DivergenceError(
+                f"loss diverged after the last step of epoch {epoch} (step {global_step}): "
+                f"{diverged}; lower optim.lr or add train.warmup_epochs; "
+                f"{_last_good(last_good_checkpoint)}"
+            )
     if ctx.device.type == "cuda":
         torch.cuda.synchronize(ctx.device)
     seconds = time.perf_counter() - start

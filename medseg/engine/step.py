@@ -115,6 +115,25 @@ class TrainStep:
             self._probed = _unscaled(overlap.rows(), self.scaler.get_scale())
         return loss.detach()
 
+    @torch.no_grad()
+    def loss_after_step(self, images: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        """The loss of a batch with the current weights, as the next step would see it (train
+        mode), touching nothing: normalization statistics are restored, no gradient is kept.
+
+        The divergence guard checks every step's loss before its update; this checks the
+        last update of an epoch before the epoch's checkpoint is written.
+        """
+        model = _unwrap(self.model)
+        buffers = [buffer.clone() for buffer in model.buffers()]
+        if self.precision.channels_last:
+            images = images.contiguous(memory_format=torch.channels_last)
+        with self.precision.autocast():
+            logits = model(images)
+        loss = self.loss_fn(logits.float(), labels)
+        for buffer, saved in zip(model.buffers(), buffers, strict=True):
+            buffer.copy_(saved)
+        return loss.detach()
+
     def optimizer_step(self, *, with_stats: bool = False) -> tuple[GradStats, GradStats] | None:
         """Step the optimizer on the accumulated gradients, then clear them.
 

@@ -86,3 +86,36 @@ def test_the_guard_ignores_one_easy_batch_but_not_a_climb():
 def test_guard_settings_are_validated(tiny_lgg, tmp_path, lgg_settings, key, value):
     with pytest.raises(ConfigError, match=rf"train\.{key} must be"):
         config_from_dict(lgg_settings(tiny_lgg, tmp_path, **{key: value}))
+
+
+def test_a_collapse_on_an_epoch_s_last_step_is_never_written(tiny_lgg, tmp_path, lgg_settings):
+    """One step per epoch: the step's own loss is still sane, its update is not; the check
+    after the epoch's last update stops the run before last.pt or best.pt is written."""
+    settings = lgg_settings(tiny_lgg, tmp_path / "run", max_steps_per_epoch=1)
+    settings["optim"]["lr"] = 1e6
+    with pytest.raises(MedsegError, match=r"loss diverged after the last step of epoch 1 \(step 1\): "
+                                          r".*last good checkpoint: none written yet"):
+        train(config_from_dict(settings))
+    assert not [name for name in RESULTS if (tmp_path / "run" / name).exists()]
+
+
+def test_the_check_after_the_last_step_touches_nothing():
+    """The extra forward keeps the normalization statistics and leaves no gradient."""
+    from torch import nn
+
+    from medseg.engine.step import TrainStep, resolve_precision
+
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.BatchNorm2d(4), nn.Conv2d(4, 1, 1))
+    step = TrainStep(model, nn.BCEWithLogitsLoss(), torch.optim.SGD(model.parameters(), lr=0.1),
+                     resolve_precision("off", torch.device("cpu")))
+    before = {name: buffer.clone() for name, buffer in model.named_buffers()}
+    images, labels = torch.randn(2, 3, 8, 8) * 5 + 3, torch.ones(2, 1, 8, 8)
+    loss = step.loss_after_step(images, labels)
+    expected = nn.functional.binary_cross_entropy_with_logits(model(images), labels)  # moves BN
+    assert loss.item() == pytest.approx(expected.item())
+    assert not torch.equal(model[1].running_mean, before["1.running_mean"])  # a plain forward would
+    model.load_state_dict({**model.state_dict(), **before})
+    step.loss_after_step(images, labels)
+    assert all(torch.equal(buffer, before[name]) for name, buffer in model.named_buffers())
+    assert all(param.grad is None for param in model.parameters())
