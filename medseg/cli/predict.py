@@ -37,5 +37,8 @@ def run(args: argparse.Namespace) -> int:
                                 overwrite=args.overwrite):
         print(f"{record.input}: {record.kind}, {record.slices} slice(s), tumour on "
               f"{record.tumour_slices} ({record.tumour_pixels} px), {len(record.files)} files")
+        if record.nonfinite_voxels:
+            print(f"{record.input}: note: {record.nonfinite_voxels} NaN or infinite voxels were "
+                  "read as background")
     print(f"written to {args.out}")
     return 0

@@ -47,12 +47,15 @@ class Volume:
         affine: the file's voxel-to-world affine.
         header: the file's NIfTI header.
         shape: the file's spatial shape (3 voxel counts, in file order).
+        nonfinite_voxels: NaN or infinite voxels of the file, read as background (the
+            volume's lowest finite intensity); say so wherever the volume is shown.
     """
 
     slices: np.ndarray
     affine: np.ndarray
     header: nib.Nifti1Header
     shape: tuple[int, int, int]
+    nonfinite_voxels: int = 0
 
 
 def _rescale(channel: np.ndarray) -> np.ndarray:
@@ -90,28 +93,32 @@ def _open_nifti(path: Path) -> nib.Nifti1Image:
     return image
 
 
-def _read_voxels(path: Path, image: nib.Nifti1Image) -> np.ndarray:
-    """The voxel array of ``image`` (scaled as stored).
+def _read_voxels(path: Path, image: nib.Nifti1Image) -> tuple[np.ndarray, int]:
+    """The voxel array of ``image`` (scaled as stored), NaN and infinite voxels replaced by
+    the lowest finite intensity (background: registration tools pad with NaN), and how many
+    there were.
 
     Raises:
-        DataError: when the data cannot be read, or holds NaN or infinite voxels (they have no
-            intensity: rescaling would make them background, and a volume of them an image
-            of nothing that the model still segments).
+        DataError: when the data cannot be read, or holds no finite voxel at all (an image of
+            nothing, which a model would still segment).
     """
     try:
         data = np.asanyarray(image.dataobj)
     except Exception as err:  # truncated or damaged data
         raise DataError(f"{path}: cannot read NIfTI ({err})") from None
-    if np.issubdtype(data.dtype, np.floating):
-        finite = np.isfinite(data)
-        if not finite.all():
-            nan = int(np.isnan(data).sum())
-            inf = int(data.size - finite.sum()) - nan
-            raise DataError(
-                f"{path}: {nan} NaN and {inf} infinite voxels of {data.size}; medseg needs finite "
-                "intensities everywhere (replace them, e.g. by 0, first)"
-            )
-    return data
+    if not np.issubdtype(data.dtype, np.floating):
+        return data, 0
+    finite = np.isfinite(data)
+    nonfinite = int(data.size - np.count_nonzero(finite))
+    if nonfinite == 0:
+        return data, 0
+    if nonfinite == data.size:
+        nan = int(np.isnan(data).sum())
+        raise DataError(
+            f"{path}: every voxel is NaN or infinite ({nan} NaN, {data.size - nan} infinite); "
+            "there is no image to segment"
+        )
+    return np.where(finite, data, data[finite].min()), nonfinite
 
 
 def _volume_channels(path: Path, shape: tuple[int, ...]) -> int:
@@ -158,12 +165,12 @@ def load_volume(path: str | Path) -> Volume:
 
     Raises:
         DataError: when the file is missing, not NIfTI, over the voxel cap, not 3-D / 4-D
-            with 1 or 3 channels, has a singular affine, or holds NaN or infinite voxels.
+            with 1 or 3 channels, has a singular affine, or holds no finite voxel.
     """
     path = Path(path)
     image = _open_nifti(path)
     n_channels = _volume_channels(path, image.shape)
-    data = _read_voxels(path, image)
+    data, nonfinite = _read_voxels(path, image)
     channels = [data] if data.ndim == 3 else [data[..., c] for c in range(n_channels)]
     slices = [_rescale(_to_slice_order(channel, image.affine)) for channel in channels]
     stacked = np.stack(slices if len(slices) == 3 else slices * 3, axis=-1)
@@ -172,6 +179,7 @@ def load_volume(path: str | Path) -> Volume:
         affine=image.affine.copy(),
         header=image.header.copy(),
         shape=(int(data.shape[0]), int(data.shape[1]), int(data.shape[2])),
+        nonfinite_voxels=nonfinite,
     )
 
 
@@ -181,14 +189,14 @@ def load_mask_volume(path: str | Path) -> np.ndarray:
 
     Raises:
         DataError: when the file is missing, not a readable 3-D NIfTI volume, over the voxel
-            cap, has a singular affine, or holds NaN or infinite voxels.
+            cap, has a singular affine, or holds no finite voxel.
     """
     path = Path(path)
     image = _open_nifti(path)
     shape = image.shape
     if not (len(shape) == 3 or (len(shape) == 4 and shape[3] == 1)):
         raise DataError(f"{path}: expected a 3-D mask volume, got shape {shape}")
-    data = _read_voxels(path, image)
+    data, _ = _read_voxels(path, image)  # NaN voxels are background: not tumour
     if data.ndim == 4:
         data = data[..., 0]
     return (_to_slice_order(data, image.affine) != 0).astype(np.uint8)

@@ -67,6 +67,7 @@ class Prediction:
     tumour_slices: int = 0
     tumour_pixels: int = 0
     files: list[Path] = field(default_factory=list)
+    nonfinite_voxels: int = 0  # a volume's NaN/infinite voxels, read as background
 
 
 @dataclass
@@ -266,6 +267,7 @@ def _run_job(job: _Job, model: torch.nn.Module, size: int, threshold: float) -> 
     record = Prediction(job.input, job.kind)
     if job.nifti is not None:  # a volume
         volume = load_volume(job.input)
+        record.nonfinite_voxels = volume.nonfinite_voxels
         images = list(volume.slices)
         masks = predict_masks(model, images, size, threshold)
         for image, mask, stem in zip(images, masks, job.stems, strict=True):

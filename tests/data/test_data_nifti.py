@@ -132,23 +132,37 @@ def test_unreadable_and_mismatched(tmp_path):
 
 
 @pytest.mark.parametrize(("bad", "counts"), [
-    (np.nan, "400 NaN and 0 infinite voxels of 400"),
-    (np.inf, "0 NaN and 400 infinite voxels of 400"),
+    (np.nan, "400 NaN, 0 infinite"),
+    (np.inf, "0 NaN, 400 infinite"),
 ])
-def test_a_non_finite_volume_is_refused_not_segmented(tmp_path, bad, counts):
+def test_a_volume_without_a_finite_voxel_is_refused_not_segmented(tmp_path, bad, counts):
     nib.save(nib.Nifti1Image(np.full((10, 10, 4), bad, np.float32), RAS), tmp_path / "nan.nii.gz")
     for reader in (load_volume, load_mask_volume):
-        with pytest.raises(DataError, match=rf"nan\.nii\.gz: {counts}; medseg needs finite"):
+        with pytest.raises(DataError, match=rf"nan\.nii\.gz: every voxel is NaN or infinite \({counts}\)"):
             reader(tmp_path / "nan.nii.gz")
 
 
-def test_a_few_non_finite_voxels_are_counted(tmp_path):
+def test_nan_padding_is_background_and_counted(tmp_path):
+    """Registration tools pad with NaN: those voxels read as the lowest intensity, and the
+    volume says how many there were; the rest of the image is unchanged."""
     data = volume_with_marker()
+    clean = load_volume_of(tmp_path / "clean.nii", data)
     data[0, 0, :3] = np.nan
     data[1, 1, 0] = -np.inf
-    nib.save(nib.Nifti1Image(data, RAS), tmp_path / "v.nii")
-    with pytest.raises(DataError, match=r"v\.nii: 3 NaN and 1 infinite voxels of 4800"):
-        load_volume(tmp_path / "v.nii")
+    padded = load_volume_of(tmp_path / "v.nii", data)
+    assert padded.nonfinite_voxels == 4 and clean.nonfinite_voxels == 0
+    background = data[np.isfinite(data)].min()
+    filled = np.where(np.isfinite(data), data, background)
+    assert np.array_equal(padded.slices, load_volume_of(tmp_path / "filled.nii", filled).slices)
+    mask = np.zeros(data.shape, np.float32)
+    mask[0, 0, 0], mask[2, 2, 2] = np.nan, 1
+    nib.save(nib.Nifti1Image(mask, RAS), tmp_path / "m.nii")
+    assert load_mask_volume(tmp_path / "m.nii").sum() == 1  # a NaN voxel is not tumour
+
+
+def load_volume_of(path, data):
+    nib.save(nib.Nifti1Image(data, RAS), path)
+    return load_volume(path)
 
 
 def _with_affine(path, affine):
