@@ -209,6 +209,15 @@ def run_comparison(
     progress = progress or (lambda line: None)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
+    with run_lock(out_dir):  # one comparison per folder; each run also locks its own folder
+        return _compare(cfg, methods, seeds, out_dir, method_overrides, gpus, progress)
+
+
+def _compare(
+    cfg: Config, methods: list[str], seeds: list[int], out_dir: Path,
+    method_overrides: dict[str, list[str]], gpus: Sequence[int] | None,
+    progress: Callable[[str], None],
+) -> list[dict[str, Any]]:
     specs = plan_runs(
         cfg, methods, seeds, out_dir, prepare_split(cfg, out_dir), method_overrides
     )

@@ -104,7 +104,8 @@ def _method_config(cfg: Config, method: str, overrides: Sequence[str]) -> Config
     try:
         return config_from_dict(raw)
     except ConfigError as err:
-        raise ConfigError(f"--method-set {method}: {err}") from None
+        where = f"--method-set {method}" if overrides else f"method {method}"
+        raise ConfigError(f"{where}: {err}") from None
 
 
 def plan_runs(

@@ -164,11 +164,13 @@ def write_outputs(
     methods = list(dict.fromkeys(spec.method for spec in specs))
     written = [out_dir / "results.csv"]
     write_results_csv(rows, written[0])
-    overlap = collect_overlap(specs)
+    # runs the divergence guard stopped are listed in the report, never drawn or pooled
+    learned = [spec for spec, row in zip(specs, rows, strict=True) if row["status"] == "ok"]
+    overlap = collect_overlap(learned)
     if overlap:
         written.append(out_dir / OVERLAP_CSV)
         write_overlap_csv(overlap, written[-1])
-    images = write_plots(specs, cfg, out_dir, overlap)
+    images = write_plots(learned, cfg, out_dir, overlap) if learned else []
     baseline = BASELINE if BASELINE in methods else methods[0]
     setup = _setup_lines(cfg, cfg.train.target_metric is not None)
     setup += [f"`{method}`: `{MODEL_METHODS[method].optimizer}` on the model with "
@@ -206,10 +208,7 @@ def write_plots(
     val_curves: dict[str, list[list[float]]] = {}
     loss_curves: dict[str, list[list[float]]] = {}
     for spec in specs:
-        history_path = spec.run_dir / "history.csv"
-        if not history_path.exists():  # diverged in its first epoch: nothing to draw
-            continue
-        history = read_history(history_path)
+        history = read_history(spec.run_dir / "history.csv")
         val_curves.setdefault(spec.method, []).append([r.get(val_key, math.nan) for r in history])
         loss_curves.setdefault(spec.method, []).append(
             [r.get("train_loss", math.nan) for r in history])

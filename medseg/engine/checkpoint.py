@@ -124,8 +124,10 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
             medseg checkpoint.
     """
     path = Path(path)
-    if not path.is_file():
+    if not path.exists():
         raise CheckpointError(f"{path}: checkpoint not found")
+    if not path.is_file():
+        raise CheckpointError(f"{path}: not a checkpoint file (a folder or a special file)")
     try:
         with warnings.catch_warnings():  # torch warns about raw pickles before refusing them
             warnings.filterwarnings("ignore", message="Detected pickle protocol", category=UserWarning)

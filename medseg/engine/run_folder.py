@@ -121,7 +121,7 @@ def _is_stale(holder: LockHolder) -> bool:
 def _create(lock_path: Path, holder: LockHolder) -> bool:
     """Create ``lock_path`` holding ``holder``; False when it exists already."""
     try:
-        fd = os.open(lock_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+        fd = os.open(lock_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
     except FileExistsError:
         return False
     try:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import json
 import math
+import socket
 
 import numpy as np
 import pytest
@@ -234,3 +235,13 @@ def test_a_diverged_run_is_recorded_labelled_and_left_out(tiny_config_file, tmp_
     again = run_comparison(load_config(tiny_config_file), METHODS, [0], out, method_overrides=overrides)
     assert json.loads((out / "runs" / "adam" / "seed0" / "compare_run.json").read_text()) == record
     assert [row["status"] for row in again] == ["diverged", "ok"]
+
+
+def test_a_comparison_folder_in_use_is_refused_before_anything_is_written(tiny_config_file, tmp_path):
+    out = tmp_path / "compare"
+    out.mkdir()
+    holder = {"pid": 1, "host": socket.gethostname(), "since": "2026-01-01T00:00:00+00:00"}
+    (out / ".medseg.lock").write_text(json.dumps(holder))  # pid 1 always runs
+    with pytest.raises(MedsegError, match=rf"{out}: in use by another medseg process \(pid 1 on "):
+        run_comparison(load_config(tiny_config_file), METHODS, [0], out)
+    assert sorted(path.name for path in out.iterdir()) == [".medseg.lock"]

@@ -145,6 +145,16 @@ def test_adam_bgn_is_adam_on_the_model_with_bgn_nodes_for_that_method_only(tmp_p
             assert changed <= {"optim.name"}
 
 
+def test_a_method_that_cannot_run_with_the_shared_settings_is_named_as_a_method(tmp_path):
+    raw = tiny_config(tmp_path)
+    raw["train"]["amp"] = "fp16"
+    cfg = config_from_dict(raw)
+    with pytest.raises(ConfigError, match=r"^method adam\+bgn: model\.bgn does not work with train\.amp fp16"):
+        plan_runs(cfg, ["adam", "adam+bgn"], [0], tmp_path / "out", None)
+    with pytest.raises(ConfigError, match=r"^--method-set adam\+bgn: model\.bgn does not work"):
+        plan_runs(cfg, ["adam", "adam+bgn"], [0], tmp_path / "out", None, {"adam+bgn": ["optim.lr=0.01"]})
+
+
 def test_a_record_written_before_new_settings_existed_still_matches(tmp_path):
     cfg = config_from_dict(tiny_config(tmp_path))
     (spec,) = plan_runs(cfg, ["adam"], [0], tmp_path / "out", None)

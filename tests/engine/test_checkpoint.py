@@ -149,6 +149,9 @@ def test_a_checkpoint_loads_after_its_encoder_weights_file_is_gone(tmp_path):
 def test_missing_corrupt_truncated_and_foreign_files(tmp_path):
     with pytest.raises(CheckpointError, match="checkpoint not found"):
         load_checkpoint(tmp_path / "nope.pt")
+    (tmp_path / "best.pt").mkdir()
+    with pytest.raises(CheckpointError, match=r"best\.pt: not a checkpoint file \(a folder"):
+        load_checkpoint(tmp_path / "best.pt")
     good = save_checkpoint(_payload(), tmp_path / "good.pt").read_bytes()
     for name, data in (("truncated.pt", good[: len(good) // 2]), ("garbage.pt", b"not a checkpoint" * 8),
                        ("empty.pt", b"")):
