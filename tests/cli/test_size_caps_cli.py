@@ -1,7 +1,10 @@
-"""A 20000x20000 TIFF (Pillow's DecompressionBombError) in ``data check``, ``train`` and
-``predict``: one line, exit code 2, never a traceback."""
+"""Oversized slices in ``data check``, ``train`` and ``predict``: one line, exit code 2, never a
+traceback. 20000x20000 is past Pillow's own DecompressionBombError; 12000x12000 is below it
+and stopped by medseg's cap (``MEDSEG_MAX_IMAGE_PIXELS``) alone."""
 
 from __future__ import annotations
+
+import pytest
 
 from medseg.cli.main import main
 from tests.data.oversized import write_png_declaring, write_tiff_declaring
@@ -15,28 +18,35 @@ def _one_line_error(capsys, *fragments: str) -> None:
         assert fragment in err
 
 
-def _lgg_with_a_huge_slice(tmp_path):
+#: (side, what the message says): past Pillow's guard, and past medseg's cap only
+SIZES = [(20000, "the image declares 400000000 pixels"),
+         (12000, "the image declares 12000x12000 = 144000000 pixels")]
+
+
+def _lgg_with_a_huge_slice(tmp_path, side=20000):
     lgg = write_lgg(tmp_path / "lgg", {"TCGA_AA_0001_20000101": 2, "TCGA_BB_0002_20010101": 2,
                                        "TCGA_CC_0003_20020202": 2})
     huge = []
     for patient in lgg.images:
         for k in (1, 2):
-            huge.append(write_tiff_declaring(lgg.root / patient / f"{patient}_{k}.tif", 20000, 20000))
+            huge.append(write_tiff_declaring(lgg.root / patient / f"{patient}_{k}.tif", side, side))
     return lgg, huge
 
 
-def test_data_check(tmp_path, capsys):
-    lgg, huge = _lgg_with_a_huge_slice(tmp_path)
+@pytest.mark.parametrize(("side", "declared"), SIZES)
+def test_data_check(tmp_path, capsys, side, declared):
+    lgg, huge = _lgg_with_a_huge_slice(tmp_path, side)
     assert main(["data", "check", str(lgg.top)]) == 2
-    _one_line_error(capsys, f"{huge[0]}: the image declares 400000000 pixels, over the limit")
+    _one_line_error(capsys, f"{huge[0]}: {declared}, over the limit")
 
 
-def test_train(tmp_path, capsys):
-    lgg, _ = _lgg_with_a_huge_slice(tmp_path)
+@pytest.mark.parametrize(("side", "declared"), SIZES)
+def test_train(tmp_path, capsys, side, declared):
+    lgg, _ = _lgg_with_a_huge_slice(tmp_path, side)
     settings = lgg_settings(lgg.top, tmp_path / "run", epochs=1)
     settings["data"]["val_fraction"] = settings["data"]["test_fraction"] = 0.34
     assert main(["train", str(write_config(settings, tmp_path / "c.yaml"))]) == 2
-    _one_line_error(capsys, ".tif: the image declares 400000000 pixels", "MEDSEG_MAX_IMAGE_PIXELS")
+    _one_line_error(capsys, f".tif: {declared}", "MEDSEG_MAX_IMAGE_PIXELS")
 
 
 def test_predict(trained_lgg, tmp_path, capsys):
