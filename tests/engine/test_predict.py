@@ -198,7 +198,7 @@ def test_a_refused_volume_header_stops_the_run_before_anything_is_written(traine
     nib.save(nib.Nifti1Image(np.full((8, 8, 3), np.nan, np.float32), np.eye(4)), nan)
     out = tmp_path / "out"
     assert main(["predict", best, str(nan), "--out", str(out)]) == 2
-    _error(capsys, f"{nan}: 192 NaN and 0 infinite voxels of 192")
+    _error(capsys, f"{nan}: every voxel is NaN or infinite (192 NaN, 0 infinite)")
     assert not list(out.rglob("*.png"))  # not a tumour on every slice
     huge = write_nifti_declaring(tmp_path / "huge.nii", (500, 500, 500))
     assert main(["predict", best, str(image), str(huge), "--out", str(out)]) == 2
