@@ -54,7 +54,7 @@ from medseg.app.uploads import (
     prediction_file_name,
     read_upload,
 )
-from medseg.data import list_patients
+from medseg.data import list_patients, use_plain_tensors
 from medseg.engine import load_model, patch_probabilities, slice_probabilities
 from medseg.errors import MedsegError
 from medseg.tasks import CLASSIFICATION, SEGMENTATION
@@ -446,6 +446,7 @@ def pcam_view(loaded, checkpoint: CheckpointKey, threshold: float) -> None:
 
 
 def main() -> None:
+    use_plain_tensors()  # once per process is enough; repeating it on a rerun costs nothing
     st.set_page_config(page_title="medseg viewer", page_icon="🧠", layout="wide")
     st.html(PAGE_STYLE)
     st.warning(NOTICE, icon="⚠️")

@@ -29,10 +29,9 @@ from PIL import Image
 from medseg.app.text import one_line, shown_name
 from medseg.data import load_mask_volume, load_volume, read_mask, save_mask_volume
 from medseg.data.limits import load_image
+from medseg.engine.predict import PRED, SLICE_SUFFIXES, VOLUME_SUFFIXES
 from medseg.errors import DataError
 
-SLICE_SUFFIXES = (".tif", ".tiff", ".png", ".jpg", ".jpeg")
-VOLUME_SUFFIXES = (".nii", ".nii.gz")
 #: longest file name most file systems accept, in bytes (UTF-8)
 MAX_NAME_BYTES = 255
 #: longest stem kept in a download's file name, in characters
@@ -114,7 +113,7 @@ def prediction_file_name(upload_name: str, is_volume: bool) -> str:
             break
     ascii_base = unicodedata.normalize("NFKD", base).encode("ascii", "ignore").decode()
     stem = _UNSAFE.sub("_", ascii_base).strip("._-")[:MAX_STEM_CHARS].rstrip("._-")
-    return f"{stem or 'upload'}_pred{'.nii.gz' if is_volume else '.png'}"
+    return f"{stem or 'upload'}{PRED}{'.nii.gz' if is_volume else '.png'}"
 
 
 def check_size(name: str, size: int, max_mb: float) -> None:

@@ -63,12 +63,7 @@ class DivergenceGuard:
 
     def diverged(self, loss: float) -> str | None:
         """Why ``loss`` (a finite step loss) means divergence, or None; then record it."""
-        problem = None
-        if self.factor is not None and self.floor is not None and loss > self.factor * self.floor:
-            problem = (
-                f"{loss:.3g} is over train.divergence_factor={self.factor:g} x the lowest smoothed "
-                f"loss so far ({self.floor:.3g})"
-            )
+        problem = self.exceeds(loss)
         self.smoothed = loss if self.smoothed is None else (
             (1 - self.SMOOTHING) * self.smoothed + self.SMOOTHING * loss
         )

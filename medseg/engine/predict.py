@@ -35,7 +35,7 @@ from PIL import Image
 from PIL.PngImagePlugin import PngInfo
 
 from medseg.data import load_volume, read_slice_image, save_mask_volume
-from medseg.data.lgg import list_folder
+from medseg.data.lgg import SKIPPED_NAMES, list_folder
 from medseg.data.nifti import count_volume_slices
 from medseg.engine.checkpoint import load_model
 from medseg.engine.distributed import resolve_device
@@ -120,7 +120,7 @@ def folder_slices(folder: Path) -> list[Path]:
     """
     return sorted(
         (p for p in list_folder(folder)
-         if p.is_file() and p.suffix.lower() in SLICE_SUFFIXES and not p.name.startswith(".")
+         if p.is_file() and p.suffix.lower() in SLICE_SUFFIXES and not SKIPPED_NAMES.fullmatch(p.name)
          and not _NOT_SLICES.fullmatch(p.stem)),
         key=_natural_key,
     )

@@ -79,8 +79,12 @@ class TrainResult:
     best_epoch: int
     history: list[dict[str, Any]]  # the rows of history.csv
     test_metrics: dict[str, Any]  # metrics.json: best.pt on the test split
-    metric_name: str  # the task's selection metric ("dice", "auc")
     task: str  # the task's name (see medseg.tasks)
+
+    @property
+    def metric_name(self) -> str:
+        """The validation metric that picked ``best.pt`` (the task's selection metric)."""
+        return get_task(self.task).selection_metric
 
 
 @dataclass
@@ -200,8 +204,7 @@ def _train(cfg: Config, ctx: DistContext, resume: bool, callbacks: list[TrainCal
 
     test_metrics = _on_main(lambda: _test_metrics(cfg, model, datasets["test"], state, ctx), ctx)
     return TrainResult(run_dir=run_dir, best_metric=state.best_metric, best_epoch=state.best_epoch,
-                       history=state.history, test_metrics=test_metrics, metric_name=metric,
-                       task=task.name)
+                       history=state.history, test_metrics=test_metrics, task=task.name)
 
 
 def _on_main(work: Callable[[], T], ctx: DistContext) -> T:

@@ -23,7 +23,7 @@ def fake_train(monkeypatch):
         test = ({"n": 8, "accuracy": 0.75, "auc": 0.8125} if classify
                 else {"n": 10, "dice": 0.4, "iou": 0.3, "patient_dice": 0.35})
         return TrainResult(run_dir=cfg.run_dir, best_metric=0.5, best_epoch=2, history=[],
-                           test_metrics=test, metric_name="auc" if classify else "dice", task=cfg.task)
+                           test_metrics=test, task=cfg.task)
 
     monkeypatch.setattr(medseg.engine, "train", train)
     return calls
