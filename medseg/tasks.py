@@ -13,7 +13,8 @@ Example:
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import math
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Generic, Literal, TypeVar
 
@@ -25,6 +26,8 @@ if TYPE_CHECKING:
     from medseg.metrics import ClassificationMeter, SegmentationMeter
 
 TaskName = Literal["segmentation", "classification"]
+#: a run has learned when its test selection metric beats the task's chance score by this much
+LEARNED_MARGIN = 0.1
 MeterT = TypeVar("MeterT", "SegmentationMeter", "ClassificationMeter")
 
 
@@ -55,6 +58,8 @@ class Task(Generic[MeterT]):
             in the run folder (LGG); otherwise the data's own splits are used (PCam).
         architectures: the ``model.arch`` values that serve this task (builders in
             :data:`medseg.models.factory.MODELS`).
+        chance: what a model that learned nothing scores on the selection metric, in words
+            (:meth:`chance_score` computes it from a split's metrics).
     """
 
     name: TaskName
@@ -66,8 +71,10 @@ class Task(Generic[MeterT]):
     positive: str
     patient_split: bool
     architectures: tuple[str, ...]
+    chance: str
     _loss: Callable[[], nn.Module]
     _meter: Callable[[float], MeterT]
+    _chance: Callable[[Mapping[str, Any]], float]
 
     @property
     def metric_keys(self) -> tuple[str, ...]:
@@ -84,6 +91,26 @@ class Task(Generic[MeterT]):
     def build_meter(self, threshold: float = 0.5) -> MeterT:
         """A fresh meter that scores probabilities at ``threshold`` (``>=`` is positive)."""
         return self._meter(threshold)
+
+    def chance_score(self, metrics: Mapping[str, Any]) -> float:
+        """The selection metric a model that learned nothing gets on the split that
+        ``metrics`` (a meter's output, e.g. ``metrics.json``) describes; NaN when the
+        metrics lack the counts it needs."""
+        try:
+            return float(self._chance(metrics))
+        except (KeyError, TypeError, ZeroDivisionError):
+            return math.nan
+
+    def learned(self, metrics: Mapping[str, Any]) -> bool:
+        """Whether a model scoring ``metrics`` beats :meth:`chance_score` by at least
+        :data:`LEARNED_MARGIN` on the selection metric.
+
+        Example:
+            >>> get_task("classification").learned({"auc": 0.58})
+            False
+        """
+        score = metrics.get(self.selection_metric, math.nan)
+        return bool(score >= self.chance_score(metrics) + LEARNED_MARGIN)
 
 
 # The builders import torch and MONAI only when called: the run cards and the CLI's help
@@ -130,8 +157,10 @@ SEGMENTATION: Task[SegmentationMeter] = Task(
     positive="tumour",
     patient_split=True,
     architectures=("unet",),
+    chance="Dice of predicting no tumour anywhere: the share of tumour-free slices",
     _loss=_dice_ce_loss,
     _meter=_segmentation_meter,
+    _chance=lambda metrics: metrics["n_empty_slices"] / metrics["n_slices"],
 )
 
 CLASSIFICATION: Task[ClassificationMeter] = Task(
@@ -149,8 +178,10 @@ CLASSIFICATION: Task[ClassificationMeter] = Task(
     positive="tumour",
     patient_split=False,
     architectures=("resnet", "deep_resnet"),
+    chance="AUC of a constant score: 0.5",
     _loss=_bce_loss,
     _meter=_classification_meter,
+    _chance=lambda metrics: 0.5,
 )
 
 #: every task, by name

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from medseg.errors import MedsegError
-from medseg.tasks import TASKS, get_task, task_for_arch, task_for_format
+from medseg.tasks import LEARNED_MARGIN, TASKS, get_task, task_for_arch, task_for_format
 
 LN3 = math.log(3.0)  # sigmoid(ln 3) = 0.75, sigmoid(-ln 3) = 0.25
 
@@ -107,3 +107,22 @@ def test_every_registered_architecture_serves_exactly_one_task() -> None:
         assert task_for_arch(arch).name == entry.task
     with pytest.raises(MedsegError, match=r"model\.arch: 'vit' is unknown"):
         task_for_arch("vit")
+
+
+def test_a_segmenter_learned_when_it_beats_predicting_no_tumour_by_the_margin() -> None:
+    task = get_task("segmentation")
+    # 18 of 27 slices tumour-free: an all-background prediction scores Dice 18 / 27
+    split = {"n_empty_slices": 18, "n_slices": 27}
+    assert task.chance_score(split) == pytest.approx(2 / 3)
+    assert task.learned({**split, "dice": 2 / 3 + LEARNED_MARGIN + 1e-9})
+    assert not task.learned({**split, "dice": 2 / 3 + LEARNED_MARGIN - 1e-6})
+    assert not task.learned({**split, "dice": 0.70})
+    # without the counts chance is unknown: nothing counts as learned
+    assert math.isnan(task.chance_score({"dice": 0.9})) and not task.learned({"dice": 0.9})
+
+
+def test_a_classifier_learned_when_its_auc_beats_half_by_the_margin() -> None:
+    task = get_task("classification")
+    assert task.chance_score({}) == 0.5
+    assert task.learned({"auc": 0.5 + LEARNED_MARGIN}) and not task.learned({"auc": 0.59})
+    assert not task.learned({"accuracy": 0.99})  # judged on the selection metric only

@@ -3,17 +3,18 @@
 from __future__ import annotations
 
 import argparse
+import shlex
 import sys
 from pathlib import Path
+from typing import Any
 
 from medseg.config import load_config
 from medseg.errors import ConfigError
 from medseg.tasks import get_task
 
 EXAMPLE = (
-    "medseg compare configs/compare_deep_resnet.yaml "
-    "--methods adam,adamw,adam+gc,adam+clip,adam+znorm --seeds 3 "
-    "--method-set adamw:optim.weight_decay=0.01 --out runs/compare_deep_resnet"
+    "medseg compare configs/compare_lgg_demo.yaml --methods standard --seeds 5 "
+    "--method-set adamw:optim.weight_decay=0.01 --out runs/compare_lgg_demo"
 )
 DEFAULT_METHODS = "adam,adamw,adam+gc,adam+clip,adam+znorm"
 
@@ -22,8 +23,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("config", help="YAML config shared by every run")
     parser.add_argument(
         "--methods", default=DEFAULT_METHODS,
-        help=f"comma-separated optimizers (default: {DEFAULT_METHODS}); the report pairs each "
-        "with 'adam' (or the first one listed)",
+        help=f"comma-separated methods (default: {DEFAULT_METHODS}), or 'standard': the "
+        "nine methods docs/compare.md studies; the report pairs each with 'adam' (or the "
+        "first one listed)",
     )
     seeds = parser.add_mutually_exclusive_group()
     seeds.add_argument("--seeds", type=int, default=3, metavar="N",
@@ -40,6 +42,14 @@ def configure(parser: argparse.ArgumentParser) -> None:
                         help="an optim.* setting for one method only (repeatable), e.g. "
                         "--method-set adamw:optim.weight_decay=0.01 (AdamW without weight decay "
                         "is Adam)")
+    mode = parser.add_mutually_exclusive_group()
+    mode.add_argument("--plan", action="store_true",
+                      help="train nothing: write the split and run records, then print one "
+                      "shell command per unfinished run ('medseg compare-run RUN_DIR'), for a "
+                      "Slurm job array, GNU parallel or xargs -P on machines that see --out")
+    mode.add_argument("--collect", action="store_true",
+                      help="train nothing: write the tables and plots from the finished runs; "
+                      "exit 2 listing the unfinished runs while any is missing")
     parser.add_argument("--gpus", default="auto", metavar="auto|none|I,J",
                         help="CUDA devices to spread runs over, one run per device at a time "
                         "(default auto: all visible when more than one; none: one after "
@@ -98,29 +108,54 @@ def parse_gpus(text: str) -> list[int] | None:
         raise ConfigError(f"--gpus {text!r}: expected auto, none or device indices like 0,1") from None
 
 
+def _progress(line: str) -> None:
+    print(f"compare: {line}", file=sys.stderr, flush=True)
+
+
 def run(args: argparse.Namespace) -> int:
     # imported here, not at the top: medseg.compare pulls in torch and MONAI, and every
     # `medseg ... --help` imports this module
-    from medseg.compare import run_comparison, summarize
-    from medseg.compare.report import table_metrics
+    from medseg.compare import collect_comparison, plan_comparison, run_comparison
 
     cfg = load_config(args.config, args.overrides)
     out_dir = Path(args.out) if args.out else Path("runs") / f"compare_{Path(args.config).stem}"
-    rows = run_comparison(
-        cfg, args.methods.split(","), parse_seeds(args), out_dir,
-        method_overrides=parse_method_overrides(args.method_overrides), gpus=parse_gpus(args.gpus),
-        progress=lambda line: print(f"compare: {line}", file=sys.stderr, flush=True),
-    )
-    metrics = table_metrics(cfg.task, rows)
-    label = get_task(cfg.task).label
-    print(f"{'method':<14} {'runs':>4}  " + "  ".join(f"{label(m):>20}" for m in metrics))
-    for method in dict.fromkeys(row["method"] for row in rows):
-        method_rows = [row for row in rows if row["method"] == method]
-        cells = []
-        for metric in metrics:
-            summary = summarize([row.get(f"test_{metric}", float("nan")) for row in method_rows])
-            spread = f" ± {summary.std:.4f}" if summary.n > 1 else ""
-            cells.append(f"{summary.mean:.4f}{spread}".rjust(20))
-        print(f"{method:<14} {len(method_rows):>4}  " + "  ".join(cells))
+    methods, seeds = args.methods.split(","), parse_seeds(args)
+    overrides = parse_method_overrides(args.method_overrides)
+    if args.plan:
+        planned = plan_comparison(cfg, methods, seeds, out_dir, method_overrides=overrides)
+        pending = [spec for spec, state in planned if state != "done"]
+        for spec in pending:
+            print(f"medseg compare-run {shlex.quote(str(spec.run_dir))}")
+        _progress(f"{len(planned)} runs planned in {out_dir}: {len(planned) - len(pending)} "
+                  f"finished, {len(pending)} to run (one command each above); then collect "
+                  "with the same arguments and --collect")
+        return 0
+    if args.collect:
+        rows = collect_comparison(cfg, methods, seeds, out_dir, method_overrides=overrides)
+    else:
+        rows = run_comparison(cfg, methods, seeds, out_dir, method_overrides=overrides,
+                              gpus=parse_gpus(args.gpus), progress=_progress)
+    print_summary(cfg.task, rows)
     print(f"wrote {out_dir / 'results.csv'}, {out_dir / 'results.md'} and plots in {out_dir}")
     return 0
+
+
+def print_summary(task: str, rows: list[dict[str, Any]]) -> None:
+    """One line per method: how many runs learned and the headline test metrics' mean ± std
+    over those runs."""
+    from medseg.compare import summarize
+    from medseg.compare.report import table_metrics
+
+    metrics = table_metrics(task, rows)
+    label = get_task(task).label
+    print(f"{'method':<14} {'learned':>7}  " + "  ".join(f"{label(m):>20}" for m in metrics))
+    for method in dict.fromkeys(row["method"] for row in rows):
+        method_rows = [row for row in rows if row["method"] == method]
+        learned = [row for row in method_rows if row["status"] == "ok"]
+        cells = []
+        for metric in metrics:
+            summary = summarize([row.get(f"test_{metric}", float("nan")) for row in learned])
+            spread = f" ± {summary.std:.4f}" if summary.n > 1 else ""
+            cells.append(f"{summary.mean:.4f}{spread}".rjust(20))
+        count = f"{len(learned)}/{len(method_rows)}"
+        print(f"{method:<14} {count:>7}  " + "  ".join(cells))

@@ -25,6 +25,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "evaluate": ("medseg.cli.evaluate", "Score a checkpoint on a dataset split (Dice/IoU or accuracy/AUC)."),
     "predict": ("medseg.cli.predict", "Predict masks for slices, patient folders or NIfTI volumes."),
     "compare": ("medseg.cli.compare", "Reproduce the paper's optimizer comparison over seeds."),
+    "compare-run": ("medseg.cli.compare_run", "Train one run of a comparison planned with 'compare --plan'."),
     "data": ("medseg.cli.data", "Inspect and validate datasets (data check PATH)."),
     "demo-data": ("medseg.cli.demo_data", "Write the embedded demo datasets (LGG or PCam format)."),
     "app": ("medseg.cli.app", "Start the Streamlit app to inspect predictions."),

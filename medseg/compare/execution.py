@@ -15,6 +15,11 @@ device (``python -m medseg.compare.worker`` with ``CUDA_VISIBLE_DEVICES=<i>``), 
 pending run starting as soon as a device frees up. Otherwise runs go one after another in
 this process.
 
+On a cluster, a job scheduler runs the runs instead: :func:`plan_comparison` writes every
+run's record (nothing trains), :func:`run_planned` trains exactly one of them on whichever node
+gets it (``medseg compare-run RUN_DIR``), and :func:`collect_comparison` writes the report
+once every run finished.
+
 Example:
     >>> cfg = load_config("configs/compare_deep_resnet.yaml")
     >>> rows = run_comparison(cfg, ["adam", "adam+znorm"], [0, 1, 2], "runs/compare")
@@ -36,6 +41,7 @@ from medseg import engine
 from medseg.compare.grad_recorder import GradStatsRecorder
 from medseg.compare.grad_stats import GRAD_STATS_FILE
 from medseg.compare.planning import (
+    RunState,
     check_method_overrides,
     check_methods,
     check_seeds,
@@ -43,7 +49,7 @@ from medseg.compare.planning import (
     run_state,
 )
 from medseg.compare.results import collect_rows, read_history, write_outputs
-from medseg.compare.spec import RunSpec, read_record, write_record
+from medseg.compare.spec import RUN_RECORD, RunSpec, load_spec, read_record, write_record
 from medseg.config import Config
 from medseg.data import list_patients, save_split, split_patients
 from medseg.engine.run_folder import run_lock
@@ -61,16 +67,21 @@ def prepare_split(cfg: Config, out_dir: Path) -> str | None:
     An explicit ``data.split_file`` is used as is; otherwise ``out_dir/split.json`` is
     written once from ``cfg.seed`` and reused by later reruns.
     """
-    if not get_task(cfg.task).patient_split or cfg.data.split_file:
+    path = _split_path(cfg, out_dir)
+    if path is None or cfg.data.split_file or Path(path).exists():
+        return path
+    patients = [patient.name for patient in list_patients(cfg.data.root)]
+    split = split_patients(patients, cfg.data.val_fraction, cfg.data.test_fraction, seed=cfg.seed)
+    save_split(split, path, seed=cfg.seed)
+    return path
+
+
+def _split_path(cfg: Config, out_dir: Path) -> str | None:
+    """Where the shared split is: ``data.split_file``, else ``out_dir/split.json`` for tasks
+    split by patient, else None (the data's own splits)."""
+    if cfg.data.split_file or not get_task(cfg.task).patient_split:
         return cfg.data.split_file
-    path = out_dir / "split.json"
-    if not path.exists():
-        patients = [patient.name for patient in list_patients(cfg.data.root)]
-        split = split_patients(
-            patients, cfg.data.val_fraction, cfg.data.test_fraction, seed=cfg.seed
-        )
-        save_split(split, path, seed=cfg.seed)
-    return str(path)
+    return str(out_dir / "split.json")
 
 
 def _earlier_seconds(run_dir: Path) -> float:
@@ -163,14 +174,116 @@ def visible_gpus(cfg: Config) -> list[int]:
     return list(range(count)) if count > 1 else []
 
 
+def _report(spec: RunSpec, wall_time: float, progress: Callable[[str], None], prefix: str = "") -> None:
+    diverged = read_record(spec.run_dir).get("diverged")
+    outcome = f"diverged after {wall_time:.1f} s ({diverged})" if diverged else f"done in {wall_time:.1f} s"
+    progress(f"{prefix}{spec.label}: {outcome}")
+
+
 def _run_here(pending: list[tuple[RunSpec, bool]], progress: Callable[[str], None]) -> None:
     """Train the pending runs one after another in this process."""
     for index, (spec, resume) in enumerate(pending, start=1):
-        progress(f"[{index}/{len(pending)}] {spec.label}: {'resuming' if resume else 'training'}")
-        wall_time = execute_run(spec, resume)
-        diverged = read_record(spec.run_dir).get("diverged")
-        outcome = f"diverged after {wall_time:.1f} s ({diverged})" if diverged else f"done in {wall_time:.1f} s"
-        progress(f"[{index}/{len(pending)}] {spec.label}: {outcome}")
+        prefix = f"[{index}/{len(pending)}] "
+        progress(f"{prefix}{spec.label}: {'resuming' if resume else 'training'}")
+        _report(spec, execute_run(spec, resume), progress, prefix)
+
+
+def planned_runs(
+    cfg: Config, methods: Sequence[str], seeds: Sequence[int], out_dir: Path,
+    method_overrides: Mapping[str, Sequence[str]] | None = None, *, write_split: bool = True,
+) -> list[RunSpec]:
+    """Check the methods, seeds and per-method settings and lay out every run.
+
+    Args:
+        write_split: write the shared ``split.json`` when missing (planning, training);
+            collecting leaves the folder as it is.
+
+    Raises:
+        ConfigError: on an unknown or duplicate method or seed, or a bad per-method setting.
+    """
+    methods = check_methods(methods)
+    overrides = check_method_overrides(method_overrides or {}, methods)
+    split = prepare_split(cfg, out_dir) if write_split else _split_path(cfg, out_dir)
+    return plan_runs(cfg, methods, check_seeds(seeds), out_dir, split, overrides)
+
+
+def plan_comparison(
+    cfg: Config, methods: Sequence[str], seeds: Sequence[int], out_dir: str | Path, *,
+    method_overrides: Mapping[str, Sequence[str]] | None = None,
+) -> list[tuple[RunSpec, RunState]]:
+    """Lay out a comparison for a job scheduler: every run and its state; nothing trains.
+
+    Writes ``out_dir/split.json`` (for LGG) and the record of every run not yet started, so
+    that :func:`run_planned` can train any one run on any machine that sees ``out_dir``.
+
+    Raises:
+        ConfigError: as :func:`planned_runs`.
+        MedsegError: when a run directory holds a different config, or ``out_dir`` is locked.
+    """
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    with run_lock(out_dir):
+        specs = planned_runs(cfg, methods, seeds, out_dir, method_overrides)
+        states = [run_state(spec) for spec in specs]
+        for spec in specs:
+            if not (spec.run_dir / RUN_RECORD).exists():
+                write_record(spec, resumed=False)
+    return list(zip(specs, states, strict=True))
+
+
+def run_planned(run_dir: str | Path, progress: Callable[[str], None] | None = None) -> RunState:
+    """Train the planned run in ``run_dir`` (:func:`plan_comparison`) unless it finished:
+    a new run starts, an interrupted one resumes. Returns the state it found.
+
+    Raises:
+        MedsegError: when ``run_dir`` holds no run record, another process holds the run, or
+            training fails.
+    """
+    run_dir = Path(run_dir)
+    if not (run_dir / RUN_RECORD).exists():
+        raise MedsegError(
+            f"{run_dir}: no {RUN_RECORD}; plan the comparison first "
+            "(medseg compare CONFIG ... --plan)"
+        )
+    spec = load_spec(run_dir)
+    progress = progress or (lambda line: None)
+    state = run_state(spec)
+    if state == "done":
+        progress(f"{spec.label}: finished earlier, nothing to do")
+        return state
+    progress(f"{spec.label}: {'resuming' if state == 'resume' else 'training'}")
+    _report(spec, execute_run(spec, state == "resume"), progress)
+    return state
+
+
+def collect_comparison(
+    cfg: Config, methods: Sequence[str], seeds: Sequence[int], out_dir: str | Path, *,
+    method_overrides: Mapping[str, Sequence[str]] | None = None,
+) -> list[dict[str, Any]]:
+    """Write the tables and plots of a comparison whose runs all finished; nothing trains.
+
+    Returns:
+        One row per run, as :func:`run_comparison`.
+
+    Raises:
+        MedsegError: listing every unfinished run (not started, or interrupted) while any
+            is missing, or when a run directory holds a different config.
+    """
+    out_dir = Path(out_dir)
+    specs = planned_runs(cfg, methods, seeds, out_dir, method_overrides, write_split=False)
+    states = [run_state(spec) for spec in specs]
+    missing = [f"{spec.label} ({'interrupted' if state == 'resume' else 'not started'})"
+               for spec, state in zip(specs, states, strict=True) if state != "done"]
+    if missing:
+        raise MedsegError(
+            f"{out_dir}: {len(missing)} of {len(specs)} runs unfinished: {', '.join(missing)}; "
+            "run them (medseg compare-run RUN_DIR, see --plan) and collect again"
+        )
+    out_dir.mkdir(parents=True, exist_ok=True)
+    with run_lock(out_dir):
+        rows = collect_rows(specs, target=cfg.train.target_metric)
+        write_outputs(rows, specs, cfg, out_dir, method_overrides)
+    return rows
 
 
 def run_comparison(
@@ -187,7 +300,7 @@ def run_comparison(
 
     Args:
         cfg: the shared config; ``optim.name``, ``seed`` and ``output.dir`` are set per run.
-        methods: optimizer names of :func:`medseg.optim.build_optimizer`.
+        methods: comparison methods (:data:`~medseg.compare.planning.METHOD_NAMES`).
         seeds: the seeds every method runs with.
         out_dir: the comparison folder (``runs/``, ``split.json``, ``results.*``, PNGs).
         method_overrides: per-method ``optim.*`` settings, e.g.
@@ -203,43 +316,30 @@ def run_comparison(
         ConfigError: on an unknown or duplicate method or seed.
         MedsegError: when a run directory holds a different config, or a run fails.
     """
-    methods = check_methods(methods)
-    seeds = check_seeds(seeds)
-    method_overrides = check_method_overrides(method_overrides or {}, methods)
     progress = progress or (lambda line: None)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     with run_lock(out_dir):  # one comparison per folder; each run also locks its own folder
-        return _compare(cfg, methods, seeds, out_dir, method_overrides, gpus, progress)
-
-
-def _compare(
-    cfg: Config, methods: list[str], seeds: list[int], out_dir: Path,
-    method_overrides: dict[str, list[str]], gpus: Sequence[int] | None,
-    progress: Callable[[str], None],
-) -> list[dict[str, Any]]:
-    specs = plan_runs(
-        cfg, methods, seeds, out_dir, prepare_split(cfg, out_dir), method_overrides
-    )
-    for spec in specs[: len(methods)]:
-        if spec.method.startswith("adamw") and spec.cfg.optim.weight_decay == 0:
-            progress(f"note: {spec.method} runs with optim.weight_decay=0, which makes it Adam; "
-                     f"set it with --method-set {spec.method}:optim.weight_decay=0.01")
-    pending = []
-    for spec in specs:
-        state = run_state(spec)
-        if state == "done":
-            progress(f"{spec.label}: finished earlier, skipped")
+        specs = planned_runs(cfg, methods, seeds, out_dir, method_overrides)
+        for spec in [spec for spec in specs if spec.seed == specs[0].seed]:
+            if spec.method.startswith("adamw") and spec.cfg.optim.weight_decay == 0:
+                progress(f"note: {spec.method} runs with optim.weight_decay=0, which makes it "
+                         f"Adam; set it with --method-set {spec.method}:optim.weight_decay=0.01")
+        pending = []
+        for spec in specs:
+            state = run_state(spec)
+            if state == "done":
+                progress(f"{spec.label}: finished earlier, skipped")
+            else:
+                pending.append((spec, state == "resume"))
+        progress(f"{len(specs)} runs: {len(specs) - len(pending)} finished earlier, "
+                 f"{sum(resume for _, resume in pending)} to resume, "
+                 f"{sum(not resume for _, resume in pending)} to train")
+        gpus = visible_gpus(cfg) if gpus is None else list(gpus)
+        if len(gpus) > 1:
+            _run_on_gpus(pending, gpus, progress)
         else:
-            pending.append((spec, state == "resume"))
-    progress(f"{len(specs)} runs: {len(specs) - len(pending)} finished earlier, "
-             f"{sum(resume for _, resume in pending)} to resume, "
-             f"{sum(not resume for _, resume in pending)} to train")
-    gpus = visible_gpus(cfg) if gpus is None else list(gpus)
-    if len(gpus) > 1:
-        _run_on_gpus(pending, gpus, progress)
-    else:
-        _run_here(pending, progress)
-    rows = collect_rows(specs, target=cfg.train.target_metric)
-    write_outputs(rows, specs, cfg, out_dir, method_overrides)
+            _run_here(pending, progress)
+        rows = collect_rows(specs, target=cfg.train.target_metric)
+        write_outputs(rows, specs, cfg, out_dir, method_overrides)
     return rows

@@ -30,15 +30,26 @@ RunState = Literal["done", "resume", "new"]
 
 #: every method a comparison accepts: the optimizers, then the model methods
 METHOD_NAMES: tuple[str, ...] = (*OPTIMIZER_NAMES, *MODEL_METHODS)
+#: the methods the report studies (``--methods standard``): Adam, the gradient transforms of
+#: the three papers and their usual alternatives, all on Adam's update
+STANDARD_METHODS: tuple[str, ...] = (
+    "adam", "adamw", "adam+gc", "adam+clip", "adam+znorm", "adam+bgn", "lamb", "adam+agc",
+    "adam+blocknorm",
+)
+#: the name that stands for :data:`STANDARD_METHODS`
+STANDARD = "standard"
 
 
 def check_methods(methods: Sequence[str]) -> list[str]:
-    """Validate the method names against :data:`METHOD_NAMES`.
+    """Validate the method names against :data:`METHOD_NAMES`; ``["standard"]`` stands for
+    :data:`STANDARD_METHODS`.
 
     Raises:
         ConfigError: on an empty list, a duplicate or an unknown name (listing the valid ones).
     """
     methods = [m.strip() for m in methods if m.strip()]
+    if methods == [STANDARD]:
+        methods = list(STANDARD_METHODS)
     if not methods:
         raise ConfigError("--methods: give at least one optimizer, e.g. adam,adam+znorm")
     for method in methods:

@@ -22,6 +22,7 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
 from medseg.compare.grad_stats import GradSnapshot
+from medseg.compare.stats import summarize
 from medseg.files import atomic_path
 
 DPI = 100
@@ -81,6 +82,58 @@ def plot_curves(
         ax.set_yscale("log")
     ax.grid(True, alpha=0.3)
     ax.legend(fontsize=8)
+    _save(fig, path)
+    return path
+
+
+def plot_time_to_target(
+    epochs: Mapping[str, Sequence[float | None]],
+    *,
+    max_epochs: int,
+    target: str,
+    path: str | Path,
+) -> Path:
+    """Epochs each run took to reach the target: one row per method, one dot per seed, the
+    mean with its 95% t-interval over the seeds that reached it as a bar.
+
+    Args:
+        epochs: method -> epochs to target per seed (None: never reached; drawn as a cross
+            at ``max_epochs + 1``, labelled "not reached").
+        max_epochs: the epochs every run trained.
+        target: the target, in words, for the title (e.g. "val Dice >= 0.80").
+        path: the PNG to write.
+
+    Returns:
+        ``path`` as a Path.
+    """
+    path = Path(path)
+    fig = Figure(figsize=FIGSIZE, layout="tight")
+    ax = fig.subplots()
+    never = max_epochs + 1
+    methods = list(epochs)
+    for row, (color, method) in enumerate(zip(_colors(len(methods)), methods, strict=True)):
+        values = epochs[method]
+        reached = [float(v) for v in values if v is not None]
+        missed = len(values) - len(reached)
+        jitter = np.linspace(-0.15, 0.15, max(len(reached), 1))[: len(reached)]
+        ax.scatter(reached, row + jitter, color=color, s=18, zorder=3)
+        if missed:
+            ax.scatter([never] * missed, row + np.linspace(-0.15, 0.15, missed), color=color,
+                       marker="x", s=24, zorder=3)
+        summary = summarize(reached)
+        if summary.n >= 2:
+            ax.errorbar(summary.mean, row, xerr=summary.half_width, color=color, capsize=4,
+                        marker="|", markersize=14, linewidth=2)
+    ax.set_yticks(range(len(methods)), methods, fontsize=8)
+    ax.invert_yaxis()
+    ax.set_xlim(0.5, never + 0.5)
+    ticks = [tick for tick in MaxNLocator(integer=True).tick_values(1, max_epochs)
+             if 1 <= tick <= max_epochs]
+    ax.set_xticks([*ticks, never], [*(str(int(t)) for t in ticks), "not\nreached"])
+    ax.set_xlabel("epochs to reach the target (fewer is faster)")
+    ax.set_title(f"Time to target: {target}\n(dots: seeds; bar: mean and 95% t-interval of "
+                 "the seeds that reached it)", fontsize=10)
+    ax.grid(True, axis="x", alpha=0.3)
     _save(fig, path)
     return path
 

@@ -3,10 +3,12 @@
 
 A row is a flat dict: ``method``, ``seed``, ``test_<metric>`` for every scalar test metric,
 ``val_metric`` (the monitored validation metric's name), ``best_val_metric``, ``best_epoch``,
-``target_metric``, ``epochs_to_target`` (empty when never reached), ``wall_time_s``,
-``run_dir``, ``status`` ("ok", or "diverged": the training guard stopped the run) and
-``note`` (the guard's message). Diverged runs carry no test metrics and are left out of every
-statistic; the report lists them on their own.
+``val_curve_area`` (the validation curve's average height), ``epochs`` (epochs trained),
+``target_metric``, ``epochs_to_target`` and ``seconds_to_target`` (empty when never reached),
+``wall_time_s``, ``run_dir``, ``status`` ("ok"; "not learned": the test score is not above
+chance, see :meth:`medseg.tasks.Task.learned`; "diverged": the training guard stopped the run,
+no test metrics) and ``note`` (why a run is not "ok"). Only "ok" runs enter a statistic; the
+report lists the others on their own.
 
 Example:
     >>> rows = [{"method": "adam", "seed": 0, "test_auc": 0.8}]
@@ -19,21 +21,25 @@ from __future__ import annotations
 import csv
 import math
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from medseg.compare.grad_stats import OVERLAP_VALUES
-from medseg.compare.stats import paired_difference, summarize
+from medseg.compare.stats import PairedDifference, holm, paired_difference, summarize
 from medseg.files import atomic_write, write_text
-from medseg.tasks import get_task
+from medseg.tasks import LEARNED_MARGIN, get_task
 
 LEADING_COLUMNS = ("method", "seed")
 TRAILING_COLUMNS = (
     "val_metric",
     "best_val_metric",
     "best_epoch",
+    "val_curve_area",
+    "epochs",
     "target_metric",
     "epochs_to_target",
+    "seconds_to_target",
     "wall_time_s",
     "run_dir",
     "status",
@@ -85,23 +91,47 @@ def table_metrics(task: str, rows: Sequence[dict[str, Any]]) -> list[str]:
     return [name for name in get_task(task).headline if name in present]
 
 
+@dataclass(frozen=True)
+class Measure:
+    """A per-run number the report compares between methods: a row key, its on-screen name
+    and its direction."""
+
+    key: str
+    label: str
+    higher_is_better: bool = True
+
+
+#: the report's measures besides the test metrics: how fast and how well validation rose
+CURVE_MEASURES = (
+    Measure("val_curve_area", "val curve area"),
+    Measure("epochs_to_target", "epochs to target", higher_is_better=False),
+)
+#: Holm-adjusted p below this is reported as a difference
+ALPHA = 0.05
+
+
+def _value(row: dict[str, Any], key: str) -> float:
+    """``row[key]`` as a float (NaN when missing); a target never reached counts as one epoch
+    past the run's last, so a run that never gets there ranks behind every run that does."""
+    value = row.get(key)
+    if key == "epochs_to_target" and value in (None, "") and row.get("epochs") not in (None, ""):
+        return float(row["epochs"]) + 1
+    return math.nan if value is None or value == "" else float(value)
+
+
 def _values(rows: Iterable[dict[str, Any]], key: str) -> list[float]:
-    values = []
-    for row in rows:
-        value = row.get(key)
-        values.append(math.nan if value is None or value == "" else float(value))
-    return values
+    return [_value(row, key) for row in rows]
 
 
 def _by_seed(rows: Iterable[dict[str, Any]], method: str, key: str) -> dict[int, float]:
     return {
-        int(row["seed"]): _values([row], key)[0]
-        for row in rows if row["method"] == method and _learned(row)
+        int(row["seed"]): _value(row, key)
+        for row in rows if row["method"] == method and _counted(row)
     }
 
 
-def _learned(row: dict[str, Any]) -> bool:
-    """Whether the run finished (not stopped by the divergence guard)."""
+def _counted(row: dict[str, Any]) -> bool:
+    """Whether the run enters the statistics: it finished and learned (status "ok")."""
     return row.get("status", "ok") == "ok"
 
 
@@ -119,10 +149,10 @@ def format_summary(values: Sequence[float], digits: int) -> str:
 
 
 def _format_target(rows: Sequence[dict[str, Any]]) -> str:
-    values = _values(rows, "epochs_to_target")
-    reached = [value for value in values if math.isfinite(value)]
+    reached = [float(row["epochs_to_target"]) for row in rows
+               if row.get("epochs_to_target") not in (None, "")]
     text = format_summary(reached, 1) if reached else "—"
-    return f"{text} ({len(reached)}/{len(values)} reached)"
+    return f"{text} ({len(reached)}/{len(rows)} reached)"
 
 
 def _format_p(p: float) -> str:
@@ -163,42 +193,49 @@ def render_results_md(
         f"- Cells: mean ± sample std over seeds [95% t-interval of the mean, df = n - 1]. "
         f"With {n_seeds} seed{'s' if n_seeds != 1 else ''} the intervals are wide: read "
         "overlapping intervals as 'no evidence of a difference', not as a tie.",
+        f"- Only runs that learned enter a cell or a test: a run that diverged, or whose test "
+        f"{get_task(task).label(get_task(task).selection_metric)} is not {LEARNED_MARGIN} above "
+        f"chance ({get_task(task).chance}), is listed on its own below.",
         "",
         "## Test metrics per method",
         "",
     ]
-    header = ["method", "runs", *labels.values(), "best val", "epochs to target", "wall time (s)"]
+    header = ["method", "learned / runs", *labels.values(), "best val", "val curve area",
+              "epochs to target", "wall time (s)"]
     lines.append("| " + " | ".join(header) + " |")
     lines.append("|" + "---|" * len(header))
     for method in methods:
         all_rows = [row for row in rows if row["method"] == method]
-        method_rows = [row for row in all_rows if _learned(row)]
-        diverged = len(all_rows) - len(method_rows)
-        cells = [f"`{method}`", f"{len(method_rows)}" + (f" ({diverged} diverged)" if diverged else "")]
-        cells += [format_summary(_values(method_rows, f"test_{m}"), 4) for m in metrics]
-        cells.append(format_summary(_values(method_rows, "best_val_metric"), 4))
-        cells.append(_format_target(method_rows))
-        cells.append(format_summary(_values(method_rows, "wall_time_s"), 1))
+        counted = [row for row in all_rows if _counted(row)]
+        cells = [f"`{method}`", f"{len(counted)} / {len(all_rows)}"]
+        cells += [format_summary(_values(counted, f"test_{m}"), 4) for m in metrics]
+        cells.append(format_summary(_values(counted, "best_val_metric"), 4))
+        cells.append(format_summary(_values(counted, "val_curve_area"), 4))
+        cells.append(_format_target(counted))
+        cells.append(format_summary(_values(counted, "wall_time_s"), 1))
         lines.append("| " + " | ".join(cells) + " |")
-    lines += ["", *_target_note(rows), *_diverged_section(rows)]
-    lines += ["", f"## Paired difference against `{baseline}`", ""]
-    lines += _paired_table(rows, methods, baseline, labels)
+    lines += ["", *_target_note(rows)]
+    measures = [Measure(f"test_{metric}", f"test {label}") for metric, label in labels.items()]
+    lines += ["", f"## Each method against `{baseline}`", ""]
+    lines += _paired_table(rows, methods, baseline, [*measures, *CURVE_MEASURES])
+    lines += _excluded_section(rows)
     if images:
         lines += ["", "## Plots", ""]
         lines += [f"![{Path(name).stem}]({name})" for name in images]
     return "\n".join(lines) + "\n"
 
 
-def _diverged_section(rows: Sequence[dict[str, Any]]) -> list[str]:
-    """The runs the divergence guard stopped: listed, never averaged into a cell or a test."""
-    stopped = [row for row in rows if not _learned(row)]
-    if not stopped:
+def _excluded_section(rows: Sequence[dict[str, Any]]) -> list[str]:
+    """The runs left out of every statistic, with why: diverged, or did not learn."""
+    left_out = [row for row in rows if not _counted(row)]
+    if not left_out:
         return []
-    lines = ["", "## Runs that diverged", "",
-             "The training guard stopped these runs (see docs/training.md); they have no test "
-             "metrics and are left out of every mean, interval and paired test above and below.",
-             "", "| method | seed | what the guard saw |", "|---|---|---|"]
-    lines += [f"| `{row['method']}` | {row['seed']} | {row.get('note', '')} |" for row in stopped]
+    lines = ["", "## Runs left out", "",
+             "These runs diverged (the training guard stopped them, see docs/training.md) or "
+             "did not learn; they are left out of every mean, interval and test above.",
+             "", "| method | seed | status | why |", "|---|---|---|---|"]
+    lines += [f"| `{row['method']}` | {row['seed']} | {row.get('status', '')} | "
+              f"{row.get('note', '')} |" for row in left_out]
     return lines
 
 
@@ -208,47 +245,58 @@ def _target_note(rows: Sequence[dict[str, Any]]) -> list[str]:
     if not names or not targets:
         return []
     return [
-        f"'best val' is the best validation `{', '.join(names)}` of each run; 'epochs to "
-        f"target' counts epochs until it first reached {targets[0]:.4f} (mean over the runs "
-        "that reached it)."
+        f"'best val' is the best validation `{', '.join(names)}` of each run; 'val curve "
+        "area' the area under its validation curve divided by the epochs (its average "
+        f"height: higher means good sooner); 'epochs to target' counts epochs until it first "
+        f"reached {targets[0]:.4f} (mean over the runs that reached it)."
     ]
 
 
 def _paired_table(
     rows: Sequence[dict[str, Any]], methods: Sequence[str], baseline: str,
-    metrics: dict[str, str],
+    measures: Sequence[Measure],
 ) -> list[str]:
-    """The paired-test rows; ``metrics`` maps each metric key to its on-screen label."""
+    """One line per method and measure: the paired difference, its effect size, the raw and
+    Holm-adjusted p and the verdict."""
     lines = [
-        f"Per-seed difference `method - {baseline}` on the same seed (positive: the method "
-        "scores higher), its mean [95% t-interval], and the two-sided paired t-test "
-        "(scipy.stats.ttest_rel). 'n/a' when fewer than 2 seeds are paired or the differences "
-        "do not vary.",
+        f"Per-seed difference `method - {baseline}` on the same seed, its mean [95% "
+        "t-interval], Cohen's d_z (mean difference / sd of the differences), the two-sided "
+        "paired t-test (scipy.stats.ttest_rel) and its p adjusted by Holm's method over the "
+        f"{len(methods) - 1} methods tested on that measure. A verdict needs Holm p < {ALPHA}; "
+        "otherwise it reads 'no evidence of a difference'. 'epochs to target': fewer is "
+        "better, and a run that never reached the target counts as one epoch past its last.",
         "",
-        "| method | metric | seeds paired | mean difference [95% CI] | t | p |",
-        "|---|---|---|---|---|---|",
+        "| method | measure | seeds paired | mean difference [95% CI] | d_z | p | p (Holm) "
+        "| verdict |",
+        "|---|---|---|---|---|---|---|---|",
     ]
-    for method in methods:
-        if method == baseline:
-            continue
-        for metric, metric_label in metrics.items():
-            key = f"test_{metric}"
-            ours, theirs = _by_seed(rows, method, key), _by_seed(rows, baseline, key)
+    others = [method for method in methods if method != baseline]
+    for measure in measures:
+        tests = []
+        for method in others:
+            ours, theirs = _by_seed(rows, method, measure.key), _by_seed(rows, baseline, measure.key)
             common = sorted(set(ours) & set(theirs))
-            paired = paired_difference([ours[s] for s in common], [theirs[s] for s in common])
-            if paired.n < 2:
-                difference = f"{paired.mean:+.4f}" if paired.n == 1 else "n/a"
-                t_text, p_text = "n/a", "n/a"
-            else:
-                difference = (
-                    f"{paired.mean:+.4f} [{paired.ci_low:+.4f}, {paired.ci_high:+.4f}]"
-                )
-                t_text = "n/a" if math.isnan(paired.t) else f"{paired.t:.3f}"
-                p_text = _format_p(paired.p)
-            lines.append(
-                f"| `{method}` | {metric_label} | {paired.n} | {difference} | {t_text} | {p_text} |"
-            )
+            tests.append(paired_difference([ours[s] for s in common], [theirs[s] for s in common]))
+        adjusted = holm([test.p for test in tests])
+        for method, test, p_holm in zip(others, tests, adjusted, strict=True):
+            lines.append(_paired_line(method, measure, test, p_holm))
     return lines
+
+
+def _paired_line(method: str, measure: Measure, test: PairedDifference, p_holm: float) -> str:
+    if test.n < 2:
+        difference = f"{test.mean:+.4f}" if test.n == 1 else "n/a"
+        cells = [difference, "n/a", "n/a", "n/a", "too few seeds"]
+    else:
+        better = (test.mean > 0) == measure.higher_is_better
+        verdict = ("no evidence of a difference" if not p_holm < ALPHA
+                   else f"**{'better' if better else 'worse'}** than the baseline")
+        cells = [
+            f"{test.mean:+.4f} [{test.ci_low:+.4f}, {test.ci_high:+.4f}]",
+            "n/a" if math.isnan(test.effect_size) else f"{test.effect_size:+.2f}",
+            _format_p(test.p), _format_p(p_holm), verdict,
+        ]
+    return f"| `{method}` | {measure.label} | {test.n} | " + " | ".join(cells) + " |"
 
 
 def write_results_md(path: str | Path, rows: Sequence[dict[str, Any]], **kwargs: Any) -> None:

@@ -20,12 +20,13 @@ from pathlib import Path
 from typing import Any
 
 from medseg.compare.grad_stats import GRAD_STATS_FILE, read_grad_stats, read_overlap
-from medseg.compare.plots import plot_curves, plot_grad_flow, plot_overlap
+from medseg.compare.plots import plot_curves, plot_grad_flow, plot_overlap, plot_time_to_target
 from medseg.compare.report import write_overlap_csv, write_results_csv, write_results_md
 from medseg.compare.spec import BASELINE, MODEL_METHODS, RunSpec, read_record
+from medseg.compare.stats import curve_area
 from medseg.config import Config
 from medseg.errors import MedsegError
-from medseg.tasks import get_task
+from medseg.tasks import LEARNED_MARGIN, get_task
 
 DEFAULT_TARGET_FRACTION = 0.9
 ZNORM_METHODS = ("adam+znorm", "znorm", "adamw+znorm", "sgd+znorm")
@@ -60,8 +61,11 @@ def _read_metrics(path: Path) -> dict[str, Any]:
 def run_row(spec: RunSpec) -> dict[str, Any]:
     """The row of one finished run (``epochs_to_target`` is filled in by :func:`collect_rows`).
 
-    A diverged run (its record says so) gets ``status`` "diverged", the guard's message as
-    ``note`` and no test metrics; a finished one ``status`` "ok".
+    ``status`` is "ok"; "not learned" when the test selection metric does not beat the task's
+    chance score by :data:`~medseg.tasks.LEARNED_MARGIN` (:meth:`medseg.tasks.Task.learned`);
+    or "diverged" (the record says the guard stopped it: no test metrics). ``note`` says why
+    a run is not "ok". ``val_curve_area`` is the validation curve's average height
+    (:func:`~medseg.compare.stats.curve_area`).
 
     Raises:
         MedsegError: when the run has no ``metrics.json`` (it did not finish).
@@ -76,11 +80,18 @@ def run_row(spec: RunSpec) -> dict[str, Any]:
         raise MedsegError(f"{metrics_path}: missing; the run {spec.label} did not finish")
     metrics = _read_metrics(metrics_path)
     history = read_history(spec.run_dir / "history.csv")
-    val_key = f"val_{get_task(spec.cfg.task).selection_metric}"
+    task = get_task(spec.cfg.task)
+    val_key = f"val_{task.selection_metric}"
     scores = [(row[val_key], row["epoch"]) for row in history if val_key in row]
     best_val, best_epoch = max(scores, key=lambda item: (item[0], -item[1])) if scores else (
         math.nan, metrics.get("epoch", 0))
     row: dict[str, Any] = {"method": spec.method, "seed": spec.seed, "status": "ok"}
+    if not task.learned(metrics):
+        metric = task.selection_metric
+        row["status"] = "not learned"
+        row["note"] = (f"test {task.label(metric)} {float(metrics.get(metric, math.nan)):.4f} "
+                       f"is not {LEARNED_MARGIN} above chance {task.chance_score(metrics):.4f} "
+                       f"({task.chance})")
     for key, value in metrics.items():
         is_count = key in NON_METRIC_KEYS or key.startswith("n_")
         if not is_count and isinstance(value, (int, float)) and not isinstance(value, bool):
@@ -89,6 +100,8 @@ def run_row(spec: RunSpec) -> dict[str, Any]:
         val_metric=val_key,
         best_val_metric=best_val,
         best_epoch=int(best_epoch),
+        val_curve_area=curve_area([epoch.get(val_key, math.nan) for epoch in history]),
+        epochs=len(history),
         wall_time_s=record.get("wall_time_s", math.nan),
         run_dir=str(spec.run_dir),
     )
@@ -109,22 +122,31 @@ def epochs_to_target(history: Sequence[dict[str, float]], key: str, target: floa
     return None
 
 
-def collect_rows(specs: Sequence[RunSpec], *, target: float | None) -> list[dict[str, Any]]:
-    """One row per run, with ``epochs_to_target`` against ``target``.
+def seconds_to(history: Sequence[dict[str, float]], epoch: int | None) -> float:
+    """Training seconds of epochs 1..``epoch`` (``history.csv``'s ``seconds``); NaN for None."""
+    if epoch is None:
+        return math.nan
+    return sum(row.get("seconds", math.nan) for row in history if row["epoch"] <= epoch)
 
-    ``target`` None means 90% of the best validation score over all runs of the comparison
-    (so every method is measured against the same bar).
+
+def collect_rows(specs: Sequence[RunSpec], *, target: float | None) -> list[dict[str, Any]]:
+    """One row per run, with ``epochs_to_target`` and ``seconds_to_target`` against ``target``.
+
+    ``target`` None means 90% of the best validation score over the runs that learned (so
+    every method is measured against the same bar).
     """
     rows = [run_row(spec) for spec in specs]
     if target is None:
-        best = [row["best_val_metric"] for row in rows if math.isfinite(row["best_val_metric"])]
+        best = [row["best_val_metric"] for row in rows
+                if row["status"] == "ok" and math.isfinite(row["best_val_metric"])]
         target = DEFAULT_TARGET_FRACTION * max(best) if best else math.nan
     for spec, row in zip(specs, rows, strict=True):
-        if row["status"] != "ok":
+        if row["status"] == "diverged":
             continue
         history = read_history(spec.run_dir / "history.csv")
-        row["target_metric"] = target
-        row["epochs_to_target"] = epochs_to_target(history, row["val_metric"], target)
+        reached = epochs_to_target(history, row["val_metric"], target)
+        row.update(target_metric=target, epochs_to_target=reached,
+                   seconds_to_target=seconds_to(history, reached))
     return rows
 
 
@@ -164,13 +186,16 @@ def write_outputs(
     methods = list(dict.fromkeys(spec.method for spec in specs))
     written = [out_dir / "results.csv"]
     write_results_csv(rows, written[0])
-    # runs the divergence guard stopped are listed in the report, never drawn or pooled
+    # runs that diverged or did not learn are listed in the report, never drawn or pooled
     learned = [spec for spec, row in zip(specs, rows, strict=True) if row["status"] == "ok"]
     overlap = collect_overlap(learned)
     if overlap:
         written.append(out_dir / OVERLAP_CSV)
         write_overlap_csv(overlap, written[-1])
     images = write_plots(learned, cfg, out_dir, overlap) if learned else []
+    timed = [row for row in rows if row["status"] == "ok"]
+    if timed and math.isfinite(timed[0]["target_metric"]):
+        images.append(_time_to_target_plot(timed, methods, cfg, out_dir / "time_to_target.png"))
     baseline = BASELINE if BASELINE in methods else methods[0]
     setup = _setup_lines(cfg, cfg.train.target_metric is not None)
     setup += [f"`{method}`: `{MODEL_METHODS[method].optimizer}` on the model with "
@@ -184,6 +209,20 @@ def write_outputs(
         images=[image.name for image in images],
     )
     return [*written, *images, out_dir / "results.md"]
+
+
+def _time_to_target_plot(
+    rows: Sequence[dict[str, Any]], methods: Sequence[str], cfg: Config, path: Path
+) -> Path:
+    """Epochs to target of the runs that learned, per method."""
+    task = get_task(cfg.task)
+    target = f"val {task.label(task.selection_metric)} >= {rows[0]['target_metric']:.4f}"
+    epochs = {method: [row["epochs_to_target"] for row in rows if row["method"] == method]
+              for method in methods}
+    return plot_time_to_target(
+        {method: values for method, values in epochs.items() if values},
+        max_epochs=max(int(row["epochs"]) for row in rows), target=target, path=path,
+    )
 
 
 def collect_overlap(specs: Sequence[RunSpec]) -> list[dict[str, Any]]:

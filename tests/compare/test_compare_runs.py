@@ -21,29 +21,8 @@ from medseg.engine import TrainCallback
 from medseg.errors import MedsegError
 from medseg.models.deep_resnet import DeepResNet
 
+from .conftest import METHODS, SEEDS
 from .test_plots import assert_png
-
-METHODS = ["adam", "adam+znorm"]
-SEEDS = [0, 1]
-
-
-@pytest.fixture(scope="module")
-def comparison(tiny_config_file, tmp_path_factory):
-    """adam and adam+znorm x seeds 0, 1, recording every run's initial weights."""
-    initial_weights = []
-    build_model = medseg.models.build_model
-
-    def recording_build_model(model_cfg, task):
-        model = build_model(model_cfg, task)
-        initial_weights.append({k: v.clone() for k, v in model.state_dict().items()})
-        return model
-
-    out = tmp_path_factory.mktemp("compare")
-    with pytest.MonkeyPatch.context() as patch:
-        # where the trainer looks it up (it imports the name)
-        patch.setattr(medseg.engine.trainer, "build_model", recording_build_model)
-        rows = run_comparison(load_config(tiny_config_file), METHODS, SEEDS, out)
-    return {"rows": rows, "out": out, "initial_weights": initial_weights}
 
 
 def _read_csv(path):
@@ -70,11 +49,12 @@ def test_comparison_writes_csv_markdown_and_plots(comparison):
     best = max(float(line["best_val_metric"]) for line in lines)
     assert float(lines[0]["target_metric"]) == pytest.approx(0.9 * best)
     report = (out / "results.md").read_text()
-    assert "Seeds: 2 (0, 1)" in report and "Paired difference against `adam`" in report
-    assert "| `adam+znorm` | AUC | 2 |" in report
+    assert "Seeds: 2 (0, 1)" in report and "Each method against `adam`" in report
+    assert "| `adam+znorm` | test AUC | 2 |" in report
+    assert "| `adam+znorm` | epochs to target | 2 |" in report
     assert "Best checkpoint chosen on validation AUC" in report
     assert not list(out.glob(".tmp-*"))  # every file was written whole, then renamed
-    for name in ("val_metric.png", "train_loss.png", "grad_flow.png"):
+    for name in ("val_metric.png", "train_loss.png", "grad_flow.png", "time_to_target.png"):
         assert_png(out / name)
         assert f"({name})" in report
 
@@ -226,9 +206,9 @@ def test_a_diverged_run_is_recorded_labelled_and_left_out(tiny_config_file, tmp_
     assert not any(key.startswith("test_") for key in by_method["adam"])
     assert by_method["adam+znorm"]["status"] == "ok" and "test_auc" in by_method["adam+znorm"]
     report = (out / "results.md").read_text()
-    assert "## Runs that diverged" in report and "| `adam` | 0 |" in report
-    assert "| `adam` | 0 (1 diverged) |" in report
-    assert "| `adam+znorm` | AUC | 0 | n/a |" in report  # nothing paired with a diverged run
+    assert "## Runs left out" in report and "| `adam` | 0 | diverged |" in report
+    assert "| `adam` | 0 / 1 |" in report
+    assert "| `adam+znorm` | test AUC | 0 | n/a |" in report  # nothing paired with a diverged run
     _, lines = _read_csv(out / "results.csv")
     assert [line["status"] for line in lines] == ["diverged", "ok"]
     record = json.loads((out / "runs" / "adam" / "seed0" / "compare_run.json").read_text())

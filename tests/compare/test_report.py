@@ -5,6 +5,9 @@ from __future__ import annotations
 import csv
 import math
 
+import pytest
+from scipy import stats
+
 from medseg.compare.report import (
     csv_columns,
     format_summary,
@@ -39,7 +42,8 @@ def test_csv_has_one_row_per_run_and_stable_columns(tmp_path):
         rows = list(reader)
     assert reader.fieldnames == csv_columns(ROWS)
     assert reader.fieldnames[:5] == ["method", "seed", "test_accuracy", "test_auc", "test_sensitivity"]
-    assert reader.fieldnames[-5:] == ["epochs_to_target", "wall_time_s", "run_dir", "status", "note"]
+    assert reader.fieldnames[-6:] == ["epochs_to_target", "seconds_to_target", "wall_time_s",
+                                      "run_dir", "status", "note"]
     assert len(rows) == 6
     assert rows[2]["epochs_to_target"] == ""  # never reached: empty, not "None"
     assert float(rows[3]["test_auc"]) == 0.9 and rows[3]["method"] == "adam+znorm"
@@ -59,8 +63,10 @@ def test_markdown_report_holds_summaries_and_paired_test():
     # adam auc 0.8, 0.6, 0.4: mean 0.6, sd 0.2, half-width 4.3027 * 0.2 / sqrt(3) = 0.4968
     assert "0.6000 ± 0.2000 [0.1032, 1.0968]" in text
     # znorm - adam auc per seed: 0.1, 0.2, 0.3 -> +0.2000 [-0.0484, +0.4484], t 3.464
-    assert "| method | runs | accuracy | AUC | best val |" in text  # on-screen names
-    assert "| `adam+znorm` | AUC | 3 | +0.2000 [-0.0484, +0.4484] | 3.464 | 0.074 |" in text
+    assert "| method | learned / runs | accuracy | AUC | best val |" in text  # on-screen names
+    # d_z = 0.2 / 0.1; one method tested, so Holm leaves p as it is
+    assert ("| `adam+znorm` | test AUC | 3 | +0.2000 [-0.0484, +0.4484] | +2.00 | 0.074 | 0.074 "
+            "| no evidence of a difference |") in text
     assert "2/3 reached" in text and "3/3 reached" in text
     assert "![val_metric](val_metric.png)" in text
     assert "sensitivity" not in text.split("## Test metrics per method")[1].split("\n")[2]
@@ -71,7 +77,7 @@ def test_markdown_report_says_na_for_a_single_seed():
     text = render_results_md(rows, task="classification", methods=["adam", "adam+gc"],
                              baseline="adam")
     assert "Seeds: 1 (0)" in text
-    assert "| `adam+gc` | AUC | 1 | +0.1000 | n/a | n/a |" in text
+    assert "| `adam+gc` | test AUC | 1 | +0.1000 | n/a | n/a | n/a | too few seeds |" in text
 
 
 def test_table_metrics_follow_the_task():
@@ -99,3 +105,70 @@ def test_overlap_csv_has_one_line_per_run_step_and_block(tmp_path):
                         "skip_norm": "1.5", "branch_norm": "0.25", "total_norm": "1.6",
                         "cosine": ""}
     assert lines[1]["cosine"] == "0.25"
+
+
+def _seeded(method, aucs, **extra):
+    return [{**_row(method, seed, auc, 0.5), "epochs": 8, **extra}
+            for seed, auc in enumerate(aucs)]
+
+
+BASE_AUCS = [0.70, 0.72, 0.68, 0.71, 0.69]
+
+
+def _shifted(differences):
+    return [auc + difference for auc, difference in zip(BASE_AUCS, differences, strict=True)]
+
+
+def _line(text, method, measure):
+    return next(line for line in text.splitlines()
+                if line.startswith(f"| `{method}` | {measure} |"))
+
+
+def test_verdicts_follow_holm_adjusted_p_and_the_measures_direction():
+    rows = (_seeded("adam", BASE_AUCS)
+            + _seeded("clear", _shifted([0.10, 0.11, 0.09, 0.10, 0.12]))
+            + _seeded("weak", _shifted([0.01, 0.04, 0.01, 0.05, 0.02]))
+            + _seeded("none", _shifted([0.02, -0.03, 0.01, -0.01, 0.0])))
+    text = render_results_md(rows, task="classification", baseline="adam",
+                             methods=["adam", "clear", "weak", "none"])
+    raw = {m: stats.ttest_rel(_aucs(rows, m), _aucs(rows, "adam")).pvalue
+           for m in ("clear", "weak", "none")}
+    assert raw["clear"] < raw["weak"] < 0.05 < raw["none"]
+    # weak's p is the second smallest of 3: Holm doubles it, past 0.05
+    weak = _line(text, "weak", "test AUC").split(" | ")
+    assert float(weak[5]) == pytest.approx(raw["weak"], abs=5e-4)
+    assert float(weak[6]) == pytest.approx(2 * raw["weak"], abs=5e-4) and float(weak[6]) > 0.05
+    assert weak[7] == "no evidence of a difference |"
+    assert _line(text, "clear", "test AUC").endswith("| **better** than the baseline |")
+    assert _line(text, "none", "test AUC").endswith("| no evidence of a difference |")
+
+
+def _aucs(rows, method):
+    return [row["test_auc"] for row in rows if row["method"] == method]
+
+
+def test_fewer_epochs_to_target_is_better_and_a_miss_counts_as_one_past_the_last():
+    rows = (_seeded("adam", BASE_AUCS, epochs_to_target=None)  # never: counts as 9
+            + [{**row, "epochs_to_target": 3 + row["seed"] % 2} for row in _seeded("fast", BASE_AUCS)])
+    text = render_results_md(rows, task="classification", baseline="adam",
+                             methods=["adam", "fast"])
+    # fast - adam per seed: 3 - 9, 4 - 9, 3 - 9, 4 - 9, 3 - 9 -> mean -5.6
+    line = _line(text, "fast", "epochs to target")
+    assert "| 5 | -5.6000 [" in line and line.endswith("| **better** than the baseline |")
+    assert "— (0/5 reached)" in _line(text, "adam", "5 / 5")
+
+
+def test_runs_that_did_not_learn_or_diverged_are_listed_never_pooled():
+    rows = _seeded("adam", BASE_AUCS) + _seeded("adam+gc", [0.8, 0.8, 0.9, 0.9, 0.1])
+    rows[-1].update(status="not learned", note="test AUC 0.1000 is not 0.1 above chance 0.5000")
+    rows[4].update(status="diverged", note="loss 1e12 at step 3")
+    text = render_results_md(rows, task="classification", baseline="adam",
+                             methods=["adam", "adam+gc"])
+    assert _line(text, "adam", "4 / 5") and _line(text, "adam+gc", "4 / 5")
+    # the AUC cell averages 0.8, 0.8, 0.9, 0.9 only
+    assert "| `adam+gc` | 4 / 5 | 0.5000 ± 0.0000 [0.5000, 0.5000] | 0.8500 ± " in text
+    # seed 4 is out for both (each side lost it): 4 pairs
+    assert "| `adam+gc` | test AUC | 4 |" in text
+    left_out = text.split("## Runs left out")[1]
+    assert "| `adam+gc` | 4 | not learned | test AUC 0.1000 is not 0.1 above chance" in left_out
+    assert "| `adam` | 4 | diverged | loss 1e12 at step 3 |" in left_out

@@ -6,7 +6,7 @@ import math
 
 import pytest
 
-from medseg.compare.stats import paired_difference, summarize, t_half_width
+from medseg.compare.stats import curve_area, holm, paired_difference, summarize, t_half_width
 
 T_975_DF2 = 4.302653  # t quantile 0.975, 2 degrees of freedom (tables)
 
@@ -69,3 +69,34 @@ def test_missing_values_are_dropped_pairwise():
 def test_unequal_lengths_are_rejected():
     with pytest.raises(ValueError, match="equal lengths"):
         paired_difference([1.0, 2.0], [1.0])
+
+
+def test_effect_size_is_the_mean_difference_in_sds_of_the_differences():
+    # differences 0.1, 0.2, 0.3: d_z = 0.2 / 0.1
+    assert paired_difference([0.9, 0.8, 0.7], [0.8, 0.6, 0.4]).effect_size == pytest.approx(2.0)
+    assert paired_difference([0.4, 0.5, 0.6], [0.5, 0.7, 0.9]).effect_size == pytest.approx(-2.0)
+    assert math.isnan(paired_difference([0.5, 0.5], [0.5, 0.5]).effect_size)  # sd 0
+    assert math.isnan(paired_difference([0.7], [0.5]).effect_size)  # one pair
+
+
+def test_holm_multiplies_the_kth_smallest_p_by_m_minus_k_plus_1_and_keeps_order():
+    # sorted 0.01, 0.03, 0.04 -> 3 * 0.01, 2 * 0.03, max(0.06, 1 * 0.04) = 0.06
+    assert holm([0.04, 0.01, 0.03]) == pytest.approx([0.06, 0.03, 0.06])
+    # capped at 1; NaN (a test that could not run) stays NaN and does not count in m
+    adjusted = holm([0.6, math.nan, 0.2])
+    assert adjusted[0] == pytest.approx(0.6) and adjusted[2] == pytest.approx(0.4)
+    assert math.isnan(adjusted[1])
+    assert holm([0.9, 0.8]) == [1.0, 1.0]
+    assert holm([0.02]) == [0.02]  # one test: no correction
+    assert holm([]) == []
+
+
+def test_curve_area_is_the_curves_average_height():
+    # trapezoids (0.2 + 0.6) / 2 + (0.6 + 0.8) / 2 = 1.1 over 2 epochs
+    assert curve_area([0.2, 0.6, 0.8]) == pytest.approx(0.55)
+    assert curve_area([0.5, 0.5, 0.5, 0.5]) == pytest.approx(0.5)
+    # the same final score reached sooner has the larger area
+    assert curve_area([0.8, 0.8, 0.8]) > curve_area([0.0, 0.4, 0.8])
+    # a missing epoch is skipped: (0.2 + 0.8) / 2 * 2 epochs / 2 epochs
+    assert curve_area([0.2, math.nan, 0.8]) == pytest.approx(0.5)
+    assert curve_area([0.7]) == 0.7 and math.isnan(curve_area([]))
