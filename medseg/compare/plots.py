@@ -115,17 +115,16 @@ def plot_time_to_target(
         values = epochs[method]
         reached = [float(v) for v in values if v is not None]
         missed = len(values) - len(reached)
-        jitter = np.linspace(-0.15, 0.15, max(len(reached), 1))[: len(reached)]
-        ax.scatter(reached, row + jitter, color=color, s=18, zorder=3)
+        ax.scatter(reached, row + _jitter(len(reached)), color=color, s=18, zorder=3)
         if missed:
-            ax.scatter([never] * missed, row + np.linspace(-0.15, 0.15, missed), color=color,
-                       marker="x", s=24, zorder=3)
+            ax.scatter([never] * missed, row + _jitter(missed), color=color, marker="x", s=24,
+                       zorder=3)
         summary = summarize(reached)
         if summary.n >= 2:
             ax.errorbar(summary.mean, row, xerr=summary.half_width, color=color, capsize=4,
                         marker="|", markersize=14, linewidth=2)
     ax.set_yticks(range(len(methods)), methods, fontsize=8)
-    ax.invert_yaxis()
+    ax.set_ylim(len(methods) - 0.5, -0.5)  # first method on top
     ax.set_xlim(0.5, never + 0.5)
     ticks = [tick for tick in MaxNLocator(integer=True).tick_values(1, max_epochs)
              if 1 <= tick <= max_epochs]
@@ -136,6 +135,11 @@ def plot_time_to_target(
     ax.grid(True, axis="x", alpha=0.3)
     _save(fig, path)
     return path
+
+
+def _jitter(count: int, spread: float = 0.15) -> np.ndarray:
+    """Vertical offsets that keep ``count`` dots of one row apart (none for a single dot)."""
+    return np.linspace(-spread, spread, count) if count > 1 else np.zeros(count)
 
 
 def pick_steps(steps: Sequence[int], count: int = 3) -> list[int]:

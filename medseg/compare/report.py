@@ -262,7 +262,8 @@ def _paired_table(
         f"Per-seed difference `method - {baseline}` on the same seed, its mean [95% "
         "t-interval], Cohen's d_z (mean difference / sd of the differences), the two-sided "
         "paired t-test (scipy.stats.ttest_rel) and its p adjusted by Holm's method over the "
-        f"{len(methods) - 1} methods tested on that measure. A verdict needs Holm p < {ALPHA}; "
+        f"{len(methods) - 1} method{'s' if len(methods) != 2 else ''} tested on that measure. "
+        f"A verdict needs Holm p < {ALPHA}; "
         "otherwise it reads 'no evidence of a difference'. 'epochs to target': fewer is "
         "better, and a run that never reached the target counts as one epoch past its last.",
         "",

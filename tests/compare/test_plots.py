@@ -16,7 +16,13 @@ from PIL import Image
 
 from medseg.compare.grad_recorder import GradStatsRecorder
 from medseg.compare.grad_stats import GradSnapshot, read_grad_stats, read_overlap
-from medseg.compare.plots import pick_steps, plot_curves, plot_grad_flow, plot_overlap
+from medseg.compare.plots import (
+    pick_steps,
+    plot_curves,
+    plot_grad_flow,
+    plot_overlap,
+    plot_time_to_target,
+)
 from medseg.engine.callbacks import StepInfo
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -30,6 +36,17 @@ def assert_png(path):
         assert image.size[0] > 100 and image.size[1] > 100
         pixels = np.asarray(image.convert("L"))
     assert pixels.std() > 0  # something was drawn
+
+
+def test_time_to_target_png_with_misses_single_dots_and_intervals(tmp_path):
+    epochs = {"adam": [3, 4, None, 5], "adam+znorm": [2], "lamb": [None, None]}
+    path = plot_time_to_target(epochs, max_epochs=8, target="val Dice >= 0.80",
+                               path=tmp_path / "t.png")
+    assert_png(path)
+    # the three methods' rows hold their colours: tab10 blue, orange and green dots
+    pixels = np.asarray(Image.open(path).convert("RGB")).reshape(-1, 3).astype(int)
+    for rgb in ((31, 119, 180), (255, 127, 14), (44, 160, 44)):
+        assert (np.abs(pixels - rgb).sum(axis=1) < 30).sum() > 20, rgb
 
 
 def test_curves_png_with_bands_and_ragged_runs(tmp_path):
