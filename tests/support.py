@@ -3,6 +3,8 @@
 * :func:`write_lgg`: a tiny LGG download in the real kaggle_3m layout (RGB TIFF slices, 0/255
   TIFF masks, ``data.csv``, ``README.md``), returned with the arrays written.
 * :func:`write_pcam`: the six PatchCamelyon HDF5 files, returned with the arrays written.
+* :func:`write_dicom_series`: one MR series, a DICOM file per slice (pydicom), with known
+  geometry.
 * :func:`lgg_settings` / :func:`pcam_settings`: the tiny run configs (mappings, as in YAML);
   :func:`write_config` saves one.
 * :func:`train_tiny`: :func:`medseg.engine.train` on one intra-op thread.
@@ -10,13 +12,13 @@
 The session fixtures of ``tests/conftest.py`` are built from these; tests that need data of
 another shape (more patients, a healthy patient, non-square slices) call the writers directly.
 
-Everything is written independently of medseg (tifffile, h5py and literal file names), so a
-reader that gets the layout wrong cannot agree with the writer by construction.
+Everything is written independently of medseg (tifffile, h5py, pydicom and literal file
+names), so a reader that gets the layout wrong cannot agree with the writer by construction.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -170,6 +172,60 @@ def write_pcam(root: Path, sizes: Mapping[str, int] = PCAM_SIZES, *, seed: int =
             f.create_dataset("y", data=y)
         xs[split], ys[split] = x, y
     return PcamFixture(root, xs, ys)
+
+
+# --- DICOM -------------------------------------------------------------------------------
+
+#: an axial series: rows run anterior -> posterior, columns patient's right -> left (LPS)
+AXIAL = (1.0, 0.0, 0.0, 0.0, 1.0, 0.0)
+
+
+def write_dicom_series(folder: Path, pixels: np.ndarray, positions: Sequence[Sequence[float]], *,
+                       names: Sequence[str] | None = None, orientation: Sequence[float] = AXIAL,
+                       pixel_spacing: tuple[float, float] = (1.0, 1.0),
+                       series_uid: str = "1.2.826.0.1.3680043.8.498.1",
+                       description: str = "test series", slope: float | None = None,
+                       intercept: float | None = None) -> list[Path]:
+    """Write ``pixels[k]`` (N, Rows, Columns; uint16 or int16 stored values) as one DICOM MR
+    file per slice, ``folder/names[k]`` (default ``slice<k>.dcm``), slice k at ImagePositionPatient
+    ``positions[k]`` (LPS mm); InstanceNumber counts down (N - k), so neither it nor the file
+    names give the slice order. ``slope``/``intercept``: RescaleSlope/RescaleIntercept.
+    Returns the files in k order."""
+    from pydicom.dataset import Dataset, FileMetaDataset
+    from pydicom.uid import ExplicitVRLittleEndian, MRImageStorage
+
+    folder.mkdir(parents=True, exist_ok=True)
+    pixels = np.asarray(pixels)
+    names = list(names) if names is not None else [f"slice{k}.dcm" for k in range(len(pixels))]
+    written = []
+    for k, (image, position, name) in enumerate(zip(pixels, positions, names, strict=True)):
+        instance = f"{series_uid}.{k + 1}"
+        meta = FileMetaDataset()
+        meta.MediaStorageSOPClassUID = MRImageStorage
+        meta.MediaStorageSOPInstanceUID = instance
+        meta.TransferSyntaxUID = ExplicitVRLittleEndian
+        ds = Dataset()
+        ds.file_meta = meta
+        ds.SOPClassUID, ds.SOPInstanceUID = MRImageStorage, instance
+        ds.StudyInstanceUID, ds.SeriesInstanceUID = "1.2.826.0.1.3680043.8.498.99", series_uid
+        ds.Modality, ds.SeriesDescription, ds.InstanceNumber = "MR", description, len(pixels) - k
+        ds.Rows, ds.Columns = image.shape
+        ds.PixelSpacing = [f"{v:g}" for v in pixel_spacing]
+        ds.ImageOrientationPatient = [f"{v:g}" for v in orientation]
+        ds.ImagePositionPatient = [f"{v:g}" for v in position]
+        ds.SliceThickness = "1"
+        ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, "MONOCHROME2"
+        ds.BitsAllocated, ds.BitsStored, ds.HighBit = 16, 16, 15
+        signed = image.dtype == np.int16
+        ds.PixelRepresentation = int(signed)
+        if slope is not None:
+            ds.RescaleSlope = f"{slope:g}"
+        if intercept is not None:
+            ds.RescaleIntercept = f"{intercept:g}"
+        ds.PixelData = image.astype("<i2" if signed else "<u2").tobytes()
+        ds.save_as(folder / name, enforce_file_format=True)
+        written.append(folder / name)
+    return written
 
 
 # --- tiny runs ----------------------------------------------------------------------------

@@ -23,7 +23,7 @@ from medseg.errors import report_user_error
 COMMANDS: dict[str, tuple[str, str]] = {
     "train": ("medseg.cli.train", "Train a segmenter or classifier from a YAML config."),
     "evaluate": ("medseg.cli.evaluate", "Score a checkpoint on a dataset split (Dice/IoU or accuracy/AUC)."),
-    "predict": ("medseg.cli.predict", "Predict masks for slices, patient folders or NIfTI volumes."),
+    "predict": ("medseg.cli.predict", "Predict masks for slices, patient folders, NIfTI volumes or a scan's three MR sequences (NIfTI or DICOM)."),
     "compare": ("medseg.cli.compare", "Reproduce the paper's optimizer comparison over seeds."),
     "compare-run": ("medseg.cli.compare_run", "Train one run of a comparison planned with 'compare --plan'."),
     "data": ("medseg.cli.data", "Inspect and validate datasets (data check PATH)."),

@@ -1,22 +1,39 @@
-"""``medseg predict``: tumour masks for slices, patient folders and NIfTI volumes.
+"""``medseg predict``: tumour masks for slices, patient folders, NIfTI volumes and the three MR
+sequences of a scan given separately (``--pre``, ``--flair``, ``--post``: NIfTI files or
+DICOM series).
 
 Writes ``<name>_pred.png`` and ``<name>_pred_overlay.png`` per slice (and
-``<name>_pred.nii.gz`` per volume), never over an existing file unless ``--overwrite`` and
-that file is an earlier prediction (see :mod:`medseg.engine.predict`).
+``<name>_pred.nii.gz`` per volume or sequence set, named after the FLAIR input), never over
+an existing file unless ``--overwrite`` and that file is an earlier prediction (see
+:mod:`medseg.engine.predict`). An input holding one MR sequence (a 3-D volume, a grey slice,
+one of the sequence options) is refused unless ``--single-sequence``.
 """
 
 from __future__ import annotations
 
 import argparse
 
-EXAMPLE = "medseg predict models/demo_lgg/best.pt scan.nii.gz slice_12.tif --out predictions"
+EXAMPLE = ("medseg predict models/demo_lgg/best.pt --pre t1.nii.gz --flair flair_dicom/ "
+           "--post t1c.zip --out predictions")
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("checkpoint", help="a segmentation best.pt written by medseg train")
-    parser.add_argument("inputs", nargs="+", metavar="INPUT",
-                        help="slice (.tif/.png/.jpg), folder of slices (kaggle_3m patient folder) "
-                             "or NIfTI volume (.nii/.nii.gz)")
+    parser.add_argument("inputs", nargs="*", metavar="INPUT",
+                        help="slice (.tif/.png/.jpg, RGB), folder of slices (kaggle_3m patient "
+                             "folder) or NIfTI volume (.nii/.nii.gz) holding the three sequences "
+                             "as 3 channels last")
+    scan = parser.add_argument_group(
+        "MR sequences of one scan",
+        "each a NIfTI file (.nii/.nii.gz), a DICOM series folder, a .zip of one, or a DICOM "
+        "file; the three on one voxel grid; outputs are named after --flair")
+    scan.add_argument("--pre", metavar="PRE", help="pre-contrast T1 (the model's channel 1)")
+    scan.add_argument("--flair", metavar="FLAIR", help="FLAIR (channel 2)")
+    scan.add_argument("--post", metavar="POST", help="post-contrast T1 (channel 3)")
+    scan.add_argument("--single-sequence", action="store_true",
+                      help="accept an input holding one MR sequence (a 3-D volume, a grey slice, "
+                           "only one of --pre/--flair/--post) and repeat it into all three "
+                           "channels; the masks are less reliable")
     parser.add_argument("--out", required=True, metavar="DIR",
                         help="where the masks (*_pred.png, *_pred.nii.gz) and overlays "
                              "(*_pred_overlay.png) go; existing files are never replaced unless "
@@ -32,11 +49,17 @@ def configure(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from medseg.engine import predict_paths
 
-    for record in predict_paths(args.checkpoint, args.inputs, args.out,
-                                threshold=args.threshold, device=args.device,
-                                overwrite=args.overwrite):
-        print(f"{record.input}: {record.kind}, {record.slices} slice(s), tumour on "
-              f"{record.tumour_slices} ({record.tumour_pixels} px), {len(record.files)} files")
+    sequences = {"pre": args.pre, "flair": args.flair, "post": args.post}
+    for record in predict_paths(args.checkpoint, args.inputs, args.out, sequences=sequences,
+                                single_sequence=args.single_sequence, threshold=args.threshold,
+                                device=args.device, overwrite=args.overwrite):
+        kind = record.kind
+        if record.sequences:
+            kind += " (" + ", ".join(f"{key.upper()} {path}" for key, path in record.sequences.items()) + ")"
+        note = ("; the model saw one MR sequence repeated in all three channels (--single-sequence): "
+                "masks are less reliable" if record.single_sequence else "")
+        print(f"{record.input}: {kind}, {record.slices} slice(s), tumour on "
+              f"{record.tumour_slices} ({record.tumour_pixels} px), {len(record.files)} files{note}")
         if record.nonfinite_voxels:
             print(f"{record.input}: note: {record.nonfinite_voxels} NaN or infinite voxels were "
                   "read as background")

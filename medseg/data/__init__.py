@@ -1,4 +1,5 @@
-"""Datasets, splits, transforms, NIfTI volumes, dataset checks and demo data.
+"""Datasets, splits, transforms, NIfTI volumes, DICOM series, MR sequences, dataset checks
+and demo data.
 
 Samples are dicts. LGG (segmentation): ``image`` float32 (3, S, S) normalized per channel,
 ``label`` float32 (1, S, S) in {0, 1}, ``patient`` str, ``slice`` int (1-based). PCam
@@ -14,6 +15,7 @@ from medseg.data.datasets import build_datasets
 from medseg.data.demo_lgg import write_demo_lgg
 from medseg.data.demo_marker import DEMO_MARKER, read_demo_marker
 from medseg.data.demo_pcam import write_demo_pcam
+from medseg.data.dicom import DicomSeries, DicomVolume, read_dicom_series, scan_dicom_series
 from medseg.data.lgg import (
     LggScan,
     Patient,
@@ -24,8 +26,15 @@ from medseg.data.lgg import (
     read_slice_image,
     scan_lgg,
 )
-from medseg.data.nifti import Volume, load_mask_volume, load_volume, save_mask_volume
+from medseg.data.nifti import (
+    Volume,
+    load_mask_volume,
+    load_volume,
+    normalize_sequence,
+    save_mask_volume,
+)
 from medseg.data.pcam import LoadPCamPatchd, pcam_files
+from medseg.data.sequences import SEQUENCES, SequencePlan, load_sequences, plan_sequences
 from medseg.data.splits import read_split_file, save_split, split_patients
 from medseg.data.transforms import (
     LoadLGGSliced,
@@ -38,11 +47,15 @@ from medseg.data.transforms import (
 
 __all__ = [
     "DEMO_MARKER",
+    "SEQUENCES",
     "DatasetReport",
+    "DicomSeries",
+    "DicomVolume",
     "LggScan",
     "LoadLGGSliced",
     "LoadPCamPatchd",
     "Patient",
+    "SequencePlan",
     "Slice",
     "Volume",
     "build_datasets",
@@ -51,17 +64,22 @@ __all__ = [
     "lgg_transforms",
     "list_patients",
     "load_mask_volume",
+    "load_sequences",
     "load_volume",
+    "normalize_sequence",
     "pcam_files",
     "pcam_transforms",
+    "plan_sequences",
     "preprocess_image",
     "preprocess_patch",
     "read_demo_marker",
+    "read_dicom_series",
     "read_mask",
     "read_slice_image",
     "read_split_file",
     "save_mask_volume",
     "save_split",
+    "scan_dicom_series",
     "scan_lgg",
     "split_patients",
     "use_plain_tensors",

@@ -8,7 +8,14 @@ reordering, so the mask file has the input's shape, affine and voxel order.
 The models were trained on three sequences (pre-contrast T1, FLAIR, post-contrast T1 as
 RGB). A 4-D volume with 3 channels on its last axis is read as those three; a single
 sequence (3-D volume) is repeated into all three channels, which is a limitation: the model
-then sees inputs unlike its training data and its masks are less reliable.
+then sees inputs unlike its training data and its masks are less reliable (``medseg
+predict`` refuses it unless told ``--single-sequence``; separate sequence files are read by
+:mod:`medseg.data.sequences`).
+
+Intensities: each channel follows :func:`normalize_sequence`, the rule that matches the uint8
+kaggle_3m training slices: a channel whose voxels are all integers within 0..255 is taken as
+is (a volume built from kaggle_3m pixels reads back exactly), any other is rescaled robustly
+(0.5th..99.5th percentile over the whole volume to 0..255).
 
 Headers are checked before any voxel is read (the voxel cap of :mod:`medseg.data.limits`, an
 affine that maps the voxel axes onto three world axes); volumes holding NaN or infinite
@@ -40,15 +47,20 @@ SLICE_AXCODES = ("S", "P", "L")
 
 @dataclass
 class Volume:
-    """A NIfTI volume as axial slices.
+    """A volume as slices: a NIfTI file, or MR sequences stacked by
+    :mod:`medseg.data.sequences` (NIfTI files or DICOM series).
 
     Attributes:
-        slices: (N, H, W, 3) uint8 axial slices (see the module docstring for orientation).
-        affine: the file's voxel-to-world affine.
-        header: the file's NIfTI header.
-        shape: the file's spatial shape (3 voxel counts, in file order).
+        slices: (N, H, W, 3) uint8 slices: axial for NIfTI (see the module docstring for
+            orientation), as stored for a DICOM series (:mod:`medseg.data.dicom`).
+        affine: the file's voxel-to-world affine (RAS; built from the headers for DICOM).
+        header: the file's NIfTI header (a fresh one for DICOM).
+        shape: the file's spatial shape (3 voxel counts, in file order; (Columns, Rows, N)
+            for DICOM).
         nonfinite_voxels: NaN or infinite voxels of the file, read as background (the
             volume's lowest finite intensity); say so wherever the volume is shown.
+        to_slices: how the file's voxel axes become the slice axes (a nibabel ``ornt``);
+            None: from ``affine`` and :data:`SLICE_AXCODES`.
     """
 
     slices: np.ndarray
@@ -56,6 +68,13 @@ class Volume:
     header: nib.Nifti1Header
     shape: tuple[int, int, int]
     nonfinite_voxels: int = 0
+    to_slices: np.ndarray | None = None
+
+    def slice_transform(self) -> np.ndarray:
+        """The orientation transform (nibabel ``ornt``) from the file's voxel axes to the
+        slice axes (N, H, W): ``to_slices`` when set (a DICOM series is viewed as stored),
+        else the one :data:`SLICE_AXCODES` gives for ``affine`` (NIfTI)."""
+        return slice_transform(self.affine) if self.to_slices is None else self.to_slices
 
 
 def _rescale(channel: np.ndarray) -> np.ndarray:
@@ -68,7 +87,41 @@ def _rescale(channel: np.ndarray) -> np.ndarray:
     return np.rint(scaled).astype(np.uint8)
 
 
-def _open_nifti(path: Path) -> nib.Nifti1Image:
+def normalize_sequence(values: np.ndarray) -> np.ndarray:
+    """One MR sequence (any shape, finite values) as uint8 the way training saw it.
+
+    Voxels that are all integers within 0..255 are taken as is (kaggle_3m slices are uint8 per
+    channel, so volumes made from their pixels round-trip exactly); anything else is rescaled
+    robustly, its 0.5th..99.5th percentile mapped to 0..255.
+
+    Example:
+        >>> normalize_sequence(np.array([0.0, 17.0, 255.0])).tolist()
+        [0, 17, 255]
+    """
+    values = np.asarray(values)
+    if values.dtype == np.bool_:
+        return values.astype(np.uint8)
+    in_range = values.size > 0 and values.min() >= 0 and values.max() <= 255
+    if in_range and (np.issubdtype(values.dtype, np.integer) or np.array_equal(values, np.round(values))):
+        return values.astype(np.uint8)
+    return _rescale(values)
+
+
+def slice_transform(affine: np.ndarray) -> np.ndarray:
+    """The nibabel orientation transform from a NIfTI file's voxel axes to the slice axes
+    (:data:`SLICE_AXCODES`) for its ``affine``."""
+    return ornt_transform(io_orientation(affine), axcodes2ornt(SLICE_AXCODES))
+
+
+def inverse_transform(ornt: np.ndarray) -> np.ndarray:
+    """The orientation transform undoing ``ornt`` (slice axes back to the file's axes)."""
+    inverse = np.empty_like(np.asarray(ornt, dtype=float))
+    for axis, (target, flip) in enumerate(np.asarray(ornt)):
+        inverse[int(target)] = (axis, flip)
+    return inverse
+
+
+def open_nifti(path: Path) -> nib.Nifti1Image:
     """The NIfTI image at ``path``, its header only: voxel count and affine checked.
 
     Raises:
@@ -93,7 +146,7 @@ def _open_nifti(path: Path) -> nib.Nifti1Image:
     return image
 
 
-def _read_voxels(path: Path, image: nib.Nifti1Image) -> tuple[np.ndarray, int]:
+def read_voxels(path: Path, image: nib.Nifti1Image) -> tuple[np.ndarray, int]:
     """The voxel array of ``image`` (scaled as stored), NaN and infinite voxels replaced by
     the lowest finite intensity (background: registration tools pad with NaN), and how many
     there were.
@@ -121,7 +174,7 @@ def _read_voxels(path: Path, image: nib.Nifti1Image) -> tuple[np.ndarray, int]:
     return np.where(finite, data, data[finite].min()), nonfinite
 
 
-def _volume_channels(path: Path, shape: tuple[int, ...]) -> int:
+def _channels(path: Path, shape: tuple[int, ...]) -> int:
     """1 or 3: the channels of a 3-D volume or a 4-D volume with channels last.
 
     Raises:
@@ -138,8 +191,18 @@ def _volume_channels(path: Path, shape: tuple[int, ...]) -> int:
 
 def _to_slice_order(data: np.ndarray, affine: np.ndarray) -> np.ndarray:
     """Reorder a 3-D voxel array from the file's orientation to :data:`SLICE_AXCODES`."""
-    to_slices = ornt_transform(io_orientation(affine), axcodes2ornt(SLICE_AXCODES))
-    return apply_orientation(data, to_slices)
+    return apply_orientation(data, slice_transform(affine))
+
+
+def volume_channels(path: str | Path) -> int:
+    """The MR sequences a NIfTI volume holds, from its header alone: 1 (3-D, or 4-D with one
+    channel) or 3 (4-D with 3 channels last).
+
+    Raises:
+        DataError: as :func:`count_volume_slices`.
+    """
+    path = Path(path)
+    return _channels(path, open_nifti(path).shape)
 
 
 def count_volume_slices(path: str | Path) -> int:
@@ -150,8 +213,8 @@ def count_volume_slices(path: str | Path) -> int:
             unusable affine, wrong shape); the voxels are not read.
     """
     path = Path(path)
-    image = _open_nifti(path)
-    _volume_channels(path, image.shape)
+    image = open_nifti(path)
+    _channels(path, image.shape)
     superior = int(np.flatnonzero(io_orientation(image.affine)[:, 0] == 2)[0])
     return int(image.shape[superior])
 
@@ -159,20 +222,21 @@ def count_volume_slices(path: str | Path) -> int:
 def load_volume(path: str | Path) -> Volume:
     """Read a 3-D NIfTI volume (or 4-D with 3 channels last) as axial slices.
 
-    Each channel's intensities are rescaled robustly to 0..255 over the whole volume; a
-    single channel is repeated into the 3 channels the models expect. The header is checked
-    before any voxel is read (size cap of :mod:`medseg.data.limits`, affine).
+    Each channel's intensities follow :func:`normalize_sequence` (integers within 0..255 kept
+    as they are, anything else rescaled robustly over the whole volume); a single channel is
+    repeated into the 3 channels the models expect. The header is checked before any voxel is
+    read (size cap of :mod:`medseg.data.limits`, affine).
 
     Raises:
         DataError: when the file is missing, not NIfTI, over the voxel cap, not 3-D / 4-D
             with 1 or 3 channels, has a singular affine, or holds no finite voxel.
     """
     path = Path(path)
-    image = _open_nifti(path)
-    n_channels = _volume_channels(path, image.shape)
-    data, nonfinite = _read_voxels(path, image)
+    image = open_nifti(path)
+    n_channels = _channels(path, image.shape)
+    data, nonfinite = read_voxels(path, image)
     channels = [data] if data.ndim == 3 else [data[..., c] for c in range(n_channels)]
-    slices = [_rescale(_to_slice_order(channel, image.affine)) for channel in channels]
+    slices = [normalize_sequence(_to_slice_order(channel, image.affine)) for channel in channels]
     stacked = np.stack(slices if len(slices) == 3 else slices * 3, axis=-1)
     return Volume(
         slices=np.ascontiguousarray(stacked),
@@ -192,11 +256,11 @@ def load_mask_volume(path: str | Path) -> np.ndarray:
             cap, has a singular affine, or holds no finite voxel.
     """
     path = Path(path)
-    image = _open_nifti(path)
+    image = open_nifti(path)
     shape = image.shape
     if not (len(shape) == 3 or (len(shape) == 4 and shape[3] == 1)):
         raise DataError(f"{path}: expected a 3-D mask volume, got shape {shape}")
-    data, _ = _read_voxels(path, image)  # NaN voxels are background: not tumour
+    data, _ = read_voxels(path, image)  # NaN voxels are background: not tumour
     if data.ndim == 4:
         data = data[..., 0]
     return (_to_slice_order(data, image.affine) != 0).astype(np.uint8)
@@ -223,7 +287,7 @@ def save_mask_volume(
             f"{path}: mask shape {mask.shape} does not match the volume's slices "
             f"{volume.slices.shape[:3]}"
         )
-    to_file = ornt_transform(axcodes2ornt(SLICE_AXCODES), io_orientation(volume.affine))
+    to_file = inverse_transform(volume.slice_transform())
     data = np.ascontiguousarray(apply_orientation(mask != 0, to_file)).astype(np.uint8)
     image_class = nib.Nifti2Image if isinstance(volume.header, nib.Nifti2Header) else nib.Nifti1Image
     header = volume.header.copy()

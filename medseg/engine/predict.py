@@ -1,4 +1,5 @@
-"""``medseg predict``: tumour masks for slices, folders of slices and NIfTI volumes.
+"""``medseg predict``: tumour masks for slices, folders of slices, NIfTI volumes and the three
+MR sequences of a scan given separately (NIfTI files or DICOM series).
 
 Outputs are never named like expert masks (``*_mask.*``), so predicting into a folder of
 slices and their masks leaves the masks alone:
@@ -8,15 +9,28 @@ slices and their masks leaves the masks alone:
 | slice ``x.png`` | ``x_pred.png`` (0/255, the input's size), ``x_pred_overlay.png`` |
 | folder ``F`` | ``F/<slice>_pred.png``, ``F/<slice>_pred_overlay.png`` |
 | volume ``scan.nii.gz`` | ``scan/scan_<k>_pred.png`` and ``_pred_overlay.png`` per axial slice, ``scan_pred.nii.gz`` |
+| sequences (``pre``, ``flair``, ``post``) | as a volume named after the FLAIR input (:func:`~medseg.data.sequences.input_name`): ``<name>/<name>_<k>_pred.png`` ..., ``<name>_pred.nii.gz`` on its grid |
+
+The models read three MR sequences (pre-contrast T1, FLAIR, post-contrast T1 as RGB;
+:mod:`medseg.data.sequences`). An input holding one sequence (a 3-D NIfTI volume, a grey
+slice image, one or two of the sequence inputs) is refused unless ``single_sequence``; then
+that sequence is repeated into all three channels, the record says so
+(``Prediction.single_sequence``), the NIfTI mask's ``descrip`` is
+:data:`SINGLE_SEQUENCE_MARK` and its PNGs carry the text ``Comment``
+:data:`SINGLE_SEQUENCE_NOTE`. Volume intensities follow
+:func:`~medseg.data.nifti.normalize_sequence` (integers within 0..255 kept as they are).
 
 Every output path is planned before anything is written, and the whole run is refused
 (:class:`~medseg.errors.DataError`, nothing written) when two inputs map to one output, when
 an output would replace an input, when an output exists (unless ``overwrite`` and it is an
-earlier prediction: PNGs carry the text chunk ``Software: medseg predict``, NIfTI masks the
-description ``medseg predict``), or when ``out_dir`` is a file or cannot be written.
+earlier prediction: PNGs carry the text chunk ``Software: medseg predict``, NIfTI masks a
+description starting with ``medseg predict``), when an output would land inside a DICOM
+series folder that is an input, or when ``out_dir`` is a file or cannot be written.
 
 Example:
-    >>> written = predict_paths("models/demo_lgg/best.pt", ["brain.nii.gz"], "predictions")
+    >>> written = predict_paths("models/demo_lgg/best.pt", ["rgb_brain.nii.gz"], "predictions")
+    >>> written = predict_paths("models/demo_lgg/best.pt", [], "predictions",
+    ...                         sequences={"pre": "t1.nii.gz", "flair": "flair/", "post": "t1c.zip"})
 """
 
 from __future__ import annotations
@@ -24,7 +38,7 @@ from __future__ import annotations
 import os
 import re
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -35,8 +49,17 @@ from PIL import Image
 from PIL.PngImagePlugin import PngInfo
 
 from medseg.data import load_volume, read_slice_image, save_mask_volume
+from medseg.data.dicom import is_dicom_file
 from medseg.data.lgg import SKIPPED_NAMES, list_folder
-from medseg.data.nifti import count_volume_slices
+from medseg.data.nifti import Volume, count_volume_slices, volume_channels
+from medseg.data.sequences import (
+    SequencePlan,
+    load_sequences,
+    one_sequence_error,
+    plan_sequences,
+    read_single_sequence_slice,
+    slice_sequences,
+)
 from medseg.engine.checkpoint import load_model
 from medseg.engine.distributed import resolve_device
 from medseg.engine.inference import slice_probabilities
@@ -50,6 +73,10 @@ VOLUME_SUFFIXES = (".nii", ".nii.gz")
 PRED = "_pred"
 #: the mark of a file written by ``medseg predict`` (PNG ``Software`` text, NIfTI ``descrip``)
 PREDICTION_MARK = "medseg predict"
+#: what a prediction from one MR sequence repeated into the 3 channels says about itself
+SINGLE_SEQUENCE_NOTE = "one MR sequence in all 3 channels"
+#: the NIfTI ``descrip`` of such a prediction (still recognised as a prediction)
+SINGLE_SEQUENCE_MARK = f"{PREDICTION_MARK}; {SINGLE_SEQUENCE_NOTE}"
 #: stems of files in a folder that are never read as slices: expert masks and predictions
 _NOT_SLICES = re.compile(r".*(_mask|_pred|_pred_overlay)", re.IGNORECASE)
 OVERLAY_RGB = np.array([255, 221, 0], dtype=np.float32)  # the app's "predicted tumour" yellow
@@ -61,13 +88,15 @@ _CHUNK = 32  # slice files read and predicted at a time
 class Prediction:
     """What was written for one input."""
 
-    input: Path
-    kind: str  # "slice", "folder" or "volume"
+    input: Path  # for sequences: the FLAIR (or the only one given)
+    kind: str  # "slice", "folder", "volume" or "sequences"
     slices: int = 0
     tumour_slices: int = 0
     tumour_pixels: int = 0
     files: list[Path] = field(default_factory=list)
     nonfinite_voxels: int = 0  # a volume's NaN/infinite voxels, read as background
+    single_sequence: bool = False  # the model saw one MR sequence repeated in all 3 channels
+    sequences: dict[str, Path] = field(default_factory=dict)  # "pre"/"flair"/"post" -> input
 
 
 @dataclass
@@ -75,7 +104,8 @@ class _Job:
     """One input and the outputs planned for it.
 
     ``sources`` are the slice files read (none for a volume); ``stems[i]`` names the PNGs of
-    slice i in ``folder``; ``nifti`` is a volume's mask file.
+    slice i in ``folder``; ``nifti`` is a volume's mask file; ``plan`` the sequence inputs;
+    ``grey`` the one-sequence slice files; ``single_sequence``: one sequence, repeated.
     """
 
     input: Path
@@ -84,6 +114,15 @@ class _Job:
     sources: list[Path]
     stems: list[str]
     nifti: Path | None = None
+    plan: SequencePlan | None = None
+    grey: frozenset[Path] = frozenset()
+    single_sequence: bool = False
+
+    def inputs(self) -> list[Path]:
+        """Every path read: slice files, the volume, the sequence inputs."""
+        if self.plan is not None:
+            return [source.path for source in self.plan.inputs]
+        return self.sources or [self.input]
 
     def outputs(self) -> list[tuple[Path, Path]]:
         """(output file, the input file it comes from), in writing order."""
@@ -150,27 +189,69 @@ def predict_masks(
     return masks
 
 
-def _plan_job(path: Path, out_dir: Path) -> _Job:
+_GIVE_DICOM = ("give a DICOM series as --pre, --flair and --post (or one of them with "
+               "--single-sequence)")
+
+
+def _grey_slices(sources: list[Path], single_sequence: bool) -> frozenset[Path]:
+    """The one-sequence (grey) slice files among ``sources``.
+
+    Raises:
+        DataError: naming the first, unless ``single_sequence``.
+    """
+    grey = [p for p in sources if slice_sequences(p) == 1]
+    if grey and not single_sequence:
+        raise one_sequence_error(grey[0])
+    return frozenset(grey)
+
+
+def _plan_job(path: Path, out_dir: Path, single_sequence: bool = False) -> _Job:
     """The outputs of one input, from its name (a volume's header gives its slice count).
 
     Raises:
-        DataError: for a missing input, an unsupported file, an empty folder or a volume
-            whose header is refused.
+        DataError: for a missing input, an unsupported file, an empty folder, a volume
+            whose header is refused, or one MR sequence without ``single_sequence``.
     """
     if not path.exists():
         raise DataError(f"{path}: no such file or folder")
     if path.is_dir():
         slices = folder_slices(path)
         if not slices:
+            if any(p.is_file() and is_dicom_file(p) for p in list_folder(path)):
+                raise DataError(f"{path}: holds DICOM files, not slice images; {_GIVE_DICOM}")
             raise DataError(f"{path}: folder holds no slice images ({', '.join(SLICE_SUFFIXES)})")
-        return _Job(path, "folder", out_dir / path.resolve().name, slices, [p.stem for p in slices])
+        grey = _grey_slices(slices, single_sequence)
+        return _Job(path, "folder", out_dir / path.resolve().name, slices, [p.stem for p in slices],
+                    grey=grey, single_sequence=bool(grey))
     if _is_volume(path):
         name = _volume_name(path)
         stems = [f"{name}_{k}" for k in range(1, count_volume_slices(path) + 1)]
-        return _Job(path, "volume", out_dir / name, [], stems, out_dir / f"{name}{PRED}.nii.gz")
+        single = volume_channels(path) == 1
+        if single and not single_sequence:
+            raise one_sequence_error(path)
+        return _Job(path, "volume", out_dir / name, [], stems, out_dir / f"{name}{PRED}.nii.gz",
+                    single_sequence=single)
     if path.suffix.lower() in SLICE_SUFFIXES:
-        return _Job(path, "slice", out_dir, [path], [path.stem])
+        grey = _grey_slices([path], single_sequence)
+        return _Job(path, "slice", out_dir, [path], [path.stem], grey=grey, single_sequence=bool(grey))
+    if path.suffix.lower() in (".zip", ".dcm") or is_dicom_file(path):
+        raise DataError(f"{path}: a DICOM input; {_GIVE_DICOM}")
     raise DataError(f"{path}: not a slice ({', '.join(SLICE_SUFFIXES)}) or a NIfTI volume (.nii, .nii.gz)")
+
+
+def _plan_sequences(sequences: Mapping[str, str | Path | None], out_dir: Path,
+                    single_sequence: bool) -> _Job:
+    """The outputs of one scan's sequence inputs, checked from their headers (named after
+    the FLAIR input).
+
+    Raises:
+        DataError: as :func:`~medseg.data.sequences.plan_sequences`.
+    """
+    plan = plan_sequences(sequences, single_sequence=single_sequence)
+    name = plan.name
+    stems = [f"{name}_{k}" for k in range(1, plan.slices + 1)]
+    return _Job(plan.reference.path, "sequences", out_dir / name, [], stems,
+                out_dir / f"{name}{PRED}.nii.gz", plan=plan, single_sequence=plan.single)
 
 
 def is_prediction(path: Path) -> bool:
@@ -179,7 +260,11 @@ def is_prediction(path: Path) -> bool:
     try:
         if path.name.lower().endswith(VOLUME_SUFFIXES):
             header = nib.load(path).header
-            return isinstance(header, nib.Nifti1Header) and header["descrip"].item() == PREDICTION_MARK.encode()
+            if not isinstance(header, nib.Nifti1Header):
+                return False
+            description = bytes(header["descrip"].item())
+            return description == PREDICTION_MARK.encode() or description.startswith(
+                f"{PREDICTION_MARK}; ".encode())
         with Image.open(path) as image:
             return image.format == "PNG" and image.info.get("Software") == PREDICTION_MARK
     except Exception:  # unreadable, not an image: not ours
@@ -205,7 +290,9 @@ def _check_plan(jobs: list[_Job], out_dir: Path, overwrite: bool) -> None:
     Raises:
         DataError: naming the output and the inputs or file in the way.
     """
-    inputs = {p.resolve(): p for job in jobs for p in (job.sources or [job.input])}
+    inputs = {p.resolve(): p for job in jobs for p in job.inputs()}
+    series_folders = {source.folder.resolve(): source for job in jobs if job.plan is not None
+                      for source in job.plan.inputs if source.folder is not None}
     planned: dict[Path, tuple[Path, Path]] = {}  # resolved output -> (output, the input it comes from)
     for job in jobs:
         for output, origin in job.outputs():
@@ -221,6 +308,10 @@ def _check_plan(jobs: list[_Job], out_dir: Path, overwrite: bool) -> None:
             planned[key] = output, origin
             if key in inputs:
                 raise DataError(f"{output}: is an input ({inputs[key]}); predictions never replace inputs")
+            for folder, source in series_folders.items():
+                if key.is_relative_to(folder):
+                    raise DataError(f"{output}: would be written inside the DICOM series folder of "
+                                    f"{source.label}; choose another --out")
     for folder in {out_dir, *(job.folder for job in jobs)}:
         _check_folder(folder, out_dir)
     for output, _ in planned.values():
@@ -239,9 +330,11 @@ def _write_error(path: Path, err: OSError) -> DataError:
     return DataError(f"{path}: cannot write the prediction ({err.strerror or err})")
 
 
-def _write_png(path: Path, picture: np.ndarray) -> None:
+def _write_png(path: Path, picture: np.ndarray, comment: str | None = None) -> None:
     info = PngInfo()
     info.add_text("Software", PREDICTION_MARK)
+    if comment is not None:
+        info.add_text("Comment", comment)
     try:
         with atomic_path(path) as tmp:
             Image.fromarray(picture).save(tmp, format="PNG", pnginfo=info)
@@ -249,41 +342,57 @@ def _write_png(path: Path, picture: np.ndarray) -> None:
         raise _write_error(path, err) from None
 
 
-def _write_slice_outputs(image: np.ndarray, mask: np.ndarray, folder: Path, stem: str, record: Prediction) -> None:
+def _write_slice_outputs(image: np.ndarray, mask: np.ndarray, folder: Path, stem: str, record: Prediction,
+                         single_sequence: bool) -> None:
     mask_path, overlay_path = folder / f"{stem}{PRED}.png", folder / f"{stem}{PRED}_overlay.png"
     try:
         folder.mkdir(parents=True, exist_ok=True)  # only once there is something to write
     except OSError as err:
         raise _write_error(folder, err) from None
-    _write_png(mask_path, mask * 255)
-    _write_png(overlay_path, overlay(image, mask))
+    comment = SINGLE_SEQUENCE_NOTE if single_sequence else None
+    _write_png(mask_path, mask * 255, comment)
+    _write_png(overlay_path, overlay(image, mask), comment)
     record.files += [mask_path, overlay_path]
     record.slices += 1
     record.tumour_pixels += int(mask.sum())
     record.tumour_slices += int(mask.any())
 
 
+def _read_volume(job: _Job) -> Volume:
+    if job.plan is not None:
+        return load_sequences(job.plan)
+    return load_volume(job.input)
+
+
+def _read_slice(path: Path, grey: frozenset[Path]) -> np.ndarray:
+    return read_single_sequence_slice(path) if path in grey else read_slice_image(path)
+
+
 def _run_job(job: _Job, model: torch.nn.Module, size: int, threshold: float) -> Prediction:
-    record = Prediction(job.input, job.kind)
-    if job.nifti is not None:  # a volume
-        volume = load_volume(job.input)
+    record = Prediction(job.input, job.kind, single_sequence=job.single_sequence)
+    if job.plan is not None:
+        record.sequences = {source.key: source.path for source in job.plan.inputs}
+    if job.nifti is not None:  # a volume or sequences
+        volume = _read_volume(job)
         record.nonfinite_voxels = volume.nonfinite_voxels
         images = list(volume.slices)
         masks = predict_masks(model, images, size, threshold)
         for image, mask, stem in zip(images, masks, job.stems, strict=True):
-            _write_slice_outputs(image, mask, job.folder, stem, record)
+            _write_slice_outputs(image, mask, job.folder, stem, record, job.single_sequence)
+        mark = SINGLE_SEQUENCE_MARK if job.single_sequence else PREDICTION_MARK
         try:
-            save_mask_volume(np.stack(masks), volume, job.nifti, description=PREDICTION_MARK)
+            save_mask_volume(np.stack(masks), volume, job.nifti, description=mark)
         except OSError as err:
             raise _write_error(job.nifti, err) from None
         record.files.append(job.nifti)
         return record
     for start in range(0, len(job.sources), _CHUNK):
         chunk = job.sources[start : start + _CHUNK]
-        images = [read_slice_image(p) for p in chunk]
+        images = [_read_slice(p, job.grey) for p in chunk]
         masks = predict_masks(model, images, size, threshold)
-        for image, mask, stem in zip(images, masks, job.stems[start : start + _CHUNK], strict=True):
-            _write_slice_outputs(image, mask, job.folder, stem, record)
+        stems = job.stems[start : start + _CHUNK]
+        for path, image, mask, stem in zip(chunk, images, masks, stems, strict=True):
+            _write_slice_outputs(image, mask, job.folder, stem, record, path in job.grey)
     return record
 
 
@@ -292,6 +401,8 @@ def predict_paths(
     inputs: Sequence[str | Path],
     out_dir: str | Path,
     *,
+    sequences: Mapping[str, str | Path | None] | None = None,
+    single_sequence: bool = False,
     threshold: float = 0.5,
     device: str = "auto",
     overwrite: bool = False,
@@ -301,9 +412,15 @@ def predict_paths(
     Args:
         checkpoint: a segmentation checkpoint written by ``medseg train``.
         inputs: slice images (.tif/.png/.jpg), folders of slices (a kaggle_3m patient
-            folder: masks beside the slices are ignored) or NIfTI volumes (.nii/.nii.gz).
+            folder: masks beside the slices are ignored) or NIfTI volumes (.nii/.nii.gz;
+            3 channels last, or one sequence with ``single_sequence``).
         out_dir: single slices are written here; a folder or volume gets ``out_dir/<name>/``
             for its slices, and a volume ``out_dir/<name>_pred.nii.gz``.
+        sequences: one scan's MR sequences, ``{"pre": ..., "flair": ..., "post": ...}``,
+            each a NIfTI file or a DICOM series (folder, .zip or file) on one voxel grid;
+            predicted as a volume named after the FLAIR input (last in the results).
+        single_sequence: accept inputs holding one MR sequence (a 3-D volume, a grey slice,
+            a single sequence input) and repeat it into the three channels.
         threshold: probability at or above which a pixel is tumour.
         device: "auto", "cpu", "cuda", ...
         overwrite: replace outputs that an earlier ``medseg predict`` wrote (never any
@@ -311,14 +428,22 @@ def predict_paths(
 
     Raises:
         CheckpointError: for an unreadable or classification checkpoint.
-        DataError: for a missing or unreadable input, or a refused plan (module docstring),
-            checked before anything is written; for an output that cannot be written.
+        DataError: for no input, a missing or unreadable input, one MR sequence without
+            ``single_sequence``, sequences on different grids, or a refused plan (module
+            docstring), checked before anything is written; for an output that cannot be
+            written.
         MedsegError: for a threshold outside (0, 1).
     """
     if not 0.0 < threshold < 1.0:
         raise MedsegError(f"--threshold: {threshold} must be between 0 and 1")
+    given = {key: path for key, path in (sequences or {}).items() if path is not None}
+    if not inputs and not given:
+        raise DataError("no input: give slices, folders or volumes (INPUT), or --pre, --flair "
+                        "and --post")
     out_dir = Path(out_dir)
-    jobs = [_plan_job(Path(p), out_dir) for p in inputs]
+    jobs = [_plan_job(Path(p), out_dir, single_sequence) for p in inputs]
+    if given:
+        jobs.append(_plan_sequences(given, out_dir, single_sequence))
     _check_plan(jobs, out_dir, overwrite)
     loaded = load_model(checkpoint, device=resolve_device(device, option="--device"))
     if loaded.task != SEGMENTATION.name:

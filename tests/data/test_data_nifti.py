@@ -14,11 +14,12 @@ RAS[:3, 3] = [-20, -30, -10]
 
 
 def volume_with_marker():
-    """(20, 24, 10): air 0, tissue 50, and a bright 100 block (32 voxels, more than the 0.5%
-    the robust rescale clips) at x 14..17 (right), y 18..21 (anterior), z 6..7."""
+    """(20, 24, 10): air 0, tissue 500, and a bright 1000 block (32 voxels, more than the 0.5%
+    the robust rescale clips) at x 14..17 (right), y 18..21 (anterior), z 6..7. Beyond 255, so
+    the volume is rescaled (values within 0..255 would be kept as they are)."""
     data = np.zeros((20, 24, 10), np.float32)
-    data[2:18, 2:22, 1:9] = 50.0
-    data[14:18, 18:22, 6:8] = 100.0
+    data[2:18, 2:22, 1:9] = 500.0
+    data[14:18, 18:22, 6:8] = 1000.0
     return data
 
 
@@ -53,7 +54,7 @@ def test_mask_round_trip_lands_on_the_input_voxels(tmp_path, affine):
     assert saved.shape == data.shape
     np.testing.assert_array_equal(saved.affine, affine)
     assert saved.get_data_dtype() == np.uint8
-    np.testing.assert_array_equal(np.asanyarray(saved.dataobj), (data > 75).astype(np.uint8))
+    np.testing.assert_array_equal(np.asanyarray(saved.dataobj), (data > 750).astype(np.uint8))
 
 
 @pytest.mark.parametrize(
@@ -77,8 +78,8 @@ def test_mask_volume_rejects_a_2d_file(tmp_path):
 def test_four_channel_last_volume_keeps_its_channels(tmp_path):
     data = np.zeros((8, 9, 4, 3), np.float32)
     data[..., 0] = 1.0
-    data[2, 3, 1, 1] = data[5, 6, 2, 1] = 5.0
-    data[..., 2] = np.arange(8)[:, None, None]
+    data[2, 3, 1, 1] = data[5, 6, 2, 1] = 500.0
+    data[..., 2] = 100.0 * np.arange(8)[:, None, None]
     nib.save(nib.Nifti1Image(data, np.eye(4)), tmp_path / "rgb.nii")
     slices = load_volume(tmp_path / "rgb.nii").slices
     assert slices.shape == (4, 9, 8, 3)
@@ -87,6 +88,16 @@ def test_four_channel_last_volume_keeps_its_channels(tmp_path):
     assert bright == {(1, 9 - 1 - 3, 8 - 1 - 2), (2, 9 - 1 - 6, 8 - 1 - 5)}
     # channel 2 rises with x, i.e. towards the patient's right = the image's left
     assert np.all(np.diff(slices[0, 0, :, 2].astype(int)) <= 0) and slices[0, 0, 0, 2] == 255
+
+
+def test_integer_volumes_within_0_255_are_kept_as_they_are(tmp_path):
+    """Volumes made from kaggle_3m slices (uint8 per channel) must reach the model unchanged."""
+    data = np.zeros((6, 7, 2), np.float32)
+    data[1, 2, 0], data[3, 4, 1] = 17.0, 200.0
+    slices = load_volume_of(tmp_path / "u8.nii", data).slices[..., 0]
+    assert slices.max() == 200 and slices.sum() == 217
+    data[3, 4, 1] = 200.5  # one fractional voxel: rescaled
+    assert load_volume_of(tmp_path / "f.nii", data).slices.max() == 255
 
 
 def test_robust_rescale_ignores_one_outlier(tmp_path):

@@ -72,7 +72,8 @@ def test_nifti_volume_keeps_the_input_grid(trained_lgg, tmp_path):
     affine = np.array([[-2.0, 0, 0, 90], [0, 2.0, 0, -120], [0, 0, 3.0, -60], [0, 0, 0, 1]])
     nib.save(nib.Nifti1Image(data, affine), tmp_path / "scan.nii.gz")
     out = tmp_path / "out"
-    records = predict_paths(trained_lgg.run_dir / "best.pt", [tmp_path / "scan.nii.gz"], out)
+    records = predict_paths(trained_lgg.run_dir / "best.pt", [tmp_path / "scan.nii.gz"], out,
+                            single_sequence=True)
     mask_image = nib.load(out / "scan_pred.nii.gz")
     assert mask_image.shape == (64, 64, 3)
     assert np.allclose(mask_image.affine, affine)
@@ -152,7 +153,8 @@ def test_two_inputs_mapping_to_one_output_are_refused(trained_lgg, tmp_path, cap
     volume = tmp_path / "x.nii.gz"  # its slices x_1, x_2 meet a folder's slice x_1
     nib.save(nib.Nifti1Image(np.ones((8, 8, 2), np.float32), np.eye(4)), volume)
     other = _png_slices(tmp_path / "x", ["x_1"], masks=False) / "x_1.png"
-    assert main(["predict", best, str(volume), str(other.parent), "--out", str(out)]) == 2
+    assert main(["predict", best, str(volume), str(other.parent), "--out", str(out),
+                 "--single-sequence"]) == 2
     _error(capsys, f"both {volume} and {other} would be written there")
     assert not out.exists()
 
@@ -166,7 +168,8 @@ def test_existing_files_and_inputs_are_never_replaced(trained_lgg, tmp_path, cap
     _error(capsys, f"{mine}: already exists")
     assert main(["predict", best, str(folder / "x.png"), "--out", str(folder), "--overwrite"]) == 2
     _error(capsys, f"{mine}: exists and was not written by medseg predict")
-    assert main(["predict", best, str(folder / "x.png"), str(mine), "--out", str(folder), "--overwrite"]) == 2
+    assert main(["predict", best, str(folder / "x.png"), str(mine), "--out", str(folder), "--overwrite",
+                 "--single-sequence"]) == 2
     _error(capsys, f"{mine}: is an input")
     assert sorted(p.name for p in folder.iterdir()) == ["x.png", "x_pred.png"]
     assert np.asarray(Image.open(mine)).shape == (4, 4)
@@ -197,7 +200,7 @@ def test_a_refused_volume_header_stops_the_run_before_anything_is_written(traine
     nan = tmp_path / "nan.nii.gz"
     nib.save(nib.Nifti1Image(np.full((8, 8, 3), np.nan, np.float32), np.eye(4)), nan)
     out = tmp_path / "out"
-    assert main(["predict", best, str(nan), "--out", str(out)]) == 2
+    assert main(["predict", best, str(nan), "--out", str(out), "--single-sequence"]) == 2
     _error(capsys, f"{nan}: every voxel is NaN or infinite (192 NaN, 0 infinite)")
     assert not list(out.rglob("*.png"))  # not a tumour on every slice
     huge = write_nifti_declaring(tmp_path / "huge.nii", (500, 500, 500))
