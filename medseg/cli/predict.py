@@ -3,15 +3,21 @@ sequences of a scan given separately (``--pre``, ``--flair``, ``--post``: NIfTI 
 DICOM series).
 
 Writes ``<name>_pred.png`` and ``<name>_pred_overlay.png`` per slice (and
-``<name>_pred.nii.gz`` per volume or sequence set, named after the FLAIR input), never over
-an existing file unless ``--overwrite`` and that file is an earlier prediction (see
-:mod:`medseg.engine.predict`). An input holding one MR sequence (a 3-D volume, a grey slice,
+``<name>_pred.nii.gz`` and the lesion report ``<name>_pred.json`` per volume or sequence set,
+named after the FLAIR input, plus the DICOM SEG ``<name>_pred_seg.dcm`` when that input is a
+DICOM series), never over an existing file unless ``--overwrite`` and that file is an earlier
+prediction (see :mod:`medseg.engine.predict`); prints a line per input and, per volume, its
+tumour volume (mL) and lesion count. An input holding one MR sequence (a 3-D volume, a grey slice,
 one of the sequence options) is refused unless ``--single-sequence``.
 """
 
 from __future__ import annotations
 
 import argparse
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # the engine imports MONAI (seconds): not for `medseg predict --help`
+    from medseg.engine import Prediction
 
 EXAMPLE = ("medseg predict models/demo_lgg/best.pt --pre t1.nii.gz --flair flair_dicom/ "
            "--post t1c.zip --out predictions")
@@ -35,8 +41,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
                            "only one of --pre/--flair/--post) and repeat it into all three "
                            "channels; the masks are less reliable")
     parser.add_argument("--out", required=True, metavar="DIR",
-                        help="where the masks (*_pred.png, *_pred.nii.gz) and overlays "
-                             "(*_pred_overlay.png) go; existing files are never replaced unless "
+                        help="where the masks (*_pred.png, *_pred.nii.gz, DICOM SEG "
+                             "*_pred_seg.dcm), overlays (*_pred_overlay.png) and lesion reports "
+                             "(*_pred.json) go; existing files are never replaced unless "
                              "--overwrite")
     parser.add_argument("--threshold", type=float, default=0.5,
                         help="probability at or above which a pixel is tumour (default 0.5)")
@@ -44,6 +51,18 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--overwrite", action="store_true",
                         help="replace files an earlier medseg predict wrote (never other files, "
                              "never inputs)")
+
+
+def _volume_summary(record: Prediction) -> str:
+    """Tumour volume, lesion count and the DICOM SEG (or why none) of a volume's record."""
+    line = f"tumour volume {record.tumour_volume_ml:.2f} mL in {record.lesions} lesion(s)"
+    if record.dicom_seg is not None:
+        line += f"; DICOM SEG {record.dicom_seg.name}"
+        if not record.lesions:
+            line += " (empty: no tumour found)"
+    elif record.dicom_seg_skipped is not None:
+        line += f"; no DICOM SEG: {record.dicom_seg_skipped}"
+    return line
 
 
 def run(args: argparse.Namespace) -> int:
@@ -60,6 +79,8 @@ def run(args: argparse.Namespace) -> int:
                 "masks are less reliable" if record.single_sequence else "")
         print(f"{record.input}: {kind}, {record.slices} slice(s), tumour on "
               f"{record.tumour_slices} ({record.tumour_pixels} px), {len(record.files)} files{note}")
+        if record.tumour_volume_ml is not None:
+            print(f"{record.input}: {_volume_summary(record)}")
         if record.nonfinite_voxels:
             print(f"{record.input}: note: {record.nonfinite_voxels} NaN or infinite voxels were "
                   "read as background")

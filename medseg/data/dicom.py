@@ -49,7 +49,7 @@ from __future__ import annotations
 import zipfile
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path, PurePosixPath
 from typing import IO
@@ -90,6 +90,8 @@ class DicomSeries:
         affine: voxel-to-world, RAS millimetres (module docstring).
         uid: SeriesInstanceUID ("" when absent).
         description: SeriesDescription ("" when absent).
+        headers: the files' datasets in slice order, read without pixel data (what a DICOM
+            SEG references: :mod:`medseg.data.dicom_seg`); kept only while the series is.
     """
 
     source: Path
@@ -98,6 +100,7 @@ class DicomSeries:
     affine: np.ndarray
     uid: str
     description: str
+    headers: tuple[Dataset, ...] = field(default=(), repr=False, compare=False)
 
 
 @dataclass(frozen=True)
@@ -212,14 +215,17 @@ def _members(source: Path) -> Iterator[list[_Member]]:
 
 
 def _read(member: _Member, *, pixels: bool) -> Dataset:
-    """The member's dataset (headers only unless ``pixels``).
+    """The member's dataset (headers only unless ``pixels``); it keeps no hold on the file
+    (pydicom's ``buffer``: a closed zip member still holds its decompressor).
 
     Raises:
         DataError: naming the member when it is not DICOM or cannot be read.
     """
     try:
         with member.open() as handle:
-            return pydicom.dcmread(handle, stop_before_pixels=not pixels)
+            dataset = pydicom.dcmread(handle, stop_before_pixels=not pixels)
+        dataset.buffer = None
+        return dataset
     except InvalidDicomError:
         raise DataError(f"{member.name}: not a DICOM file (no 'DICM' marker at byte 128)") from None
     except Exception as err:  # pydicom, zipfile (CRC, encryption) and OS errors
@@ -373,12 +379,14 @@ def _scan(source: Path, members: list[_Member]) -> tuple[DicomSeries, list[_Imag
         affine=_LPS_TO_RAS @ lps,
         uid=str(header.get("SeriesInstanceUID", "")),
         description=str(header.get("SeriesDescription", "")),
+        headers=tuple(image.header for image in images),
     )
     return series, images
 
 
 def scan_dicom_series(path: str | Path) -> DicomSeries:
-    """The geometry of a DICOM series (folder, zip or file) from its headers alone.
+    """The geometry of a DICOM series (folder, zip or file) from its headers alone, with the
+    headers themselves (no pixel data, slice order: :attr:`DicomSeries.headers`).
 
     Raises:
         DataError: for any refusal of the module docstring that headers reveal.

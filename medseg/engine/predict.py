@@ -10,6 +10,8 @@ slices and their masks leaves the masks alone:
 | folder ``F`` | ``F/<slice>_pred.png``, ``F/<slice>_pred_overlay.png`` |
 | volume ``scan.nii.gz`` | ``scan/scan_<k>_pred.png`` and ``_pred_overlay.png`` per axial slice, ``scan_pred.nii.gz`` |
 | sequences (``pre``, ``flair``, ``post``) | as a volume named after the FLAIR input (:func:`~medseg.data.sequences.input_name`): ``<name>/<name>_<k>_pred.png`` ..., ``<name>_pred.nii.gz`` on its grid |
+| a volume or sequences, also | ``<name>_pred.json``: the lesion report (:func:`prediction_report`) |
+| sequences whose FLAIR (or only input) is a DICOM series, also | ``<name>_pred_seg.dcm``: a DICOM SEG in the source study (:mod:`medseg.data.dicom_seg`), unless the series lacks what a SEG refers to (the report and the record say why) |
 
 The models read three MR sequences (pre-contrast T1, FLAIR, post-contrast T1 as RGB;
 :mod:`medseg.data.sequences`). An input holding one sequence (a 3-D NIfTI volume, a grey
@@ -24,7 +26,8 @@ Every output path is planned before anything is written, and the whole run is re
 (:class:`~medseg.errors.DataError`, nothing written) when two inputs map to one output, when
 an output would replace an input, when an output exists (unless ``overwrite`` and it is an
 earlier prediction: PNGs carry the text chunk ``Software: medseg predict``, NIfTI masks a
-description starting with ``medseg predict``), when an output would land inside a DICOM
+description starting with ``medseg predict``, reports ``"written_by": "medseg predict"``,
+DICOM SEGs that ManufacturerModelName), when an output would land inside a DICOM
 series folder that is an input, or when ``out_dir`` is a file or cannot be written.
 
 Example:
@@ -35,25 +38,39 @@ Example:
 
 from __future__ import annotations
 
+import json
 import os
 import re
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import nibabel as nib
 import numpy as np
 import torch
+from highdicom.seg import Segmentation
+from nibabel.orientations import apply_orientation
 from PIL import Image
 from PIL.PngImagePlugin import PngInfo
 
+from medseg import __version__
 from medseg.data import load_volume, read_slice_image, save_mask_volume
-from medseg.data.dicom import is_dicom_file
+from medseg.data.dicom import DicomSeries, is_dicom_file, scan_dicom_series
+from medseg.data.dicom_seg import (
+    CONTENT_DESCRIPTION,
+    build_segmentation,
+    save_segmentation,
+    seg_model_name,
+    seg_refusal,
+)
 from medseg.data.lgg import SKIPPED_NAMES, list_folder
-from medseg.data.nifti import Volume, count_volume_slices, volume_channels
+from medseg.data.nifti import Volume, count_volume_slices, inverse_transform, volume_channels
 from medseg.data.sequences import (
+    Grid,
     SequencePlan,
+    grid_difference,
     load_sequences,
     one_sequence_error,
     plan_sequences,
@@ -63,8 +80,9 @@ from medseg.data.sequences import (
 from medseg.engine.checkpoint import load_model
 from medseg.engine.distributed import resolve_device
 from medseg.engine.inference import slice_probabilities
+from medseg.engine.lesions import lesion_report
 from medseg.errors import CheckpointError, DataError, MedsegError
-from medseg.files import atomic_path
+from medseg.files import atomic_path, write_text
 from medseg.tasks import SEGMENTATION
 
 SLICE_SUFFIXES = (".tif", ".tiff", ".png", ".jpg", ".jpeg")
@@ -82,6 +100,7 @@ _NOT_SLICES = re.compile(r".*(_mask|_pred|_pred_overlay)", re.IGNORECASE)
 OVERLAY_RGB = np.array([255, 221, 0], dtype=np.float32)  # the app's "predicted tumour" yellow
 OVERLAY_ALPHA = 0.45
 _CHUNK = 32  # slice files read and predicted at a time
+_REPORT_BYTES = 64 * 2**20  # a larger .json is not a report of ours (is_prediction)
 
 
 @dataclass
@@ -97,6 +116,10 @@ class Prediction:
     nonfinite_voxels: int = 0  # a volume's NaN/infinite voxels, read as background
     single_sequence: bool = False  # the model saw one MR sequence repeated in all 3 channels
     sequences: dict[str, Path] = field(default_factory=dict)  # "pre"/"flair"/"post" -> input
+    tumour_volume_ml: float | None = None  # a volume's, with its lesion count (the report)
+    lesions: int | None = None
+    dicom_seg: Path | None = None  # the DICOM SEG written
+    dicom_seg_skipped: str | None = None  # why a DICOM input got no SEG
 
 
 @dataclass
@@ -104,8 +127,10 @@ class _Job:
     """One input and the outputs planned for it.
 
     ``sources`` are the slice files read (none for a volume); ``stems[i]`` names the PNGs of
-    slice i in ``folder``; ``nifti`` is a volume's mask file; ``plan`` the sequence inputs;
-    ``grey`` the one-sequence slice files; ``single_sequence``: one sequence, repeated.
+    slice i in ``folder``; ``nifti`` is a volume's mask file and ``report`` its lesion report;
+    ``plan`` the sequence inputs; ``seg`` the DICOM SEG of a DICOM reference, ``seg_series`` its
+    source headers, or ``seg_skipped`` why there is none; ``grey`` the one-sequence slice
+    files; ``single_sequence``: one sequence, repeated.
     """
 
     input: Path
@@ -117,6 +142,10 @@ class _Job:
     plan: SequencePlan | None = None
     grey: frozenset[Path] = frozenset()
     single_sequence: bool = False
+    report: Path | None = None
+    seg: Path | None = None
+    seg_series: DicomSeries | None = None
+    seg_skipped: str | None = None
 
     def inputs(self) -> list[Path]:
         """Every path read: slice files, the volume, the sequence inputs."""
@@ -131,8 +160,7 @@ class _Job:
         for origin, stem in zip(origins, self.stems, strict=True):
             pairs += [(self.folder / f"{stem}{PRED}.png", origin),
                       (self.folder / f"{stem}{PRED}_overlay.png", origin)]
-        if self.nifti is not None:
-            pairs.append((self.nifti, self.input))
+        pairs += [(path, self.input) for path in (self.nifti, self.seg, self.report) if path is not None]
         return pairs
 
 
@@ -230,7 +258,7 @@ def _plan_job(path: Path, out_dir: Path, single_sequence: bool = False) -> _Job:
         if single and not single_sequence:
             raise one_sequence_error(path)
         return _Job(path, "volume", out_dir / name, [], stems, out_dir / f"{name}{PRED}.nii.gz",
-                    single_sequence=single)
+                    single_sequence=single, report=out_dir / f"{name}{PRED}.json")
     if path.suffix.lower() in SLICE_SUFFIXES:
         grey = _grey_slices([path], single_sequence)
         return _Job(path, "slice", out_dir, [path], [path.stem], grey=grey, single_sequence=bool(grey))
@@ -250,13 +278,40 @@ def _plan_sequences(sequences: Mapping[str, str | Path | None], out_dir: Path,
     plan = plan_sequences(sequences, single_sequence=single_sequence)
     name = plan.name
     stems = [f"{name}_{k}" for k in range(1, plan.slices + 1)]
-    return _Job(plan.reference.path, "sequences", out_dir / name, [], stems,
-                out_dir / f"{name}{PRED}.nii.gz", plan=plan, single_sequence=plan.single)
+    job = _Job(plan.reference.path, "sequences", out_dir / name, [], stems,
+               out_dir / f"{name}{PRED}.nii.gz", plan=plan, single_sequence=plan.single,
+               report=out_dir / f"{name}{PRED}.json")
+    if plan.reference.dicom:
+        series = _seg_sources(plan)
+        job.seg_skipped = seg_refusal(series)
+        if job.seg_skipped is None:
+            job.seg, job.seg_series = out_dir / f"{name}{PRED}_seg.dcm", series
+    return job
+
+
+def _seg_sources(plan: SequencePlan) -> DicomSeries:
+    """The DICOM reference's headers, in slice order (read again, without pixel data, from
+    its folder, zip or file), on the grid the plan checked.
+
+    Raises:
+        DataError: when the series is refused, or changed on disk since it was planned.
+    """
+    reference = plan.reference
+    series = scan_dicom_series(reference.path)
+    difference = grid_difference(Grid(series.shape, series.affine), reference.grid)
+    if difference is not None:
+        raise DataError(f"{reference.label}: changed on disk since it was checked ({difference})")
+    return series
 
 
 def is_prediction(path: Path) -> bool:
     """True when ``path`` is a file written by ``medseg predict`` (see :data:`PREDICTION_MARK`);
-    only its header is read."""
+    only its header is read (a report: the whole file, when under 64 MiB)."""
+    name = path.name.lower()
+    if name.endswith(".json"):
+        return _report_writer(path) == PREDICTION_MARK
+    if name.endswith(".dcm"):
+        return seg_model_name(path) == PREDICTION_MARK
     try:
         if path.name.lower().endswith(VOLUME_SUFFIXES):
             header = nib.load(path).header
@@ -269,6 +324,17 @@ def is_prediction(path: Path) -> bool:
             return image.format == "PNG" and image.info.get("Software") == PREDICTION_MARK
     except Exception:  # unreadable, not an image: not ours
         return False
+
+
+def _report_writer(path: Path) -> object:
+    """The ``written_by`` of a JSON report (None when unreadable or not one)."""
+    try:
+        if path.stat().st_size > _REPORT_BYTES:
+            return None
+        document = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return document.get("written_by") if isinstance(document, dict) else None
 
 
 def _check_folder(folder: Path, out_dir: Path) -> None:
@@ -368,23 +434,93 @@ def _read_slice(path: Path, grey: frozenset[Path]) -> np.ndarray:
     return read_single_sequence_slice(path) if path in grey else read_slice_image(path)
 
 
+def _segmentation(job: _Job, volume: Volume, masks: np.ndarray, threshold: float) -> Segmentation | None:
+    """The DICOM SEG of a DICOM reference's mask (N, H, W), or None when none is planned.
+
+    Raises:
+        DataError: when highdicom refuses the source series.
+    """
+    if job.seg_series is None:
+        return None
+    keys = ", ".join(source.key for source in job.plan.inputs) if job.plan is not None else ""
+    parameters = {"threshold": f"{threshold:g}",
+                  "sequences": f"{keys} repeated into 3 channels" if job.single_sequence else keys}
+    description = (f"RESEARCH USE ONLY; {SINGLE_SEQUENCE_NOTE}" if job.single_sequence
+                   else CONTENT_DESCRIPTION)
+    in_file_order = apply_orientation(masks, inverse_transform(volume.slice_transform()))
+    return build_segmentation(in_file_order, job.seg_series, model_name=PREDICTION_MARK,
+                              parameters=parameters, content_description=description)
+
+
+def prediction_report(record: Prediction, threshold: float, lesions: Mapping[str, Any]) -> dict[str, Any]:
+    """The JSON report of a volume prediction (``<name>_pred.json``).
+
+    Keys: ``written_by`` (:data:`PREDICTION_MARK`), ``medseg_version``, ``input`` (the volume,
+    or the FLAIR / only sequence input), ``sequences`` (``pre``/``flair``/``post`` -> input,
+    when given), ``single_sequence``, ``threshold``, then ``lesions``
+    (:func:`~medseg.engine.lesions.lesion_report`: ``voxel_size_mm``, ``voxel_volume_ml``,
+    ``tumour_voxels``, ``tumour_volume_ml``, ``lesions``, ``n_lesions``), and for a DICOM
+    reference ``dicom_seg``: ``{"file": "<name>_pred_seg.dcm"}``, or ``{"file": null,
+    "skipped": why}``.
+
+    Example:
+        >>> prediction_report(record, 0.5, lesion_report(masks, affine, ornt))["n_lesions"]
+        2
+    """
+    report: dict[str, Any] = {"written_by": PREDICTION_MARK, "medseg_version": __version__,
+                              "input": str(record.input)}
+    if record.sequences:
+        report["sequences"] = {key: str(path) for key, path in record.sequences.items()}
+    report.update(single_sequence=record.single_sequence, threshold=threshold, **lesions)
+    if record.dicom_seg is not None:
+        report["dicom_seg"] = {"file": record.dicom_seg.name}
+    elif record.dicom_seg_skipped is not None:
+        report["dicom_seg"] = {"file": None, "skipped": record.dicom_seg_skipped}
+    return report
+
+
+def _run_volume(job: _Job, nifti: Path, model: torch.nn.Module, size: int, threshold: float,
+                record: Prediction) -> None:
+    """Predict a volume or sequence set and write its PNGs, mask ``nifti``, SEG and report (in
+    that order; the SEG is built before anything is written)."""
+    volume = _read_volume(job)
+    record.nonfinite_voxels = volume.nonfinite_voxels
+    images = list(volume.slices)
+    masks = predict_masks(model, images, size, threshold)
+    stack = np.stack(masks)
+    seg = _segmentation(job, volume, stack, threshold)
+    for image, mask, stem in zip(images, masks, job.stems, strict=True):
+        _write_slice_outputs(image, mask, job.folder, stem, record, job.single_sequence)
+    mark = SINGLE_SEQUENCE_MARK if job.single_sequence else PREDICTION_MARK
+    try:
+        save_mask_volume(stack, volume, nifti, description=mark)
+    except OSError as err:
+        raise _write_error(nifti, err) from None
+    record.files.append(nifti)
+    if seg is not None and job.seg is not None:
+        try:
+            save_segmentation(seg, job.seg)
+        except OSError as err:
+            raise _write_error(job.seg, err) from None
+        record.files.append(job.seg)
+        record.dicom_seg = job.seg
+    record.dicom_seg_skipped = job.seg_skipped
+    lesions = lesion_report(stack, volume.affine, volume.slice_transform())
+    record.tumour_volume_ml, record.lesions = lesions["tumour_volume_ml"], lesions["n_lesions"]
+    if job.report is not None:
+        try:
+            write_text(job.report, json.dumps(prediction_report(record, threshold, lesions), indent=2) + "\n")
+        except OSError as err:
+            raise _write_error(job.report, err) from None
+        record.files.append(job.report)
+
+
 def _run_job(job: _Job, model: torch.nn.Module, size: int, threshold: float) -> Prediction:
     record = Prediction(job.input, job.kind, single_sequence=job.single_sequence)
     if job.plan is not None:
         record.sequences = {source.key: source.path for source in job.plan.inputs}
     if job.nifti is not None:  # a volume or sequences
-        volume = _read_volume(job)
-        record.nonfinite_voxels = volume.nonfinite_voxels
-        images = list(volume.slices)
-        masks = predict_masks(model, images, size, threshold)
-        for image, mask, stem in zip(images, masks, job.stems, strict=True):
-            _write_slice_outputs(image, mask, job.folder, stem, record, job.single_sequence)
-        mark = SINGLE_SEQUENCE_MARK if job.single_sequence else PREDICTION_MARK
-        try:
-            save_mask_volume(np.stack(masks), volume, job.nifti, description=mark)
-        except OSError as err:
-            raise _write_error(job.nifti, err) from None
-        record.files.append(job.nifti)
+        _run_volume(job, job.nifti, model, size, threshold, record)
         return record
     for start in range(0, len(job.sources), _CHUNK):
         chunk = job.sources[start : start + _CHUNK]
@@ -415,7 +551,9 @@ def predict_paths(
             folder: masks beside the slices are ignored) or NIfTI volumes (.nii/.nii.gz;
             3 channels last, or one sequence with ``single_sequence``).
         out_dir: single slices are written here; a folder or volume gets ``out_dir/<name>/``
-            for its slices, and a volume ``out_dir/<name>_pred.nii.gz``.
+            for its slices, and a volume ``out_dir/<name>_pred.nii.gz`` and its lesion report
+            ``out_dir/<name>_pred.json`` (plus ``out_dir/<name>_pred_seg.dcm`` for a DICOM
+            FLAIR or single input).
         sequences: one scan's MR sequences, ``{"pre": ..., "flair": ..., "post": ...}``,
             each a NIfTI file or a DICOM series (folder, .zip or file) on one voxel grid;
             predicted as a volume named after the FLAIR input (last in the results).
@@ -430,8 +568,9 @@ def predict_paths(
         CheckpointError: for an unreadable or classification checkpoint.
         DataError: for no input, a missing or unreadable input, one MR sequence without
             ``single_sequence``, sequences on different grids, or a refused plan (module
-            docstring), checked before anything is written; for an output that cannot be
-            written.
+            docstring), checked before anything is written; for a DICOM series a SEG cannot
+            be made of (highdicom refuses it), before that input's files are written; for an
+            output that cannot be written.
         MedsegError: for a threshold outside (0, 1).
     """
     if not 0.0 < threshold < 1.0:

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import nibabel as nib
 import numpy as np
+import pydicom
 import pytest
 from nibabel.orientations import apply_orientation, axcodes2ornt, io_orientation, ornt_transform
 from PIL import Image
@@ -238,3 +239,99 @@ def test_outputs_never_land_in_a_dicom_series_folder(trained_lgg, tmp_path, caps
 def test_no_input_at_all_is_a_one_line_error(trained_lgg, tmp_path, capsys, argv):
     assert main(["predict", str(trained_lgg.run_dir / "best.pt"), "--out", str(tmp_path), *argv]) == 2
     assert _error(capsys) == "no input: give slices, folders or volumes (INPUT), or --pre, --flair and --post"
+
+
+# --- the DICOM SEG and the lesion report of a DICOM FLAIR -----------------------------------
+
+STUDY = "1.2.826.0.1.3680043.8.498.99"  # write_dicom_series' StudyInstanceUID
+
+
+def _add_frame_of_reference(folder: Path) -> None:
+    for file in folder.iterdir():
+        ds = pydicom.dcmread(file)
+        ds.FrameOfReferenceUID = "1.2.826.0.1.3680043.8.498.42"
+        ds.save_as(file, enforce_file_format=True)
+
+
+def _slice_of_instance(folder: Path) -> dict[str, int]:
+    """SOPInstanceUID -> slice index k, from each file's own ImagePositionPatient (z = -12 + 3k)."""
+    found = {}
+    for file in folder.iterdir():
+        ds = pydicom.dcmread(file, stop_before_pixels=True)
+        found[str(ds.SOPInstanceUID)] = round((float(ds.ImagePositionPatient[2]) + 12.0) / 3.0)
+    return found
+
+
+def test_a_dicom_flair_gets_a_seg_whose_frames_match_the_mask(trained_lgg, tiny_lgg, tmp_path, capsys):
+    best = trained_lgg.run_dir / "best.pt"
+    images = _slices(_patient(trained_lgg, tiny_lgg))
+    threshold = _median_threshold(best, images)
+    dicom = _write_dicom_sequences(tmp_path / "dicom", images)  # files in reverse slice order
+    _add_frame_of_reference(dicom["flair"])
+    out = tmp_path / "out"
+    flags = [f"--{key}={path}" for key, path in dicom.items()]
+    assert main(["predict", str(best), *flags, "--out", str(out), "--threshold", str(threshold)]) == 0
+    expected = _png_masks(out / "flair", "flair", 4)  # (N, Rows, Columns), slice k = z order
+    assert 0 < expected.sum() < expected.size
+    report = json.loads((out / "flair_pred.json").read_text())
+    assert report["dicom_seg"] == {"file": "flair_pred_seg.dcm"}
+    assert report["sequences"] == {key: str(path) for key, path in dicom.items()}
+    assert report["input"] == str(dicom["flair"]) and report["tumour_voxels"] == int(expected.sum())
+    assert report["voxel_size_mm"] == pytest.approx([0.9, 0.9, 3.0])
+    printed = capsys.readouterr().out
+    assert (f"{dicom['flair']}: tumour volume {report['tumour_volume_ml']:.2f} mL in "
+            f"{report['n_lesions']} lesion(s); DICOM SEG flair_pred_seg.dcm\n") in printed
+
+    seg = pydicom.dcmread(out / "flair_pred_seg.dcm")
+    assert seg.SOPClassUID == "1.2.840.10008.5.1.4.1.1.66.4" and seg.StudyInstanceUID == STUDY
+    assert seg.ReferencedSeriesSequence[0].SeriesInstanceUID == "1.2.826.0.1.3680043.8.498.8"  # FLAIR's
+    assert seg.SegmentSequence[0].SegmentLabel == "Tumour (research model prediction)"
+    assert seg.ManufacturerModelName == "medseg predict" and is_prediction(out / "flair_pred_seg.dcm")
+    slice_of = _slice_of_instance(dicom["flair"])
+    frames = seg.pixel_array.reshape(int(seg.NumberOfFrames), 64, 64)
+    tumour_slices = {k for k in range(4) if expected[k].any()}
+    referenced = []
+    for frame, pixels in zip(seg.PerFrameFunctionalGroupsSequence, frames, strict=True):
+        uid = str(frame.DerivationImageSequence[0].SourceImageSequence[0].ReferencedSOPInstanceUID)
+        referenced.append(slice_of[uid])
+        np.testing.assert_array_equal(pixels, expected[slice_of[uid]])
+    assert sorted(referenced) == sorted(tumour_slices)  # empty slices have no frame
+
+    # every output is an earlier prediction: refused without --overwrite, replaced with it
+    assert main(["predict", str(best), *flags, "--out", str(out)]) == 2
+    assert "already exists" in _error(capsys)
+    assert main(["predict", str(best), *flags, "--out", str(out), "--overwrite"]) == 0
+
+
+def test_an_empty_prediction_still_gets_a_seg_with_empty_frames(trained_lgg, tiny_lgg, tmp_path, capsys):
+    best = trained_lgg.run_dir / "best.pt"
+    images = _slices(_patient(trained_lgg, tiny_lgg))
+    loaded = load_model(best)
+    top = float(np.max(slice_probabilities(loaded.model, list(images[..., [1, 1, 1]]),
+                                           loaded.config.data.image_size)))
+    if top >= 1.0 - 1e-6:
+        pytest.skip("the tiny model is certain of some pixel")
+    dicom = _write_dicom_sequences(tmp_path / "dicom", images)
+    _add_frame_of_reference(dicom["flair"])
+    out = tmp_path / "out"
+    assert main(["predict", str(best), "--flair", str(dicom["flair"]), "--single-sequence",
+                 "--out", str(out), "--threshold", str((top + 1.0) / 2)]) == 0
+    assert "tumour volume 0.00 mL in 0 lesion(s); DICOM SEG flair_pred_seg.dcm (empty: no tumour " \
+           "found)" in capsys.readouterr().out
+    report = json.loads((out / "flair_pred.json").read_text())
+    assert report["n_lesions"] == 0 and report["tumour_volume_ml"] == 0 and report["single_sequence"]
+    seg = pydicom.dcmread(out / "flair_pred_seg.dcm")
+    assert int(seg.NumberOfFrames) == 4 and not seg.pixel_array.any()
+    assert SINGLE_SEQUENCE_NOTE in seg.ContentDescription
+
+
+def test_a_dicom_flair_without_a_frame_of_reference_gets_no_seg_and_says_why(trained_lgg, tmp_path, capsys):
+    best = str(trained_lgg.run_dir / "best.pt")
+    images = np.random.default_rng(4).integers(0, 255, (2, 16, 16, 3)).astype(np.uint8)
+    dicom = _write_dicom_sequences(tmp_path / "dicom", images)
+    out = tmp_path / "out"
+    assert main(["predict", best, *[f"--{key}={path}" for key, path in dicom.items()], "--out", str(out)]) == 0
+    reason = f"{dicom['flair'] / 'IM0002'}: no FrameOfReferenceUID; a DICOM SEG cannot refer to this series"
+    assert f"; no DICOM SEG: {reason}\n" in capsys.readouterr().out
+    assert json.loads((out / "flair_pred.json").read_text())["dicom_seg"] == {"file": None, "skipped": reason}
+    assert not list(out.glob("*.dcm"))
