@@ -14,6 +14,7 @@ Example:
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import numpy as np
@@ -48,17 +49,20 @@ PREDICTED = LegendEntry("Predicted tumour", (255, 221, 0), "no expert mask to co
 ERROR_LEGEND = (TRUE_POSITIVE, FALSE_POSITIVE, FALSE_NEGATIVE)
 
 
-def sequence_view(image_hwc: np.ndarray, sequence: str) -> np.ndarray:
+def sequence_view(
+    image_hwc: np.ndarray, sequence: str, channels: Mapping[str, int | None] = SEQUENCE_CHANNELS
+) -> np.ndarray:
     """Return one MRI sequence as a grey (H, W, 3) uint8 picture, or the RGB composite.
 
     Args:
         image_hwc: (H, W, 3) uint8 slice as read by :func:`medseg.data.read_slice_image`.
-        sequence: a key of :data:`SEQUENCE_CHANNELS`.
+        sequence: a key of ``channels``.
+        channels: each view's channel (None: the RGB composite).
 
     Raises:
         KeyError: for an unknown sequence name.
     """
-    channel = SEQUENCE_CHANNELS[sequence]
+    channel = channels[sequence]
     if channel is None:
         return np.ascontiguousarray(image_hwc)
     grey = image_hwc[..., channel]

@@ -1,64 +1,139 @@
-"""Checking and reading uploaded files: a slice (+ mask) or a NIfTI volume (+ mask volume).
+"""Checking and reading uploads: one file (a slice + mask, a NIfTI volume + mask volume) or a
+scan's three MR sequences (NIfTI files or zipped DICOM series, + a mask volume).
 
 Uploads are written only into a private :class:`tempfile.TemporaryDirectory` that is removed
-before the function returns, under fixed names (``image.png``, ``mask.nii.gz``: the uploaded
-name never becomes a path), and read back with the readers of :mod:`medseg.data`
-(:func:`~medseg.data.read_mask`, :func:`~medseg.data.load_volume`); a slice may also be a
-grey PNG or JPEG. Every problem is a one-line :class:`~medseg.errors.DataError` naming the
-uploaded file (shortened, control characters shown as ``?``). Predicted masks download as
-``<stem>_pred.png`` / ``<stem>_pred.nii.gz`` (:func:`prediction_file_name`).
+before the function returns, under fixed names (``image.png``, ``flair.zip``, ``mask.nii.gz``:
+the uploaded name never becomes a path), and read back with the readers ``medseg predict``
+uses, so the rules are the same (:mod:`medseg.data.sequences`): the slice and volume readers,
+the intensity rule, one voxel grid for the sequences, the DICOM refusals, and one MR sequence
+(a 3-D NIfTI volume, a grey slice, one of the three sequences) refused unless
+``single_sequence``, then repeated into the three channels. Every problem is a one-line
+:class:`~medseg.errors.DataError` naming the uploaded file (shortened, control characters
+shown as ``?``; sequences by their uploader's label, :data:`SEQUENCE_LABELS`).
+
+Downloads (:func:`prediction_file_name`): ``<stem>_pred.png`` for a slice; for a volume
+``<stem>_pred.nii.gz`` on its grid, the lesion report ``<stem>_pred.json`` and, for a DICOM
+FLAIR a SEG can refer to, ``<stem>_pred_seg.dcm``, with the contents ``medseg predict``
+writes (:mod:`medseg.engine.predict`).
 
 Example:
     >>> upload = read_upload(("case.png", png_bytes), ("case_mask.png", mask_bytes))
     >>> upload.images.shape, upload.masks.shape
     ((1, 256, 256, 3), (1, 256, 256))
+    >>> upload = read_sequences({"pre": ("t1.nii.gz", t1), "flair": ("flair.zip", flair),
+    ...                          "post": ("t1c.nii.gz", t1c)})
 """
 
 from __future__ import annotations
 
 import io
+import os
 import re
 import tempfile
 import unicodedata
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any, TypeVar
 
 import numpy as np
 from PIL import Image
 
+from medseg.app.overlays import SEQUENCE_CHANNELS
 from medseg.app.text import one_line, shown_name
-from medseg.data import load_mask_volume, load_volume, read_mask, save_mask_volume
-from medseg.data.limits import load_image
-from medseg.engine.predict import PRED, SLICE_SUFFIXES, VOLUME_SUFFIXES
+from medseg.data import load_mask_volume, load_volume, read_mask, read_slice_image, save_mask_volume
+from medseg.data.dicom import DicomSeries
+from medseg.data.dicom_seg import segmentation_bytes
+from medseg.data.nifti import Volume, volume_channels
+from medseg.data.sequences import (
+    READS_THREE,
+    SEQUENCES,
+    SequencePlan,
+    load_sequence_mask,
+    load_sequences,
+    missing_sequences,
+    plan_sequences,
+    read_single_sequence_slice,
+    slice_sequences,
+)
+from medseg.engine.lesions import lesion_report
+from medseg.engine.predict import (
+    PRED,
+    SLICE_SUFFIXES,
+    VOLUME_SUFFIXES,
+    Prediction,
+    nifti_description,
+    png_text,
+    prediction_report,
+    prediction_segmentation,
+    seg_source,
+)
 from medseg.errors import DataError
 
 #: longest file name most file systems accept, in bytes (UTF-8)
 MAX_NAME_BYTES = 255
 #: longest stem kept in a download's file name, in characters
 MAX_STEM_CHARS = 100
+#: the uploader of each sequence, as messages name it
+SEQUENCE_LABELS = {"pre": "Pre-contrast T1", "flair": "FLAIR", "post": "Post-contrast T1"}
+#: what a sequence upload may be: a NIfTI volume or a zipped DICOM series
+SEQUENCE_SUFFIXES = (*VOLUME_SUFFIXES, ".zip")
+#: the choice that repeats one MR sequence into the three channels, as messages name it
+SINGLE_SEQUENCE_BOX = "Use this one sequence in all three channels"
+#: the MRI-sequence view of a single sequence whose role is unknown (a 3-D NIfTI, a grey slice)
+ONE_SEQUENCE_VIEW = "One sequence (given)"
+_VIEW_NAMES = {"pre": "Pre-contrast", "flair": "FLAIR", "post": "Post-contrast"}  # SEQUENCE_CHANNELS
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
 
 #: (file name, file bytes) as handed over by the browser.
 UploadedFile = tuple[str, bytes]
+_T = TypeVar("_T")
 
 
 @dataclass
 class Upload:
-    """Decoded upload: ``images`` (N, H, W, 3) uint8 and optional ``masks`` (N, H, W) {0, 1}.
+    """A decoded upload: ``images`` (N, H, W, 3) uint8 and optional ``masks`` (N, H, W) {0, 1}.
 
-    ``volume`` is the :class:`medseg.data.Volume` of a NIfTI upload (None for a slice);
-    ``pixel_area_mm2`` is the in-plane voxel area when the file carries a spacing.
+    Attributes:
+        name: the uploaded name the downloads are named after: the one file, or the FLAIR
+            (else the only) sequence.
+        volume: the :class:`~medseg.data.nifti.Volume` of a volume or sequences (None for a
+            slice): its grid is the NIfTI download's.
+        pixel_area_mm2: the in-plane pixel area when the file carries a spacing.
+        single_sequence: one MR sequence, repeated into the three channels.
+        sequences: sequence (``pre``, ``flair``, ``post``) -> uploaded name, in sequence mode.
+        plan: the checked sequence inputs (their temporary files are gone).
+        seg_series: the DICOM reference's headers, when a DICOM SEG can refer to them.
+        seg_skipped: why a DICOM reference gets no DICOM SEG.
     """
 
     name: str
     images: np.ndarray
     masks: np.ndarray | None
-    volume: object | None
+    volume: Volume | None
     pixel_area_mm2: float | None
+    single_sequence: bool = False
+    sequences: dict[str, str] = field(default_factory=dict)
+    plan: SequencePlan | None = None
+    seg_series: DicomSeries | None = None
+    seg_skipped: str | None = None
 
     @property
     def is_volume(self) -> bool:
         return self.volume is not None
+
+    @property
+    def dicom(self) -> bool:
+        """The slices and grid come from a DICOM series (viewed as stored)."""
+        return self.plan is not None and self.plan.reference.dicom
+
+    @property
+    def views(self) -> dict[str, int | None]:
+        """The MRI-sequence views that exist, name -> channel (None: the RGB composite):
+        the three and the composite, or the one sequence given (by its role when known)."""
+        if not self.single_sequence:
+            return dict(SEQUENCE_CHANNELS)
+        return {next((_VIEW_NAMES[key] for key in self.sequences), ONE_SEQUENCE_VIEW): 0}
 
 
 def upload_suffix(name: str) -> str:
@@ -99,21 +174,25 @@ def check_name(name: str) -> None:
                         f"{MAX_NAME_BYTES}; rename the file and upload it again")
 
 
-def prediction_file_name(upload_name: str, is_volume: bool) -> str:
-    """The download name of the mask predicted for ``upload_name``: ``<stem>_pred.nii.gz``
-    for a volume, ``<stem>_pred.png`` for a slice. The stem is the upload's base name without
-    its suffix, in ASCII letters, digits, ``.``, ``_`` and ``-`` only, at most
-    :data:`MAX_STEM_CHARS` characters (``upload`` when nothing is left).
+def prediction_file_name(upload_name: str, is_volume: bool, ending: str | None = None) -> str:
+    """The download name of what is predicted for ``upload_name``: ``<stem>_pred.nii.gz``
+    for a volume, ``<stem>_pred.png`` for a slice, or ``<stem>_pred<ending>`` (``.json``
+    for the lesion report, ``_seg.dcm`` for the DICOM SEG). The stem is the upload's base
+    name without its suffix (a slice, NIfTI or ``.zip`` one), in ASCII letters, digits,
+    ``.``, ``_`` and ``-`` only, at most :data:`MAX_STEM_CHARS` characters (``upload`` when
+    nothing is left).
     """
     base = re.split(r"[/\\]", upload_name)[-1]
     lower = base.lower()
-    for suffix in VOLUME_SUFFIXES + SLICE_SUFFIXES:
+    for suffix in SEQUENCE_SUFFIXES + SLICE_SUFFIXES:
         if lower.endswith(suffix):
             base = base[: -len(suffix)]
             break
     ascii_base = unicodedata.normalize("NFKD", base).encode("ascii", "ignore").decode()
     stem = _UNSAFE.sub("_", ascii_base).strip("._-")[:MAX_STEM_CHARS].rstrip("._-")
-    return f"{stem or 'upload'}{PRED}{'.nii.gz' if is_volume else '.png'}"
+    if ending is None:
+        ending = ".nii.gz" if is_volume else ".png"
+    return f"{stem or 'upload'}{PRED}{ending}"
 
 
 def check_size(name: str, size: int, max_mb: float) -> None:
@@ -126,17 +205,47 @@ def check_size(name: str, size: int, max_mb: float) -> None:
         )
 
 
-def _read_in(folder: Path, role: str, upload: UploadedFile, reader):
-    """Write one upload into ``folder`` as ``<role><suffix>`` and read it with ``reader``;
-    errors name the upload, on one line."""
-    name, data = upload
-    path = folder / f"{role}{upload_suffix(name)}"
-    path.write_bytes(data)
-    try:
-        return reader(path)
-    except DataError as err:
-        message = str(err).replace(str(path), shown_name(name)).replace(str(folder), "")
-        raise DataError(one_line(message)) from None
+class _Folder:
+    """The private folder uploads are written into, under fixed names, and how messages
+    name them: by the uploaded name (and a sequence by its uploader's label)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._renames: list[tuple[str, str]] = []
+
+    def write(self, role: str, upload: UploadedFile, suffix: str) -> Path:
+        """Write ``upload`` as ``<role><suffix>``; ``role``: a sequence, ``mask`` or ``image``."""
+        name, data = upload
+        path = self.path / f"{role}{suffix}"
+        path.write_bytes(data)
+        shown = shown_name(name)
+        label = {**SEQUENCE_LABELS, "mask": "Expert mask"}.get(role)
+        if label is not None:  # how medseg.data.sequences names an input: "--flair PATH", "FLAIR (PATH)"
+            self._renames[:0] = [(f"--{role} {path}", f"{label} ({shown})"),
+                                 (f"{role.upper()} ({path})", f"{label} ({shown})")]
+        self._renames.append((str(path), shown))
+        return path
+
+    def message(self, err: DataError) -> str:
+        """``err`` as the page shows it: uploaded names, no temporary path, one line."""
+        text = str(err)
+        for old, new in [*self._renames, (f"{self.path}{os.sep}", ""), (str(self.path), ""),
+                         ("given as a positional INPUT", "uploaded as one file")]:
+            text = text.replace(old, new)
+        return one_line(text)
+
+    def read(self, reader: Callable[[], _T]) -> _T:
+        """``reader()``, its DataError in the page's words."""
+        try:
+            return reader()
+        except DataError as err:
+            raise DataError(self.message(err)) from None
+
+
+def _check_files(files: list[UploadedFile], max_mb: float) -> None:
+    for name, data in files:
+        check_name(name)
+        check_size(name, len(data), max_mb)
 
 
 def _check_same_size(mask_name: str, masks: np.ndarray, image_name: str, images: np.ndarray) -> None:
@@ -147,42 +256,27 @@ def _check_same_size(mask_name: str, masks: np.ndarray, image_name: str, images:
         raise DataError(f"{mask_name}: the mask is {got} but {image_name} is {want}")
 
 
-def read_slice_upload(path: Path) -> np.ndarray:
-    """Read an uploaded slice as (H, W, 3) uint8; a grey image is repeated into 3 channels.
-
-    The header is checked against :func:`medseg.data.limits.max_image_pixels` before decoding.
-
-    Raises:
-        DataError: when the file is not a readable 8-bit grey, RGB or RGBA image, or too large.
-    """
-    image = load_image(path)
-    with image:
-        if image.mode in ("L", "LA", "P", "RGBA"):
-            image = image.convert("RGB")
-        if image.mode != "RGB":
-            raise DataError(
-                f"{path}: expected an 8-bit grey or RGB image, got PIL mode {image.mode!r}"
-            )
-        return np.asarray(image).copy()
+def _one_sequence_refusal(name: str) -> DataError:
+    return DataError(f"{shown_name(name)}: one MR sequence; {READS_THREE}: upload them as three "
+                     f"sequences, or tick “{SINGLE_SEQUENCE_BOX}”")
 
 
-def _pixel_area(volume) -> float | None:
-    """In-plane voxel area in mm² of a volume's axial slices, None when unknown."""
-    from nibabel.orientations import io_orientation
-
+def _pixel_area(volume: Volume) -> float | None:
+    """The in-plane area (mm²) of a volume's slice pixels, from its affine; None when unknown."""
     mm_per_unit = {"mm": 1.0, "unknown": 1.0, "meter": 1000.0, "micron": 1e-3}
     scale = mm_per_unit.get(volume.header.get_xyzt_units()[0])
     if scale is None:
         return None
-    zooms = volume.header.get_zooms()[:3]
-    axes = io_orientation(volume.affine)[:, 0].astype(int)  # file axis -> world axis (RAS)
-    in_plane = [float(zooms[i]) for i in range(3) if axes[i] != 2]  # not the S-I axis
+    spacing = np.linalg.norm(np.asarray(volume.affine, dtype=float)[:3, :3], axis=0)
+    to_slices = volume.slice_transform()
+    in_plane = [float(spacing[axis]) for axis in range(3) if int(to_slices[axis, 0]) != 0]
     area = in_plane[0] * in_plane[1] * scale**2
     return area if np.isfinite(area) and area > 0 else None
 
 
 def read_upload(
-    image: UploadedFile, mask: UploadedFile | None = None, *, max_mb: float = 200
+    image: UploadedFile, mask: UploadedFile | None = None, *, max_mb: float = 200,
+    single_sequence: bool = False,
 ) -> Upload:
     """Check and decode an uploaded slice or NIfTI volume and its optional mask.
 
@@ -191,49 +285,170 @@ def read_upload(
         mask: (name, bytes) of the matching mask: a slice mask for a slice, a mask volume
             for a volume; any non-zero value is tumour.
         max_mb: upload size limit in megabytes.
+        single_sequence: accept an image holding one MR sequence (a grey slice, a 3-D
+            volume) and repeat it into the three channels.
 
     Raises:
         DataError: on a wrong file type, an empty, oversized or corrupt file, a mask of
-            another kind or size than the image.
+            another kind or size than the image, one MR sequence without ``single_sequence``.
     """
-    uploads = [image] if mask is None else [image, mask]
-    for name, data in uploads:
-        check_name(name)
-        check_size(name, len(data), max_mb)
+    _check_files([image] if mask is None else [image, mask], max_mb)
     kind = upload_kind(image[0])
     if mask is not None and upload_kind(mask[0]) != kind:
         raise DataError(f"{shown_name(mask[0])}: a {kind} needs a mask of the same kind "
                         f"({shown_name(image[0])})")
     with tempfile.TemporaryDirectory(prefix="medseg-upload-") as tmp:
-        folder = Path(tmp)
-        masks = None
+        folder = _Folder(Path(tmp))
+        path = folder.write("image", image, upload_suffix(image[0]))
+        mask_path = folder.write("mask", mask, upload_suffix(mask[0])) if mask is not None else None
+        volume: Volume | None = None
+        masks: np.ndarray | None = None
         if kind == "slice":
-            images = _read_in(folder, "image", image, read_slice_upload)[None]
-            if mask is not None:
-                masks = _read_in(folder, "mask", mask, read_mask)[None]
-            volume, pixel_area = None, None
+            single = slice_sequences(path) == 1
+            if single and not single_sequence:
+                raise _one_sequence_refusal(image[0])
+            reader = read_single_sequence_slice if single else read_slice_image
+            images = folder.read(lambda: reader(path))[None]
+            if mask_path is not None:
+                masks = folder.read(lambda: read_mask(mask_path))[None]
         else:
-            volume = _read_in(folder, "image", image, load_volume)
+            single = folder.read(lambda: volume_channels(path)) == 1
+            if single and not single_sequence:
+                raise _one_sequence_refusal(image[0])
+            volume = folder.read(lambda: load_volume(path))
             images = volume.slices
-            if mask is not None:
-                masks = _read_in(folder, "mask", mask, load_mask_volume)
-            pixel_area = _pixel_area(volume)
+            if mask_path is not None:
+                masks = folder.read(lambda: load_mask_volume(mask_path))
     if mask is not None and masks is not None:
         _check_same_size(shown_name(mask[0]), masks, shown_name(image[0]), images)
-    return Upload(image[0], images, masks, volume, pixel_area)
+    pixel_area = _pixel_area(volume) if volume is not None else None
+    return Upload(image[0], images, masks, volume, pixel_area, single_sequence=single)
 
 
-def mask_png_bytes(mask: np.ndarray) -> bytes:
-    """Encode a binary (H, W) mask as a black-and-white PNG (tumour 255)."""
+def _missing_refusal(given: Mapping[str, str], single_sequence: bool) -> DataError | None:
+    """The refusal of too few sequences (:func:`~medseg.data.sequences.missing_sequences`),
+    naming the uploads given and the uploaders left empty; None when they are enough."""
+    missing = missing_sequences(given, single_sequence)
+    if not missing:
+        return None
+    named = ", ".join(f"{SEQUENCE_LABELS[key]} ({shown_name(name)})" for key, name in given.items())
+    absent = " and ".join(SEQUENCE_LABELS[key] for key in missing)
+    verb = "is" if len(missing) == 1 else "are"
+    if single_sequence:
+        return DataError(f"{named}: “{SINGLE_SEQUENCE_BOX}” takes one MR sequence, got "
+                         f"{len(given)}: upload {absent} too, or only one")
+    if len(given) == 1:
+        return DataError(f"{named}: one MR sequence; {READS_THREE}: {absent} {verb} missing; "
+                         f"upload them, or tick “{SINGLE_SEQUENCE_BOX}”")
+    return DataError(f"{named}: {len(given)} MR sequences; {READS_THREE}: {absent} {verb} missing")
+
+
+def _sequence_suffix(key: str, name: str) -> str:
+    lower = name.lower()
+    for suffix in SEQUENCE_SUFFIXES:
+        if lower.endswith(suffix):
+            return suffix
+    raise DataError(f"{SEQUENCE_LABELS[key]} ({shown_name(name)}): unsupported file type; upload a "
+                    "NIfTI volume (.nii, .nii.gz) or a zipped DICOM series (.zip)")
+
+
+def read_sequences(
+    sequences: Mapping[str, UploadedFile | None], mask: UploadedFile | None = None, *,
+    max_mb: float = 200, single_sequence: bool = False,
+) -> Upload:
+    """Check and decode a scan's uploaded MR sequences and its optional mask volume, as
+    ``medseg predict --pre/--flair/--post`` reads them
+    (:func:`~medseg.data.sequences.plan_sequences`, :func:`~medseg.data.sequences.load_sequences`).
+
+    Args:
+        sequences: ``pre``, ``flair``, ``post`` -> (name, bytes) of a NIfTI volume or a
+            zipped DICOM series; None or absent: not uploaded.
+        mask: (name, bytes) of a NIfTI mask volume on the sequences' grid.
+        max_mb: upload size limit in megabytes.
+        single_sequence: accept exactly one sequence, repeated into the three channels.
+
+    Raises:
+        DataError: on a wrong file type, an empty, oversized or corrupt file, a missing
+            sequence (naming it) without ``single_sequence``, several with it, sequences or
+            a mask on different grids (naming both), a DICOM series refused by the reader.
+    """
+    given = {key: upload for key in SEQUENCES if (upload := sequences.get(key)) is not None}
+    if not given:
+        raise DataError("no MR sequence uploaded: upload the pre-contrast T1, FLAIR and "
+                        "post-contrast T1")
+    _check_files([*given.values(), *([mask] if mask is not None else [])], max_mb)
+    suffixes = {key: _sequence_suffix(key, name) for key, (name, _) in given.items()}
+    if mask is not None and not mask[0].lower().endswith(VOLUME_SUFFIXES):
+        raise DataError(f"{shown_name(mask[0])}: the mask of three sequences is a NIfTI volume "
+                        "(.nii, .nii.gz) on their grid")
+    refusal = _missing_refusal({key: name for key, (name, _) in given.items()}, single_sequence)
+    if refusal is not None:
+        raise refusal
+    with tempfile.TemporaryDirectory(prefix="medseg-upload-") as tmp:
+        folder = _Folder(Path(tmp))
+        paths = {key: folder.write(key, upload, suffixes[key]) for key, upload in given.items()}
+        mask_path = folder.write("mask", mask, upload_suffix(mask[0])) if mask is not None else None
+        plan = folder.read(lambda: plan_sequences(paths, single_sequence=single_sequence))
+        volume = folder.read(lambda: load_sequences(plan))
+        masks = folder.read(lambda: load_sequence_mask(mask_path, plan)) if mask_path is not None else None
+        series, skipped = folder.read(lambda: seg_source(plan))
+        if skipped is not None:
+            skipped = folder.message(DataError(skipped))
+    return Upload(given[plan.reference.key][0], volume.slices, masks, volume, _pixel_area(volume),
+                  single_sequence=plan.single, sequences={key: name for key, (name, _) in given.items()},
+                  plan=plan, seg_series=series, seg_skipped=skipped)
+
+
+def mask_png_bytes(mask: np.ndarray, single_sequence: bool = False) -> bytes:
+    """Encode a binary (H, W) mask as a black-and-white PNG (tumour 255) with the text
+    ``medseg predict`` writes (:func:`~medseg.engine.predict.png_text`)."""
     buffer = io.BytesIO()
-    Image.fromarray((np.asarray(mask) > 0).astype(np.uint8) * 255).save(buffer, format="PNG")
+    picture = Image.fromarray((np.asarray(mask) > 0).astype(np.uint8) * 255)
+    picture.save(buffer, format="PNG", pnginfo=png_text(single_sequence))
     return buffer.getvalue()
 
 
-def mask_volume_bytes(masks_nhw: np.ndarray, volume) -> bytes:
-    """Encode predicted (N, H, W) masks as a NIfTI file aligned with the uploaded ``volume``
-    (written as ``pred.nii.gz`` in a private temporary folder, read back, deleted)."""
+def mask_volume_bytes(masks_nhw: np.ndarray, volume: Volume, single_sequence: bool = False) -> bytes:
+    """Encode predicted (N, H, W) masks as a NIfTI file aligned with the uploaded ``volume``,
+    described as ``medseg predict`` describes it (written as ``pred.nii.gz`` in a private
+    temporary folder, read back, deleted)."""
     with tempfile.TemporaryDirectory(prefix="medseg-download-") as tmp:
         path = Path(tmp) / "pred.nii.gz"
-        save_mask_volume(masks_nhw, volume, path)
+        save_mask_volume(masks_nhw, volume, path, description=nifti_description(single_sequence))
         return path.read_bytes()
+
+
+def dicom_seg_bytes(upload: Upload, masks_nhw: np.ndarray, threshold: float) -> tuple[bytes | None, str | None]:
+    """The DICOM SEG file of masks predicted at ``threshold`` over an upload whose FLAIR (or
+    only sequence) is a DICOM series, or why there is none (both None for other uploads).
+
+    Example:
+        >>> seg, why = dicom_seg_bytes(upload, masks, 0.5)
+    """
+    if upload.seg_series is None or upload.plan is None or upload.volume is None:
+        return None, upload.seg_skipped
+    try:
+        seg = prediction_segmentation(masks_nhw, upload.volume, upload.plan, upload.seg_series, threshold)
+    except DataError as err:
+        return None, one_line(str(err).replace(str(upload.seg_series.source), shown_name(upload.name)))
+    return segmentation_bytes(seg), None
+
+
+def upload_report(upload: Upload, masks_nhw: np.ndarray, threshold: float, *, seg_file: str | None = None,
+                  seg_skipped: str | None = None) -> dict[str, Any]:
+    """The lesion report ``medseg predict`` writes as ``<name>_pred.json``
+    (:func:`~medseg.engine.predict.prediction_report`) for masks predicted over a volume
+    upload; ``input`` and ``sequences`` are the uploaded names.
+
+    Args:
+        seg_file: the DICOM SEG's download name, when one is offered.
+        seg_skipped: why a DICOM reference has none.
+    """
+    volume = upload.volume
+    if volume is None:
+        raise ValueError("a lesion report needs a volume")
+    record = Prediction(Path(upload.name), "sequences" if upload.sequences else "volume",
+                        single_sequence=upload.single_sequence,
+                        sequences={key: Path(name) for key, name in upload.sequences.items()},
+                        dicom_seg=Path(seg_file) if seg_file else None, dicom_seg_skipped=seg_skipped)
+    return prediction_report(record, threshold, lesion_report(masks_nhw, volume.affine, volume.slice_transform()))

@@ -34,6 +34,7 @@ Example:
 from __future__ import annotations
 
 import copy
+import io
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -167,8 +168,16 @@ def save_segmentation(seg: hd.seg.Segmentation, path: str | Path) -> Path:
     """
     path = Path(path)
     with atomic_path(path) as tmp:
-        seg.save_as(tmp, enforce_file_format=True)
+        tmp.write_bytes(segmentation_bytes(seg))
     return path
+
+
+def segmentation_bytes(seg: hd.seg.Segmentation) -> bytes:
+    """``seg`` as the bytes of a DICOM file (preamble and file meta), as
+    :func:`save_segmentation` writes it."""
+    buffer = io.BytesIO()
+    seg.save_as(buffer, enforce_file_format=True)
+    return buffer.getvalue()
 
 
 def seg_model_name(path: str | Path) -> str | None:

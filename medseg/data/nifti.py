@@ -247,9 +247,10 @@ def load_volume(path: str | Path) -> Volume:
     )
 
 
-def load_mask_volume(path: str | Path) -> np.ndarray:
+def load_mask_volume(path: str | Path, to_slices: np.ndarray | None = None) -> np.ndarray:
     """Read a NIfTI mask volume as (N, H, W) uint8 in {0, 1}, slices ordered like
-    :func:`load_volume` (any non-zero voxel is tumour; no intensity rescaling).
+    :func:`load_volume` (any non-zero voxel is tumour; no intensity rescaling), or by
+    ``to_slices`` (a nibabel ``ornt``: another volume's :meth:`Volume.slice_transform`).
 
     Raises:
         DataError: when the file is missing, not a readable 3-D NIfTI volume, over the voxel
@@ -263,7 +264,8 @@ def load_mask_volume(path: str | Path) -> np.ndarray:
     data, _ = read_voxels(path, image)  # NaN voxels are background: not tumour
     if data.ndim == 4:
         data = data[..., 0]
-    return (_to_slice_order(data, image.affine) != 0).astype(np.uint8)
+    ornt = slice_transform(image.affine) if to_slices is None else to_slices
+    return (apply_orientation(data, ornt) != 0).astype(np.uint8)
 
 
 def save_mask_volume(

@@ -25,7 +25,10 @@ series: a folder of one series' files, a ``.zip`` of one, or a DICOM file
   (:func:`input_name`).
 - Fewer than three sequences are refused, naming the missing ones, unless
   ``single_sequence``: then exactly one is given and repeated into all three channels (the
-  model sees inputs unlike its training data; its masks are less reliable).
+  model sees inputs unlike its training data; its masks are less reliable)
+  (:func:`missing_sequences`).
+- An expert mask volume (NIfTI) must be on the reference's grid and is viewed like it
+  (:func:`load_sequence_mask`).
 
 Example:
     >>> volume = load_sequences(plan_sequences(
@@ -37,7 +40,7 @@ Example:
 from __future__ import annotations
 
 import warnings
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -56,7 +59,14 @@ from medseg.data.dicom import (
     scan_dicom_series,
 )
 from medseg.data.limits import load_image
-from medseg.data.nifti import Volume, normalize_sequence, open_nifti, read_voxels, slice_transform
+from medseg.data.nifti import (
+    Volume,
+    load_mask_volume,
+    normalize_sequence,
+    open_nifti,
+    read_voxels,
+    slice_transform,
+)
 from medseg.errors import DataError
 
 #: the sequences in channel order (R, G, B of a kaggle_3m slice)
@@ -68,7 +78,8 @@ REFERENCE = "flair"
 NIFTI_SUFFIXES = (".nii", ".nii.gz")
 #: PIL modes of one-channel (one sequence) slice images
 GREY_MODES = frozenset({"1", "L", "I", "F", "I;16", "I;16L", "I;16B", "I;16N"})
-_READS_THREE = "the model reads three (pre-contrast, FLAIR, post-contrast)"
+#: what every refusal of fewer sequences says
+READS_THREE = "the model reads three (pre-contrast, FLAIR, post-contrast)"
 
 
 def one_sequence_error(shown: str | Path) -> DataError:
@@ -78,7 +89,7 @@ def one_sequence_error(shown: str | Path) -> DataError:
         >>> raise one_sequence_error("scan.nii.gz")
     """
     return DataError(
-        f"{shown}: one MR sequence; {_READS_THREE}: give --pre, --flair and --post, or "
+        f"{shown}: one MR sequence; {READS_THREE}: give --pre, --flair and --post, or "
         "--single-sequence to repeat this one into all three channels"
     )
 
@@ -215,8 +226,21 @@ class SequencePlan:
         return reference.grid.shape[axis]
 
 
+def missing_sequences(given: Iterable[str], single_sequence: bool = False) -> tuple[str, ...]:
+    """The sequences (keys, in :data:`SEQUENCES` order) whose absence refuses the inputs
+    ``given``: none when all three are given, or exactly one with ``single_sequence``.
+
+    Example:
+        >>> missing_sequences(["flair"]), missing_sequences(["flair"], single_sequence=True)
+        (('pre', 'post'), ())
+    """
+    given = set(given)
+    missing = tuple(key for key in SEQUENCES if key not in given)
+    return () if single_sequence and len(given) == 1 else missing
+
+
 def _missing_error(given: Mapping[str, Path], single_sequence: bool) -> DataError:
-    missing = [key for key in SEQUENCES if key not in given]
+    missing = missing_sequences(given, single_sequence)
     shown = " and ".join(f"--{key} ({SEQUENCE_NAMES[key]})" for key in missing)
     verb = "is" if len(missing) == 1 else "are"
     flags = ", ".join(f"--{key} {path}" for key, path in given.items())
@@ -225,10 +249,10 @@ def _missing_error(given: Mapping[str, Path], single_sequence: bool) -> DataErro
                          f"{shown} too, or only one")
     if len(given) == 1:
         only = next(iter(given))
-        return DataError(f"{flags}: one MR sequence ({SEQUENCE_NAMES[only]}); {_READS_THREE}: {shown} "
+        return DataError(f"{flags}: one MR sequence ({SEQUENCE_NAMES[only]}); {READS_THREE}: {shown} "
                          f"{verb} missing; give them, or --single-sequence to repeat this one into all "
                          "three channels")
-    return DataError(f"{flags}: {len(given)} MR sequences; {_READS_THREE}: {shown} {verb} missing")
+    return DataError(f"{flags}: {len(given)} MR sequences; {READS_THREE}: {shown} {verb} missing")
 
 
 def plan_sequences(
@@ -251,7 +275,7 @@ def plan_sequences(
     given = {key: Path(path) for key in SEQUENCES if (path := paths.get(key)) is not None}
     if not given:
         raise DataError("no MR sequence given: --pre, --flair and --post")
-    if len(given) < len(SEQUENCES) and not (single_sequence and len(given) == 1):
+    if missing_sequences(given, single_sequence):
         raise _missing_error(given, single_sequence)
     seen: dict[Path, str] = {}
     for key, path in given.items():
@@ -308,6 +332,26 @@ def load_sequences(plan: SequencePlan) -> Volume:
         nonfinite_voxels=nonfinite,
         to_slices=reference.to_slices,
     )
+
+
+def load_sequence_mask(path: str | Path, plan: SequencePlan) -> np.ndarray:
+    """A NIfTI mask volume over :func:`load_sequences`' slices of ``plan``: (N, H, W) uint8 in
+    {0, 1} (any non-zero voxel is tumour), viewed like the reference.
+
+    Raises:
+        DataError: naming the mask when it is not a readable 3-D NIfTI volume, or when it
+            and the reference differ in grid (naming both and the difference).
+    """
+    path = Path(path)
+    image = open_nifti(path)
+    shape, reference = image.shape, plan.reference
+    if len(shape) >= 3:  # any other shape: load_mask_volume says what is wrong
+        grid = Grid((int(shape[0]), int(shape[1]), int(shape[2])), image.affine)
+        difference = grid_difference(grid, reference.grid)
+        if difference is not None:
+            raise DataError(f"MASK ({path}) and {reference.label} differ in {difference}; the mask "
+                            "must be on the sequences' voxel grid")
+    return load_mask_volume(path, to_slices=reference.to_slices)
 
 
 def slice_sequences(path: str | Path) -> int | None:

@@ -281,12 +281,25 @@ def _plan_sequences(sequences: Mapping[str, str | Path | None], out_dir: Path,
     job = _Job(plan.reference.path, "sequences", out_dir / name, [], stems,
                out_dir / f"{name}{PRED}.nii.gz", plan=plan, single_sequence=plan.single,
                report=out_dir / f"{name}{PRED}.json")
-    if plan.reference.dicom:
-        series = _seg_sources(plan)
-        job.seg_skipped = seg_refusal(series)
-        if job.seg_skipped is None:
-            job.seg, job.seg_series = out_dir / f"{name}{PRED}_seg.dcm", series
+    job.seg_series, job.seg_skipped = seg_source(plan)
+    if job.seg_series is not None:
+        job.seg = out_dir / f"{name}{PRED}_seg.dcm"
     return job
+
+
+def seg_source(plan: SequencePlan) -> tuple[DicomSeries | None, str | None]:
+    """The headers a DICOM SEG of the plan's prediction refers to, or why there is none:
+    ``(series, None)`` for a DICOM reference a SEG can refer to, ``(None, why)`` for one it
+    cannot (:func:`~medseg.data.dicom_seg.seg_refusal`), ``(None, None)`` for a NIfTI one.
+
+    Raises:
+        DataError: when the series is refused, or changed on disk since it was planned.
+    """
+    if not plan.reference.dicom:
+        return None, None
+    series = _seg_sources(plan)
+    refusal = seg_refusal(series)
+    return (None, refusal) if refusal is not None else (series, None)
 
 
 def _seg_sources(plan: SequencePlan) -> DicomSeries:
@@ -392,18 +405,35 @@ def _check_plan(jobs: list[_Job], out_dir: Path, overwrite: bool) -> None:
                                 "replaces earlier predictions only")
 
 
+def nifti_description(single_sequence: bool) -> str:
+    """The ``descrip`` of a predicted NIfTI mask: :data:`SINGLE_SEQUENCE_MARK` for a
+    prediction from one MR sequence, else :data:`PREDICTION_MARK`."""
+    return SINGLE_SEQUENCE_MARK if single_sequence else PREDICTION_MARK
+
+
+def png_text(single_sequence: bool) -> PngInfo:
+    """The text chunks of a predicted PNG: ``Software`` :data:`PREDICTION_MARK`, and for a
+    prediction from one MR sequence ``Comment`` :data:`SINGLE_SEQUENCE_NOTE`."""
+    info = PngInfo()
+    info.add_text("Software", PREDICTION_MARK)
+    if single_sequence:
+        info.add_text("Comment", SINGLE_SEQUENCE_NOTE)
+    return info
+
+
+def report_text(report: Mapping[str, Any]) -> str:
+    """A report (:func:`prediction_report`) as the JSON text of ``<name>_pred.json``."""
+    return json.dumps(report, indent=2) + "\n"
+
+
 def _write_error(path: Path, err: OSError) -> DataError:
     return DataError(f"{path}: cannot write the prediction ({err.strerror or err})")
 
 
-def _write_png(path: Path, picture: np.ndarray, comment: str | None = None) -> None:
-    info = PngInfo()
-    info.add_text("Software", PREDICTION_MARK)
-    if comment is not None:
-        info.add_text("Comment", comment)
+def _write_png(path: Path, picture: np.ndarray, single_sequence: bool) -> None:
     try:
         with atomic_path(path) as tmp:
-            Image.fromarray(picture).save(tmp, format="PNG", pnginfo=info)
+            Image.fromarray(picture).save(tmp, format="PNG", pnginfo=png_text(single_sequence))
     except OSError as err:
         raise _write_error(path, err) from None
 
@@ -415,9 +445,8 @@ def _write_slice_outputs(image: np.ndarray, mask: np.ndarray, folder: Path, stem
         folder.mkdir(parents=True, exist_ok=True)  # only once there is something to write
     except OSError as err:
         raise _write_error(folder, err) from None
-    comment = SINGLE_SEQUENCE_NOTE if single_sequence else None
-    _write_png(mask_path, mask * 255, comment)
-    _write_png(overlay_path, overlay(image, mask), comment)
+    _write_png(mask_path, mask * 255, single_sequence)
+    _write_png(overlay_path, overlay(image, mask), single_sequence)
     record.files += [mask_path, overlay_path]
     record.slices += 1
     record.tumour_pixels += int(mask.sum())
@@ -440,15 +469,27 @@ def _segmentation(job: _Job, volume: Volume, masks: np.ndarray, threshold: float
     Raises:
         DataError: when highdicom refuses the source series.
     """
-    if job.seg_series is None:
+    if job.seg_series is None or job.plan is None:
         return None
-    keys = ", ".join(source.key for source in job.plan.inputs) if job.plan is not None else ""
+    return prediction_segmentation(masks, volume, job.plan, job.seg_series, threshold)
+
+
+def prediction_segmentation(masks: np.ndarray, volume: Volume, plan: SequencePlan, series: DicomSeries,
+                            threshold: float) -> Segmentation:
+    """The DICOM SEG of a mask (N, H, W) predicted over ``volume``
+    (:func:`~medseg.data.sequences.load_sequences` of ``plan``) at ``threshold``, referring to
+    the reference's ``series`` (:func:`seg_source`); it records the sequences used and says
+    when one was repeated.
+
+    Raises:
+        DataError: when highdicom refuses the source series.
+    """
+    keys = ", ".join(source.key for source in plan.inputs)
     parameters = {"threshold": f"{threshold:g}",
-                  "sequences": f"{keys} repeated into 3 channels" if job.single_sequence else keys}
-    description = (f"RESEARCH USE ONLY; {SINGLE_SEQUENCE_NOTE}" if job.single_sequence
-                   else CONTENT_DESCRIPTION)
+                  "sequences": f"{keys} repeated into 3 channels" if plan.single else keys}
+    description = f"RESEARCH USE ONLY; {SINGLE_SEQUENCE_NOTE}" if plan.single else CONTENT_DESCRIPTION
     in_file_order = apply_orientation(masks, inverse_transform(volume.slice_transform()))
-    return build_segmentation(in_file_order, job.seg_series, model_name=PREDICTION_MARK,
+    return build_segmentation(in_file_order, series, model_name=PREDICTION_MARK,
                               parameters=parameters, content_description=description)
 
 
@@ -491,9 +532,8 @@ def _run_volume(job: _Job, nifti: Path, model: torch.nn.Module, size: int, thres
     seg = _segmentation(job, volume, stack, threshold)
     for image, mask, stem in zip(images, masks, job.stems, strict=True):
         _write_slice_outputs(image, mask, job.folder, stem, record, job.single_sequence)
-    mark = SINGLE_SEQUENCE_MARK if job.single_sequence else PREDICTION_MARK
     try:
-        save_mask_volume(stack, volume, nifti, description=mark)
+        save_mask_volume(stack, volume, nifti, description=nifti_description(job.single_sequence))
     except OSError as err:
         raise _write_error(nifti, err) from None
     record.files.append(nifti)
@@ -509,7 +549,7 @@ def _run_volume(job: _Job, nifti: Path, model: torch.nn.Module, size: int, thres
     record.tumour_volume_ml, record.lesions = lesions["tumour_volume_ml"], lesions["n_lesions"]
     if job.report is not None:
         try:
-            write_text(job.report, json.dumps(prediction_report(record, threshold, lesions), indent=2) + "\n")
+            write_text(job.report, report_text(prediction_report(record, threshold, lesions)))
         except OSError as err:
             raise _write_error(job.report, err) from None
         record.files.append(job.report)

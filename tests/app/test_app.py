@@ -7,19 +7,43 @@ from ``load_model`` + ``preprocess_image`` + ``predict_probabilities``, then
 
 from __future__ import annotations
 
+import gzip
+import io
+import json
 import shutil
+from collections.abc import Callable
 from pathlib import Path
 
 import nibabel as nib
 import numpy as np
+import pydicom
 import pytest
 import torch
 from streamlit.testing.v1 import AppTest
 
-from medseg.data import list_patients, preprocess_image, read_mask, read_slice_image
-from medseg.engine import load_model, predict_probabilities
+from medseg.data import (
+    list_patients,
+    load_sequences,
+    plan_sequences,
+    preprocess_image,
+    read_mask,
+    read_slice_image,
+)
+from medseg.data.sequences import load_sequence_mask
+from medseg.engine import load_model, predict_paths, predict_probabilities
+from medseg.engine.lesions import lesion_report
+from medseg.engine.predict import SINGLE_SEQUENCE_MARK
 from medseg.metrics import ClassificationMeter, dice_score, iou_score
-from tests.app.page_driver import plain, png_bytes, start
+from tests.app.page_driver import (
+    FRAME_OF_REFERENCE,
+    SEQUENCE_AFFINE,
+    dicom_zip,
+    plain,
+    png_bytes,
+    record_downloads,
+    sequence_radio,
+    start,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -134,7 +158,15 @@ def test_upload_grey_slice_without_mask(monkeypatch, segmentation_run, tiny_lgg)
     grey = read_slice_image(item.image_path)[..., 1]
     at.file_uploader(key="upload_image").set_value(("flair.png", png_bytes(grey), "image/png"))
     at.run()
+    assert not at.exception
+    assert [plain(e.value) for e in at.error] == [
+        "flair.png: one MR sequence; the model reads three (pre-contrast, FLAIR, post-contrast): "
+        "upload them as three sequences, or tick “Use this one sequence in all three channels”"]
+    assert not at.metric[6:] and not single_sequence_warnings(at)
+    at.checkbox(key="upload_single").check().run()
     assert not at.exception and not at.error
+    assert single_sequence_warnings(at)
+    assert sequence_radio(at).options == ["One sequence (given)"]
     image = np.repeat(grey[..., None], 3, axis=2)
     pred = library_probabilities(segmentation_run / "best.pt", [image])[0] >= 0.5
     [area] = [m for m in at.metric[6:] if m.label == "Model area (px)"]
@@ -162,7 +194,10 @@ def test_bad_uploads_show_errors_not_tracebacks(monkeypatch, segmentation_run, t
 
 
 def test_upload_nifti_volume_with_mask_volume(monkeypatch, segmentation_run, tiny_lgg, tmp_path):
+    """A 3-D volume is one MR sequence: refused, then read with the box ticked, a warning on
+    the page and the downloads marked."""
     at = start(monkeypatch, segmentation_run.parent, lgg=tiny_lgg)
+    downloads = record_downloads(monkeypatch)
     rng = np.random.default_rng(1)
     data = rng.integers(0, 80, (64, 64, 3)).astype(np.int16)  # x, y, z: 3 axial slices
     truth = np.zeros((64, 64, 3), np.uint8)
@@ -176,9 +211,26 @@ def test_upload_nifti_volume_with_mask_volume(monkeypatch, segmentation_run, tin
     at.file_uploader(key="upload_mask").set_value(
         ("brain_mask.nii.gz", (tmp_path / "brain_mask.nii.gz").read_bytes(), "application/gzip"))
     at.run()
+    assert not at.exception
+    assert [plain(e.value) for e in at.error] == [
+        "brain.nii.gz: one MR sequence; the model reads three (pre-contrast, FLAIR, post-contrast): "
+        "upload them as three sequences, or tick “Use this one sequence in all three channels”"]
+    assert not downloads and not single_sequence_warnings(at)
+    at.checkbox(key="upload_single").check().run()
     assert not at.exception and not at.error, [e.value for e in at.error]
+    assert single_sequence_warnings(at)
+    assert sequence_radio(at).options == ["One sequence (given)"]
+    assert set(downloads) == {"brain_pred.nii.gz", "brain_pred.json"}
+    mask = nifti_download(downloads["brain_pred.nii.gz"])
+    assert mask.header["descrip"].item() == SINGLE_SEQUENCE_MARK.encode()
+    np.testing.assert_allclose(mask.affine, affine)
+    report = json.loads(downloads["brain_pred.json"]())
+    assert report["single_sequence"] is True and report["input"] == "brain.nii.gz"
+    assert report["tumour_voxels"] == int(np.asarray(mask.dataobj).sum())
     upload_metrics = {m.label: m.value for m in at.metric[6:]}
     assert "Volume Dice (3-D)" in upload_metrics
+    assert upload_metrics["Model volume (mL)"] == f"{report['tumour_volume_ml']:.2f}"
+    assert upload_metrics["Model lesions"] == str(report["n_lesions"])
     # 0.5 mm x 0.5 mm pixels: areas in mm², from the header
     assert upload_metrics["Expert area (mm²)"] == "100"
     slider = next(s for s in at.select_slider if s.label == "Axial slice")
@@ -186,6 +238,154 @@ def test_upload_nifti_volume_with_mask_volume(monkeypatch, segmentation_run, tin
     assert slider.value == 2  # the first slice with the largest expert tumour
     slider.set_value(1).run()  # inferior-most axial slice: no tumour in the mask volume
     assert {m.label: m.value for m in at.metric[6:]}["Expert area (mm²)"] == "0"
+
+
+def upload_slider(at: AppTest):
+    [slider] = [s for s in at.select_slider if str(s.key).startswith("upload_slice:")]
+    return slider
+
+
+def single_sequence_warnings(at: AppTest) -> list[str]:
+    return [w.value for w in at.warning if "One MR sequence, repeated into all three" in w.value]
+
+
+def nifti_download(make: Callable[[], bytes]) -> nib.Nifti1Image:
+    return nib.Nifti1Image.from_bytes(gzip.decompress(make()))
+
+
+def sequence_files(tmp_path: Path, images: np.ndarray, masks: np.ndarray,
+                   dicom_flair: bool = False) -> dict[str, Path]:
+    """The kaggle slices' channels as pre/flair/post NIfTI files on SEQUENCE_AFFINE's grid (the
+    FLAIR as a zipped DICOM series with ``dicom_flair``), and the masks as mask.nii.gz."""
+    paths = {}
+    for channel, key in enumerate(("pre", "flair", "post")):
+        paths[key] = tmp_path / f"{key}.nii.gz"
+        nib.save(nib.Nifti1Image(images[..., channel].transpose(2, 1, 0), SEQUENCE_AFFINE), paths[key])
+    if dicom_flair:
+        paths["flair"] = tmp_path / "flair.zip"
+        paths["flair"].write_bytes(dicom_zip(tmp_path / "flair", images[..., 1]))
+    paths["mask"] = tmp_path / "mask.nii.gz"
+    nib.save(nib.Nifti1Image(masks.transpose(2, 1, 0), SEQUENCE_AFFINE), paths["mask"])
+    return paths
+
+
+def upload_sequences(at: AppTest, paths: dict[str, Path]) -> None:
+    """Three-sequence mode, each path uploaded under its own name ("upload_sequence_mask" for
+    the mask); the uploaders of the keys not given are emptied."""
+    at.radio(key="upload_mode").set_value("Three sequences").run()
+    for key in ("pre", "flair", "post", "mask"):
+        uploader = at.file_uploader(key="upload_sequence_mask" if key == "mask" else f"upload_{key}")
+        path = paths.get(key)
+        uploader.set_value((path.name, path.read_bytes(), "application/octet-stream") if path else None)
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+
+
+def check_sequence_upload(at: AppTest, downloads, segmentation_run: Path, paths: dict[str, Path],
+                          threshold: float) -> dict:
+    """The page's scores, areas, tumour volume and lesion count equal the library's over
+    load_sequences(plan_sequences(...)) of the same files; its mask and report downloads
+    equal what medseg predict writes for them. Returns the page's report."""
+    sequences = {key: paths[key] for key in ("pre", "flair", "post")}
+    volume = load_sequences(plan_sequences(sequences))
+    images = list(volume.slices)
+    probs = library_probabilities(segmentation_run / "best.pt", images)
+    pred = probs >= threshold
+    truth = load_sequence_mask(paths["mask"], plan_sequences(sequences))
+    position = upload_slider(at).value - 1
+    shown = {m.label: m.value for m in at.metric[6:]}
+    assert shown["Slice Dice"] == f"{dice_score(pred[position], truth[position]):.3f}"
+    assert shown["Volume Dice (3-D)"] == f"{dice_score(pred, truth):.3f}"
+    assert shown["Expert area (mm²)"] == f"{truth[position].sum() * 0.81:.0f}"
+    assert shown["Model area (mm²)"] == f"{pred[position].sum() * 0.81:.0f}"
+    lesions = lesion_report(pred, volume.affine, volume.slice_transform())
+    assert shown["Model volume (mL)"] == f"{lesions['tumour_volume_ml']:.2f}"
+    assert shown["Model lesions"] == str(lesions["n_lesions"])
+    assert sequence_radio(at).options == ["FLAIR", "Pre-contrast", "Post-contrast", "RGB composite"]
+
+    written = predict_paths(segmentation_run / "best.pt", [], paths["mask"].parent / "predicted",
+                            sequences=sequences, threshold=threshold)[0]
+    assert set(downloads) == {path.name for path in written.files if path.suffix in (".gz", ".json", ".dcm")}
+    mask = nifti_download(downloads["flair_pred.nii.gz"])
+    expected = nib.load(next(p for p in written.files if p.name == "flair_pred.nii.gz"))
+    np.testing.assert_array_equal(np.asarray(mask.dataobj), np.asarray(expected.dataobj))
+    np.testing.assert_allclose(mask.affine, expected.affine)
+    assert mask.header["descrip"] == expected.header["descrip"]
+    report = json.loads(downloads["flair_pred.json"]())
+    from_cli = json.loads(next(p for p in written.files if p.suffix == ".json").read_text())
+    assert report.pop("input") == paths["flair"].name and from_cli.pop("input") == str(paths["flair"])
+    assert report.pop("sequences") == {key: path.name for key, path in sequences.items()}
+    assert from_cli.pop("sequences") == {key: str(path) for key, path in sequences.items()}
+    assert report == from_cli
+    return report
+
+
+def test_upload_three_nifti_sequences(monkeypatch, segmentation_run, tiny_lgg, tmp_path):
+    patient = list_patients(tiny_lgg)[1]
+    images = np.stack([read_slice_image(s.image_path) for s in patient.slices])
+    masks = np.stack([read_mask(s.mask_path) for s in patient.slices])
+    paths = sequence_files(tmp_path, images, masks)
+    at = start(monkeypatch, segmentation_run.parent, lgg=tiny_lgg)
+    downloads = record_downloads(monkeypatch)
+    threshold = some_tumour_threshold(segmentation_run, images)
+    at.slider(key="threshold").set_value(threshold)
+    upload_sequences(at, paths)
+    assert not at.error, [e.value for e in at.error]
+    assert not single_sequence_warnings(at)
+    report = check_sequence_upload(at, downloads, segmentation_run, paths, threshold)
+    assert report["tumour_voxels"] > 0 and "dicom_seg" not in report
+
+
+def test_upload_a_zipped_dicom_flair_offers_a_dicom_seg(monkeypatch, segmentation_run, tiny_lgg, tmp_path):
+    patient = list_patients(tiny_lgg)[2]
+    images = np.stack([read_slice_image(s.image_path) for s in patient.slices])
+    masks = np.stack([read_mask(s.mask_path) for s in patient.slices])
+    paths = sequence_files(tmp_path, images, masks, dicom_flair=True)
+    at = start(monkeypatch, segmentation_run.parent, lgg=tiny_lgg)
+    downloads = record_downloads(monkeypatch)
+    threshold = some_tumour_threshold(segmentation_run, images)
+    at.slider(key="threshold").set_value(threshold)
+    upload_sequences(at, paths)
+    assert not at.error, [e.value for e in at.error]
+    assert upload_slider(at).label == "Slice (as stored)"  # a DICOM series is viewed as stored
+    report = check_sequence_upload(at, downloads, segmentation_run, paths, threshold)
+    assert report["dicom_seg"] == {"file": "flair_pred_seg.dcm"}
+    seg = pydicom.dcmread(io.BytesIO(downloads["flair_pred_seg.dcm"]()))
+    assert seg.SOPClassUID == "1.2.840.10008.5.1.4.1.1.66.4" and seg.FrameOfReferenceUID == FRAME_OF_REFERENCE
+    assert seg.ManufacturerModelName == "medseg predict"
+    assert int(seg.NumberOfFrames) == len({s for lesion in report["lesions"]
+                                           for s in range(lesion["slices"][0], lesion["slices"][1] + 1)})
+
+
+def test_sequence_uploads_refused_then_one_accepted(monkeypatch, segmentation_run, tiny_lgg, tmp_path):
+    rng = np.random.default_rng(3)
+    images = rng.integers(0, 200, (3, 32, 32, 3)).astype(np.uint8)  # 3 slices of 32x32
+    paths = sequence_files(tmp_path, images, np.zeros((3, 32, 32), np.uint8))
+    nib.save(nib.Nifti1Image(images[1:, ..., 0].transpose(2, 1, 0), SEQUENCE_AFFINE), tmp_path / "t1_[x]_.nii")
+    at = start(monkeypatch, segmentation_run.parent, lgg=tiny_lgg)
+    upload_sequences(at, {**paths, "pre": tmp_path / "t1_[x]_.nii"})
+    assert len(at.error) == 1 and "\n" not in at.error[0].value
+    assert "](" not in at.error[0].value and "\\_" in at.error[0].value  # escaped Markdown
+    assert plain(at.error[0].value) == (
+        "Pre-contrast T1 (t1_[x]_.nii) and FLAIR (flair.nii.gz) differ in shape: (32, 32, 2) vs "
+        "(32, 32, 3); the three sequences must be co-registered on one voxel grid")
+
+    upload_sequences(at, {"flair": paths["flair"]})
+    assert [plain(e.value) for e in at.error] == [
+        "FLAIR (flair.nii.gz): one MR sequence; the model reads three (pre-contrast, FLAIR, "
+        "post-contrast): Pre-contrast T1 and Post-contrast T1 are missing; upload them, or tick "
+        "“Use this one sequence in all three channels”"]
+    at.checkbox(key="upload_single").check().run()
+    assert not at.exception and not at.error, [e.value for e in at.error]
+    assert single_sequence_warnings(at)
+    assert sequence_radio(at).options == ["FLAIR"]
+    assert upload_slider(at).label == "Axial slice" and upload_slider(at).options == ["1", "2", "3"]
+
+
+def some_tumour_threshold(segmentation_run: Path, images: np.ndarray) -> float:
+    """A threshold on the slider's 0.05 steps under which the tiny model marks some pixels."""
+    probs = library_probabilities(segmentation_run / "best.pt", list(images))
+    return round(float(np.clip(np.floor(np.quantile(probs, 0.9) * 20) / 20, 0.05, 0.95)), 2)
 
 
 def test_pcam_mode_scores_match_the_library(monkeypatch, classification_run, tiny_pcam):

@@ -58,7 +58,8 @@ def sandbox(tmp_path, monkeypatch) -> Path:
 
 
 def volume_gz() -> bytes:
-    data = np.zeros((32, 32, 2), np.int16)
+    """A NIfTI volume holding the three MR sequences (4-D, 3 channels last)."""
+    data = np.zeros((32, 32, 2, 3), np.int16)
     data[8:20, 10:24, :] = 300
     return gzip.compress(nib.Nifti1Image(data, np.diag([0.5, 0.5, 2.0, 1.0])).to_bytes())
 
@@ -92,7 +93,8 @@ def test_hostile_upload_names(monkeypatch, segmentation_run, tiny_lgg, sandbox, 
         downloads.clear()
         upload(at, (name, volume, "application/gzip"))
         assert not at.error, [e.value for e in at.error]
-        assert list(downloads) == [download]
+        report = download.replace(".nii.gz", ".json")
+        assert list(downloads) == [download, report]  # the mask and its lesion report
         assert downloads[download]()[:2] == b"\x1f\x8b"  # the NIfTI file, gzipped
     downloads.clear()
     slice_png = png_bytes(np.zeros((64, 64, 3), np.uint8))

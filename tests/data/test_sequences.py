@@ -8,8 +8,13 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from medseg.data import load_sequences, normalize_sequence, plan_sequences
-from medseg.data.sequences import read_single_sequence_slice, slice_sequences
+from medseg.data import load_mask_volume, load_sequences, normalize_sequence, plan_sequences
+from medseg.data.sequences import (
+    load_sequence_mask,
+    missing_sequences,
+    read_single_sequence_slice,
+    slice_sequences,
+)
 from medseg.errors import DataError
 from tests.support import write_dicom_series
 
@@ -124,6 +129,38 @@ def test_missing_sequences_are_named_with_their_flags(tmp_path):
         plan_sequences({"pre": pre, "flair": flair}, single_sequence=True)
     with pytest.raises(DataError, match=r"--pre and --post are the same input"):
         plan_sequences({"pre": pre, "flair": flair, "post": pre})
+
+
+def test_missing_sequences_is_the_rule_plan_sequences_applies():
+    assert missing_sequences(["pre", "flair", "post"]) == ()
+    assert missing_sequences(["flair"]) == ("pre", "post")
+    assert missing_sequences(["post", "pre"]) == ("flair",)
+    assert missing_sequences(["flair"], single_sequence=True) == ()
+    assert missing_sequences(["pre", "flair"], single_sequence=True) == ("post",)
+
+
+def test_a_mask_volume_on_the_grid_is_viewed_like_the_reference(tmp_path):
+    """A DICOM FLAIR is viewed as stored: the mask's voxel (c, r, k) is pixel (r, c) of
+    slice k; a mask off the grid is refused naming it and the FLAIR."""
+    truth = np.zeros(SHAPE, np.uint8)
+    truth[1:3, 2:4, 1] = 7
+    write_dicom_series(tmp_path / "flair", _coded(1).transpose(2, 1, 0).astype(np.uint16),
+                       [(-30.0, -40.0, -12.0 + 3 * k) for k in range(4)], pixel_spacing=(0.9, 0.9))
+    paths = {"pre": _nifti(tmp_path / "pre.nii.gz", _coded(0)), "flair": tmp_path / "flair",
+             "post": _nifti(tmp_path / "post.nii.gz", _coded(2))}
+    plan = plan_sequences(paths)
+    mask = load_sequence_mask(_nifti(tmp_path / "mask.nii.gz", truth), plan)
+    assert mask.dtype == np.uint8 and mask.shape == load_sequences(plan).slices.shape[:3]
+    np.testing.assert_array_equal(mask, (truth != 0).transpose(2, 1, 0))
+    nifti_plan = plan_sequences({**paths, "flair": _nifti(tmp_path / "flair.nii.gz", _coded(1))})
+    np.testing.assert_array_equal(load_sequence_mask(tmp_path / "mask.nii.gz", nifti_plan),
+                                  load_mask_volume(tmp_path / "mask.nii.gz"))
+    off = _nifti(tmp_path / "off.nii", truth, AFFINE @ np.diag([1, 1, 2, 1]))
+    with pytest.raises(DataError, match=rf"^MASK \({off}\) and FLAIR \({tmp_path / 'flair'}\) differ in "
+                                        r"voxel spacing: .*; the mask must be on the sequences' voxel grid$"):
+        load_sequence_mask(off, plan)
+    with pytest.raises(DataError, match=r"expected a 3-D mask volume"):
+        load_sequence_mask(_nifti(tmp_path / "rgb.nii", np.zeros((*SHAPE, 3), np.uint8)), plan)
 
 
 def test_single_sequence_repeats_it_into_all_three_channels(tmp_path):
