@@ -320,33 +320,34 @@ def check_sequence_upload(at: AppTest, downloads, segmentation_run: Path, paths:
     return report
 
 
-def test_upload_three_nifti_sequences(monkeypatch, segmentation_run, tiny_lgg, tmp_path):
-    patient = list_patients(tiny_lgg)[1]
+def upload_patient_sequences(monkeypatch, segmentation_run, tiny_lgg, tmp_path, patient_index,
+                             **files):
+    """A tiny patient's slices as three sequence files, uploaded at a threshold where the
+    model finds tumour; returns (page, downloads, paths, threshold)."""
+    patient = list_patients(tiny_lgg)[patient_index]
     images = np.stack([read_slice_image(s.image_path) for s in patient.slices])
     masks = np.stack([read_mask(s.mask_path) for s in patient.slices])
-    paths = sequence_files(tmp_path, images, masks)
+    paths = sequence_files(tmp_path, images, masks, **files)
     at = start(monkeypatch, segmentation_run.parent, lgg=tiny_lgg)
     downloads = record_downloads(monkeypatch)
     threshold = some_tumour_threshold(segmentation_run, images)
     at.slider(key="threshold").set_value(threshold)
     upload_sequences(at, paths)
     assert not at.error, [e.value for e in at.error]
+    return at, downloads, paths, threshold
+
+
+def test_upload_three_nifti_sequences(monkeypatch, segmentation_run, tiny_lgg, tmp_path):
+    at, downloads, paths, threshold = upload_patient_sequences(
+        monkeypatch, segmentation_run, tiny_lgg, tmp_path, 1)
     assert not single_sequence_warnings(at)
     report = check_sequence_upload(at, downloads, segmentation_run, paths, threshold)
     assert report["tumour_voxels"] > 0 and "dicom_seg" not in report
 
 
 def test_upload_a_zipped_dicom_flair_offers_a_dicom_seg(monkeypatch, segmentation_run, tiny_lgg, tmp_path):
-    patient = list_patients(tiny_lgg)[2]
-    images = np.stack([read_slice_image(s.image_path) for s in patient.slices])
-    masks = np.stack([read_mask(s.mask_path) for s in patient.slices])
-    paths = sequence_files(tmp_path, images, masks, dicom_flair=True)
-    at = start(monkeypatch, segmentation_run.parent, lgg=tiny_lgg)
-    downloads = record_downloads(monkeypatch)
-    threshold = some_tumour_threshold(segmentation_run, images)
-    at.slider(key="threshold").set_value(threshold)
-    upload_sequences(at, paths)
-    assert not at.error, [e.value for e in at.error]
+    at, downloads, paths, threshold = upload_patient_sequences(
+        monkeypatch, segmentation_run, tiny_lgg, tmp_path, 2, dicom_flair=True)
     assert upload_slider(at).label == "Slice (as stored)"  # a DICOM series is viewed as stored
     report = check_sequence_upload(at, downloads, segmentation_run, paths, threshold)
     assert report["dicom_seg"] == {"file": "flair_pred_seg.dcm"}

@@ -15,36 +15,27 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 import pytest
-from streamlit.runtime.media_file_manager import MediaFileManager
 from streamlit.testing.v1 import AppTest
 
 from medseg.data import list_patients
-from tests.app.page_driver import APP, BOMB_SIDE, TIMEOUT, bomb_png, plain, png_bytes, start
+from tests.app.page_driver import (
+    APP,
+    BOMB_SIDE,
+    TIMEOUT,
+    bomb_png,
+    plain,
+    png_bytes,
+    record_downloads,
+    start,
+)
 
 pytestmark = pytest.mark.slow
 
 
 @pytest.fixture
 def downloads(monkeypatch) -> dict[str, Callable[[], bytes]]:
-    """{file name: bytes maker} of every file the page offers for download; a deferred
-    download's maker is the page's own callable, run as a click would run it."""
-    offered: dict[str, Callable[[], bytes]] = {}
-    add, add_deferred = MediaFileManager.add, MediaFileManager.add_deferred
-
-    def recording_add(self, data, mimetype, coordinates, file_name=None,
-                      is_for_static_download=False):
-        if is_for_static_download:
-            offered[file_name] = lambda: data
-        return add(self, data, mimetype, coordinates, file_name, is_for_static_download)
-
-    def recording_add_deferred(self, data_callable, mimetype, coordinates, file_name=None,
-                               **kwargs):
-        offered[file_name] = data_callable
-        return add_deferred(self, data_callable, mimetype, coordinates, file_name, **kwargs)
-
-    monkeypatch.setattr(MediaFileManager, "add", recording_add)
-    monkeypatch.setattr(MediaFileManager, "add_deferred", recording_add_deferred)
-    return offered
+    """{file name: bytes maker} of every file the page offers for download."""
+    return record_downloads(monkeypatch)
 
 
 @pytest.fixture
