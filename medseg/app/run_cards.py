@@ -1,7 +1,8 @@
 """Training runs found under a models folder, described from their files (no torch needed).
 
 A run is a folder holding ``best.pt`` and/or ``last.pt`` (see ``models/README.md``); its card
-is read from ``config.yaml``, ``metrics.json`` and ``history.csv``. Only regular files count
+is read from ``config.yaml``, ``metrics.json``, ``history.csv`` and, for runs split by patient,
+``split.json``. Only regular files count
 as checkpoints; a side file that is missing, not a regular file, over
 :data:`MAX_SIDE_FILE_BYTES`, not UTF-8 or malformed becomes one of the card's ``problems``,
 never an error, so one odd run folder cannot take the page down.
@@ -48,6 +49,7 @@ class RunCard:
     epochs_done: int
     created: datetime | None
     problems: tuple[str, ...] = field(default=())
+    split: dict[str, str] = field(default_factory=dict)  # patient -> "train", "val" or "test"
 
     @property
     def checkpoint(self) -> Path | None:
@@ -170,6 +172,22 @@ def _created(checkpoints: tuple[Path, ...], problems: list[str]) -> datetime | N
         return None
 
 
+def _read_split(path: Path, problems: list[str]) -> dict[str, str]:
+    """Patient -> subset from the run's ``split.json`` (empty when the run has none)."""
+    if _side_text(path, problems) is None:
+        return {}
+    # imported here: the medseg.data package imports torch and MONAI, which a card never needs
+    # when the run has no split
+    from medseg.data.splits import read_split_file
+
+    try:
+        split, _ = read_split_file(path)
+    except MedsegError as err:
+        problems.append(str(err).replace(str(path), path.name))
+        return {}
+    return {patient: subset for subset, patients in split.items() for patient in patients}
+
+
 def _validation_metrics(history: list[dict[str, str]]) -> dict[str, float]:
     """The last epoch's ``val_*`` columns, without the prefix."""
     if not history:
@@ -201,6 +219,7 @@ def read_run(folder: str | Path, name: str | None = None) -> RunCard:
     config = _read_config(folder / "config.yaml", problems)
     history = _read_history(folder / "history.csv", problems)
     test_metrics = _read_metrics(folder / "metrics.json", problems)
+    split = _read_split(folder / "split.json", problems)
     created = _created(checkpoints, problems) if checkpoints else None
     return RunCard(
         name=name or folder.name,
@@ -212,6 +231,7 @@ def read_run(folder: str | Path, name: str | None = None) -> RunCard:
         epochs_done=len(history),
         created=created,
         problems=tuple(problems),
+        split=split,
     )
 
 

@@ -60,7 +60,7 @@ from medseg.app.uploads import (
     read_upload,
     upload_report,
 )
-from medseg.data import SEQUENCES, list_patients, use_plain_tensors
+from medseg.data import SEQUENCES, list_patients, read_demo_marker, use_plain_tensors
 from medseg.data.nifti import Volume
 from medseg.engine import load_model, patch_probabilities, slice_probabilities
 from medseg.engine.predict import report_text
@@ -89,6 +89,20 @@ SINGLE_SEQUENCE_WARNING = (
     "(pre-contrast T1, FLAIR, post-contrast T1) and never saw such input: its mask is less "
     "reliable. The downloads say so (NIfTI description, `single_sequence` in the report)."
 )
+#: what the case browser calls the reference mask: an expert's, or the demo's synthetic one
+EXPERT = "Expert"
+SYNTHETIC_REFERENCE = "Reference (synthetic)"
+#: shown above demo data (a folder with medseg demo-data's marker), by the marker's kind
+SYNTHETIC_NOTES = {
+    "lgg": "**Demo data: the MRI is real anatomy, the tumours are SYNTHETIC** (drawn by `medseg "
+           "demo-data`); the patient names are made up. Scores here test the pipeline, not how a "
+           "model reads real tumours.",
+    "pcam": "**Demo data: the histology is real, the labels are SYNTHETIC** (a patch is positive "
+            "when its centre is rich in haematoxylin, not when it holds tumour).",
+}
+#: the subsets of a run's split.json, in the case browser's order
+SPLIT_CHOICES = ("test", "val", "train")
+ALL_PATIENTS = "all"
 SLICES_PER_BATCH = 8
 PATCHES_PER_BATCH = 64
 PATCH_GRID_COLUMNS = 8
@@ -111,6 +125,24 @@ def load_cached_model(checkpoint: str, modified_ns: int):
 def list_cases(folder: str):
     """The patients of an LGG folder (refreshed every 30 s)."""
     return list_patients(folder)
+
+
+@st.cache_data(ttl=30, show_spinner=False)
+def demo_marker(folder: str) -> dict | None:
+    """The ``medseg demo-data`` marker of a data folder (None for real data)."""
+    return read_demo_marker(folder)
+
+
+def synthetic_note(folder: str) -> bool:
+    """Say so above the page when ``folder`` holds demo data; True when it does."""
+    try:
+        marker = demo_marker(folder)
+    except MedsegError as err:
+        show_error(str(err))
+        return False
+    if marker is not None:
+        st.info(SYNTHETIC_NOTES[marker["kind"]], icon="🧪")
+    return marker is not None
 
 
 def session_cached(name: str, key: Any, compute: Callable[[], Any], size: int = 3) -> Any:
@@ -189,15 +221,16 @@ def run_card(run: RunCard) -> None:
 
 def slice_pictures(
     image: np.ndarray, mask: np.ndarray | None, prob: np.ndarray, threshold: float, sequence: str,
-    channels: Mapping[str, int | None] = SEQUENCE_CHANNELS,
+    channels: Mapping[str, int | None] = SEQUENCE_CHANNELS, reference: str = EXPERT,
 ) -> None:
-    """MRI, expert mask, model mask and overlay side by side, with the colour legend."""
+    """MRI, reference mask, model mask and overlay side by side, with the colour legend;
+    ``reference`` names the mask (:data:`EXPERT`, or :data:`SYNTHETIC_REFERENCE` on demo data)."""
     background = sequence_view(image, sequence, channels)
     pred = binarize(prob, threshold)
     columns = st.columns(4 if mask is not None else 3)
     columns[0].image(background, caption=f"MRI: {sequence}", width="stretch")
     if mask is not None:
-        columns[1].image(mask_picture(mask), caption="Expert mask", width="stretch")
+        columns[1].image(mask_picture(mask), caption=f"{reference} mask", width="stretch")
     columns[-2].image(mask_picture(pred), caption=f"Model mask (p ≥ {threshold:.2f})",
                       width="stretch")
     if mask is not None:
@@ -209,14 +242,15 @@ def slice_pictures(
     legend(ERROR_LEGEND if mask is not None else (PREDICTED,))
 
 
-def slice_metrics(row: dict, volume: dict, pixel_area_mm2: float | None, label: str) -> None:
+def slice_metrics(row: dict, volume: dict, pixel_area_mm2: float | None, label: str,
+                  reference: str = EXPERT) -> None:
     """Dice and IoU of the slice and of the whole patient/volume, and the tumour areas."""
     cols = st.columns(6)
     cols[0].metric("Slice Dice", score_text(row["dice"]))
     cols[1].metric("Slice IoU", score_text(row["iou"]))
     cols[2].metric(f"{label} Dice (3-D)", score_text(volume["patient_dice"]))
     cols[3].metric(f"{label} IoU (3-D)", score_text(volume["patient_iou"]))
-    area_metric(cols[4], "Expert", row["gt_pixels"], pixel_area_mm2)
+    area_metric(cols[4], reference, row["gt_pixels"], pixel_area_mm2)
     area_metric(cols[5], "Model", row["pred_pixels"], pixel_area_mm2)
 
 
@@ -227,18 +261,19 @@ def jump_to_slice(table_key: str, slider_key: str, slice_numbers: list[int]) -> 
         st.session_state[slider_key] = slice_numbers[rows[0]]
 
 
-def slice_table(volume: dict, pixel_area_mm2: float | None, table_key: str, slider_key: str) -> None:
+def slice_table(volume: dict, pixel_area_mm2: float | None, table_key: str, slider_key: str,
+                reference: str = EXPERT) -> None:
     """Every slice with its scores, worst Dice first; clicking a row opens that slice."""
     table = pd.DataFrame(volume["per_slice"]).sort_values(["dice", "slice"], kind="stable")
     shown = pd.DataFrame({
         "Slice": table["slice"],
         "Dice": table["dice"].round(3),
         "IoU": table["iou"].round(3),
-        "Expert px": table["gt_pixels"],
+        f"{reference} px": table["gt_pixels"],
         "Model px": table["pred_pixels"],
     })
     if pixel_area_mm2:
-        shown["Expert mm²"] = (table["gt_pixels"] * pixel_area_mm2).round(1)
+        shown[f"{reference} mm²"] = (table["gt_pixels"] * pixel_area_mm2).round(1)
         shown["Model mm²"] = (table["pred_pixels"] * pixel_area_mm2).round(1)
     three_decimals = st.column_config.NumberColumn(format="%.3f")
     st.dataframe(
@@ -295,7 +330,37 @@ def pick_run() -> tuple[RunCard, Path | None, float] | None:
     return run, (run.path / chosen if chosen else None), threshold
 
 
-def case_browser(loaded, checkpoint: CheckpointKey, threshold: float) -> None:
+def choose_patient(patients: list[str], split: dict[str, str], column) -> str:
+    """The patient picker: with the run's split, a subset filter (test first) and each
+    patient labelled with its subset; a deep link (``?patient=``) opens its patient once."""
+    split = {name: subset for name, subset in split.items() if name in patients}
+    linked = st.query_params.get("patient")
+    if "patient" not in st.session_state and linked in patients:
+        st.session_state["patient"] = linked
+        st.session_state["patient_subset"] = split.get(linked, ALL_PATIENTS)
+    shown = patients
+    if split:
+        subsets = [s for s in SPLIT_CHOICES if s in split.values()]
+        chosen = column.radio(
+            "Patients of the run's split", [*subsets, ALL_PATIENTS], horizontal=True,
+            key="patient_subset", help="From the run's split.json: the patients it trained on, "
+            "chose its checkpoint on (val) and was scored on (test).",
+        )
+        if chosen != ALL_PATIENTS:
+            shown = [name for name in patients if split.get(name) == chosen]
+    else:
+        column.caption("None of these patients is in the run's split.json (or the run has "
+                       "none): which of them it trained on is unknown.")
+    if st.session_state.get("patient") not in shown:
+        st.session_state["patient"] = shown[0]
+    return cast(str, column.selectbox(
+        "Patient", shown, key="patient",
+        format_func=lambda name: f"{name} ({split[name]})" if name in split else name,
+    ))
+
+
+def case_browser(loaded, checkpoint: CheckpointKey, threshold: float, split: dict[str, str]) -> None:
+    """The run's split (``split``: patient -> subset) labels and filters the patients."""
     folder = folder_field(
         "Case folder (LGG kaggle_3m layout)", settings.lgg_dir(), "lgg_dir",
         help="A kaggle_3m folder, or the lgg-mri-segmentation folder that holds it.",
@@ -306,11 +371,10 @@ def case_browser(loaded, checkpoint: CheckpointKey, threshold: float) -> None:
         show_error(str(err))
         st.info("Write the demo cases with `medseg demo-data lgg demo_data/lgg`.")
         return
+    reference = SYNTHETIC_REFERENCE if synthetic_note(folder) else EXPERT
     left, right = st.columns([1, 2])
     linked = st.query_params.get("patient")
-    if "patient" not in st.session_state and linked in patients:
-        st.session_state["patient"] = linked
-    name = left.selectbox("Patient", list(patients), key="patient")
+    name = choose_patient(list(patients), split, left)
     try:
         case: PatientSlices = session_cached(
             "cases", (checkpoint, folder, name),
@@ -336,8 +400,9 @@ def case_browser(loaded, checkpoint: CheckpointKey, threshold: float) -> None:
     sequence = cast(str, st.radio("MRI sequence", list(SEQUENCE_CHANNELS), horizontal=True, key="sequence"))
     position = case.numbers.index(number)
     row = next(r for r in volume["per_slice"] if r["slice"] == number)
-    slice_metrics(row, volume, None, "Patient")
-    slice_pictures(case.images[position], case.masks[position], probs[position], threshold, sequence)
+    slice_metrics(row, volume, None, "Patient", reference)
+    slice_pictures(case.images[position], case.masks[position], probs[position], threshold, sequence,
+                   reference=reference)
     st.caption(
         f"Pixel spacing unknown (kaggle .tif slices carry none): areas in pixels. {EMPTY_SLICE_NOTE}"
     )
@@ -347,7 +412,7 @@ def case_browser(loaded, checkpoint: CheckpointKey, threshold: float) -> None:
         f"{volume['n_empty_fp_slices']} of {volume['n_empty_slices']} tumour-free slices with "
         "false positives. Click a row to open the slice."
     )
-    slice_table(volume, None, f"table:{folder}:{name}", slider_key)
+    slice_table(volume, None, f"table:{folder}:{name}", slider_key, reference)
 
 
 def one_file_input() -> tuple[list, UploadReader] | None:
@@ -508,8 +573,11 @@ def upload_downloads(upload: Upload, predicted: np.ndarray, report: dict | None,
         st.caption(f"No DICOM SEG: {escape_markdown(str(report['dicom_seg']['skipped']))}")
 
 
-def pcam_view(loaded, checkpoint: CheckpointKey, threshold: float) -> None:
+def pcam_view(loaded, checkpoint: CheckpointKey, threshold: float, run: RunCard) -> None:
+    """Patches of a PCam split scored by the model (PCam has no per-run split: ``run`` is
+    unused)."""
     folder = folder_field("PCam folder (HDF5 files)", settings.pcam_dir(), "pcam_dir")
+    synthetic_note(folder)
     left, right = st.columns(2)
     split = SPLIT_LABELS[cast(str, left.radio("Split", list(SPLIT_LABELS), horizontal=True, key="pcam_split"))]
     count = right.slider("Patches to score", 16, 2048, 256, 16, key="pcam_count")
@@ -581,19 +649,20 @@ def main() -> None:
     except (MedsegError, OSError) as err:
         show_error(f"Cannot load run {run.name}: {err}")
         return
-    TASK_VIEWS[loaded.task](loaded, key, threshold)
+    st.caption(f"Run {code_span(run.name)}, checkpoint {code_span(checkpoint.name)}")
+    TASK_VIEWS[loaded.task](loaded, key, threshold, run)
 
 
-def segmentation_view(loaded, key: CheckpointKey, threshold: float) -> None:
+def segmentation_view(loaded, key: CheckpointKey, threshold: float, run: RunCard) -> None:
     browse, upload = st.tabs(["Case browser", "Upload a scan"])
     with browse:
-        case_browser(loaded, key, threshold)
+        case_browser(loaded, key, threshold, run.split)
     with upload:
         upload_view(loaded, key, threshold)
 
 
-#: the page of each task (see medseg.tasks)
-TASK_VIEWS: dict[str, Callable[[Any, CheckpointKey, float], None]] = {
+#: the page of each task (see medseg.tasks): (model, checkpoint key, threshold, run card)
+TASK_VIEWS: dict[str, Callable[[Any, CheckpointKey, float, RunCard], None]] = {
     SEGMENTATION.name: segmentation_view,
     CLASSIFICATION.name: pcam_view,
 }

@@ -30,6 +30,7 @@ from medseg.data import (
     read_slice_image,
 )
 from medseg.data.sequences import load_sequence_mask
+from medseg.data.splits import SPLIT_NAMES, read_split_file
 from medseg.engine import load_model, predict_paths, predict_probabilities
 from medseg.engine.lesions import lesion_report
 from medseg.engine.predict import SINGLE_SEQUENCE_MARK
@@ -73,11 +74,44 @@ def test_research_notice_and_no_runs_message(monkeypatch, tmp_path):
     assert not at.error
 
 
+def test_case_browser_follows_the_runs_split(monkeypatch, segmentation_run, tiny_lgg):
+    split, _ = read_split_file(segmentation_run / "split.json")
+    at = start(monkeypatch, segmentation_run.parent, lgg=tiny_lgg)
+    assert not at.error
+    subsets = at.radio(key="patient_subset")
+    assert subsets.options == ["test", "val", "train", "all"] and subsets.value == "test"
+    patients = at.selectbox(key="patient")
+    assert patients.value == split["test"][0]  # opens on a patient the run was scored on
+    assert patients.options == [f"{name} (test)" for name in split["test"]]
+    at.radio(key="patient_subset").set_value("all").run()
+    labels = at.selectbox(key="patient").options
+    assert labels == [f"{p.name} ({subset})" for p in list_patients(tiny_lgg)
+                      for subset in SPLIT_NAMES if p.name in split[subset]]
+    assert any(f"`{segmentation_run.name}`" in caption.value for caption in at.caption)
+    assert not any("SYNTHETIC" in info.value for info in at.info)  # real data: no demo note
+    assert "Expert area (px)" in shown_metrics(at)
+
+
+def test_demo_data_is_flagged_and_its_masks_called_synthetic(monkeypatch, segmentation_run,
+                                                             tiny_lgg, tmp_path):
+    demo = tmp_path / "demo"  # the tiny cases with the marker medseg demo-data writes
+    shutil.copytree(tiny_lgg, demo)
+    (demo / "medseg_demo.json").write_text(json.dumps(
+        {"synthetic": True, "kind": "lgg", "written_by": "medseg demo-data", "version": "0",
+         "seed": 0, "files": {}}))
+    at = start(monkeypatch, segmentation_run.parent, lgg=demo)
+    assert not at.error, [e.value for e in at.error]
+    assert any("the tumours are SYNTHETIC" in info.value for info in at.info)
+    shown = shown_metrics(at)
+    assert "Reference (synthetic) area (px)" in shown and "Expert area (px)" not in shown
+
+
 def test_case_browser_scores_match_the_library(monkeypatch, segmentation_run, tiny_lgg):
     at = start(monkeypatch, segmentation_run.parent, lgg=tiny_lgg)
     assert not at.error
     assert at.selectbox(key="run").value == segmentation_run.name
     patient = list_patients(tiny_lgg)[1]
+    at.radio(key="patient_subset").set_value("all").run()
     at.selectbox(key="patient").set_value(patient.name).run()
     images = [read_slice_image(s.image_path) for s in patient.slices]
     masks = [read_mask(s.mask_path) for s in patient.slices]
@@ -433,12 +467,14 @@ def test_threshold_and_slice_changes_do_not_run_the_model_again(
 
     monkeypatch.setattr(page, "slice_probabilities", counting)
     at = start(monkeypatch, segmentation_run.parent, lgg=tiny_lgg)
-    assert sum(calls) == 4  # the first patient's 4 slices, once
-    patient = list_patients(tiny_lgg)[0]
+    assert sum(calls) == 4  # the opened (test) patient's 4 slices, once
+    opened = at.selectbox(key="patient").value
     at.slider(key="threshold").set_value(0.2).run()
-    at.select_slider(key=f"slice:{tiny_lgg}:{patient.name}").set_value(1).run()
+    at.select_slider(key=f"slice:{tiny_lgg}:{opened}").set_value(1).run()
     at.radio(key="sequence").set_value("RGB composite").run()
+    at.radio(key="patient_subset").set_value("all").run()  # the same patient stays open
     assert sum(calls) == 4
-    at.selectbox(key="patient").set_value(list_patients(tiny_lgg)[3].name).run()
+    other = next(p.name for p in list_patients(tiny_lgg) if p.name != opened)
+    at.selectbox(key="patient").set_value(other).run()
     assert sum(calls) == 8  # a new patient: its slices, once
     assert not at.exception

@@ -173,3 +173,18 @@ def test_a_date_out_of_range_is_a_problem(tmp_path, monkeypatch):
     card = read_run(folder)
     assert card.created is None and card.checkpoints == (folder / "best.pt",)
     assert card.problems == ("the checkpoint's date cannot be read",)
+
+
+def test_the_runs_split_labels_its_patients_and_a_broken_one_is_a_problem(tmp_path):
+    folder = write_run(tmp_path / "run")
+    assert read_run(folder).split == {}  # no split.json: nothing known
+    (folder / "split.json").write_text(json.dumps(
+        {"seed": 0, "train": ["A", "B"], "val": ["C"], "test": ["D"]}))
+    card = read_run(folder)
+    assert card.split == {"A": "train", "B": "train", "C": "val", "D": "test"}
+    assert not card.problems
+    (folder / "split.json").write_text(json.dumps(
+        {"train": ["A"], "val": ["A"], "test": []}))
+    card = read_run(folder)
+    assert card.split == {}
+    assert card.problems == ("split.json: patient A is in both 'train' and 'val'",)
