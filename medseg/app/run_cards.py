@@ -50,6 +50,7 @@ class RunCard:
     created: datetime | None
     problems: tuple[str, ...] = field(default=())
     split: dict[str, str] = field(default_factory=dict)  # patient -> "train", "val" or "test"
+    history: tuple[dict[str, float], ...] = ()  # history.csv, one dict of numbers per epoch
 
     @property
     def checkpoint(self) -> Path | None:
@@ -232,6 +233,7 @@ def read_run(folder: str | Path, name: str | None = None) -> RunCard:
         created=created,
         problems=tuple(problems),
         split=split,
+        history=tuple(_numbers(row) for row in history),
     )
 
 

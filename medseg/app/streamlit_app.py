@@ -27,6 +27,7 @@ import pandas as pd
 import streamlit as st
 
 from medseg.app import settings
+from medseg.app.curves import curve_label, history_frames
 from medseg.app.overlays import (
     ERROR_LEGEND,
     PREDICTED,
@@ -305,8 +306,9 @@ def largest_area_slice(numbers: list[int], masks: np.ndarray) -> int:
 # ---------------------------------------------------------------- pages
 
 
-def pick_run() -> tuple[RunCard, Path | None, float] | None:
-    """Sidebar: the runs folder, the run, its card, the checkpoint and the threshold."""
+def pick_run() -> tuple[RunCard, Path | None, float, list[RunCard]] | None:
+    """Sidebar: the runs folder, the run, its card, the checkpoint and the threshold (and
+    every run found, for the training curves)."""
     with st.sidebar:
         st.header("Model")
         folder = folder_field("Runs folder", settings.models_dir(), "models_dir")
@@ -327,7 +329,7 @@ def pick_run() -> tuple[RunCard, Path | None, float] | None:
             help="A pixel (or patch) is tumour when its probability is at least this. "
                  "Moving it re-scores at once; the model is not run again.",
         )
-    return run, (run.path / chosen if chosen else None), threshold
+    return run, (run.path / chosen if chosen else None), threshold, runs
 
 
 def choose_patient(patients: list[str], split: dict[str, str], column) -> str:
@@ -639,7 +641,7 @@ def main() -> None:
             f"`medseg train configs/demo_lgg.yaml`, or point {where} at a folder of runs."
         )
         return
-    run, checkpoint, threshold = choice
+    run, checkpoint, threshold, runs = choice
     if checkpoint is None:
         show_error(f"Cannot load run {run.name}: no checkpoint file (see the run's problems)")
         return
@@ -650,7 +652,29 @@ def main() -> None:
         show_error(f"Cannot load run {run.name}: {err}")
         return
     st.caption(f"Run {code_span(run.name)}, checkpoint {code_span(checkpoint.name)}")
-    TASK_VIEWS[loaded.task](loaded, key, threshold, run)
+    model_tab, curves_tab = st.tabs(["Model output", "Training curves"])
+    with model_tab:
+        TASK_VIEWS[loaded.task](loaded, key, threshold, run)
+    with curves_tab:
+        training_curves(runs, run)
+
+
+def training_curves(runs: list[RunCard], current: RunCard) -> None:
+    """``history.csv`` of the chosen runs overlaid, one chart per quantity."""
+    with_history = {run.name: run for run in runs if run.history}
+    if not with_history:
+        st.info("No run has a history.csv yet.")
+        return
+    chosen = st.multiselect(
+        "Runs", list(with_history), key="curve_runs",
+        default=[current.name] if current.name in with_history else [],
+        help="Runs with a history.csv (one row per epoch); choose several to compare them.",
+    )
+    charts = list(history_frames([with_history[name] for name in chosen]).items())
+    for start in range(0, len(charts), 2):  # two charts a row
+        for column, (name, frame) in zip(st.columns(2), charts[start : start + 2], strict=False):
+            column.caption(curve_label(name))
+            column.line_chart(frame, x_label="epoch", height=220)
 
 
 def segmentation_view(loaded, key: CheckpointKey, threshold: float, run: RunCard) -> None:

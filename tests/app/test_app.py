@@ -92,6 +92,19 @@ def test_case_browser_follows_the_runs_split(monkeypatch, segmentation_run, tiny
     assert "Expert area (px)" in shown_metrics(at)
 
 
+def test_training_curves_overlay_the_chosen_runs(monkeypatch, segmentation_run, tiny_lgg):
+    at = start(monkeypatch, segmentation_run.parent, lgg=tiny_lgg)
+    runs = at.multiselect(key="curve_runs")
+    assert runs.value == [segmentation_run.name]  # the run in view
+    # one chart per history.csv quantity: loss, the 4 validation metrics, learning rate
+    assert [c.value for c in at.caption if c.value in (
+        "training loss", "validation Dice", "validation IoU", "validation patient Dice",
+        "validation empty-slice FP rate", "learning rate")] == [
+        "training loss", "validation Dice", "validation IoU", "validation patient Dice",
+        "validation empty-slice FP rate", "learning rate"]
+    assert not at.exception
+
+
 def test_demo_data_is_flagged_and_its_masks_called_synthetic(monkeypatch, segmentation_run,
                                                              tiny_lgg, tmp_path):
     demo = tmp_path / "demo"  # the tiny cases with the marker medseg demo-data writes

@@ -154,8 +154,9 @@ def test_folders_are_fixed_unless_the_picker_is_on(monkeypatch, tmp_path, segmen
     assert f"Runs folder: `{segmentation_run.parent}`" in captions  # read-only, verbatim
     assert f"Case folder (LGG kaggle_3m layout): `{tiny_lgg}`" in captions
     assert at.selectbox(key="run").options == [segmentation_run.name]
+    at.radio(key="patient_subset").set_value("all").run()
     patients = [p.name for p in list_patients(tiny_lgg)]
-    assert at.selectbox(key="patient").options == patients
+    assert [label.split(" (")[0] for label in at.selectbox(key="patient").options] == patients
 
     at = start(monkeypatch, segmentation_run.parent, lgg=tiny_lgg, picker=True)
     at.text_input(key="models_dir").set_value(str(elsewhere)).run()
