@@ -42,7 +42,7 @@ class LegendEntry:
 
 
 TRUE_POSITIVE = LegendEntry("True positive", (255, 221, 0), "tumour found by the model")
-FALSE_POSITIVE = LegendEntry("False positive", (255, 0, 255), "model marks tumour, expert did not")
+FALSE_POSITIVE = LegendEntry("False positive", (255, 0, 255), "model marks tumour, the reference does not")
 FALSE_NEGATIVE = LegendEntry("False negative", (0, 229, 255), "tumour the model missed")
 PREDICTED = LegendEntry("Predicted tumour", (255, 221, 0), "no expert mask to compare with")
 

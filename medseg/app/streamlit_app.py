@@ -142,7 +142,7 @@ def synthetic_note(folder: str) -> bool:
         show_error(str(err))
         return False
     if marker is not None:
-        st.info(SYNTHETIC_NOTES[marker["kind"]], icon="🧪")
+        st.info(SYNTHETIC_NOTES[marker["kind"]])
     return marker is not None
 
 
@@ -235,7 +235,8 @@ def slice_pictures(
     columns[-2].image(mask_picture(pred), caption=f"Model mask (p ≥ {threshold:.2f})",
                       width="stretch")
     if mask is not None:
-        columns[-1].image(error_overlay(background, pred, mask), caption="Overlay: model vs expert",
+        columns[-1].image(error_overlay(background, pred, mask),
+                          caption=f"Overlay: model vs {reference.lower()}",
                           width="stretch")
     else:
         columns[-1].image(prediction_overlay(background, pred), caption="Overlay: model",
