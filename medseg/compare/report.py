@@ -94,28 +94,34 @@ def table_metrics(task: str, rows: Sequence[dict[str, Any]]) -> list[str]:
 @dataclass(frozen=True)
 class Measure:
     """A per-run number the report compares between methods: a row key, its on-screen name
-    and its direction."""
+    and its direction. ``miss_is_past_last``: a run without a value (a target never reached)
+    counts as one epoch past its last, so it ranks behind every run that got there."""
 
     key: str
     label: str
     higher_is_better: bool = True
+    miss_is_past_last: bool = False
+
+    def value(self, row: dict[str, Any]) -> float:
+        """This measure of one run (NaN when the run lacks it)."""
+        if self.miss_is_past_last and row.get(self.key) in (None, "") and row.get("epochs"):
+            return float(row["epochs"]) + 1
+        return _value(row, self.key)
 
 
 #: the report's measures besides the test metrics: how fast and how well validation rose
 CURVE_MEASURES = (
     Measure("val_curve_area", "val curve area"),
-    Measure("epochs_to_target", "epochs to target", higher_is_better=False),
+    Measure("epochs_to_target", "epochs to target", higher_is_better=False,
+            miss_is_past_last=True),
 )
 #: Holm-adjusted p below this is reported as a difference
 ALPHA = 0.05
 
 
 def _value(row: dict[str, Any], key: str) -> float:
-    """``row[key]`` as a float (NaN when missing); a target never reached counts as one epoch
-    past the run's last, so a run that never gets there ranks behind every run that does."""
+    """``row[key]`` as a float (NaN when missing)."""
     value = row.get(key)
-    if key == "epochs_to_target" and value in (None, "") and row.get("epochs") not in (None, ""):
-        return float(row["epochs"]) + 1
     return math.nan if value is None or value == "" else float(value)
 
 
@@ -123,9 +129,9 @@ def _values(rows: Iterable[dict[str, Any]], key: str) -> list[float]:
     return [_value(row, key) for row in rows]
 
 
-def _by_seed(rows: Iterable[dict[str, Any]], method: str, key: str) -> dict[int, float]:
+def _by_seed(rows: Iterable[dict[str, Any]], method: str, measure: Measure) -> dict[int, float]:
     return {
-        int(row["seed"]): _value(row, key)
+        int(row["seed"]): measure.value(row)
         for row in rows if row["method"] == method and _counted(row)
     }
 
@@ -275,7 +281,7 @@ def _paired_table(
     for measure in measures:
         tests = []
         for method in others:
-            ours, theirs = _by_seed(rows, method, measure.key), _by_seed(rows, baseline, measure.key)
+            ours, theirs = _by_seed(rows, method, measure), _by_seed(rows, baseline, measure)
             common = sorted(set(ours) & set(theirs))
             tests.append(paired_difference([ours[s] for s in common], [theirs[s] for s in common]))
         adjusted = holm([test.p for test in tests])

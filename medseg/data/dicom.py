@@ -251,7 +251,7 @@ def _check_decodable(member: _Member, header: Dataset) -> None:
         raise DataError(f"{member.name}: no TransferSyntaxUID in the file meta information")
     try:
         available = get_decoder(syntax).is_available
-    except NotImplementedError:
+    except NotImplementedError:  # pydicom knows no decoder at all for this syntax
         available = False
     if not available:
         raise DataError(

@@ -70,11 +70,18 @@ def test_encoded_variants_decode_to_mr_small_or_are_refused_by_name(name):
             scan_dicom_series(path)
 
 
-def test_a_syntax_no_installed_decoder_reads_is_refused_before_decoding(monkeypatch):
+def _no_decoder_known(syntax):
+    raise NotImplementedError(f"no decoder for {syntax}")
+
+
+@pytest.mark.parametrize("get_decoder", [
+    lambda syntax: SimpleNamespace(is_available=False),  # a decoder whose plugin is missing
+    _no_decoder_known,  # pydicom knows no decoder at all
+])
+def test_a_syntax_no_installed_decoder_reads_is_refused_before_decoding(monkeypatch, get_decoder):
     """JPEG-LS needs a plugin (highdicom brings pyjpegls); without one, a clear refusal."""
     path = Path(get_testdata_file("MR_small_jpeg_ls_lossless.dcm"))
-    monkeypatch.setattr(medseg.data.dicom, "get_decoder",
-                        lambda syntax: SimpleNamespace(is_available=False))
+    monkeypatch.setattr(medseg.data.dicom, "get_decoder", get_decoder)
     with pytest.raises(DataError) as err:
         read_dicom_series(path)
     assert str(err.value).count("\n") == 0
