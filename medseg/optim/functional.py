@@ -1,14 +1,19 @@
 """In-place gradient transforms on lists of tensors: ZNorm's z-score, Gradient Centralization and
 block normalization.
 
-Two implementations, with the same statistics. Off the CPU (``_BLOCKED_DEVICE_TYPES``), the
-multi-tensor one: tensors are grouped by device and dtype, one reduction per tensor takes its
-signed sum (no multi-tensor op does), and every other op, full-size updates included, is one
-op per group (``torch._foreach_*``), whatever the number of tensors. On the CPU, where a
-multi-tensor op is a loop over the tensors anyway, each tensor is transformed on its own with
-its passes back to back, so it is read from memory once while it sits in cache (about twice as
-fast, see docs/benchmarks.md). Nothing of a tensor's size is allocated for fp32/fp64 tensors;
-fp16/bf16 tensors are standardized through an fp32 copy.
+Two implementations of ``znorm_`` and ``centralize_``, with the same statistics. On CUDA, the
+packed one (:class:`_Packed`): the tensors of each device and dtype are copied into the rows of
+one zero-padded matrix, every statistic (per tensor or per output channel) is a reduction along
+the rows followed by one segmented float64 sum over each segment's rows, and the result is
+copied back, so the number of dispatched compute ops does not depend on the number of tensors.
+On the CPU, where a multi-tensor op is a loop over the tensors anyway, each tensor is
+transformed on its own with its passes back to back, so it is read from memory once while it
+sits in cache (about twice as fast, see docs/benchmarks.md); devices without the packed form's
+kernels (``_PACKED_DEVICE_TYPES``: float64 and ``torch.segment_reduce``) take that path too.
+The packed form allocates one copy of the group's gradients (in fp32 for fp16/bf16); the
+per-tensor form allocates nothing of a tensor's size for fp32/fp64 tensors and standardizes
+fp16/bf16 tensors through an fp32 copy. ``blocknorm_`` is multi-tensor (``torch._foreach_*``)
+on every device.
 
 Example:
     >>> grads = [p.grad for p in model.parameters() if p.grad is not None]
@@ -19,9 +24,10 @@ Example:
 
 from __future__ import annotations
 
+import functools
 import math
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from typing import Literal
 
 import torch
@@ -33,8 +39,14 @@ GRANULARITIES: tuple[str, ...] = ("tensor", "channel")
 _LOW_PRECISION = (torch.float16, torch.bfloat16)
 _NORM_CHUNK = 65536
 # Devices on which tensors are transformed one at a time, each while it is in cache, rather
-# than by multi-tensor ops (one pass over all tensors per step); see docs/znorm.md.
+# than packed (one pass over all tensors per step); see docs/znorm.md.
 _BLOCKED_DEVICE_TYPES: tuple[str, ...] = ("cpu",)
+# Devices with the kernels the packed form needs (float64 and ``torch.segment_reduce``); the
+# others transform one tensor at a time.
+_PACKED_DEVICE_TYPES: tuple[str, ...] = ("cpu", "cuda")
+# Row lengths of the packed matrix, longest first: the longest that pads the group by at most
+# an eighth is taken (1 never pads).
+_ROW_LENGTHS: tuple[int, ...] = tuple(2**k for k in range(12, -1, -1))
 
 
 def check_znorm_settings(granularity: str, eps: float, min_ndim: int) -> None:
@@ -88,18 +100,17 @@ def znorm_(
     selected = _select(tensors, min_ndim)
     per_channel = granularity == "channel"
     for group in _group_by_device_and_dtype(selected):
-        low_precision = group[0].dtype in _LOW_PRECISION
-        if group[0].device.type in _BLOCKED_DEVICE_TYPES:
-            for t in group:
-                one = t.float() if low_precision else t
-                _standardize_one_(one, _channel_dims(t) if per_channel and t.ndim > 1 else None, eps)
-                if one is not t:
-                    t.copy_(one)
+        if _packs(group[0].device):
+            packed = _Packed(group, per_channel=per_channel)
+            _standardize_packed_(packed, eps)
+            packed.unpack_()
             continue
-        work = [t.float() for t in group] if low_precision else group
-        _standardize_(work, eps, per_channel=per_channel)
-        if work is not group:
-            torch._foreach_copy_(group, work)
+        low_precision = group[0].dtype in _LOW_PRECISION
+        for t in group:
+            one = t.float() if low_precision else t
+            _standardize_one_(one, _channel_dims(t) if per_channel and t.ndim > 1 else None, eps)
+            if one is not t:
+                t.copy_(one)
 
 
 def centralize_(tensors: Tensor | Iterable[Tensor], *, conv_only: bool = False) -> None:
@@ -124,12 +135,16 @@ def centralize_(tensors: Tensor | Iterable[Tensor], *, conv_only: bool = False) 
     """
     selected = _select(tensors, min_ndim=4 if conv_only else 2)
     for group in _group_by_device_and_dtype(selected):
-        if group[0].device.type in _BLOCKED_DEVICE_TYPES:
-            for t in group:
-                t.sub_(t.mean(dim=_channel_dims(t), keepdim=True, dtype=torch.float32))
+        if _packs(group[0].device):
+            packed = _Packed(group, per_channel=True)
+            sums = packed.segment_sums(packed.buffer.sum(dim=1))
+            packed.buffer.sub_(packed.per_row((sums / packed.counts).to(packed.buffer.dtype)))
+            packed.unpack_()
             continue
-        means = [t.mean(dim=_channel_dims(t), keepdim=True, dtype=torch.float32) for t in group]
-        torch._foreach_sub_(group, means)
+        # fp16/bf16 means in fp32 (the subtraction then rounds once); fp32/fp64 in their dtype
+        dtype = torch.float32 if group[0].dtype in _LOW_PRECISION else group[0].dtype
+        for t in group:
+            t.sub_(t.mean(dim=_channel_dims(t), keepdim=True, dtype=dtype))
 
 
 def blocknorm_(
@@ -204,92 +219,171 @@ def _channel_dims(t: Tensor) -> tuple[int, ...]:
     return tuple(range(1, t.ndim))
 
 
-def _standardize_(tensors: list[Tensor], eps: float, *, per_channel: bool) -> None:
-    """Z-score fp32/fp64 tensors of one device and dtype in place (per channel; one mean and
-    std per tensor goes to :func:`_standardize_tensors_`).
+def _packs(device: torch.device) -> bool:
+    """Whether the tensors of ``device`` are transformed packed (else one at a time)."""
+    return device.type in _PACKED_DEVICE_TYPES and device.type not in _BLOCKED_DEVICE_TYPES
 
-    Four passes over the data: sums, centring, norms, division. The statistics of all
-    tensors live in flat vectors (one entry per tensor, or per channel) so the arithmetic on
-    them is a handful of small vectorized ops.
+
+class _Packed:
+    """The tensors of one device and dtype, copied into the rows of one zero-padded matrix.
+
+    A tensor is one *segment* (``per_channel=False``, and 1-D tensors), or one segment per
+    slice along dim 0. Every segment starts a row and fills ``ceil(length / row_length)`` rows,
+    its last one padded with zeros; within a segment the elements are in the tensor's memory
+    order, so a dense tensor packed whole has the same strides in the matrix as outside it
+    (copies in and out are then plain ``torch._foreach_copy_``, one multi-tensor launch on
+    CUDA). A per-segment statistic is a reduction along the rows (all rows at once) followed
+    by one float64 ``torch.segment_reduce`` over each segment's rows; a per-segment value
+    broadcasts back over the rows with one ``repeat_interleave``. The number of dispatched
+    compute ops is the same for any number of tensors; only view ops (``as_strided``: one per
+    tensor, and one per padded tensor for its padding; no kernel) grow with it. fp16/bf16
+    tensors are packed in fp32 and rounded once when copied back.
     """
-    if not per_channel:
-        _standardize_tensors_(tensors, eps)
-        return
-    per_channel_dims = [_channel_dims(t) if t.ndim > 1 else None for t in tensors]
-    stat_shapes = [
-        (t.shape[0],) + (1,) * (t.ndim - 1) if dims else (1,) * t.ndim
-        for t, dims in zip(tensors, per_channel_dims, strict=True)
-    ]
-    stat_sizes = [shape[0] for shape in stat_shapes]
-    dtype, device = tensors[0].dtype, tensors[0].device
-    counts = (
-        torch.tensor([t.numel() // size for t, size in zip(tensors, stat_sizes, strict=True)])
-        .repeat_interleave(torch.tensor(stat_sizes))
-        .to(device=device, dtype=dtype, non_blocking=True)
-    )
 
-    def per_tensor(flat: Tensor) -> list[Tensor]:
-        """Views of a flat statistics vector, shaped to broadcast against each tensor."""
-        return [
-            chunk.view(shape)
-            for chunk, shape in zip(flat.split(stat_sizes), stat_shapes, strict=True)
-        ]
+    def __init__(self, tensors: list[Tensor], *, per_channel: bool) -> None:
+        self.tensors = tensors
+        dtype = torch.float32 if tensors[0].dtype in _LOW_PRECISION else tensors[0].dtype
+        device = tensors[0].device
+        # per tensor: its number of segments, their length and the rows each fills
+        self.segments = [t.shape[0] if per_channel and t.ndim > 1 else 1 for t in tensors]
+        self.lengths = [t.numel() // s for t, s in zip(tensors, self.segments, strict=True)]
+        row_length = _row_length(tuple(self.segments), tuple(self.lengths))
+        self.rows = [-(-m // row_length) for m in self.lengths]
+        total_rows = sum(s * k for s, k in zip(self.segments, self.rows, strict=True))
+        self.buffer = torch.empty(total_rows, row_length, dtype=dtype, device=device)
+        self.views: list[Tensor] = []  # each tensor's copy, in its shape
+        self.offsets: list[int] = []  # where each tensor's copy starts in the matrix
+        pads: list[Tensor] = []
+        offset = 0
+        for t, s, m, k in zip(tensors, self.segments, self.lengths, self.rows, strict=True):
+            span = k * row_length  # a segment's elements and padding
+            self.views.append(self.buffer.as_strided(t.shape, _packed_strides(t, s, span), offset))
+            self.offsets.append(offset)
+            if span > m:
+                pads.append(self.buffer.as_strided((s, span - m), (span, 1), offset + m))
+            offset += s * span
+        # an empty view when nothing is padded keeps the op count independent of the layout
+        self.pads = pads or [self.buffer.view(-1)[:0]]
+        # per segment: its number of rows and of elements
+        segments = torch.tensor(self.segments)
+        rows = torch.tensor(self.rows).repeat_interleave(segments)
+        counts = torch.tensor(self.lengths, dtype=torch.float64).repeat_interleave(segments)
+        self.rows_per_segment = rows.to(device, non_blocking=True)
+        self.counts = counts.to(device, non_blocking=True)
+        self.zero_padding_()
+        torch._foreach_copy_(self.views, tensors)
 
-    sums = torch.cat(
-        [
-            torch.sum(t, dim=dims).reshape(-1)
-            for t, dims in zip(tensors, per_channel_dims, strict=True)
-        ]
-    )
-    means = sums / counts
-    # A sum that overflowed must not be subtracted: its tensor is left as is and rescued below.
-    centred = torch.isfinite(means)
-    torch._foreach_sub_(tensors, per_tensor(torch.where(centred, means, 0)))
-    norms = torch.cat(
-        [
-            torch.linalg.vector_norm(t, dim=dims).reshape(-1)
-            for t, dims in zip(tensors, per_channel_dims, strict=True)
-        ]
-    )
-    denominators = norms / counts.sqrt() + eps
+    def zero_padding_(self) -> None:
+        torch._foreach_zero_(self.pads)
+
+    def block(self, index: int) -> Tensor:
+        """The packed copy of tensor ``index`` as a (segments, segment length) view."""
+        span = self.rows[index] * self.buffer.shape[1]
+        shape = (self.segments[index], self.lengths[index])
+        return self.buffer.as_strided(shape, (span, 1), self.offsets[index])
+
+    def segment_sums(self, row_values: Tensor) -> Tensor:
+        """The float64 sum over each segment's rows of ``row_values`` (one value per row)."""
+        return torch.segment_reduce(
+            row_values.to(torch.float64), "sum", lengths=self.rows_per_segment, unsafe=True
+        )
+
+    def per_row(self, values: Tensor) -> Tensor:
+        """One value per segment, repeated over the segment's rows, as a column."""
+        rows = self.buffer.shape[0]
+        return values.repeat_interleave(self.rows_per_segment, output_size=rows).unsqueeze(1)
+
+    def unpack_(self) -> None:
+        """Copy the packed values back into the tensors (rounding fp16/bf16 once)."""
+        torch._foreach_copy_(self.tensors, self.views)
+
+
+@functools.lru_cache(maxsize=64)
+def _row_length(segments: tuple[int, ...], lengths: tuple[int, ...]) -> int:
+    """The longest of ``_ROW_LENGTHS`` whose padding adds at most an eighth to the elements of
+    segments of these lengths (``segments[i]`` segments of ``lengths[i]`` elements)."""
+    total = sum(s * m for s, m in zip(segments, lengths, strict=True))
+    for row_length in _ROW_LENGTHS:
+        padded = sum(s * -(-m // row_length) for s, m in zip(segments, lengths, strict=True))
+        if 8 * padded * row_length <= 9 * total:
+            return row_length
+    return 1
+
+
+def _packed_strides(t: Tensor, segments: int, span: int) -> tuple[int, ...]:
+    """The strides of ``t``'s copy in the packed matrix: ``t``'s own if its elements fill a
+    dense block of memory (with dim 0 outermost when it is split into segments), else
+    contiguous ones; with ``span`` between segments."""
+    strides = tuple(t.stride())
+    dense = _is_dense(t.shape, strides)
+    if segments == 1:
+        return strides if dense else _contiguous_strides(t.shape)
+    if dense and strides[0] == t.numel() // segments:  # dim 0 outermost in memory
+        return (span, *strides[1:])
+    return (span, *_contiguous_strides(t.shape[1:]))
+
+
+def _is_dense(shape: Sequence[int], strides: Sequence[int]) -> bool:
+    """Whether the elements of a tensor of this shape and these strides fill a dense block of
+    memory (in some order of the dims): no gaps, no overlaps."""
+    expected = 1
+    for size, stride in sorted(zip(shape, strides, strict=True), key=lambda pair: pair[1]):
+        if size == 1:
+            continue
+        if stride != expected:
+            return False
+        expected *= size
+    return True
+
+
+def _contiguous_strides(shape: Sequence[int]) -> tuple[int, ...]:
+    strides: list[int] = []
+    step = 1
+    for size in reversed(shape):
+        strides.append(step)
+        step *= max(size, 1)
+    return tuple(reversed(strides))
+
+
+def _standardize_packed_(packed: _Packed, eps: float) -> None:
+    """Z-score every segment of ``packed`` in place, with the statistics of
+    :func:`_standardize_one_`: sums, centring, norms, division (four passes over the matrix).
+
+    Row sums and row norms are taken in the working dtype over at most 4096 elements each, and
+    summed per segment in float64, so the statistics are as accurate as the per-tensor ones.
+    A segment whose sum or norm overflows the working dtype, or whose std cannot be resolved
+    next to ``eps``, is rescued as on the CPU: its tensor is rescaled by powers of two (see
+    :func:`_rescaled_denominator_`), which reads one flag back to the host per call.
+    """
+    buffer = packed.buffer
+    dtype = buffer.dtype
+    sums = packed.segment_sums(buffer.sum(dim=1))
+    # A sum that overflows the working dtype is not subtracted: its tensor is rescued below.
+    centred = torch.isfinite(sums.to(dtype))
+    buffer.sub_(packed.per_row(torch.where(centred, sums / packed.counts, 0).to(dtype)))
+    packed.zero_padding_()  # the padding became -mean: back to zeros before the norms
+    row_norms = torch.linalg.vector_norm(buffer, dim=1).to(torch.float64)
+    norms64 = packed.segment_sums(row_norms.square_()).sqrt_()  # fp64: no square overflows
+    norms = norms64.to(dtype)  # inf where the norm overflows the working dtype: rescued
+    denominators = (norms64 / packed.counts.sqrt() + eps).to(dtype)
     rescue = _needs_rescue(centred, norms, denominators)
     if rescue.any():
-        flags = rescue.split(stat_sizes)
-        views = per_tensor(denominators)
-        for t, dims, flag, view in zip(tensors, per_channel_dims, flags, views, strict=True):
-            if flag.any():
-                view.copy_(_rescaled_denominator_(t, dims, eps))
-    torch._foreach_div_(tensors, per_tensor(denominators.clamp_min_(torch.finfo(dtype).tiny)))
-
-
-def _standardize_tensors_(tensors: list[Tensor], eps: float) -> None:
-    """Z-score fp32/fp64 tensors of one device and dtype in place, one mean and std each.
-
-    The full-size work is three multi-tensor ops (centring, norms, division) and one
-    reduction per tensor (its sum: no multi-tensor op takes a signed sum). The per-tensor
-    statistics broadcast as 0-d views of one vector (a single ``unbind``).
-    """
-    dtype, device = tensors[0].dtype, tensors[0].device
-    counts = torch.tensor([t.numel() for t in tensors], dtype=dtype).to(device, non_blocking=True)
-    means = torch.stack([torch.sum(t) for t in tensors]) / counts
-    # A sum that overflowed must not be subtracted: its tensor is left as is and rescued below.
-    centred = torch.isfinite(means)
-    torch._foreach_sub_(tensors, torch.where(centred, means, 0).unbind())
-    norms = _tensor_norms(tensors)
-    denominators = norms / counts.sqrt() + eps
-    rescue = _needs_rescue(centred, norms, denominators)
-    if rescue.any():
-        for index in rescue.nonzero().flatten().tolist():
-            denominators[index] = _rescaled_denominator_(tensors[index], None, eps).reshape(())
-    torch._foreach_div_(tensors, denominators.clamp_min_(torch.finfo(dtype).tiny).unbind())
+        flags = rescue.tolist()
+        first = 0
+        for index, segments in enumerate(packed.segments):
+            if any(flags[first : first + segments]):
+                rescued = _rescaled_denominator_(packed.block(index), (1,), eps)
+                denominators[first : first + segments] = rescued.view(-1)
+            first += segments
+    buffer.div_(packed.per_row(denominators.clamp_min_(torch.finfo(dtype).tiny)))
 
 
 def _standardize_one_(t: Tensor, dims: tuple[int, ...] | None, eps: float) -> None:
     """Z-score one fp32/fp64 tensor in place (per channel along ``dims``, or whole if
-    ``None``), with the statistics of :func:`_standardize_`. Its passes run back to back, so
-    a tensor that fits in the CPU's cache is read from memory once. Meant for CPU tensors:
-    the whole-tensor statistics are read back as Python numbers (no cost on a CPU), which
-    keeps the number of small ops per tensor low."""
+    ``None``), with the statistics of :func:`_standardize_packed_`. Its passes run back to
+    back, so a tensor that fits in the CPU's cache is read from memory once. Meant for CPU
+    tensors: the whole-tensor statistics are read back as Python numbers (no cost on a CPU),
+    which keeps the number of small ops per tensor low."""
     if dims:
         _standardize_channels_(t, dims, eps)
         return

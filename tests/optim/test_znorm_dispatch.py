@@ -1,7 +1,13 @@
-"""The two implementations of znorm_/centralize_/blocknorm_: the multi-tensor one (used off
-the CPU; forced here on CPU tensors) dispatches a number of ops that does not grow with the
-number of tensors, except for the one signed sum per tensor that no multi-tensor op computes;
-the per-tensor (cache-blocked) one used on the CPU gives the same values."""
+"""The two implementations of znorm_/centralize_: the packed one (used on CUDA; forced here on
+CPU tensors) dispatches the same compute ops whatever the number of tensors; the per-tensor
+(cache-blocked) one, the CPU default, gives the same values. blocknorm_ is multi-tensor on
+every device and dispatches a constant number of ops too.
+
+"Compute ops" are the aten ops that are not views (``OpOverload.is_view``). View ops
+(``as_strided``, ``view``, ``unsqueeze``, ...) only make tensor metadata and launch no kernel;
+the packed form makes one or two per tensor (its copies of the tensors inside the packed
+matrix), so they are counted apart.
+"""
 
 from __future__ import annotations
 
@@ -17,53 +23,138 @@ SHAPES = [(8, 3, 3, 3), (5, 7), (4, 2, 5), (16, 4, 1, 1), (3, 6), (2, 9, 2)]
 
 
 class OpCounter(TorchDispatchMode):
-    """Counts the aten ops dispatched while it is active."""
+    """Counts the aten ops dispatched while it is active: compute ops and view ops apart."""
 
     def __init__(self) -> None:
         super().__init__()
-        self.ops: Counter[str] = Counter()
+        self.compute: Counter[str] = Counter()
+        self.views: Counter[str] = Counter()
 
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
-        self.ops[str(func)] += 1
+        (self.views if func.is_view else self.compute)[str(func)] += 1
         return func(*args, **(kwargs or {}))
 
 
 @pytest.fixture
 def multi_tensor(monkeypatch):
-    """Use the multi-tensor implementation on the CPU too."""
+    """Use the packed (multi-tensor) implementation on the CPU too."""
     monkeypatch.setattr(functional, "_BLOCKED_DEVICE_TYPES", ())
 
 
-def tensors(n: int, seed: int = 0) -> list[torch.Tensor]:
+def tensors(n: int, seed: int = 0, dtype: torch.dtype = torch.float32) -> list[torch.Tensor]:
     gen = torch.Generator().manual_seed(seed)
-    return [torch.randn(SHAPES[i % len(SHAPES)], generator=gen) * (i + 1) for i in range(n)]
+    grads = [torch.randn(SHAPES[i % len(SHAPES)], generator=gen) * (i + 1) for i in range(n)]
+    return [g.to(dtype) for g in grads]
 
 
-def ops_of(transform, n: int) -> Counter[str]:
-    grads = tensors(n)
+def count(transform, grads: list[torch.Tensor]) -> OpCounter:
     with OpCounter() as counter:
         transform(grads)
-    return counter.ops
+    return counter
+
+
+TRANSFORMS = {
+    "znorm_": lambda g: znorm_(g),
+    "znorm_-channel": lambda g: znorm_(g, granularity="channel"),
+    "znorm_-min_ndim-1": lambda g: znorm_(g, granularity="channel", min_ndim=1),
+    "centralize_": lambda g: centralize_(g),
+    "blocknorm_": lambda g: blocknorm_(g),
+}
 
 
 @pytest.mark.usefixtures("multi_tensor")
+@pytest.mark.parametrize("transform", TRANSFORMS.values(), ids=TRANSFORMS.keys())
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.bfloat16])
+def test_multi_tensor_op_count_does_not_grow_with_the_number_of_tensors(transform, dtype):
+    if transform is TRANSFORMS["blocknorm_"] and dtype is torch.bfloat16:
+        pytest.skip("blocknorm_ takes one fp32 copy per fp16/bf16 tensor (not packed)")
+    few, many = count(transform, tensors(3, dtype=dtype)), count(transform, tensors(60, dtype=dtype))
+    assert few.compute == many.compute
+    assert sum(many.compute.values()) <= 60
+    # nothing runs once per tensor: the per-tensor reductions of the former multi-tensor form
+    # (one torch.sum, torch.mean or vector_norm per tensor) and per-tensor fp32 copies are gone
+    assert max(many.compute.values()) <= 6
+    assert sum(many.views.values()) <= 3 * 60 + 10  # a tensor's copy and its padding: views
+
+
+@pytest.mark.usefixtures("multi_tensor")
+@pytest.mark.parametrize("transform", list(TRANSFORMS.values())[:4], ids=list(TRANSFORMS)[:4])
+def test_the_packed_form_copies_each_group_in_and_out_once(transform):
+    ops = count(transform, tensors(60)).compute
+    assert ops["aten._foreach_copy_.default"] == 2  # in and out, all tensors at once
+    assert ops["aten.sum.dim_IntList"] == 1  # the row sums of the whole packed matrix
+    assert "aten.sum.default" not in ops and "aten.mean.dim" not in ops
+
+
+def test_the_cpu_default_transforms_one_tensor_at_a_time():
+    # the per-tensor form is the faster one on a CPU (docs/benchmarks.md): nothing is packed
+    for transform in list(TRANSFORMS.values())[:4]:
+        ops = count(transform, tensors(12)).compute
+        assert "aten.segment_reduce.default" not in ops
+        assert "aten._foreach_copy_.default" not in ops
+
+
+def test_devices_without_the_packed_kernels_transform_one_tensor_at_a_time(monkeypatch):
+    monkeypatch.setattr(functional, "_BLOCKED_DEVICE_TYPES", ())
+    monkeypatch.setattr(functional, "_PACKED_DEVICE_TYPES", ("cuda",))
+    ops = count(TRANSFORMS["znorm_"], tensors(12)).compute
+    assert "aten.segment_reduce.default" not in ops
+
+
+def fast_path_eligible(lists: list[list[torch.Tensor]]) -> bool:
+    """What CUDA's multi-tensor kernels need to run as one launch (ATen's ForeachUtils.h,
+    check_fast_path_restrictions): dense tensors, and the i-th tensors of all lists of the same
+    sizes and strides (a size-1 dim's stride does not count)."""
+
+    def strides(t):
+        return [s for s, n in zip(t.stride(), t.shape, strict=True) if n != 1]
+
+    return all(
+        functional._is_dense(t.shape, t.stride())
+        and t.shape == lists[0][i].shape
+        and strides(t) == strides(lists[0][i])
+        for tensor_list in lists
+        for i, t in enumerate(tensor_list)
+    )
+
+
+@pytest.mark.usefixtures("multi_tensor")
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_packed_copies_of_dense_tensors_are_single_launch_multi_tensor_copies(dtype):
+    """Per tensor, the copies keep the tensor's strides (channels_last, transposed): on CUDA
+    each of the two copies is one multi-tensor launch, not one copy per tensor."""
+    gen = torch.Generator().manual_seed(4)
+    grads = [
+        torch.randn(16, 8, 3, 3, generator=gen).contiguous(memory_format=torch.channels_last),
+        torch.randn(30, 20, generator=gen).t(),
+        torch.randn(6, 5, 4, generator=gen).permute(2, 0, 1),
+        torch.randn(64, 64, generator=gen),
+    ]
+    grads = [g.to(dtype) for g in grads]
+    seen: list[list[list[torch.Tensor]]] = []
+
+    class Recorder(TorchDispatchMode):
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            if str(func).startswith("aten._foreach"):
+                seen.append([list(a) for a in args if isinstance(a, (list, tuple))])
+            return func(*args, **(kwargs or {}))
+
+    with Recorder():
+        znorm_(grads)
+    assert len(seen) == 4  # two copies, two zeroings of the padding
+    assert all(fast_path_eligible(lists) for lists in seen)
+
+
 @pytest.mark.parametrize(
-    ("transform", "per_tensor_op"),
-    [
-        (lambda g: znorm_(g), "aten.sum.default"),
-        (lambda g: centralize_(g), "aten.mean.dim"),
-        (lambda g: blocknorm_(g), None),
-    ],
-    ids=["znorm_", "centralize_", "blocknorm_"],
+    ("segments", "lengths"),
+    [((1,) * 6, (216, 35, 40, 64, 18, 36)), ((64, 128, 3), (576, 1152, 7)),
+     ((1, 1), (2_359_296, 10)), ((512,), (1,)), ((1,), (4096,))],
 )
-def test_multi_tensor_op_count_does_not_grow_with_the_number_of_tensors(transform, per_tensor_op):
-    few, many = ops_of(transform, 10), ops_of(transform, 100)
-    if per_tensor_op is not None:  # the signed sums: one reduction per tensor, nothing else
-        assert (few.pop(per_tensor_op), many.pop(per_tensor_op)) == (10, 100)
-    assert few == many
-    assert sum(many.values()) <= 40
-    full_size = {op: count for op, count in many.items() if op.startswith("aten._foreach")}
-    assert full_size and set(full_size.values()) == {1}  # each multi-tensor op runs once
+def test_the_packed_matrix_pads_by_at_most_an_eighth(segments, lengths):
+    row_length = functional._row_length(segments, lengths)
+    total = sum(s * m for s, m in zip(segments, lengths, strict=True))
+    padded = sum(s * -(-m // row_length) * row_length for s, m in zip(segments, lengths, strict=True))
+    assert padded * 8 <= total * 9
 
 
 MIXED = [
