@@ -8,42 +8,94 @@ Samples are dicts. LGG (segmentation): ``image`` float32 (3, S, S) normalized pe
 Pipelines return plain tensors; :func:`use_plain_tensors` (called once at start-up, as the
 ``medseg`` command and the app do) makes them faster by switching MONAI's MetaTensor tracking
 off for the process.
+
+The names below are imported on first use (PEP 562): importing one module of the package
+(``medseg.data.nifti``, say) no longer loads them all (MONAI, h5py, scikit-image, pydicom).
 """
 
-from medseg.data.check import DatasetReport, check_dataset
-from medseg.data.datasets import build_datasets
-from medseg.data.demo_lgg import write_demo_lgg
-from medseg.data.demo_marker import DEMO_MARKER, read_demo_marker
-from medseg.data.demo_pcam import write_demo_pcam
-from medseg.data.dicom import DicomSeries, DicomVolume, read_dicom_series, scan_dicom_series
-from medseg.data.lgg import (
-    LggScan,
-    Patient,
-    Slice,
-    find_lgg_root,
-    list_patients,
-    read_mask,
-    read_slice_image,
-    scan_lgg,
-)
-from medseg.data.nifti import (
-    Volume,
-    load_mask_volume,
-    load_volume,
-    normalize_sequence,
-    save_mask_volume,
-)
-from medseg.data.pcam import LoadPCamPatchd, pcam_files
-from medseg.data.sequences import SEQUENCES, SequencePlan, load_sequences, plan_sequences
-from medseg.data.splits import read_split_file, save_split, split_patients
-from medseg.data.transforms import (
-    LoadLGGSliced,
-    lgg_transforms,
-    pcam_transforms,
-    preprocess_image,
-    preprocess_patch,
-    use_plain_tensors,
-)
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from medseg.data.check import DatasetReport, check_dataset
+    from medseg.data.datasets import build_datasets
+    from medseg.data.demo_lgg import write_demo_lgg
+    from medseg.data.demo_marker import DEMO_MARKER, read_demo_marker
+    from medseg.data.demo_pcam import write_demo_pcam
+    from medseg.data.dicom import DicomSeries, DicomVolume, read_dicom_series, scan_dicom_series
+    from medseg.data.lgg import (
+        LggScan,
+        Patient,
+        Slice,
+        find_lgg_root,
+        list_patients,
+        read_mask,
+        read_slice_image,
+        scan_lgg,
+    )
+    from medseg.data.nifti import (
+        Volume,
+        load_mask_volume,
+        load_volume,
+        normalize_sequence,
+        save_mask_volume,
+    )
+    from medseg.data.pcam import LoadPCamPatchd, pcam_files
+    from medseg.data.sequences import SEQUENCES, SequencePlan, load_sequences, plan_sequences
+    from medseg.data.splits import read_split_file, save_split, split_patients
+    from medseg.data.transforms import (
+        LoadLGGSliced,
+        lgg_transforms,
+        pcam_transforms,
+        preprocess_image,
+        preprocess_patch,
+        use_plain_tensors,
+    )
+
+#: public name -> the module that defines it
+_EXPORTS: dict[str, str] = {
+    "DatasetReport": "medseg.data.check",
+    "check_dataset": "medseg.data.check",
+    "build_datasets": "medseg.data.datasets",
+    "write_demo_lgg": "medseg.data.demo_lgg",
+    "DEMO_MARKER": "medseg.data.demo_marker",
+    "read_demo_marker": "medseg.data.demo_marker",
+    "write_demo_pcam": "medseg.data.demo_pcam",
+    "DicomSeries": "medseg.data.dicom",
+    "DicomVolume": "medseg.data.dicom",
+    "read_dicom_series": "medseg.data.dicom",
+    "scan_dicom_series": "medseg.data.dicom",
+    "LggScan": "medseg.data.lgg",
+    "Patient": "medseg.data.lgg",
+    "Slice": "medseg.data.lgg",
+    "find_lgg_root": "medseg.data.lgg",
+    "list_patients": "medseg.data.lgg",
+    "read_mask": "medseg.data.lgg",
+    "read_slice_image": "medseg.data.lgg",
+    "scan_lgg": "medseg.data.lgg",
+    "Volume": "medseg.data.nifti",
+    "load_mask_volume": "medseg.data.nifti",
+    "load_volume": "medseg.data.nifti",
+    "normalize_sequence": "medseg.data.nifti",
+    "save_mask_volume": "medseg.data.nifti",
+    "LoadPCamPatchd": "medseg.data.pcam",
+    "pcam_files": "medseg.data.pcam",
+    "SEQUENCES": "medseg.data.sequences",
+    "SequencePlan": "medseg.data.sequences",
+    "load_sequences": "medseg.data.sequences",
+    "plan_sequences": "medseg.data.sequences",
+    "read_split_file": "medseg.data.splits",
+    "save_split": "medseg.data.splits",
+    "split_patients": "medseg.data.splits",
+    "LoadLGGSliced": "medseg.data.transforms",
+    "lgg_transforms": "medseg.data.transforms",
+    "pcam_transforms": "medseg.data.transforms",
+    "preprocess_image": "medseg.data.transforms",
+    "preprocess_patch": "medseg.data.transforms",
+    "use_plain_tensors": "medseg.data.transforms",
+}
 
 __all__ = [
     "DEMO_MARKER",
@@ -86,3 +138,16 @@ __all__ = [
     "write_demo_lgg",
     "write_demo_pcam",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *_EXPORTS})

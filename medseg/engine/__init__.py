@@ -1,5 +1,9 @@
 """Training, checkpoints, evaluation and prediction.
 
+The names below are imported on first use (PEP 562), so that a command loads only the
+modules it needs: ``medseg predict`` never loads the trainer, the gradient-analysis tools
+or the dataset pipelines. ``from medseg.engine import train`` works as before.
+
 Example:
     >>> from medseg.config import load_config
     >>> result = train(load_config("configs/demo_lgg.yaml"))
@@ -8,16 +12,39 @@ Example:
 
 from __future__ import annotations
 
-from medseg.engine.callbacks import EpochInfo, StepInfo, TrainCallback
-from medseg.engine.checkpoint import LoadedModel, load_checkpoint, load_model, save_checkpoint
-from medseg.engine.evaluation import evaluate
-from medseg.engine.inference import (
-    patch_probabilities,
-    predict_probabilities,
-    slice_probabilities,
-)
-from medseg.engine.predict import Prediction, predict_paths
-from medseg.engine.trainer import TrainResult, train
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from medseg.engine.callbacks import EpochInfo, StepInfo, TrainCallback
+    from medseg.engine.checkpoint import LoadedModel, load_checkpoint, load_model, save_checkpoint
+    from medseg.engine.evaluation import evaluate
+    from medseg.engine.inference import (
+        patch_probabilities,
+        predict_probabilities,
+        slice_probabilities,
+    )
+    from medseg.engine.predict import Prediction, predict_paths
+    from medseg.engine.trainer import TrainResult, train
+
+#: public name -> the module that defines it
+_EXPORTS: dict[str, str] = {
+    "EpochInfo": "medseg.engine.callbacks",
+    "StepInfo": "medseg.engine.callbacks",
+    "TrainCallback": "medseg.engine.callbacks",
+    "LoadedModel": "medseg.engine.checkpoint",
+    "load_checkpoint": "medseg.engine.checkpoint",
+    "load_model": "medseg.engine.checkpoint",
+    "save_checkpoint": "medseg.engine.checkpoint",
+    "evaluate": "medseg.engine.evaluation",
+    "patch_probabilities": "medseg.engine.inference",
+    "predict_probabilities": "medseg.engine.inference",
+    "slice_probabilities": "medseg.engine.inference",
+    "Prediction": "medseg.engine.predict",
+    "predict_paths": "medseg.engine.predict",
+    "TrainResult": "medseg.engine.trainer",
+    "train": "medseg.engine.trainer",
+}
 
 __all__ = [
     "EpochInfo",
@@ -36,3 +63,16 @@ __all__ = [
     "slice_probabilities",
     "train",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *_EXPORTS})

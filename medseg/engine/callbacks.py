@@ -13,11 +13,12 @@ Example:
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from torch import nn
 
-from medseg.analysis import OverlapRow
+if TYPE_CHECKING:  # an annotation only: medseg.analysis imports torchvision (torch._dynamo)
+    from medseg.analysis import OverlapRow
 
 GradStats = dict[str, dict[str, float]]
 

@@ -45,12 +45,11 @@ from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import nibabel as nib
 import numpy as np
 import torch
-from highdicom.seg import Segmentation
 from nibabel.orientations import apply_orientation
 from PIL import Image
 from PIL.PngImagePlugin import PngInfo
@@ -58,13 +57,6 @@ from PIL.PngImagePlugin import PngInfo
 from medseg import __version__
 from medseg.data import load_volume, read_slice_image, save_mask_volume
 from medseg.data.dicom import DicomSeries, is_dicom_file, scan_dicom_series
-from medseg.data.dicom_seg import (
-    CONTENT_DESCRIPTION,
-    build_segmentation,
-    save_segmentation,
-    seg_model_name,
-    seg_refusal,
-)
 from medseg.data.lgg import SKIPPED_NAMES, list_folder
 from medseg.data.nifti import Volume, count_volume_slices, inverse_transform, volume_channels
 from medseg.data.sequences import (
@@ -84,6 +76,9 @@ from medseg.engine.lesions import lesion_report
 from medseg.errors import CheckpointError, DataError, MedsegError
 from medseg.files import atomic_path, write_text
 from medseg.tasks import SEGMENTATION
+
+if TYPE_CHECKING:  # highdicom (medseg.data.dicom_seg) is imported only for a DICOM input
+    from highdicom.seg import Segmentation
 
 SLICE_SUFFIXES = (".tif", ".tiff", ".png", ".jpg", ".jpeg")
 VOLUME_SUFFIXES = (".nii", ".nii.gz")
@@ -297,6 +292,8 @@ def seg_source(plan: SequencePlan) -> tuple[DicomSeries | None, str | None]:
     """
     if not plan.reference.dicom:
         return None, None
+    from medseg.data.dicom_seg import seg_refusal
+
     series = _seg_sources(plan)
     refusal = seg_refusal(series)
     return (None, refusal) if refusal is not None else (series, None)
@@ -324,6 +321,8 @@ def is_prediction(path: Path) -> bool:
     if name.endswith(".json"):
         return _report_writer(path) == PREDICTION_MARK
     if name.endswith(".dcm"):
+        from medseg.data.dicom_seg import seg_model_name
+
         return seg_model_name(path) == PREDICTION_MARK
     try:
         if path.name.lower().endswith(VOLUME_SUFFIXES):
@@ -484,6 +483,8 @@ def prediction_segmentation(masks: np.ndarray, volume: Volume, plan: SequencePla
     Raises:
         DataError: when highdicom refuses the source series.
     """
+    from medseg.data.dicom_seg import CONTENT_DESCRIPTION, build_segmentation
+
     keys = ", ".join(source.key for source in plan.inputs)
     parameters = {"threshold": f"{threshold:g}",
                   "sequences": f"{keys} repeated into 3 channels" if plan.single else keys}
@@ -538,6 +539,8 @@ def _run_volume(job: _Job, nifti: Path, model: torch.nn.Module, size: int, thres
         raise _write_error(nifti, err) from None
     record.files.append(nifti)
     if seg is not None and job.seg is not None:
+        from medseg.data.dicom_seg import save_segmentation
+
         try:
             save_segmentation(seg, job.seg)
         except OSError as err:
