@@ -1,24 +1,113 @@
-"""Binary classification metrics: accuracy, sensitivity, specificity and ROC AUC (MONAI).
+"""Binary classification metrics: accuracy, sensitivity, specificity and ROC AUC (MONAI),
+the confusion counts at a threshold and the ROC curve.
 
 Example:
     >>> meter = ClassificationMeter()
     >>> meter.update(torch.tensor([0.9, 0.2, 0.6]), torch.tensor([1, 0, 0]))
     >>> meter.compute()["accuracy"]
     0.6666666666666666
+    >>> confusion_counts([0.9, 0.2, 0.6], [1, 0, 0], threshold=0.5)
+    {'tp': 1, 'fp': 1, 'tn': 1, 'fn': 0}
+    >>> fpr, tpr, thresholds = roc_curve([0.9, 0.2, 0.6], [1, 0, 0])
+    >>> fpr.tolist(), tpr.tolist()
+    ([0.0, 0.0, 0.5, 1.0], [0.0, 1.0, 1.0, 1.0])
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
+import numpy as np
 import torch
 
+#: what the functions here take: a tensor, an array or a list, (B,) or (B, 1)
+Scores = torch.Tensor | np.ndarray | Sequence[float]
 
-def _flat(values: torch.Tensor, name: str) -> torch.Tensor:
+
+def _flat(values: Scores, name: str) -> torch.Tensor:
     values = torch.as_tensor(values).detach()
     if values.ndim == 2 and values.shape[1] == 1:
         values = values[:, 0]
     if values.ndim != 1:
         raise ValueError(f"{name} must be (B,) or (B, 1), got {tuple(values.shape)}")
     return values.float().cpu()
+
+
+def _checked(probs: Scores, labels: Scores) -> tuple[torch.Tensor, torch.Tensor]:
+    """(B,) float32 probabilities and labels, validated as :meth:`ClassificationMeter.update`."""
+    probs_flat, labels_flat = _flat(probs, "probs"), _flat(labels, "labels")
+    if len(probs_flat) != len(labels_flat):
+        raise ValueError(f"got {len(probs_flat)} probs and {len(labels_flat)} labels")
+    if not torch.isin(labels_flat, torch.tensor([0.0, 1.0])).all():
+        raise ValueError("labels must be 0 or 1")
+    return probs_flat, labels_flat
+
+
+def confusion_counts(probs: Scores, labels: Scores, threshold: float = 0.5) -> dict[str, int]:
+    """True/false positives and negatives at ``threshold``: the decision rule of this module.
+
+    Args:
+        probs: positive-class probabilities (B,) or (B, 1): tensor, array or list. Compared in
+            float32, as :class:`ClassificationMeter` does.
+        labels: 0/1 labels (B,) or (B, 1).
+        threshold: a sample is predicted positive when its probability is ``>= threshold``.
+
+    Returns:
+        ``{"tp": ..., "fp": ..., "tn": ..., "fn": ...}`` (ints).
+
+    Raises:
+        ValueError: on mismatched lengths, bad shapes or labels other than 0 and 1.
+    """
+    probs_flat, labels_flat = _checked(probs, labels)
+    predicted = probs_flat >= threshold
+    positive = labels_flat == 1
+    return {
+        "tp": int((predicted & positive).sum()),
+        "fp": int((predicted & ~positive).sum()),
+        "tn": int((~predicted & ~positive).sum()),
+        "fn": int((~predicted & positive).sum()),
+    }
+
+
+def roc_curve(probs: Scores, labels: Scores) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The ROC curve: one point per distinct probability, tied probabilities as one step.
+
+    Point ``i`` holds the rates when a sample is positive iff its probability is
+    ``>= thresholds[i]`` (the rule of :func:`confusion_counts`). The first threshold is
+    ``inf`` (point (0, 0)); the last is the smallest probability (point (1, 1)). Every point is
+    kept (no thinning of collinear points). ``np.trapezoid(tpr, fpr)`` is the ROC AUC, ties
+    counting half.
+
+    With one class only, the rate of the missing class is undefined: NaN at every point (no
+    warning), as :class:`ClassificationMeter` reports NaN for its AUC, sensitivity or
+    specificity; so the area is NaN too.
+
+    Args:
+        probs: positive-class probabilities (B,) or (B, 1) (compared in float32, as the meter).
+        labels: 0/1 labels (B,) or (B, 1).
+
+    Returns:
+        (false-positive rates, true-positive rates, thresholds), float64 arrays of equal length,
+        rates non-decreasing and thresholds decreasing.
+
+    Raises:
+        ValueError: on no samples, mismatched lengths, bad shapes or labels other than 0 and 1.
+    """
+    probs_flat, labels_flat = _checked(probs, labels)
+    if len(probs_flat) == 0:
+        raise ValueError("roc_curve(): no samples")
+    scores = probs_flat.numpy().astype(np.float64)
+    order = np.argsort(-scores, kind="stable")
+    scores, positive = scores[order], labels_flat.numpy()[order] == 1
+    # last sample of each run of equal probabilities: the curve only moves between runs
+    ends = np.append(np.flatnonzero(np.diff(scores)), len(scores) - 1)
+    tps = np.append(0, np.cumsum(positive)[ends])
+    fps = np.append(0, ends + 1) - tps
+    n_positive, n_negative = tps[-1], fps[-1]
+    nan = np.full(len(tps), np.nan)
+    tpr = tps / n_positive if n_positive else nan
+    fpr = fps / n_negative if n_negative else nan
+    return fpr, tpr, np.append(np.inf, scores[ends])
 
 
 class ClassificationMeter:
@@ -50,11 +139,7 @@ class ClassificationMeter:
         Raises:
             ValueError: on mismatched lengths or labels other than 0 and 1.
         """
-        probs_flat, labels_flat = _flat(probs, "probs"), _flat(labels, "labels")
-        if len(probs_flat) != len(labels_flat):
-            raise ValueError(f"got {len(probs_flat)} probs and {len(labels_flat)} labels")
-        if not torch.isin(labels_flat, torch.tensor([0.0, 1.0])).all():
-            raise ValueError("labels must be 0 or 1")
+        probs_flat, labels_flat = _checked(probs, labels)
         self._probs.extend(probs_flat.tolist())
         self._labels.extend(labels_flat.long().tolist())
 
@@ -75,19 +160,16 @@ class ClassificationMeter:
             raise ValueError("ClassificationMeter.compute(): no samples were added")
         probs = torch.tensor(self._probs)
         labels = torch.tensor(self._labels)
-        predicted = probs >= self.threshold
-        positive = labels == 1
-        n_positive = int(positive.sum())
-        n_negative = len(labels) - n_positive
-        true_positive = int((predicted & positive).sum())
-        true_negative = int((~predicted & ~positive).sum())
+        counts = confusion_counts(probs, labels, self.threshold)
+        n_positive = counts["tp"] + counts["fn"]
+        n_negative = counts["tn"] + counts["fp"]
         nan = float("nan")
         both_classes = n_positive > 0 and n_negative > 0
         return {
-            "accuracy": (true_positive + true_negative) / len(labels),
+            "accuracy": (counts["tp"] + counts["tn"]) / len(labels),
             "auc": float(torch.as_tensor(compute_roc_auc(probs, labels))) if both_classes else nan,
-            "sensitivity": true_positive / n_positive if n_positive else nan,
-            "specificity": true_negative / n_negative if n_negative else nan,
+            "sensitivity": counts["tp"] / n_positive if n_positive else nan,
+            "specificity": counts["tn"] / n_negative if n_negative else nan,
             "n": len(labels),
             "n_positive": n_positive,
         }
