@@ -1,6 +1,9 @@
 """The clinician-facing Streamlit app and the plain functions it draws with.
 
-``streamlit_app`` is the page (the only module that imports streamlit); the other modules
-(``settings``, ``run_cards``, ``overlays``, ``uploads``, ``scoring``, ``patches``, ``text``)
-hold the logic and are tested without a browser. Start the app with ``medseg app``.
+Six modules import streamlit: ``streamlit_app`` (the page: sidebar and tabs), ``widgets``
+(shared caches and small views), ``slice_view`` (display settings and the slice viewer),
+``lgg_page`` (case, cohort, runs side by side), ``upload_page`` and ``pcam_page``. The other
+modules (``settings``, ``run_cards``, ``cohort``, ``scoring``, ``viewer``, ``overlays``,
+``uploads``, ``patches``, ``curves``, ``text``) hold the logic and are tested without a
+browser. Start the app with ``medseg app``.
 """

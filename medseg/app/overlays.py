@@ -47,6 +47,12 @@ FALSE_NEGATIVE = LegendEntry("False negative", (0, 229, 255), "tumour the model 
 PREDICTED = LegendEntry("Predicted tumour", (255, 221, 0), "no expert mask to compare with")
 
 ERROR_LEGEND = (TRUE_POSITIVE, FALSE_POSITIVE, FALSE_NEGATIVE)
+#: Short name of each error layer (as :func:`medseg.app.viewer.error_layers` takes them).
+ERROR_KINDS: dict[str, LegendEntry] = {
+    "tp": TRUE_POSITIVE,
+    "fp": FALSE_POSITIVE,
+    "fn": FALSE_NEGATIVE,
+}
 
 
 def sequence_view(

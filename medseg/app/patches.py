@@ -4,6 +4,8 @@ Example:
     >>> patches, labels = read_patches("demo_data/pcam", "test", count=64)
     >>> probs = medseg.engine.patch_probabilities(loaded.model, patches)
     >>> score_patches(probs, labels, threshold=0.5)["auc"]
+    >>> outline_centre(patches)[0, 32, 40].tolist()  # on the centre square's top edge
+    [0, 229, 255]
 """
 
 from __future__ import annotations
@@ -14,11 +16,14 @@ from typing import Any
 import numpy as np
 import torch
 
+from medseg.data.demo_pcam import CENTRE as PCAM_CENTRE
 from medseg.data.pcam import inspect_pcam_split, open_h5, pcam_files
 from medseg.tasks import CLASSIFICATION
 
 #: split label shown in the app -> medseg split name
 SPLIT_LABELS = {"Test": "test", "Validation": "val", "Train": "train"}
+#: colour of the outline around the labelled centre region
+CENTRE_OUTLINE_RGB = (0, 229, 255)
 
 
 def read_patches(root: str | Path, split: str, count: int) -> tuple[np.ndarray, np.ndarray]:
@@ -50,3 +55,37 @@ def score_patches(probs: np.ndarray, labels: np.ndarray, threshold: float) -> di
     meter.update(torch.from_numpy(np.asarray(probs, np.float32)),
                  torch.from_numpy(np.asarray(labels, np.float32)))
     return meter.compute()
+
+
+def outline_centre(
+    patches: np.ndarray, size: int = PCAM_CENTRE, rgb: tuple[int, int, int] = CENTRE_OUTLINE_RGB
+) -> np.ndarray:
+    """Draw the 1-px border of the centre ``size`` x ``size`` square, which PCam's label is about.
+
+    For 96 x 96 patches and size 32 the border is rows and columns 32..63; with an odd margin
+    the square sits one pixel nearer the top-left corner.
+
+    Args:
+        patches: (N, H, W, 3) or (H, W, 3) uint8.
+        size: side of the centre square (PCam labels the centre 32 x 32 region).
+        rgb: border colour.
+
+    Returns:
+        a copy of ``patches``, unchanged inside and outside the border.
+
+    Raises:
+        ValueError: on a bad shape, or a square that is empty or bigger than the patch.
+    """
+    patches = np.asarray(patches)
+    if patches.ndim not in (3, 4) or patches.shape[-1] != 3:
+        raise ValueError(f"expected (N, H, W, 3) or (H, W, 3) patches, got {patches.shape}")
+    height, width = patches.shape[-3:-1]
+    if not 1 <= size <= min(height, width):
+        raise ValueError(f"centre size {size} does not fit a {height}x{width} patch")
+    top, left = (height - size) // 2, (width - size) // 2
+    bottom, right = top + size - 1, left + size - 1
+    out = patches.copy()
+    colour = np.asarray(rgb, dtype=patches.dtype)
+    out[..., [top, bottom], left : right + 1, :] = colour
+    out[..., top : bottom + 1, [left, right], :] = colour
+    return out

@@ -51,6 +51,7 @@ class RunCard:
     problems: tuple[str, ...] = field(default=())
     split: dict[str, str] = field(default_factory=dict)  # patient -> "train", "val" or "test"
     history: tuple[dict[str, float], ...] = ()  # history.csv, one dict of numbers per epoch
+    scored: str | None = None  # the checkpoint metrics.json scores (its "checkpoint")
 
     @property
     def checkpoint(self) -> Path | None:
@@ -62,8 +63,21 @@ class RunCard:
     def task(self) -> str | None:
         return self.config.task if self.config else None
 
-    def summary_rows(self) -> list[tuple[str, str]]:
-        """(field, value) rows for the card, in display order."""
+    def validation_at(self, epoch: int) -> dict[str, float]:
+        """The validation metrics ``history.csv`` recorded at ``epoch`` (empty: none)."""
+        rows = [row for row in self.history if row.get("epoch") == epoch]
+        return _card_metrics({k.removeprefix("val_"): v for k, v in rows[-1].items()
+                              if k.startswith("val_")}) if rows else {}
+
+    def summary_rows(self, checkpoint: str | None = None, epoch: int | None = None) -> list[tuple[str, str]]:
+        """(field, value) rows for the card, in display order.
+
+        Args:
+            checkpoint: the checkpoint shown (``best.pt``...): the test row then says whether
+                ``metrics.json`` scores it.
+            epoch: the epoch that checkpoint holds: the validation row is that epoch's (else
+                the last epoch's).
+        """
         rows = []
         if self.config is not None:
             cfg = self.config
@@ -76,10 +90,17 @@ class RunCard:
             ]
         else:
             rows.append(("Epochs", str(self.epochs_done)))
-        for label, metrics in (("Validation", self.validation_metrics), ("Test", self.test_metrics)):
-            if metrics:
-                rows.append((label, ", ".join(
-                    f"{metric_label(k)} {_format_number(v)}" for k, v in metrics.items())))
+        if checkpoint is not None:
+            rows.append(("Checkpoint", checkpoint if epoch is None else f"{checkpoint}, epoch {epoch}"))
+        validation = self.validation_at(epoch) if epoch is not None else self.validation_metrics
+        if validation:
+            when = f"epoch {epoch}" if epoch is not None else f"epoch {self.epochs_done}, the last"
+            rows.append((f"Validation ({when})", _metrics_text(validation)))
+        if self.test_metrics:
+            if checkpoint is None or self.scored in (None, checkpoint):
+                rows.append(("Test", _metrics_text(self.test_metrics)))
+            else:
+                rows.append(("Test", f"not scored for {checkpoint} (metrics.json scores {self.scored})"))
         date = self.created.strftime("%Y-%m-%d %H:%M") if self.created else "unknown"
         rows.append(("Date", date))
         return rows
@@ -87,6 +108,10 @@ class RunCard:
 
 def _format_number(value: float) -> str:
     return f"{value:.3f}" if math.isfinite(value) else "n/a"
+
+
+def _metrics_text(metrics: dict[str, float]) -> str:
+    return ", ".join(f"{metric_label(k)} {_format_number(v)}" for k, v in metrics.items())
 
 
 def _numbers(mapping: dict) -> dict[str, float]:
@@ -124,19 +149,22 @@ def _side_text(path: Path, problems: list[str]) -> str | None:
     return None
 
 
-def _read_metrics(path: Path, problems: list[str]) -> dict[str, float]:
+def _read_metrics(path: Path, problems: list[str]) -> tuple[dict[str, float], str | None]:
+    """The card's metrics in ``metrics.json`` and the checkpoint they score (its
+    ``"checkpoint"``, None when absent)."""
     text = _side_text(path, problems)
     if text is None:
-        return {}
+        return {}, None
     try:
         raw = json.loads(text)
     except (ValueError, RecursionError):
         problems.append(f"{path.name} is not valid JSON")
-        return {}
+        return {}, None
     if not isinstance(raw, dict):
         problems.append(f"{path.name} is not a JSON object")
-        return {}
-    return _card_metrics(_numbers(raw))
+        return {}, None
+    scored = raw.get("checkpoint")
+    return _card_metrics(_numbers(raw)), scored if isinstance(scored, str) else None
 
 
 def _read_history(path: Path, problems: list[str]) -> list[dict[str, str]]:
@@ -219,7 +247,7 @@ def read_run(folder: str | Path, name: str | None = None) -> RunCard:
     problems = [f"{path.name} is not a regular file" for path in present if path not in checkpoints]
     config = _read_config(folder / "config.yaml", problems)
     history = _read_history(folder / "history.csv", problems)
-    test_metrics = _read_metrics(folder / "metrics.json", problems)
+    test_metrics, scored = _read_metrics(folder / "metrics.json", problems)
     split = _read_split(folder / "split.json", problems)
     created = _created(checkpoints, problems) if checkpoints else None
     return RunCard(
@@ -234,6 +262,7 @@ def read_run(folder: str | Path, name: str | None = None) -> RunCard:
         problems=tuple(problems),
         split=split,
         history=tuple(_numbers(row) for row in history),
+        scored=scored,
     )
 
 

@@ -79,6 +79,8 @@ def score_volume(
         ValueError: when the shapes or the number of slice numbers do not match.
     """
     meter = SegmentationMeter(threshold=threshold)
+    # the app's cached arrays are read-only; torch wants writable memory (it never writes here)
+    probs, masks = np.require(probs, requirements="W"), np.require(masks, requirements="W")
     meter.update(probs, masks, [name] * len(slice_numbers), slice_numbers)
     return meter.compute()
 

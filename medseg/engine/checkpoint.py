@@ -168,6 +168,7 @@ class LoadedModel:
     task: str
     metrics: dict[str, Any]
     checkpoint_path: Path
+    epoch: int | None = None  # the epoch whose end the checkpoint saved
 
 
 def load_model(path: str | Path, device: str | torch.device = "cpu") -> LoadedModel:
@@ -204,5 +205,6 @@ def model_from_checkpoint(
         ) from None
     model.to(device).eval()
     return LoadedModel(
-        model=model, config=cfg, task=cfg.task, metrics=dict(payload["metrics"]), checkpoint_path=path
+        model=model, config=cfg, task=cfg.task, metrics=dict(payload["metrics"]), checkpoint_path=path,
+        epoch=payload["epoch"] if isinstance(payload.get("epoch"), int) else None,
     )

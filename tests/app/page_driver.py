@@ -4,7 +4,9 @@ test modules."""
 from __future__ import annotations
 
 import io
+import json
 import re
+import shutil
 import struct
 import zipfile
 import zlib
@@ -13,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 import pydicom
+import torch
 from PIL import Image
 from streamlit.runtime.media_file_manager import MediaFileManager
 from streamlit.testing.v1 import AppTest
@@ -24,9 +27,9 @@ TIMEOUT = 180  # the first run loads torch and the model
 
 
 def start(monkeypatch, models: Path, lgg: Path | None = None, pcam: Path | None = None,
-          *, picker: bool = False) -> AppTest:
+          *, picker: bool = False, view: str | None = None) -> AppTest:
     """The page run once over ``models`` (and the case folders), the folder picker off
-    unless ``picker``."""
+    unless ``picker``, on the tab ``view`` (an LGG view; default: the first, "Case")."""
     monkeypatch.setenv("MEDSEG_MODELS_DIR", str(models))
     if lgg is not None:
         monkeypatch.setenv("MEDSEG_DATA_DIR", str(lgg))
@@ -34,9 +37,49 @@ def start(monkeypatch, models: Path, lgg: Path | None = None, pcam: Path | None 
         monkeypatch.setenv("MEDSEG_PCAM_DIR", str(pcam))
     monkeypatch.setenv("MEDSEG_APP_FOLDER_PICKER", "1" if picker else "0")
     at = AppTest.from_file(str(APP), default_timeout=TIMEOUT)
+    if view is not None:
+        at.session_state["view"] = view
     at.run()
     assert not at.exception, [e.value for e in at.exception]
     return at
+
+
+def open_view(at: AppTest, view: str) -> AppTest:
+    """Switch the page to the tab ``view`` (as a click on it would) and run it."""
+    at.session_state["view"] = view
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    return at
+
+
+def record_pictures(monkeypatch) -> list[tuple[str, bytes]]:
+    """(MIME type, bytes) of every picture the page sends from now on, in order."""
+    sent: list[tuple[str, bytes]] = []
+    add = MediaFileManager.add
+
+    def recording_add(self, data, mimetype, coordinates, file_name=None, is_for_static_download=False):
+        if mimetype.startswith("image/"):
+            sent.append((mimetype, data))
+        return add(self, data, mimetype, coordinates, file_name, is_for_static_download)
+
+    monkeypatch.setattr(MediaFileManager, "add", recording_add)
+    return sent
+
+
+def perturbed_copy(run: Path, target: Path, scale: float) -> Path:
+    """A copy of ``run`` whose decoder weights are scaled: another model, the same split."""
+    shutil.copytree(run, target, ignore=shutil.ignore_patterns("app_cache"))
+    payload = torch.load(target / "best.pt", weights_only=True)
+    for name, tensor in payload["model"].items():
+        if name.startswith("decoder") and tensor.is_floating_point():
+            tensor.mul_(scale)
+    torch.save(payload, target / "best.pt")
+    return target
+
+
+def chart_specs(at: AppTest) -> list[dict]:
+    """The Vega-Lite specs of the page's charts (their data travels apart, as Arrow)."""
+    return [json.loads(node.proto.spec) for node in at.get("vega_lite_chart")]
 
 
 def png_bytes(array: np.ndarray) -> bytes:

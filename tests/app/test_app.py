@@ -7,9 +7,11 @@ from ``load_model`` + ``preprocess_image`` + ``predict_probabilities``, then
 
 from __future__ import annotations
 
+import errno
 import gzip
 import io
 import json
+import os
 import shutil
 from collections.abc import Callable
 from pathlib import Path
@@ -18,9 +20,12 @@ import nibabel as nib
 import numpy as np
 import pydicom
 import pytest
+import streamlit as st
 import torch
+from PIL import Image
 from streamlit.testing.v1 import AppTest
 
+from medseg.app import cohort, widgets
 from medseg.data import (
     list_patients,
     load_sequences,
@@ -35,18 +40,25 @@ from medseg.engine import load_model, predict_paths, predict_probabilities
 from medseg.engine.lesions import lesion_report
 from medseg.engine.predict import SINGLE_SEQUENCE_MARK
 from medseg.metrics import ClassificationMeter, dice_score, iou_score
+from medseg.metrics.classification import confusion_counts
 from tests.app.page_driver import (
     FRAME_OF_REFERENCE,
     SEQUENCE_AFFINE,
+    chart_specs,
     dicom_zip,
+    open_view,
+    perturbed_copy,
     plain,
     png_bytes,
     record_downloads,
+    record_pictures,
     sequence_radio,
     start,
 )
+from tests.support import write_pcam
 
 pytestmark = pytest.mark.slow
+UPLOAD = "Upload a scan"
 
 
 def library_probabilities(checkpoint: Path, images: list[np.ndarray]) -> np.ndarray:
@@ -74,6 +86,13 @@ def test_research_notice_and_no_runs_message(monkeypatch, tmp_path):
     assert not at.error
 
 
+def patient_dice(checkpoint: Path, patient, threshold: float = 0.5) -> float:
+    """A patient's 3-D Dice computed by the library (not the page)."""
+    images = [read_slice_image(s.image_path) for s in patient.slices]
+    masks = np.stack([read_mask(s.mask_path) for s in patient.slices])
+    return dice_score(library_probabilities(checkpoint, images) >= threshold, masks)
+
+
 def test_case_browser_follows_the_runs_split(monkeypatch, segmentation_run, tiny_lgg):
     split, _ = read_split_file(segmentation_run / "split.json")
     at = start(monkeypatch, segmentation_run.parent, lgg=tiny_lgg)
@@ -92,8 +111,86 @@ def test_case_browser_follows_the_runs_split(monkeypatch, segmentation_run, tiny
     assert "Expert area (px)" in shown_metrics(at)
 
 
-def test_training_curves_overlay_the_chosen_runs(monkeypatch, segmentation_run, tiny_lgg):
+def copy_run_with_test_patients(segmentation_run: Path, folder: Path, test: list[str]) -> Path:
+    """A copy of the tiny run whose split.json names ``test`` as its test patients."""
+    run = folder / "run"
+    shutil.copytree(segmentation_run, run, ignore=shutil.ignore_patterns("app_cache"))
+    split = json.loads((run / "split.json").read_text())
+    for subset in ("train", "val", "test"):
+        split[subset] = [name for name in split[subset] if name not in test]
+    split["test"] = test
+    (run / "split.json").write_text(json.dumps(split))
+    return run
+
+
+def test_opens_on_the_test_patient_with_the_lowest_dice_and_caches_the_cohort(
+        monkeypatch, segmentation_run, tiny_lgg, tmp_path):
+    patients = list_patients(tiny_lgg)
+    run = copy_run_with_test_patients(segmentation_run, tmp_path / "models", [p.name for p in patients])
+    dice = {p.name: patient_dice(run / "best.pt", p) for p in patients}
+    assert len(set(dice.values())) == len(dice)  # distinct: the lowest is one patient
+    at = start(monkeypatch, run.parent, lgg=tiny_lgg)
+    assert at.selectbox(key="patient").value == min(dice, key=dice.get)
+    [cache] = (run / "app_cache").glob("cohort-best-*.json")
+    cached = json.loads(cache.read_text())
+    assert cached["checkpoint"] == "best.pt" and set(cached["patients"]) == set(dice)
+    assert cached["patients"][min(dice, key=dice.get)]["dice"][9] == pytest.approx(min(dice.values()))
+
+    at = open_view(at, "Cohort")  # the cohort table: lowest Dice first, the library's numbers
+    table = at.dataframe[0].value
+    assert list(table["Patient"]) == sorted(dice, key=dice.get)
+    assert list(table["Dice (3-D)"]) == pytest.approx(sorted(dice.values()))
+    assert list(table["Subset"]) == ["test"] * len(dice)
+
+    calls = count_model_runs(monkeypatch)  # a new server: the cohort is read from disk
+    at = start(monkeypatch, run.parent, lgg=tiny_lgg, view="Cohort")
+    assert not calls and list(at.dataframe[0].value["Patient"]) == sorted(dice, key=dice.get)
+    (run / "best.pt").touch()  # a rewritten checkpoint: the cohort is scored again
+    start(monkeypatch, run.parent, lgg=tiny_lgg, view="Cohort")
+    assert sum(calls) == sum(len(p.slices) for p in patients)
+
+
+def count_model_runs(monkeypatch) -> list[int]:
+    """The number of slices of every call of the model from now on (the caches emptied)."""
+    st.cache_resource.clear()
+    calls: list[int] = []
+    original = widgets.slice_probabilities
+
+    def counting(model, images, image_size):
+        calls.append(len(images))
+        return original(model, images, image_size)
+
+    monkeypatch.setattr(widgets, "slice_probabilities", counting)
+    return calls
+
+
+def test_cohort_of_a_read_only_run_folder_is_kept_in_memory(monkeypatch, segmentation_run, tiny_lgg,
+                                                            tmp_path):
+    run = copy_run_with_test_patients(segmentation_run, tmp_path / "models",
+                                      [list_patients(tiny_lgg)[0].name])
+    def read_only(path, text):
+        raise OSError(errno.EROFS, os.strerror(errno.EROFS), str(path))
+
+    monkeypatch.setattr(cohort, "write_text", read_only)  # a run folder mounted read-only
+    at = start(monkeypatch, run.parent, lgg=tiny_lgg, view="Cohort")
+    assert not at.error and not list(run.glob("app_cache/*"))
+    assert len(at.dataframe[0].value) == 1
+    assert any("kept in memory until the server stops" in c.value for c in at.caption)
+
+
+def test_threshold_curves_mark_the_threshold(monkeypatch, segmentation_run, tiny_lgg):
     at = start(monkeypatch, segmentation_run.parent, lgg=tiny_lgg)
+    [spec] = chart_specs(at)
+    assert spec["title"] == "Dice (3-D) against the threshold"
+    assert spec["layer"][1]["data"]["values"] == [{"threshold": 0.5}]  # the dashed rule
+    at.slider(key="threshold").set_value(0.3).run()
+    assert chart_specs(at)[0]["layer"][1]["data"]["values"] == [{"threshold": 0.3}]
+    at = open_view(at, "Cohort")  # the split's mean curve, once every patient is scored
+    assert [s["title"] for s in chart_specs(at)] == ["Mean Dice (3-D) against the threshold"]
+
+
+def test_training_curves_overlay_the_chosen_runs(monkeypatch, segmentation_run, tiny_lgg):
+    at = start(monkeypatch, segmentation_run.parent, lgg=tiny_lgg, view="Training curves")
     runs = at.multiselect(key="curve_runs")
     assert runs.value == [segmentation_run.name]  # the run in view
     # one chart per history.csv quantity: loss, the 4 validation metrics, learning rate
@@ -180,7 +277,7 @@ def test_corrupt_checkpoint_is_a_friendly_error(monkeypatch, tmp_path, segmentat
 
 
 def test_upload_slice_with_mask(monkeypatch, segmentation_run, tiny_lgg):
-    at = start(monkeypatch, segmentation_run.parent, lgg=tiny_lgg)
+    at = start(monkeypatch, segmentation_run.parent, lgg=tiny_lgg, view=UPLOAD)
     item = list_patients(tiny_lgg)[2].slices[-1]
     image, mask = read_slice_image(item.image_path), read_mask(item.mask_path)
     at.file_uploader(key="upload_image").set_value(("scan.png", png_bytes(image), "image/png"))
@@ -190,8 +287,7 @@ def test_upload_slice_with_mask(monkeypatch, segmentation_run, tiny_lgg):
     assert not at.exception and not at.error
     pred = library_probabilities(segmentation_run / "best.pt", [image])[0] >= 0.5
     shown = shown_metrics(at)
-    # the case browser's metrics come first; the upload tab's follow
-    upload_metrics = at.metric[6:]
+    upload_metrics = at.metric
     assert upload_metrics[0].label == "Slice Dice"
     assert upload_metrics[0].value == f"{dice_score(pred, mask):.3f}"
     assert "Image Dice (3-D)" in shown
@@ -200,7 +296,7 @@ def test_upload_slice_with_mask(monkeypatch, segmentation_run, tiny_lgg):
 
 
 def test_upload_grey_slice_without_mask(monkeypatch, segmentation_run, tiny_lgg):
-    at = start(monkeypatch, segmentation_run.parent, lgg=tiny_lgg)
+    at = start(monkeypatch, segmentation_run.parent, lgg=tiny_lgg, view=UPLOAD)
     item = list_patients(tiny_lgg)[0].slices[2]
     grey = read_slice_image(item.image_path)[..., 1]
     at.file_uploader(key="upload_image").set_value(("flair.png", png_bytes(grey), "image/png"))
@@ -209,24 +305,28 @@ def test_upload_grey_slice_without_mask(monkeypatch, segmentation_run, tiny_lgg)
     assert [plain(e.value) for e in at.error] == [
         "flair.png: one MR sequence; the model reads three (pre-contrast, FLAIR, post-contrast): "
         "upload them as three sequences, or tick “Use this one sequence in all three channels”"]
-    assert not at.metric[6:] and not single_sequence_warnings(at)
+    assert not at.metric and not single_sequence_warnings(at)
     at.checkbox(key="upload_single").check().run()
     assert not at.exception and not at.error
     assert single_sequence_warnings(at)
     assert sequence_radio(at).options == ["One sequence (given)"]
     image = np.repeat(grey[..., None], 3, axis=2)
     pred = library_probabilities(segmentation_run / "best.pt", [image])[0] >= 0.5
-    [area] = [m for m in at.metric[6:] if m.label == "Model area (px)"]
+    [area] = [m for m in at.metric if m.label == "Model area (px)"]
     assert area.value == str(int(pred.sum()))
-    assert "Slice Dice" not in [m.label for m in at.metric[6:]]  # nothing to score against
+    assert "Slice Dice" not in [m.label for m in at.metric]  # nothing to score against
     assert "Predicted tumour" in " ".join(m.value for m in at.markdown)
 
 
 def test_bad_uploads_show_errors_not_tracebacks(monkeypatch, segmentation_run, tiny_lgg):
-    at = start(monkeypatch, segmentation_run.parent, lgg=tiny_lgg)
+    at = start(monkeypatch, segmentation_run.parent, lgg=tiny_lgg, view=UPLOAD)
+    # the browser's file picker offers only what the readers take (they still check: a
+    # client may send anything, see test_uploads)
+    slices_and_volumes = [".tif", ".tiff", ".png", ".jpg", ".jpeg", ".nii", ".nii.gz"]
+    assert list(at.file_uploader(key="upload_image").proto.type) == slices_and_volumes
+    assert list(at.file_uploader(key="upload_mask").proto.type) == slices_and_volumes
     cases = [
         (("scan.png", b"\x89PNG\r\n\x1a\n garbage", "image/png"), None, "scan.png: cannot read PNG"),
-        (("notes.txt", b"hello", "text/plain"), None, "notes.txt: unsupported file type"),
         (("scan.png", png_bytes(np.zeros((64, 64, 3), np.uint8)), "image/png"),
          ("mask.png", png_bytes(np.zeros((32, 32), np.uint8)), "image/png"),
          "mask.png: the mask is 32x32 but scan.png is 64x64"),
@@ -243,7 +343,7 @@ def test_bad_uploads_show_errors_not_tracebacks(monkeypatch, segmentation_run, t
 def test_upload_nifti_volume_with_mask_volume(monkeypatch, segmentation_run, tiny_lgg, tmp_path):
     """A 3-D volume is one MR sequence: refused, then read with the box ticked, a warning on
     the page and the downloads marked."""
-    at = start(monkeypatch, segmentation_run.parent, lgg=tiny_lgg)
+    at = start(monkeypatch, segmentation_run.parent, lgg=tiny_lgg, view=UPLOAD)
     downloads = record_downloads(monkeypatch)
     rng = np.random.default_rng(1)
     data = rng.integers(0, 80, (64, 64, 3)).astype(np.int16)  # x, y, z: 3 axial slices
@@ -274,7 +374,7 @@ def test_upload_nifti_volume_with_mask_volume(monkeypatch, segmentation_run, tin
     report = json.loads(downloads["brain_pred.json"]())
     assert report["single_sequence"] is True and report["input"] == "brain.nii.gz"
     assert report["tumour_voxels"] == int(np.asarray(mask.dataobj).sum())
-    upload_metrics = {m.label: m.value for m in at.metric[6:]}
+    upload_metrics = {m.label: m.value for m in at.metric}
     assert "Volume Dice (3-D)" in upload_metrics
     assert upload_metrics["Model volume (mL)"] == f"{report['tumour_volume_ml']:.2f}"
     assert upload_metrics["Model lesions"] == str(report["n_lesions"])
@@ -284,7 +384,7 @@ def test_upload_nifti_volume_with_mask_volume(monkeypatch, segmentation_run, tin
     assert slider.options == ["1", "2", "3"]
     assert slider.value == 2  # the first slice with the largest expert tumour
     slider.set_value(1).run()  # inferior-most axial slice: no tumour in the mask volume
-    assert {m.label: m.value for m in at.metric[6:]}["Expert area (mm²)"] == "0"
+    assert {m.label: m.value for m in at.metric}["Expert area (mm²)"] == "0"
 
 
 def upload_slider(at: AppTest):
@@ -340,7 +440,7 @@ def check_sequence_upload(at: AppTest, downloads, segmentation_run: Path, paths:
     pred = probs >= threshold
     truth = load_sequence_mask(paths["mask"], plan_sequences(sequences))
     position = upload_slider(at).value - 1
-    shown = {m.label: m.value for m in at.metric[6:]}
+    shown = {m.label: m.value for m in at.metric}
     assert shown["Slice Dice"] == f"{dice_score(pred[position], truth[position]):.3f}"
     assert shown["Volume Dice (3-D)"] == f"{dice_score(pred, truth):.3f}"
     assert shown["Expert area (mm²)"] == f"{truth[position].sum() * 0.81:.0f}"
@@ -375,7 +475,7 @@ def upload_patient_sequences(monkeypatch, segmentation_run, tiny_lgg, tmp_path, 
     images = np.stack([read_slice_image(s.image_path) for s in patient.slices])
     masks = np.stack([read_mask(s.mask_path) for s in patient.slices])
     paths = sequence_files(tmp_path, images, masks, **files)
-    at = start(monkeypatch, segmentation_run.parent, lgg=tiny_lgg)
+    at = start(monkeypatch, segmentation_run.parent, lgg=tiny_lgg, view=UPLOAD)
     downloads = record_downloads(monkeypatch)
     threshold = some_tumour_threshold(segmentation_run, images)
     at.slider(key="threshold").set_value(threshold)
@@ -410,7 +510,7 @@ def test_sequence_uploads_refused_then_one_accepted(monkeypatch, segmentation_ru
     images = rng.integers(0, 200, (3, 32, 32, 3)).astype(np.uint8)  # 3 slices of 32x32
     paths = sequence_files(tmp_path, images, np.zeros((3, 32, 32), np.uint8))
     nib.save(nib.Nifti1Image(images[1:, ..., 0].transpose(2, 1, 0), SEQUENCE_AFFINE), tmp_path / "t1_[x]_.nii")
-    at = start(monkeypatch, segmentation_run.parent, lgg=tiny_lgg)
+    at = start(monkeypatch, segmentation_run.parent, lgg=tiny_lgg, view=UPLOAD)
     upload_sequences(at, {**paths, "pre": tmp_path / "t1_[x]_.nii"})
     assert len(at.error) == 1 and "\n" not in at.error[0].value
     assert "](" not in at.error[0].value and "\\_" in at.error[0].value  # escaped Markdown
@@ -441,7 +541,8 @@ def test_pcam_mode_scores_match_the_library(monkeypatch, classification_run, tin
 
     at = start(monkeypatch, classification_run.parent, pcam=tiny_pcam)
     assert not at.error, [e.value for e in at.error]
-    at.slider(key="pcam_count").set_value(16).run()
+    assert "pcam_count" not in [s.key for s in at.slider]  # 12 patches: all of them, no slider
+    assert "All 12 patches of the split are scored." in [c.value for c in at.caption]
     with h5py.File(tiny_pcam / "camelyonpatch_level_2_split_test_x.h5") as f:
         patches = f["x"][:16]
     with h5py.File(tiny_pcam / "camelyonpatch_level_2_split_test_y.h5") as f:
@@ -465,20 +566,17 @@ def test_pcam_mode_scores_match_the_library(monkeypatch, classification_run, tin
     assert shown["Accuracy"] == f"{expected['accuracy']:.3f}"
     assert shown["AUC"] == f"{expected['auc']:.3f}"
     assert len(labels) == 12 and len(at.image) == 12  # every patch of the split, in the grid
+    counts = confusion_counts(probs, labels, 0.5)  # the confusion matrix at the threshold
+    matrix = at.table[0].value
+    assert matrix.to_numpy().tolist() == [[counts["tp"], counts["fn"]], [counts["fp"], counts["tn"]]]
+    assert [spec["title"] for spec in chart_specs(at)] == ["ROC curve"]
+    shown_patch = at.image[0]  # each patch shown with its centre square outlined, losslessly
+    assert shown_patch.proto.imgs[0].url.endswith(".png")
 
 
 def test_threshold_and_slice_changes_do_not_run_the_model_again(
         monkeypatch, segmentation_run, tiny_lgg):
-    import medseg.app.streamlit_app as page
-
-    calls = []
-    original = page.slice_probabilities
-
-    def counting(model, images, image_size):
-        calls.append(len(images))
-        return original(model, images, image_size)
-
-    monkeypatch.setattr(page, "slice_probabilities", counting)
+    calls = count_model_runs(monkeypatch)
     at = start(monkeypatch, segmentation_run.parent, lgg=tiny_lgg)
     assert sum(calls) == 4  # the opened (test) patient's 4 slices, once
     opened = at.selectbox(key="patient").value
@@ -491,3 +589,59 @@ def test_threshold_and_slice_changes_do_not_run_the_model_again(
     at.selectbox(key="patient").set_value(other).run()
     assert sum(calls) == 8  # a new patient: its slices, once
     assert not at.exception
+
+
+def test_runs_side_by_side_show_each_runs_mask_and_patient_dice(monkeypatch, segmentation_run,
+                                                                tiny_lgg, tmp_path):
+    models = tmp_path / "models"
+    shutil.copytree(segmentation_run, models / "run_a", ignore=shutil.ignore_patterns("app_cache"))
+    perturbed_copy(segmentation_run, models / "run_b", 0.5)
+    at = start(monkeypatch, models, lgg=tiny_lgg, view="Runs side by side")
+    at.multiselect(key="compare_runs").set_value(["run_a", "run_b"]).run()
+    assert not at.exception and not at.error, [e.value for e in at.error]
+    name = at.selectbox(key="patient").value
+    patient = next(p for p in list_patients(tiny_lgg) if p.name == name)
+    dice = {run: patient_dice(models / run / "best.pt", patient) for run in ("run_a", "run_b")}
+    assert dice["run_a"] != dice["run_b"]
+    captions = [image.proto.imgs[0].caption for image in at.image]
+    assert len(captions) == 4  # the MRI, the reference, one overlay per run: one row
+    for run, caption in zip(("run_a", "run_b"), captions[2:], strict=True):
+        assert caption.startswith(f"{run} (adam+znorm): slice Dice ")
+        assert caption.endswith(f"patient Dice {dice[run]:.3f}")
+    table = at.dataframe[0].value  # the chosen subset's patients (test), a column per run
+    assert list(table.columns) == ["Patient", "run_a", "run_b", "Δ run_b − run_a"]
+    assert list(table["Patient"]) == [name]
+    assert table["run_a"][0] == pytest.approx(dice["run_a"])
+    assert table["Δ run_b − run_a"][0] == pytest.approx(dice["run_b"] - dice["run_a"])
+
+
+def test_viewer_draws_one_large_lossless_view(monkeypatch, segmentation_run, tiny_lgg):
+    at = start(monkeypatch, segmentation_run.parent, lgg=tiny_lgg)
+    big = at.image[0].proto
+    # zoom 2 is asked, but a 64-px slice is drawn at least 192 px wide: 3x
+    assert big.imgs[0].url.endswith(".png") and "3×" in big.imgs[0].caption
+    assert "outline" in big.imgs[0].caption
+    pictures = record_pictures(monkeypatch)
+    at.select_slider(key="zoom").set_value(4).run()
+    at.radio(key="overlay_style").set_value("Fill").run()
+    big = at.image[0].proto
+    assert "4×" in big.imgs[0].caption and "fill" in big.imgs[0].caption
+    kind, data = pictures[-4]  # this run's: the overlay, the MRI, the two masks
+    overlay = np.asarray(Image.open(io.BytesIO(data)))
+    assert kind == "image/png" and overlay.shape == (4 * 64, 4 * 64, 3)
+    assert (overlay[::4, ::4] == overlay[3::4, 3::4]).all()  # nearest neighbour: 4x4 blocks
+    model_mask = np.asarray(Image.open(io.BytesIO(pictures[-1][1])))
+    assert set(np.unique(model_mask)) <= {0, 255}  # lossless: two levels, no JPEG grey
+    at.slider(key="window").set_value((40, 200)).run()
+    at.multiselect(key="overlay_labels").set_value(["fn"]).run()
+    assert not at.exception
+    legend = " ".join(m.value for m in at.markdown)
+    assert "False negative" in legend and "True positive" not in legend
+
+
+def test_pcam_count_slider_is_bounded_by_the_split(monkeypatch, classification_run, tmp_path):
+    pcam = write_pcam(tmp_path / "pcam", {"train": 4, "val": 4, "test": 40}).root
+    at = start(monkeypatch, classification_run.parent, pcam=pcam)
+    slider = at.slider(key="pcam_count")
+    assert (slider.min, slider.max, slider.value) == (16, 40, 40)
+    assert not at.error and len(at.image) == 32  # a grid of 4 rows of 8

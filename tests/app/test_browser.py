@@ -1,11 +1,12 @@
 """End to end in a real browser: ``streamlit run`` as a server, Debian's Chromium through
 Playwright, the case view of the slice with the largest tumour.
 
-By default the server shows the tiny run trained by the fixtures and the screenshot goes to
-``tmp_path``. To regenerate ``docs/images/app.png`` from the trained demo run, run:
+By default the server shows the tiny runs trained by the fixtures and the screenshots go to
+``tmp_path``. To regenerate ``docs/images/app.png`` (a case) and ``docs/images/app_runs.png``
+(the runs named by ``MEDSEG_SCREENSHOT_RUNS``, side by side) from trained runs:
 
     MEDSEG_UPDATE_SCREENSHOT=1 MEDSEG_MODELS_DIR=models MEDSEG_DATA_DIR=demo_data/lgg \\
-        .venv/bin/python -m pytest tests/app/test_browser.py
+        MEDSEG_SCREENSHOT_RUNS=adam,adam+znorm .venv/bin/python -m pytest tests/app/test_browser.py
 
 (the newest run under ``MEDSEG_MODELS_DIR`` and the cases under ``MEDSEG_DATA_DIR``).
 """
@@ -13,12 +14,16 @@ By default the server shows the tiny run trained by the fixtures and the screens
 from __future__ import annotations
 
 import os
+import re
+import shutil
 import socket
 import subprocess
 import sys
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from urllib.parse import urlencode
 
@@ -30,6 +35,7 @@ from medseg.app.settings import lgg_dir, models_dir
 from medseg.data import Patient, list_patients, preprocess_image, read_mask, read_slice_image
 from medseg.engine import load_model, predict_probabilities
 from medseg.metrics import dice_score
+from tests.app.page_driver import perturbed_copy
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
@@ -73,10 +79,21 @@ def shown_data(request) -> tuple[Path, Path]:
 
 
 @pytest.fixture
-def server(shown_data, tmp_path):
-    if not CHROMIUM.exists():
-        pytest.skip(f"{CHROMIUM} is missing (apt-get install chromium; CI installs it)")
-    models, lgg = shown_data
+def two_runs(request, tmp_path) -> tuple[Path, Path, list[str]]:
+    """(models folder, LGG folder, runs to compare): ``MEDSEG_SCREENSHOT_RUNS`` of the
+    configured folders when updating the screenshot, else the tiny run and a perturbed copy."""
+    if UPDATE:
+        return models_dir().resolve(), lgg_dir().resolve(), os.environ["MEDSEG_SCREENSHOT_RUNS"].split(",")
+    run = request.getfixturevalue("segmentation_run")
+    models = tmp_path / "models"
+    shutil.copytree(run, models / "run_a", ignore=shutil.ignore_patterns("app_cache"))
+    perturbed_copy(run, models / "run_b", 0.5)
+    return models, request.getfixturevalue("tiny_lgg"), ["run_a", "run_b"]
+
+
+@contextmanager
+def streamlit_server(models: Path, lgg: Path, tmp_path: Path) -> Iterator[str]:
+    """A ``streamlit run`` server of the page over ``models`` and ``lgg``; yields its URL."""
     port = free_port()
     log = tmp_path / "streamlit.log"
     env = {**os.environ, "MEDSEG_MODELS_DIR": str(models), "MEDSEG_DATA_DIR": str(lgg)}
@@ -98,6 +115,14 @@ def server(shown_data, tmp_path):
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait(timeout=15)
+
+
+@pytest.fixture
+def server(shown_data, tmp_path):
+    if not CHROMIUM.exists():
+        pytest.skip(f"{CHROMIUM} is missing (apt-get install chromium; CI installs it)")
+    with streamlit_server(*shown_data, tmp_path) as url:
+        yield url
 
 
 def largest_tumour(lgg: Path) -> tuple[Patient, int]:
@@ -146,7 +171,7 @@ def test_case_view_in_chromium(server, shown_data, tmp_path):
             dice = page.locator('[data-testid="stMetric"]', has_text="Slice Dice").locator(
                 '[data-testid="stMetricValue"]')
             dice.wait_for(timeout=PAGE_READY_MS)
-            page.get_by_text("Overlay: model vs expert").wait_for(timeout=PAGE_READY_MS)
+            page.get_by_text("Overlay: model vs").wait_for(timeout=PAGE_READY_MS)
             page.wait_for_function(
                 """() => {
                     const images = [...document.querySelectorAll('[data-testid="stImage"] img')];
@@ -162,18 +187,53 @@ def test_case_view_in_chromium(server, shown_data, tmp_path):
             screenshot.parent.mkdir(parents=True, exist_ok=True)
             page.screenshot(path=str(screenshot), full_page=True)
 
-            # a click on the table's first row (the worst Dice) opens that slice
+            # a click on a cell of the table's first row (the worst Dice) opens that slice
             worst = min(dice_by_slice, key=lambda k: (round(dice_by_slice[k], 3), k))
             table_element = page.locator('[data-testid="stDataFrame"]')
             table_element.scroll_into_view_if_needed()
             table = table_element.bounding_box()
-            page.mouse.click(table["x"] + 15, table["y"] + 35 + 17)  # header and row: 35 px
+            page.mouse.click(table["x"] + 90, table["y"] + 35 + 17)  # header and row: 35 px
             page.wait_for_function(
                 f"() => new URLSearchParams(location.search).get('slice') === '{worst}'",
                 timeout=PAGE_READY_MS,
             )
             wait_until_idle(page)
             assert dice.inner_text() == f"{dice_by_slice[worst]:.3f}"
+        finally:
+            browser.close()
+    assert screenshot.stat().st_size > 50_000
+
+
+def test_runs_side_by_side_in_chromium(two_runs, tmp_path):
+    """The paper's Figure 2 for any runs: a deep link opens the runs on one slice."""
+    from playwright.sync_api import sync_playwright
+
+    if not CHROMIUM.exists():
+        pytest.skip(f"{CHROMIUM} is missing (apt-get install chromium; CI installs it)")
+    models, lgg, runs = two_runs
+    patient, number = largest_tumour(lgg)
+    query = urlencode([("view", "Runs side by side"), *[("runs", r) for r in runs],
+                       ("patient", patient.name), ("slice", number)])
+    screenshot = ROOT / "docs" / "images" / "app_runs.png" if UPDATE else tmp_path / "app_runs.png"
+    with streamlit_server(models, lgg, tmp_path) as url, sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=LAUNCH_ARGS)
+        try:
+            page = browser.new_page(viewport={"width": 1440, "height": 1350})
+            page.goto(f"{url}/?{query}", wait_until="domcontentloaded", timeout=60_000)
+            for run in runs:  # one overlay per run, captioned with its scores
+                page.get_by_text(re.compile(rf"^{re.escape(run)}( \(.*\))?: slice Dice .*patient Dice")).first.wait_for(
+                    timeout=PAGE_READY_MS)
+            page.wait_for_function(
+                f"""() => {{
+                    const images = [...document.querySelectorAll('[data-testid="stImage"] img')];
+                    return images.length >= {2 + len(runs)} && images.every(i => i.complete && i.naturalWidth > 0);
+                }}""",
+                timeout=PAGE_READY_MS,
+            )
+            wait_until_idle(page)
+            header = page.locator('[data-testid="stDataFrame"]')
+            header.wait_for(timeout=PAGE_READY_MS)
+            page.screenshot(path=str(screenshot), full_page=True)
         finally:
             browser.close()
     assert screenshot.stat().st_size > 50_000

@@ -6,6 +6,8 @@ import numpy as np
 import pytest
 
 from medseg.app.overlays import (
+    ERROR_KINDS,
+    ERROR_LEGEND,
     FALSE_NEGATIVE,
     FALSE_POSITIVE,
     PREDICTED,
@@ -56,3 +58,8 @@ def test_overlay_rejects_mismatched_shapes():
         error_overlay(np.zeros((4, 4, 3), np.uint8), np.zeros((4, 4)), np.zeros((4, 5)))
     with pytest.raises(ValueError, match="differ in size"):
         prediction_overlay(np.zeros((4, 4, 3), np.uint8), np.zeros((3, 4)))
+
+
+def test_error_kinds_name_the_legend_entries():
+    assert ERROR_KINDS == {"tp": TRUE_POSITIVE, "fp": FALSE_POSITIVE, "fn": FALSE_NEGATIVE}
+    assert tuple(ERROR_KINDS.values()) == ERROR_LEGEND

@@ -24,7 +24,7 @@ def write_run(folder, *, checkpoints=("best.pt", "last.pt"), mtime=None, epochs=
         "2,0.7,0.625,0.5,30,0.0005\n"
     )
     (folder / "metrics.json").write_text(json.dumps(
-        {"split": "test", "epoch": 2, "n": 30, "dice": 0.75, "patient_dice": 0.8,
+        {"split": "test", "checkpoint": "best.pt", "epoch": 1, "n": 30, "dice": 0.75, "patient_dice": 0.8,
          "per_patient": {"A": 0.8}}))
     for name in checkpoints:
         (folder / name).write_bytes(b"weights")
@@ -45,9 +45,22 @@ def test_card_reads_config_history_and_metrics(tmp_path):
     assert rows["Optimizer"] == "adam+znorm, lr 0.001"
     assert rows["Data"] == "demo_data/lgg (lgg, 128 px)"
     assert rows["Epochs"] == "2 of 3"
-    assert rows["Validation"] == "Dice 0.625, IoU 0.500"
+    assert rows["Validation (epoch 2, the last)"] == "Dice 0.625, IoU 0.500"
     assert rows["Test"] == "Dice 0.750, patient Dice 0.800"
     assert not card.problems
+
+
+def test_card_of_a_chosen_checkpoint_shows_its_own_epoch_and_metrics(tmp_path):
+    card = read_run(write_run(tmp_path / "lgg_run"))
+    assert card.scored == "best.pt"
+    best = dict(card.summary_rows("best.pt", 1))  # best.pt saved at epoch 1
+    assert best["Checkpoint"] == "best.pt, epoch 1"
+    assert best["Validation (epoch 1)"] == "Dice 0.500, IoU 0.400"
+    assert best["Test"] == "Dice 0.750, patient Dice 0.800"  # metrics.json scores best.pt
+    last = dict(card.summary_rows("last.pt", 2))
+    assert last["Validation (epoch 2)"] == "Dice 0.625, IoU 0.500"
+    assert last["Test"] == "not scored for last.pt (metrics.json scores best.pt)"
+    assert "Validation (epoch 7)" not in dict(card.summary_rows("best.pt", 7))  # not in the history
 
 
 def test_last_checkpoint_alone_and_broken_side_files(tmp_path):

@@ -1,0 +1,220 @@
+"""A run's cohort: every patient of a split scored at every threshold of the app's slider,
+computed once per checkpoint and data folder and cached on disk beside the run.
+
+A patient's scores come from :func:`medseg.app.scoring.score_volume` (the case browser's own
+scoring), once per threshold of :data:`THRESHOLDS`, so the cohort table, the case browser and
+the Dice-versus-threshold curves show the same numbers. The cache file
+(``<run>/app_cache/cohort-<checkpoint>-<folder digest>.json``) names the checkpoint's size and
+modification time and the data folder: a new checkpoint or another folder starts afresh, and
+a patient whose slice files changed is scored again.
+
+Example:
+    >>> cache = CohortCache(run.path, run.path / "best.pt", "demo_data/lgg")
+    >>> records = cache.load()
+    >>> records["TCGA_X"] = score_patient("TCGA_X", probs, masks, numbers, fingerprint(patient))
+    >>> cache.save(records)  # None, or why the file could not be written
+    >>> cohort_frame(records, split, threshold=0.5)
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from medseg.app.scoring import score_volume
+from medseg.data import Patient
+from medseg.files import write_text
+
+#: the probability thresholds the app offers (its slider: 0.05 to 0.95 in steps of 0.05)
+THRESHOLDS: tuple[float, ...] = tuple(round(0.05 * step, 2) for step in range(1, 20))
+#: the run's sub-folder for files the app writes (nothing else of the run is ever written)
+CACHE_FOLDER = "app_cache"
+#: bumped when the cache file's content changes meaning
+CACHE_FORMAT = 1
+#: the cohort table's columns, in display order
+COLUMNS = ("Patient", "Subset", "Dice (3-D)", "IoU (3-D)", "Reference px", "Model px",
+           "Empty slices with FP", "Slices")
+
+
+@dataclass(frozen=True)
+class PatientRecord:
+    """One patient's 3-D scores at every threshold of :data:`THRESHOLDS` (same order)."""
+
+    name: str
+    fingerprint: str
+    n_slices: int
+    n_empty_slices: int
+    reference_pixels: int
+    dice: tuple[float, ...]
+    iou: tuple[float, ...]
+    predicted_pixels: tuple[int, ...]
+    empty_fp_slices: tuple[int, ...]
+
+
+def threshold_index(threshold: float) -> int:
+    """The position of ``threshold`` in :data:`THRESHOLDS`.
+
+    Raises:
+        ValueError: when ``threshold`` is not one of them (to within 1e-6).
+    """
+    for index, value in enumerate(THRESHOLDS):
+        if abs(value - threshold) <= 1e-6:
+            return index
+    raise ValueError(f"threshold {threshold} is not one of the app's thresholds {THRESHOLDS}")
+
+
+def fingerprint(patient: Patient) -> str:
+    """What identifies a patient's files: their number and newest modification time.
+
+    Raises:
+        OSError: when a slice or mask file cannot be read.
+    """
+    paths = [path for item in patient.slices for path in (item.image_path, item.mask_path)]
+    newest = max((path.stat().st_mtime_ns for path in paths), default=0)
+    return f"{len(paths)}:{newest}"
+
+
+def score_patient(
+    name: str, probs: np.ndarray, masks: np.ndarray, numbers: Sequence[int], fingerprint: str,
+    thresholds: Sequence[float] = THRESHOLDS,
+) -> PatientRecord:
+    """Score one patient's probabilities at every threshold with :func:`score_volume`.
+
+    Args:
+        name: the patient.
+        probs: (N, H, W) probabilities.
+        masks: (N, H, W) reference masks in {0, 1}.
+        numbers: the N slice numbers.
+        fingerprint: :func:`fingerprint` of the patient's files.
+        thresholds: where to score (the app's :data:`THRESHOLDS` by default).
+    """
+    scores = [score_volume(probs, masks, name, numbers, t) for t in thresholds]
+    first = scores[0]
+    return PatientRecord(
+        name=name, fingerprint=fingerprint, n_slices=first["n_slices"],
+        n_empty_slices=first["n_empty_slices"],
+        reference_pixels=sum(row["gt_pixels"] for row in first["per_slice"]),
+        dice=tuple(s["patient_dice"] for s in scores),
+        iou=tuple(s["patient_iou"] for s in scores),
+        predicted_pixels=tuple(sum(row["pred_pixels"] for row in s["per_slice"]) for s in scores),
+        empty_fp_slices=tuple(s["n_empty_fp_slices"] for s in scores),
+    )
+
+
+def stale(records: Mapping[str, PatientRecord], fingerprints: Mapping[str, str]) -> list[str]:
+    """The patients of ``fingerprints`` (name -> fingerprint) without a current record."""
+    return [name for name, print_ in fingerprints.items()
+            if name not in records or records[name].fingerprint != print_]
+
+
+def lowest_dice(records: Mapping[str, PatientRecord], names: Iterable[str], threshold: float) -> str | None:
+    """Of ``names``, the patient with the lowest 3-D Dice at ``threshold`` (ties: by name);
+    None when none of them has a record."""
+    index = threshold_index(threshold)
+    scored = sorted((records[name].dice[index], name) for name in names if name in records)
+    return scored[0][1] if scored else None
+
+
+def mean_dice_curve(records: Mapping[str, PatientRecord], names: Iterable[str]) -> list[float]:
+    """Mean 3-D Dice over the patients ``names`` at each threshold (the meter's
+    ``patient_dice`` over those patients); NaN where none has a record."""
+    rows = [records[name].dice for name in names if name in records]
+    if not rows:
+        return [math.nan] * len(THRESHOLDS)
+    return [float(value) for value in np.mean(np.asarray(rows, dtype=float), axis=0)]
+
+
+def cohort_frame(records: Mapping[str, PatientRecord], split: Mapping[str, str], threshold: float,
+                 names: Iterable[str] | None = None) -> pd.DataFrame:
+    """The cohort table at ``threshold``: one row per patient (``names``, default all
+    records), lowest Dice first, with :data:`COLUMNS`."""
+    index = threshold_index(threshold)
+    chosen = [records[name] for name in (names if names is not None else records) if name in records]
+    frame = pd.DataFrame(
+        [(r.name, split.get(r.name, ""), r.dice[index], r.iou[index], r.reference_pixels,
+          r.predicted_pixels[index], f"{r.empty_fp_slices[index]} of {r.n_empty_slices}", r.n_slices)
+         for r in chosen],
+        columns=list(COLUMNS),
+    )
+    return frame.sort_values(["Dice (3-D)", "Patient"], kind="stable").reset_index(drop=True)
+
+
+def runs_frame(records_by_run: Mapping[str, Mapping[str, PatientRecord]], names: Sequence[str],
+               threshold: float) -> pd.DataFrame:
+    """Patient Dice of several runs side by side: one column per run (in order), then one
+    ``Δ <run> − <first run>`` column per other run; one row per patient of ``names``."""
+    index = threshold_index(threshold)
+    runs = list(records_by_run)
+    frame = pd.DataFrame({"Patient": list(names)})
+    for run in runs:
+        records = records_by_run[run]
+        frame[run] = [records[name].dice[index] if name in records else math.nan for name in names]
+    for run in runs[1:]:
+        frame[f"Δ {run} − {runs[0]}"] = frame[run] - frame[runs[0]]
+    return frame
+
+
+class CohortCache:
+    """The cohort of one checkpoint over one data folder, in a JSON file beside the run.
+
+    Args:
+        run_dir: the run folder (the file goes in its :data:`CACHE_FOLDER`).
+        checkpoint: the checkpoint whose predictions are scored.
+        data_folder: the LGG folder the patients come from.
+    """
+
+    def __init__(self, run_dir: str | Path, checkpoint: str | Path, data_folder: str | Path) -> None:
+        self.checkpoint = Path(checkpoint)
+        data = str(Path(data_folder).resolve())
+        digest = hashlib.sha256(data.encode()).hexdigest()[:12]
+        self.path = Path(run_dir) / CACHE_FOLDER / f"cohort-{self.checkpoint.stem}-{digest}.json"
+        stat = self.checkpoint.stat()
+        self.identity = {"format": CACHE_FORMAT, "checkpoint": self.checkpoint.name,
+                         "checkpoint_size": stat.st_size, "checkpoint_mtime_ns": stat.st_mtime_ns,
+                         "data_folder": data, "thresholds": list(THRESHOLDS)}
+
+    def load(self) -> dict[str, PatientRecord]:
+        """The cached records; empty when there is no file, it belongs to another checkpoint
+        or folder, or it cannot be read (it is then rewritten by :meth:`save`)."""
+        try:
+            payload = json.loads(self.path.read_text(encoding="utf-8"))
+            if {k: payload.get(k) for k in self.identity} != self.identity:
+                return {}
+            return {name: _record(name, fields) for name, fields in payload["patients"].items()}
+        except (OSError, ValueError, TypeError, KeyError, AttributeError, RecursionError):
+            return {}
+
+    def save(self, records: Mapping[str, PatientRecord]) -> str | None:
+        """Write ``records`` atomically; None when written, else why not (a read-only run
+        folder keeps the cohort for this server's life only)."""
+        payload = {**self.identity, "patients": {
+            name: {k: v for k, v in asdict(record).items() if k != "name"}
+            for name, record in sorted(records.items())}}
+        try:
+            self.path.parent.mkdir(exist_ok=True)
+            write_text(self.path, json.dumps(payload, indent=1, allow_nan=True))
+        except OSError as err:
+            return f"{self.path.parent}: cannot write the cohort cache ({err.strerror or err})"
+        return None
+
+
+def _record(name: str, fields: Mapping) -> PatientRecord:
+    """A :class:`PatientRecord` from its JSON fields; ValueError when they do not fit."""
+    record = PatientRecord(
+        name=name, fingerprint=str(fields["fingerprint"]), n_slices=int(fields["n_slices"]),
+        n_empty_slices=int(fields["n_empty_slices"]), reference_pixels=int(fields["reference_pixels"]),
+        dice=tuple(float(v) for v in fields["dice"]), iou=tuple(float(v) for v in fields["iou"]),
+        predicted_pixels=tuple(int(v) for v in fields["predicted_pixels"]),
+        empty_fp_slices=tuple(int(v) for v in fields["empty_fp_slices"]),
+    )
+    per_threshold = (record.dice, record.iou, record.predicted_pixels, record.empty_fp_slices)
+    if any(len(values) != len(THRESHOLDS) for values in per_threshold):
+        raise ValueError(f"{name}: a cached record without one value per threshold")
+    return record

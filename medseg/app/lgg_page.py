@@ -1,0 +1,425 @@
+"""The LGG views: one case in a large viewer, the cohort of a split, and runs side by side.
+
+Patients are labelled and filtered by the run's ``split.json``; the page opens on the test
+patient with the lowest Dice. Every score comes from :mod:`medseg.app.cohort` (itself
+:func:`medseg.app.scoring.score_volume`), so the case, the cohort table, the runs table and the
+Dice-versus-threshold curves agree.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal, cast
+
+import numpy as np
+import pandas as pd
+import streamlit as st
+
+from medseg.app import settings
+from medseg.app.cohort import (
+    THRESHOLDS,
+    CohortCache,
+    PatientRecord,
+    cohort_frame,
+    fingerprint,
+    lowest_dice,
+    mean_dice_curve,
+    runs_frame,
+    score_patient,
+    stale,
+)
+from medseg.app.run_cards import RunCard
+from medseg.app.scoring import binarize, score_volume
+from medseg.app.slice_view import EMPTY_SLICE_NOTE, Display, slice_metrics, slice_view
+from medseg.app.text import code_span, escape_markdown
+from medseg.app.widgets import (
+    EXPERT,
+    SYNTHETIC_REFERENCE,
+    CheckpointKey,
+    cached_case,
+    cached_probabilities,
+    checkpoint_key,
+    choose_slice,
+    folder_field,
+    largest_area_slice,
+    legend,
+    list_cases,
+    picture,
+    score_text,
+    show_error,
+    synthetic_note,
+)
+from medseg.data import Patient
+from medseg.errors import MedsegError
+
+#: the subsets of a run's split.json, in the views' order
+SPLIT_CHOICES = ("test", "val", "train")
+ALL_PATIENTS = "all"
+#: patient predictions scored for a cohort without asking (more wait for a button)
+AUTO_SCORED = 16
+#: the LGG views, in tab order (the tab bar's key is "view")
+VIEWS = ("Case", "Cohort", "Runs side by side", "Upload a scan", "Training curves")
+
+
+@dataclass
+class Cases:
+    """The LGG folder of the views and its patients."""
+
+    folder: str
+    patients: dict[str, Patient]
+    reference: str  # "Expert" or "Reference (synthetic)"
+
+    def fingerprints(self, names: list[str]) -> dict[str, str]:
+        return {name: _fingerprints(self.folder).get(name, "") for name in names}
+
+
+@st.cache_data(ttl=30, show_spinner=False)
+def _fingerprints(folder: str) -> dict[str, str]:
+    """Every patient's :func:`~medseg.app.cohort.fingerprint` (refreshed every 30 s)."""
+    return {patient.name: fingerprint(patient) for patient in list_cases(folder)}
+
+
+def open_cases() -> Cases | None:
+    """The case folder field and the demo-data note; None (with the error) when unreadable."""
+    folder = folder_field(
+        "Case folder (LGG kaggle_3m layout)", settings.lgg_dir(), "lgg_dir",
+        help="A kaggle_3m folder, or the lgg-mri-segmentation folder that holds it.",
+    )
+    try:
+        patients = {patient.name: patient for patient in list_cases(folder)}
+        _fingerprints(folder)
+    except (MedsegError, OSError) as err:
+        show_error(str(err))
+        st.info("Write the demo cases with `medseg demo-data lgg demo_data/lgg`.")
+        return None
+    reference = SYNTHETIC_REFERENCE if synthetic_note(folder) else EXPERT
+    return Cases(folder, patients, reference)
+
+
+# ---------------------------------------------------------------- cohorts
+
+
+@st.cache_resource(show_spinner=False)
+def _unsaved_cohorts() -> dict[str, dict[str, PatientRecord]]:
+    """Cohorts whose run folder cannot be written, kept for this server's life."""
+    return {}
+
+
+@dataclass
+class Scorer:
+    """One checkpoint's cohort over the case folder: cached records, scored on demand."""
+
+    run: RunCard
+    checkpoint: Path
+    key: CheckpointKey
+    cases: Cases
+
+    @functools.cached_property
+    def cache(self) -> CohortCache:
+        return CohortCache(self.run.path, self.checkpoint, self.cases.folder)
+
+    @functools.cached_property
+    def records(self) -> dict[str, PatientRecord]:
+        unsaved = _unsaved_cohorts().get(str(self.cache.path), {})
+        return {**self.cache.load(), **unsaved}
+
+    def missing(self, names: list[str]) -> list[str]:
+        return stale(self.records, self.cases.fingerprints(names))
+
+    def score(self, names: list[str], progress: bool = True) -> str | None:
+        """Score the patients of ``names`` without a current record and save them; None, or
+        why the cache file could not be written."""
+        missing = self.missing(names)
+        if not missing:
+            return None
+        bar = st.progress(0.0, text=f"Scoring {len(missing)} patients with {self.run.name}…") if progress else None
+        prints = self.cases.fingerprints(missing)
+        for done, name in enumerate(missing, start=1):
+            case = cached_case(self.cases.folder, name, prints[name])
+            probs = cached_probabilities(self.key, self.cases.folder, name, prints[name])
+            self.records[name] = score_patient(name, probs, case.masks, case.numbers, prints[name])
+            if bar is not None:
+                bar.progress(done / len(missing), text=f"Scored {done}/{len(missing)} patients "
+                             f"with {escape_markdown(self.run.name)}")
+        if bar is not None:
+            bar.empty()
+        problem = self.cache.save(self.records)
+        if problem is not None:
+            _unsaved_cohorts()[str(self.cache.path)] = dict(self.records)
+        return problem
+
+    def where(self) -> str:
+        """Where the cohort is kept, for a caption."""
+        if str(self.cache.path) in _unsaved_cohorts():
+            return "kept in memory until the server stops (the run folder is read-only)"
+        return f"cached in {code_span(str(self.cache.path))}"
+
+
+# ---------------------------------------------------------------- choosing a patient
+
+
+def subset_names(cases: Cases, split: Mapping[str, str], subset: str) -> list[str]:
+    """The case folder's patients of ``subset`` ("all": every one)."""
+    return [name for name in cases.patients if subset == ALL_PATIENTS or split.get(name) == subset]
+
+
+def choose_patient(cases: Cases, split: dict[str, str], scorer: Scorer, threshold: float) -> str:
+    """The subset filter (test first) and the patient picker, each patient labelled with its
+    subset (the cohort view lists their Dice). The first visit opens the test patient with the lowest
+    Dice (scoring the test patients once, cached); a deep link (``?patient=``) opens its own."""
+    split = {name: subset for name, subset in split.items() if name in cases.patients}
+    linked = st.query_params.get("patient")
+    if "patient" not in st.session_state:
+        if linked in cases.patients:
+            st.session_state["patient"] = linked
+            st.session_state["patient_subset"] = split.get(linked, ALL_PATIENTS)
+        elif "test" in split.values():
+            tests = subset_names(cases, split, "test")
+            scorer.score(tests)
+            st.session_state["patient"] = lowest_dice(scorer.records, tests, threshold) or tests[0]
+    subsets = [s for s in SPLIT_CHOICES if s in split.values()]
+    left, right = st.columns(2)
+    shown = list(cases.patients)
+    if subsets:
+        chosen = left.radio(
+            "Patients of the run's split", [*subsets, ALL_PATIENTS], horizontal=True,
+            key="patient_subset", help="From the run's split.json: the patients it trained on, "
+            "chose its checkpoint on (val) and was scored on (test).",
+        )
+        shown = subset_names(cases, split, cast(str, chosen))
+    else:
+        left.caption("None of these patients is in the run's split.json (or the run has "
+                     "none): which of them it trained on is unknown.")
+    if st.session_state.get("patient") not in shown:
+        st.session_state["patient"] = shown[0]
+    return cast(str, right.selectbox(
+        "Patient", shown, key="patient",
+        format_func=lambda name: f"{name} ({split[name]})" if name in split else name,
+    ))
+
+
+# ---------------------------------------------------------------- the case view
+
+
+#: a table's selection: a row (its checkbox) or any cell of it (a click)
+ROW_OR_CELL: list[Literal["single-row", "single-cell"]] = ["single-row", "single-cell"]
+
+
+def selected_row(table_key: str) -> int | None:
+    """The row of the table ``table_key`` whose checkbox or cell was clicked (None: none)."""
+    selection = st.session_state[table_key].selection
+    rows, cells = selection.get("rows", []), selection.get("cells", [])
+    return rows[0] if rows else cells[0][0] if cells else None
+
+
+def jump_to_slice(table_key: str, slider_key: str, slice_numbers: list[int]) -> None:
+    """Table row or cell clicked: show that slice."""
+    row = selected_row(table_key)
+    if row is not None:
+        st.session_state[slider_key] = slice_numbers[row]
+
+
+def slice_table(volume: dict, table_key: str, slider_key: str, reference: str = EXPERT) -> None:
+    """Every slice with its scores, worst Dice first; clicking a row (any cell) opens that slice."""
+    table = pd.DataFrame(volume["per_slice"]).sort_values(["dice", "slice"], kind="stable")
+    shown = pd.DataFrame({
+        "Slice": table["slice"],
+        "Dice": table["dice"].round(3),
+        "IoU": table["iou"].round(3),
+        f"{reference} px": table["gt_pixels"],
+        "Model px": table["pred_pixels"],
+    })
+    three_decimals = st.column_config.NumberColumn(format="%.3f")
+    st.dataframe(
+        shown, hide_index=True, column_config={"Dice": three_decimals, "IoU": three_decimals},
+        height=min(420, 38 + 35 * len(shown)), key=table_key,
+        on_select=functools.partial(jump_to_slice, table_key, slider_key, shown["Slice"].tolist()),
+        selection_mode=ROW_OR_CELL,
+    )
+
+
+def threshold_chart(curves: Mapping[str, list[float]], threshold: float, title: str) -> None:
+    """Dice against the probability threshold, one line per curve, the current threshold
+    marked by a dashed rule."""
+    data = pd.DataFrame([{"threshold": t, "Dice": value, "curve": name}
+                         for name, values in curves.items()
+                         for t, value in zip(THRESHOLDS, values, strict=True) if np.isfinite(value)])
+    x = {"field": "threshold", "type": "quantitative", "scale": {"domain": [0, 1]},
+         "title": "probability threshold"}
+    spec = {"title": title, "layer": [
+        {"mark": {"type": "line", "point": True},
+         "encoding": {"x": x, "y": {"field": "Dice", "type": "quantitative", "title": "Dice (3-D)"},
+                      "color": {"field": "curve", "type": "nominal", "title": None},
+                      "tooltip": [{"field": "curve"}, {"field": "threshold"},
+                                  {"field": "Dice", "format": ".3f"}]}},
+        {"data": {"values": [{"threshold": threshold}]}, "mark": {"type": "rule", "strokeDash": [4, 4]},
+         "encoding": {"x": x}},
+    ]}
+    st.vega_lite_chart(data, spec, height=240)
+
+
+def case_view(cases: Cases, run: RunCard, scorer: Scorer, threshold: float, display: Display) -> None:
+    """One patient: slice slider, scores, the large viewer, the threshold curve, the slices."""
+    name = choose_patient(cases, run.split, scorer, threshold)
+    print_ = cases.fingerprints([name])[name]
+    try:
+        case = cached_case(cases.folder, name, print_)
+        probs = cached_probabilities(scorer.key, cases.folder, name, print_)
+        scorer.score([name], progress=False)  # the patient's own curve, kept for the cohort
+    except MedsegError as err:
+        show_error(str(err))
+        return
+    volume = score_volume(probs, case.masks, name, case.numbers, threshold)
+    slider_key = f"slice:{cases.folder}:{name}"
+    default = largest_area_slice(case.numbers, case.masks)
+    linked = st.query_params.get("slice", "")
+    if name == st.query_params.get("patient") and linked.isdigit() and int(linked) in case.numbers:
+        default = int(linked)
+    number = choose_slice(case.numbers, default, slider_key)
+    st.query_params.update(patient=name, slice=str(number))  # a link to this view
+    position = case.numbers.index(number)
+    row = next(r for r in volume["per_slice"] if r["slice"] == number)
+    slice_metrics(row, volume, None, "Patient", cases.reference)
+    slice_view(case.images[position], case.masks[position], probs[position], threshold, display,
+               cases.reference)
+    st.caption(f"Pixel spacing unknown (kaggle .tif slices carry none): areas in pixels. "
+               f"{EMPTY_SLICE_NOTE}")
+    curves = {f"patient {name}": list(scorer.records[name].dice)}
+    subset = run.split.get(name)
+    if subset is not None:
+        names = subset_names(cases, run.split, subset)
+        if not scorer.missing(names):
+            curves[f"mean of the {subset} patients"] = mean_dice_curve(scorer.records, names)
+    threshold_chart(curves, threshold, "Dice (3-D) against the threshold")
+    st.subheader("Slices of this patient, worst Dice first")
+    st.caption(
+        f"{volume['n_slices']} slices; mean slice Dice {score_text(volume['dice'])}; "
+        f"{volume['n_empty_fp_slices']} of {volume['n_empty_slices']} tumour-free slices with "
+        "false positives. Click a row to open the slice."
+    )
+    # keyed by the slice too: moving the slider drops the old row's highlight
+    slice_table(volume, f"table:{cases.folder}:{name}:{number}", slider_key, cases.reference)
+
+
+# ---------------------------------------------------------------- the cohort view
+
+
+def open_patient(table_key: str, names: list[str]) -> None:
+    """Cohort row or cell clicked: open that patient in the Case view."""
+    row = selected_row(table_key)
+    if row is not None:
+        st.session_state["patient"] = names[row]
+        st.session_state["patient_subset"] = ALL_PATIENTS
+        st.session_state["view"] = VIEWS[0]
+
+
+def score_when_asked(scorers: Mapping[str, Scorer], names: list[str], subset: str, key: str) -> bool:
+    """Score the patients of ``names`` with each run where needed: at once for the test
+    patients or up to :data:`AUTO_SCORED` patients in all, else on a button press (a train
+    split may take minutes). True when every run has scored them all."""
+    missing = sum(len(scorer.missing(names)) for scorer in scorers.values())
+    runs = "the run" if len(scorers) == 1 else f"each of the {len(scorers)} runs"
+    if missing and (subset == "test" or missing <= AUTO_SCORED
+                    or st.button(f"Score the unscored {subset} patients with {runs} "
+                                 f"({missing} patient predictions)", key=key)):
+        for scorer in scorers.values():
+            problem = scorer.score(names)
+            if problem:
+                st.caption(escape_markdown(problem))
+    return not any(scorer.missing(names) for scorer in scorers.values())
+
+
+def cohort_view(cases: Cases, run: RunCard, scorer: Scorer, threshold: float) -> None:
+    """Every patient of a split with its 3-D Dice and IoU, tumour pixels and empty-slice false
+    positives, lowest Dice first; a row opens the patient."""
+    split = run.split
+    subsets = [s for s in SPLIT_CHOICES if s in split.values()] + [ALL_PATIENTS]
+    subset = cast(str, st.radio("Patients", subsets, horizontal=True, key="cohort_subset"))
+    names = subset_names(cases, split, subset)
+    if not names:
+        st.info("No patient of this subset is in the case folder.")
+        return
+    scored = score_when_asked({run.name: scorer}, names, subset, "cohort_score")
+    frame = cohort_frame(scorer.records, split, threshold, names)
+    three = st.column_config.NumberColumn(format="%.3f")
+    table_key = f"cohort_table:{subset}"
+    st.dataframe(frame, hide_index=True, key=table_key, selection_mode=ROW_OR_CELL,
+                 column_config={"Dice (3-D)": three, "IoU (3-D)": three},
+                 on_select=functools.partial(open_patient, table_key, frame["Patient"].tolist()))
+    st.caption(
+        f"{len(frame)} of {len(names)} patients scored at p ≥ {threshold:.2f} by "
+        f"{code_span(run.name)} / {code_span(scorer.checkpoint.name)}; {scorer.where()}. "
+        "Tumour in pixels summed over slices (kaggle slices carry no spacing). Click a row to "
+        "open the patient."
+    )
+    if scored:
+        threshold_chart({f"mean of the {subset} patients": mean_dice_curve(scorer.records, names)},
+                        threshold, "Mean Dice (3-D) against the threshold")
+
+
+# ---------------------------------------------------------------- runs side by side
+
+
+def run_label(run: RunCard) -> str:
+    """A run as the comparison names it: its name and optimizer (when the name does not
+    already say it)."""
+    optimizer = run.config.optim.name if run.config else None
+    return run.name if optimizer in (None, run.name) else f"{run.name} ({optimizer})"
+
+
+def runs_view(cases: Cases, current: RunCard, scorer: Scorer, runs: list[RunCard], threshold: float,
+              display: Display, checkpoint_of: Callable[[RunCard], Path | None]) -> None:
+    """The same slice through several runs (the paper's Figure 2 for any runs), and the
+    patient Dice of each run with its difference from the first."""
+    usable = {run.name: run for run in runs if run.task == current.task and checkpoint_of(run)}
+    linked = [name for name in st.query_params.get_all("runs") if name in usable]
+    if "compare_runs" not in st.session_state:  # a deep link (?runs=a&runs=b) names the runs
+        st.session_state["compare_runs"] = linked or [current.name]
+    chosen = st.multiselect("Runs", list(usable), key="compare_runs",
+                            format_func=lambda name: run_label(usable[name]),
+                            help="Each run's chosen checkpoint (best.pt unless the sidebar says "
+                                 "otherwise for the current run).")
+    st.query_params["runs"] = chosen  # a link to this comparison
+    if not chosen:
+        st.info("Choose one or more runs.")
+        return
+    scorers = {name: scorer if name == current.name else Scorer(
+        usable[name], cast(Path, checkpoint_of(usable[name])),
+        checkpoint_key(cast(Path, checkpoint_of(usable[name]))), cases) for name in chosen}
+    name = choose_patient(cases, current.split, scorer, threshold)
+    print_ = cases.fingerprints([name])[name]
+    try:
+        case = cached_case(cases.folder, name, print_)
+        probs = {run: cached_probabilities(s.key, cases.folder, name, print_) for run, s in scorers.items()}
+    except MedsegError as err:
+        show_error(str(err))
+        return
+    number = choose_slice(case.numbers, largest_area_slice(case.numbers, case.masks),
+                          f"slice:{cases.folder}:{name}")
+    position = case.numbers.index(number)
+    mask = case.masks[position]
+    background = display.background(case.images[position])
+    columns = st.columns(2 + len(chosen))
+    picture(columns[0], background, f"MRI: {display.sequence}, slice {number}")
+    picture(columns[1], mask * 255, f"{cases.reference} mask")
+    for column, run in zip(columns[2:], chosen, strict=True):
+        volume = score_volume(probs[run], case.masks, name, case.numbers, threshold)
+        row = next(r for r in volume["per_slice"] if r["slice"] == number)
+        picture(column, display.overlay(background, binarize(probs[run][position], threshold), mask),
+                f"{run_label(usable[run])}: slice Dice {score_text(row['dice'])}, "
+                f"patient Dice {score_text(volume['patient_dice'])}")
+    legend(display.legend(with_reference=True))
+    subset = cast(str, st.session_state.get("patient_subset", ALL_PATIENTS))
+    names = subset_names(cases, current.split, subset)
+    st.subheader(f"Patient Dice (3-D) of each run, {subset} patients")
+    complete = score_when_asked(scorers, names, subset, "runs_score")
+    frame = runs_frame({run: s.records for run, s in scorers.items()}, names, threshold)
+    st.dataframe(frame, hide_index=True, column_config={
+        column: st.column_config.NumberColumn(format="%.3f") for column in frame.columns[1:]})
+    if len(chosen) > 1 and complete:
+        means = frame.drop(columns="Patient").mean()
+        st.caption("Means: " + "; ".join(f"{escape_markdown(c)} {v:+.3f}" if c.startswith("Δ")
+                                          else f"{escape_markdown(c)} {v:.3f}" for c, v in means.items()))

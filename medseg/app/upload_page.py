@@ -1,0 +1,235 @@
+"""The upload view: a slice or a NIfTI volume, or a scan's three MR sequences (NIfTI or zipped
+DICOM), read with the checks of ``medseg predict``; the model's mask, scores against an
+optional expert mask, tumour volume and lesions, and the downloads."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+from typing import cast
+
+import numpy as np
+import streamlit as st
+
+from medseg.app import settings
+from medseg.app.scoring import binarize, score_volume
+from medseg.app.slice_view import EMPTY_SLICE_NOTE, Display, slice_metrics, slice_view
+from medseg.app.text import escape_markdown
+from medseg.app.uploads import (
+    SEQUENCE_LABELS,
+    SEQUENCE_SUFFIXES,
+    SINGLE_SEQUENCE_BOX,
+    Upload,
+    UploadedFile,
+    dicom_seg_bytes,
+    mask_png_bytes,
+    mask_volume_bytes,
+    prediction_file_name,
+    read_sequences,
+    read_upload,
+    upload_report,
+)
+from medseg.app.widgets import (
+    SLICES_PER_BATCH,
+    CheckpointKey,
+    area_metric,
+    choose_slice,
+    largest_area_slice,
+    session_cached,
+    show_error,
+)
+from medseg.data import SEQUENCES
+from medseg.data.nifti import Volume
+from medseg.engine import slice_probabilities
+from medseg.engine.checkpoint import LoadedModel
+from medseg.engine.predict import SLICE_SUFFIXES, VOLUME_SUFFIXES, report_text
+from medseg.errors import MedsegError
+
+#: the upload view's inputs
+UPLOAD_MODES = ("One file", "Three sequences")
+SINGLE_SEQUENCE_WARNING = (
+    "**One MR sequence, repeated into all three channels.** The model was trained on three "
+    "(pre-contrast T1, FLAIR, post-contrast T1) and never saw such input: its mask is less "
+    "reliable. The downloads say so (NIfTI description, `single_sequence` in the report)."
+)
+#: what the one-file uploaders offer in the browser's file picker (the readers check again)
+ONE_FILE_TYPES = [*SLICE_SUFFIXES, *VOLUME_SUFFIXES]
+#: reads the chosen uploads; its argument: one MR sequence may be repeated (single_sequence)
+UploadReader = Callable[[bool], Upload]
+
+
+def predict_with_progress(model, images: np.ndarray, image_size: int, what: str) -> np.ndarray:
+    """Probabilities of every slice, a batch at a time, with a progress bar."""
+    what = escape_markdown(what)
+    bar = st.progress(0.0, text=f"Predicting {what}…")
+    parts = []
+    for start in range(0, len(images), SLICES_PER_BATCH):
+        parts.append(slice_probabilities(model, images[start : start + SLICES_PER_BATCH], image_size))
+        done = min(start + SLICES_PER_BATCH, len(images))
+        bar.progress(done / len(images), text=f"Predicting {what}: {done}/{len(images)} slices")
+    bar.empty()
+    return np.concatenate(parts)
+
+
+def one_file_input() -> tuple[list, UploadReader] | None:
+    """The one-file uploaders; their files and how to read them (None until a file is given)."""
+    st.caption(
+        "A slice (.tif, .png, .jpg) with an optional mask of the same size, or a NIfTI volume "
+        "(.nii, .nii.gz) with an optional mask volume. Files are read in a temporary folder "
+        f"that is deleted at once; at most {settings.MAX_UPLOAD_MB} MB each."
+    )
+    left, right = st.columns(2)
+    image_file = left.file_uploader("Slice or volume", key="upload_image", type=ONE_FILE_TYPES,
+                                    max_upload_size=settings.MAX_UPLOAD_MB)
+    mask_file = right.file_uploader("Expert mask (optional)", key="upload_mask", type=ONE_FILE_TYPES,
+                                    max_upload_size=settings.MAX_UPLOAD_MB)
+    if image_file is None:
+        st.info("Upload a slice or a volume to see the model's mask.")
+        return None
+
+    def read(single_sequence: bool) -> Upload:
+        return read_upload(uploaded(image_file), uploaded(mask_file) if mask_file is not None else None,
+                           max_mb=settings.MAX_UPLOAD_MB, single_sequence=single_sequence)
+
+    return [f for f in (image_file, mask_file) if f is not None], read
+
+
+def sequences_input() -> tuple[list, UploadReader] | None:
+    """The three sequence uploaders and the mask volume's; their files and how to read them
+    (None until a sequence is given)."""
+    st.caption(
+        "The scan's three MR sequences, each a NIfTI volume (.nii, .nii.gz) or a zipped DICOM "
+        "series (.zip), co-registered on one voxel grid, with an optional mask volume (NIfTI) on "
+        "the same grid. Read as `medseg predict --pre --flair --post` reads them, in a temporary "
+        f"folder that is deleted at once; at most {settings.MAX_UPLOAD_MB} MB each."
+    )
+    columns = st.columns(4)
+    files = {key: column.file_uploader(SEQUENCE_LABELS[key], key=f"upload_{key}",
+                                       type=list(SEQUENCE_SUFFIXES),
+                                       max_upload_size=settings.MAX_UPLOAD_MB)
+             for key, column in zip(SEQUENCES, columns, strict=False)}
+    mask_file = columns[3].file_uploader("Expert mask volume (optional)", key="upload_sequence_mask",
+                                         type=list(VOLUME_SUFFIXES),
+                                         max_upload_size=settings.MAX_UPLOAD_MB)
+    given = {key: f for key, f in files.items() if f is not None}
+    if not given:
+        st.info("Upload the scan's sequences to see the model's mask.")
+        return None
+
+    def read(single_sequence: bool) -> Upload:
+        return read_sequences({key: uploaded(f) for key, f in given.items()},
+                              uploaded(mask_file) if mask_file is not None else None,
+                              max_mb=settings.MAX_UPLOAD_MB, single_sequence=single_sequence)
+
+    return [*given.values(), *([mask_file] if mask_file is not None else [])], read
+
+
+def uploaded(file) -> UploadedFile:
+    """(name, bytes) of a Streamlit upload."""
+    return file.name, file.getvalue()
+
+
+def upload_view(loaded: LoadedModel, checkpoint: CheckpointKey, threshold: float, display: Display) -> None:
+    mode = cast(str, st.radio(
+        "Input", UPLOAD_MODES, horizontal=True, key="upload_mode",
+        help="One file: a slice or a NIfTI volume. Three sequences: pre-contrast T1, FLAIR and "
+             "post-contrast T1 uploaded separately (NIfTI or zipped DICOM).",
+    ))
+    given = one_file_input() if mode == UPLOAD_MODES[0] else sequences_input()
+    single = st.checkbox(
+        f"{SINGLE_SEQUENCE_BOX} (less reliable)", key="upload_single",
+        help="The model reads three MR sequences. A single one (a 3-D volume, a grey slice, one "
+             "of the three) is refused unless this is ticked; then it is repeated into the three "
+             "channels, which the model never saw in training.",
+    )
+    if given is None:
+        return
+    files, read = given
+    key = (checkpoint, mode, single, *[(f.file_id, f.name, f.size) for f in files])
+
+    def decode_and_predict() -> tuple[Upload, np.ndarray]:
+        upload = read(single)
+        probs = predict_with_progress(loaded.model, upload.images, loaded.config.data.image_size,
+                                      upload.name)
+        return upload, probs
+
+    try:
+        upload, probs = session_cached("uploads", key, decode_and_predict, size=2)
+    except MedsegError as err:
+        show_error(str(err))
+        return
+    upload_results(upload, probs, threshold, key, "|".join(f.file_id for f in files), display)
+
+
+def upload_results(upload: Upload, probs: np.ndarray, threshold: float, key: tuple, files_id: str,
+                   display: Display) -> None:
+    """An upload's pictures, scores, tumour volume and downloads."""
+    if upload.single_sequence:
+        st.warning(SINGLE_SEQUENCE_WARNING, icon="⚠️")
+    predicted = binarize(probs, threshold)
+    numbers = list(range(1, len(upload.images) + 1))
+    reference = upload.masks if upload.masks is not None else predicted
+    number = choose_slice(numbers, largest_area_slice(numbers, reference), f"upload_slice:{files_id}",
+                          "Slice (as stored)" if upload.dicom else "Axial slice")
+    position = number - 1
+    if upload.masks is not None:
+        volume = score_volume(probs, upload.masks, upload.name, numbers, threshold)
+        row = next(r for r in volume["per_slice"] if r["slice"] == number)
+        slice_metrics(row, volume, upload.pixel_area_mm2, "Volume" if upload.is_volume else "Image")
+        more = list(st.columns(6)) if upload.is_volume else []
+    else:
+        more = list(st.columns(6))
+        area_metric(more.pop(0), "Model", int(predicted[position].sum()), upload.pixel_area_mm2)
+    report, seg = None, None
+    if upload.is_volume:
+        seg, seg_skipped = session_cached("upload_segs", (key, threshold),
+                                          lambda: dicom_seg_bytes(upload, predicted, threshold), size=2)
+        seg_file = prediction_file_name(upload.name, True, "_seg.dcm") if seg is not None else None
+        report = session_cached("upload_reports", (key, threshold), lambda: upload_report(
+            upload, predicted, threshold, seg_file=seg_file, seg_skipped=seg_skipped), size=2)
+        more[0].metric("Model volume (mL)", f"{report['tumour_volume_ml']:.2f}",
+                       help="Tumour volume of the predicted mask, all slices (the lesion report's "
+                            "tumour_volume_ml).")
+        more[1].metric("Model lesions", str(report["n_lesions"]),
+                       help="3-D connected components of the predicted mask (26-connectivity), "
+                            "each listed in the lesion report.")
+    views = upload.views
+    sequence = cast(str, st.radio(
+        "MRI sequence", list(views), horizontal=True, key=f"upload_sequence:{'|'.join(views)}",
+        help="The sequences this upload holds (one sequence: only that one).",
+    ))
+    mask = upload.masks[position] if upload.masks is not None else None
+    slice_view(upload.images[position], mask, probs[position], threshold,
+               dataclasses.replace(display, sequence=sequence), channels=views)
+    spacing = "Pixel spacing unknown: areas in pixels"
+    if upload.pixel_area_mm2:
+        spacing = f"Pixel spacing from the {'DICOM headers' if upload.dicom else 'NIfTI header'}"
+    st.caption(f"{spacing}. {EMPTY_SLICE_NOTE}")
+    upload_downloads(upload, predicted, report, seg)
+
+
+def upload_downloads(upload: Upload, predicted: np.ndarray, report: dict | None, seg: bytes | None) -> None:
+    """The predicted mask, and for a volume its lesion report and DICOM SEG (when there is one)."""
+    single = upload.single_sequence
+    if not upload.is_volume:
+        st.download_button("Download the predicted mask (PNG)", data=mask_png_bytes(predicted[0], single),
+                           file_name=prediction_file_name(upload.name, False), mime="image/png")
+        return
+    columns = st.columns(3)
+    columns[0].download_button(
+        "Download the mask (NIfTI)", help="The predicted mask on the input's voxel grid, with its affine.",
+        data=lambda: mask_volume_bytes(predicted, cast(Volume, upload.volume), single),
+        file_name=prediction_file_name(upload.name, True), mime="application/gzip",
+    )
+    if report is not None:
+        columns[1].download_button("Download the lesion report (JSON)", data=report_text(report),
+                                   file_name=prediction_file_name(upload.name, True, ".json"),
+                                   mime="application/json")
+    if seg is not None:
+        columns[2].download_button("Download the DICOM SEG", data=seg,
+                                   file_name=prediction_file_name(upload.name, True, "_seg.dcm"),
+                                   mime="application/dicom")
+    elif report is not None and report.get("dicom_seg"):
+        st.caption(f"No DICOM SEG: {escape_markdown(str(report['dicom_seg']['skipped']))}")
+
+

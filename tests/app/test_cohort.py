@@ -1,0 +1,141 @@
+"""The cohort: scores at every threshold equal the case browser's, the cache is keyed by the
+checkpoint and the data folder, and the tables sort and difference as they say."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+
+import numpy as np
+import pytest
+
+from medseg.app.cohort import (
+    THRESHOLDS,
+    CohortCache,
+    cohort_frame,
+    fingerprint,
+    lowest_dice,
+    mean_dice_curve,
+    runs_frame,
+    score_patient,
+    stale,
+    threshold_index,
+)
+from medseg.app.scoring import score_volume
+from medseg.data import Patient
+from medseg.data.lgg import Slice
+from medseg.metrics import SegmentationMeter
+
+
+def patient_arrays(seed: int, n: int = 3, size: int = 8) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    probs = rng.random((n, size, size)).astype(np.float32)
+    masks = (rng.random((n, size, size)) > 0.6).astype(np.uint8)
+    masks[0] = 0  # a tumour-free slice: its false positives count
+    return probs, masks
+
+
+def record(name: str, seed: int):
+    probs, masks = patient_arrays(seed)
+    return score_patient(name, probs, masks, [1, 2, 3], f"print-{seed}")
+
+
+def test_thresholds_are_the_sliders_and_index_by_value():
+    assert THRESHOLDS[0] == 0.05 and THRESHOLDS[-1] == 0.95 and len(THRESHOLDS) == 19
+    assert threshold_index(0.5) == 9 and threshold_index(0.1 + 0.2) == 5  # float noise tolerated
+    with pytest.raises(ValueError, match="not one of"):
+        threshold_index(0.52)
+
+
+def test_patient_record_equals_the_case_browser_at_every_threshold():
+    probs, masks = patient_arrays(0)
+    rec = score_patient("p", probs, masks, [4, 5, 6], "x")
+    for index, threshold in enumerate(THRESHOLDS):
+        volume = score_volume(probs, masks, "p", [4, 5, 6], threshold)
+        assert rec.dice[index] == volume["patient_dice"] and rec.iou[index] == volume["patient_iou"]
+        assert rec.empty_fp_slices[index] == volume["n_empty_fp_slices"]
+        assert rec.predicted_pixels[index] == int((probs >= threshold).sum())
+    assert rec.reference_pixels == int(masks.sum()) and rec.n_slices == 3 and rec.n_empty_slices == 1
+
+
+def test_mean_dice_curve_is_the_meters_patient_dice():
+    arrays = {f"p{seed}": patient_arrays(seed) for seed in range(3)}
+    records = {name: score_patient(name, p, m, [1, 2, 3], "") for name, (p, m) in arrays.items()}
+    curve = mean_dice_curve(records, ["p0", "p2"])
+    for index in (0, 9, 18):
+        meter = SegmentationMeter(threshold=THRESHOLDS[index])
+        for name in ("p0", "p2"):
+            meter.update(*arrays[name], [name] * 3, [1, 2, 3])
+        assert curve[index] == pytest.approx(meter.compute()["patient_dice"], abs=1e-12)
+    assert all(math.isnan(v) for v in mean_dice_curve(records, ["nobody"]))
+
+
+def test_tables_sort_by_dice_and_difference_runs():
+    records = {"a": record("a", 1), "b": record("b", 2), "c": record("c", 3)}
+    frame = cohort_frame(records, {"a": "test", "b": "val"}, 0.5, ["a", "b", "c"])
+    assert list(frame["Dice (3-D)"]) == sorted(r.dice[9] for r in records.values())
+    assert frame.set_index("Patient")["Subset"].to_dict() == {"a": "test", "b": "val", "c": ""}
+    assert lowest_dice(records, ["a", "b", "c"], 0.5) == frame["Patient"][0]
+    assert lowest_dice(records, ["nobody"], 0.5) is None
+    other = {"a": record("a", 4), "b": record("b", 5)}
+    table = runs_frame({"run1": records, "run2": other}, ["a", "b", "c"], 0.3)
+    assert list(table.columns) == ["Patient", "run1", "run2", "Δ run2 − run1"]
+    assert table["Δ run2 − run1"][0] == pytest.approx(other["a"].dice[5] - records["a"].dice[5])
+    assert math.isnan(table["run2"][2])  # c has no record in run2
+
+
+def test_cache_round_trip_and_invalidation(tmp_path):
+    run = tmp_path / "run"
+    run.mkdir()
+    checkpoint = run / "best.pt"
+    checkpoint.write_bytes(b"weights")
+    records = {"a": record("a", 1), "b": record("b", 2)}
+    cache = CohortCache(run, checkpoint, tmp_path / "data")
+    assert cache.load() == {}
+    assert cache.save(records) is None
+    assert cache.path.parent == run / "app_cache" and not list(cache.path.parent.glob(".*"))
+    assert CohortCache(run, checkpoint, tmp_path / "data").load() == records
+    assert CohortCache(run, checkpoint, tmp_path / "other").load() == {}  # another folder
+    stat = checkpoint.stat()
+    os.utime(checkpoint, ns=(stat.st_atime_ns, stat.st_mtime_ns + 1))  # a new checkpoint
+    assert CohortCache(run, checkpoint, tmp_path / "data").load() == {}
+
+
+@pytest.mark.parametrize("damage", [
+    lambda text: text[: len(text) // 2],  # truncated
+    lambda text: json.dumps({**json.loads(text), "patients": {"a": {"dice": [1.0]}}}),
+    lambda text: json.dumps({**json.loads(text), "format": 0}),
+    lambda text: "[]",
+])
+def test_a_damaged_cache_is_ignored_then_rewritten(tmp_path, damage):
+    checkpoint = tmp_path / "best.pt"
+    checkpoint.write_bytes(b"weights")
+    cache = CohortCache(tmp_path, checkpoint, tmp_path)
+    cache.save({"a": record("a", 1)})
+    cache.path.write_text(damage(cache.path.read_text()))
+    assert cache.load() == {}
+    assert cache.save({"b": record("b", 2)}) is None and set(cache.load()) == {"b"}
+
+
+def test_unwritable_cache_says_why(tmp_path):
+    checkpoint = tmp_path / "best.pt"
+    checkpoint.write_bytes(b"weights")
+    (tmp_path / "app_cache").write_text("a file where the folder should be")
+    problem = CohortCache(tmp_path, checkpoint, tmp_path).save({"a": record("a", 1)})
+    assert problem is not None and "cannot write the cohort cache" in problem
+
+
+def test_fingerprint_changes_with_the_files_and_stale_lists_them(tmp_path):
+    paths = []
+    for name in ("p_1.tif", "p_1_mask.tif"):
+        (tmp_path / name).write_bytes(b"x")
+        paths.append(tmp_path / name)
+    patient = Patient("p", [Slice(1, paths[0], paths[1])])
+    before = fingerprint(patient)
+    stat = paths[1].stat()
+    os.utime(paths[1], ns=(stat.st_atime_ns, stat.st_mtime_ns + 10))
+    after = fingerprint(patient)
+    assert before != after
+    records = {"p": score_patient("p", *patient_arrays(0), [1, 2, 3], before)}
+    assert stale(records, {"p": before}) == [] and stale(records, {"p": after, "q": "x"}) == ["p", "q"]
