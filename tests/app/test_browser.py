@@ -199,6 +199,22 @@ def test_case_view_in_chromium(server, shown_data, tmp_path):
             )
             wait_until_idle(page)
             assert dice.inner_text() == f"{dice_by_slice[worst]:.3f}"
+
+            # the Cohort tab: a click on a patient's row opens that patient in the Case tab
+            page.get_by_role("tab", name="Cohort").click()
+            page.wait_for_function("new URLSearchParams(location.search).get('view') === 'Cohort'",
+                                   timeout=PAGE_READY_MS)
+            wait_until_idle(page)
+            page.get_by_text("patients scored at p ≥").wait_for(timeout=PAGE_READY_MS)
+            cohort = page.locator('[data-testid="stDataFrame"]:visible').first
+            cohort.wait_for(state="visible", timeout=PAGE_READY_MS)
+            first = cohort.bounding_box()
+            page.mouse.click(first["x"] + 150, first["y"] + 35 + 17)  # the lowest Dice's row
+            page.wait_for_function("!new URLSearchParams(location.search).has('view')",  # Case
+                                   timeout=PAGE_READY_MS)
+            wait_until_idle(page)
+            assert page.get_by_role("tab", name="Case", exact=True).get_attribute("aria-selected") == "true"
+            assert page.locator('[data-testid="stMetric"]', has_text="Patient Dice").count() == 1
         finally:
             browser.close()
     assert screenshot.stat().st_size > 50_000
