@@ -66,8 +66,7 @@ class RunCard:
     def validation_at(self, epoch: int) -> dict[str, float]:
         """The validation metrics ``history.csv`` recorded at ``epoch`` (empty: none)."""
         rows = [row for row in self.history if row.get("epoch") == epoch]
-        return _card_metrics({k.removeprefix("val_"): v for k, v in rows[-1].items()
-                              if k.startswith("val_")}) if rows else {}
+        return _validation_of(rows[-1]) if rows else {}
 
     def summary_rows(self, checkpoint: str | None = None, epoch: int | None = None) -> list[tuple[str, str]]:
         """(field, value) rows for the card, in display order.
@@ -217,12 +216,9 @@ def _read_split(path: Path, problems: list[str]) -> dict[str, str]:
     return {patient: subset for subset, patients in split.items() for patient in patients}
 
 
-def _validation_metrics(history: list[dict[str, str]]) -> dict[str, float]:
-    """The last epoch's ``val_*`` columns, without the prefix."""
-    if not history:
-        return {}
-    last = _numbers(history[-1])
-    return _card_metrics({k.removeprefix("val_"): v for k, v in last.items() if k.startswith("val_")})
+def _validation_of(row: dict[str, float]) -> dict[str, float]:
+    """The card's metrics among a ``history.csv`` row's ``val_*`` columns, without the prefix."""
+    return _card_metrics({k.removeprefix("val_"): v for k, v in row.items() if k.startswith("val_")})
 
 
 def _is_regular_file(path: Path) -> bool:
@@ -256,7 +252,7 @@ def read_run(folder: str | Path, name: str | None = None) -> RunCard:
         checkpoints=checkpoints,
         config=config,
         test_metrics=test_metrics,
-        validation_metrics=_validation_metrics(history),
+        validation_metrics=_validation_of(_numbers(history[-1])) if history else {},
         epochs_done=len(history),
         created=created,
         problems=tuple(problems),
