@@ -212,9 +212,12 @@ def test_case_view_in_chromium(server, shown_data, tmp_path):
             page.mouse.click(first["x"] + 150, first["y"] + 35 + 17)  # the lowest Dice's row
             page.wait_for_function("!new URLSearchParams(location.search).has('view')",  # Case
                                    timeout=PAGE_READY_MS)
+            # the rerun may start after the URL changes: wait for the Case tab's own metric
+            patient_dice = page.locator('[data-testid="stMetric"]', has_text="Patient Dice")
+            patient_dice.wait_for(state="visible", timeout=PAGE_READY_MS)
             wait_until_idle(page)
             assert page.get_by_role("tab", name="Case", exact=True).get_attribute("aria-selected") == "true"
-            assert page.locator('[data-testid="stMetric"]', has_text="Patient Dice").count() == 1
+            assert patient_dice.count() == 1
         finally:
             browser.close()
     assert screenshot.stat().st_size > 50_000
