@@ -84,3 +84,38 @@ def test_accumulated_micro_batches_give_the_full_batch_gradient():
     halves = gradient([slice(0, 2), slice(2, 4)])
     for a, b in zip(full, halves, strict=True):
         assert torch.allclose(a, b, atol=1e-6)
+
+
+@pytest.mark.parametrize("with_stats", [False, True])  # True: unscale_ runs before step
+@pytest.mark.parametrize("name", ["adam", "adam+znorm"])
+def test_fp16_fused_adam_steps_as_foreach_adam(name, with_stats):
+    """The factory's fused Adam on the CPU takes GradScaler's scale into its kernel (bare) or
+    gets unscaled gradients (wrapped): either way its weights follow foreach Adam's."""
+    from medseg.optim import build_optimizer
+
+    torch.manual_seed(0)
+    images, labels = torch.randn(8, 6), torch.randn(8, 3)
+    weights = []
+    for fused in (True, False):
+        model = nn.Linear(6, 3)
+        nn.init.constant_(model.weight, 0.25)
+        nn.init.zeros_(model.bias)
+        # weight decay makes Adam's step depend on the gradient's scale: a gradient left scaled
+        # by the GradScaler would show
+        optimizer = build_optimizer(name, model.parameters(), lr=0.01, weight_decay=0.5)
+        if not fused:  # the same optimizer with torch's multi-tensor implementation
+            inner = getattr(optimizer, "optimizer", optimizer)
+            inner.defaults["fused"] = False
+            inner.defaults["foreach"] = True
+            for group in inner.param_groups:
+                group["fused"], group["foreach"] = False, True
+            inner.__dict__.pop("_step_supports_amp_scaling", None)
+        assert getattr(optimizer, "optimizer", optimizer).defaults["fused"] is fused
+        step = TrainStep(model, nn.MSELoss(), optimizer,
+                         resolve_precision("fp16", torch.device("cpu")))
+        for _ in range(3):
+            step.backward(images, labels)
+            step.optimizer_step(with_stats=with_stats)
+        weights.append(model.weight.detach().clone())
+    assert not torch.equal(weights[0], torch.full((3, 6), 0.25))
+    torch.testing.assert_close(weights[0], weights[1], rtol=1e-5, atol=1e-6)

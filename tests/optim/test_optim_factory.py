@@ -108,9 +108,17 @@ def test_betas_from_yaml_lists_become_tuples():
     assert opt.param_groups[0]["betas"] == (0.8, 0.99)
 
 
-@pytest.mark.parametrize("name", ["adam", "adamw", "sgd", "adam+znorm"])
-def test_cpu_parameters_use_the_multi_tensor_implementation(name):
+@pytest.mark.parametrize("name", ["adam", "adamw", "adam+znorm", "adam+gc"])
+def test_adam_on_cpu_parameters_is_fused(name):
     opt = build_optimizer(name, model().parameters())
+    assert opt.defaults["fused"] is True
+    assert not opt.defaults.get("foreach")
+
+
+def test_sgd_and_non_float_parameters_use_the_multi_tensor_implementation():
+    assert build_optimizer("sgd", model().parameters()).defaults["foreach"] is True
+    # a complex parameter: torch's fused Adam refuses it, so Adam falls back to foreach
+    opt = build_optimizer("adam", [torch.zeros(2, 2), torch.zeros(3, dtype=torch.complex64)])
     assert opt.defaults["foreach"] is True
     assert not opt.defaults.get("fused")
 
