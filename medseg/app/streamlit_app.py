@@ -37,7 +37,6 @@ from medseg.app.widgets import (
     load_cached_model,
     show_error,
 )
-from medseg.data import use_plain_tensors
 from medseg.engine.checkpoint import LoadedModel
 from medseg.errors import MedsegError
 from medseg.tasks import SEGMENTATION
@@ -165,7 +164,6 @@ def classification_page(loaded: LoadedModel, key: CheckpointKey, threshold: floa
 
 
 def main() -> None:
-    use_plain_tensors()  # once per process is enough; repeating it on a rerun costs nothing
     st.set_page_config(page_title="medseg viewer", page_icon="🧠", layout="wide")
     keep_widget_states()
     st.html(PAGE_STYLE)

@@ -31,8 +31,9 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "app": ("medseg.cli.app", "Start the Streamlit app to inspect predictions."),
 }
 
-#: subcommands that load no data in this process (the app runs in Streamlit's own)
-NO_DATA_COMMANDS = frozenset({"app"})
+#: subcommands that run MONAI data pipelines in this process: MONAI's MetaTensor tracking is
+#: switched off first (the others, predict among them, never import MONAI)
+PIPELINE_COMMANDS = frozenset({"train", "evaluate", "compare", "compare-run"})
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -62,7 +63,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``medseg`` console script; returns the exit code."""
     args = build_parser().parse_args(argv)
     try:
-        if args.command not in NO_DATA_COMMANDS:
+        if args.command in PIPELINE_COMMANDS:
             from medseg.data.transforms import use_plain_tensors
 
             use_plain_tensors()

@@ -44,14 +44,13 @@ if TYPE_CHECKING:
         save_mask_volume,
     )
     from medseg.data.pcam import LoadPCamPatchd, pcam_files
+    from medseg.data.preprocess import preprocess_image, preprocess_patch
     from medseg.data.sequences import SEQUENCES, SequencePlan, load_sequences, plan_sequences
     from medseg.data.splits import read_split_file, save_split, split_patients
     from medseg.data.transforms import (
         LoadLGGSliced,
         lgg_transforms,
         pcam_transforms,
-        preprocess_image,
-        preprocess_patch,
         use_plain_tensors,
     )
 
@@ -93,8 +92,8 @@ _EXPORTS: dict[str, str] = {
     "LoadLGGSliced": "medseg.data.transforms",
     "lgg_transforms": "medseg.data.transforms",
     "pcam_transforms": "medseg.data.transforms",
-    "preprocess_image": "medseg.data.transforms",
-    "preprocess_patch": "medseg.data.transforms",
+    "preprocess_image": "medseg.data.preprocess",
+    "preprocess_patch": "medseg.data.preprocess",
     "use_plain_tensors": "medseg.data.transforms",
 }
 

@@ -23,7 +23,6 @@ from typing import Any
 import h5py
 import numpy as np
 import torch
-from monai.transforms import Transform
 
 from medseg.errors import DataError
 
@@ -116,8 +115,11 @@ def _read_errors(path: Path, what: str) -> Iterator[None]:
         raise DataError(f"{path}: cannot {what}: corrupt or unreadable HDF5 data ({detail})") from None
 
 
-class LoadPCamPatchd(Transform):
+class LoadPCamPatchd:
     """Add patch ``index`` of a PCam split as ``image`` and ``label``, reading lazily.
+
+    A plain callable (the first step of :func:`~medseg.data.transforms.pcam_transforms`), so
+    that reading PCam, as the app does, does not import MONAI.
 
     The HDF5 files are opened on first use in each process (so DataLoader workers never share
     a handle) and only the requested patch is read.

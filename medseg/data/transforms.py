@@ -9,9 +9,11 @@ Pipelines (``augment`` adds the bracketed steps, training split only):
 - PCam: read patch (lazily from HDF5) -> [random flips and 90-degree rotations]
   -> per-channel z-score -> [random per-channel intensity scale and shift].
 
-The z-score uses each image's own per-channel mean and standard deviation (MRI intensities
-have no absolute scale); a constant channel becomes 0. Geometric augmentation runs before
-the z-score so that the zero padding of rotations matches the black background.
+The resize and the z-score are :mod:`medseg.data.preprocess`'s (the one definition of the
+input rule, which ``medseg predict`` and the app apply without MONAI): each image's own
+per-channel mean and standard deviation (MRI intensities have no absolute scale); a constant
+channel becomes 0. Geometric augmentation runs before the z-score so that the zero padding
+of rotations matches the black background.
 
 Example:
     >>> pipeline = lgg_transforms(128, augment=True)
@@ -22,28 +24,25 @@ Example:
 
 from __future__ import annotations
 
-import functools
 import math
-from collections.abc import Hashable, Mapping
+from collections.abc import Callable, Hashable, Mapping
 from typing import Any
 
-import numpy as np
 import torch
 from monai.data import set_track_meta
 from monai.transforms import (
     Compose,
     EnsureTyped,
-    NormalizeIntensityd,
     RandAffined,
     RandFlipd,
     RandRotate90d,
     RandScaleIntensityd,
     RandShiftIntensityd,
-    Resized,
     Transform,
 )
 
 from medseg.data.lgg import read_mask, read_slice_image
+from medseg.data.preprocess import ResizeMode, resize, standardize_channels
 from medseg.errors import DataError
 
 IMAGE = "image"
@@ -57,8 +56,9 @@ def use_plain_tensors() -> None:
     medseg's pipelines never invert a transform, and tracking metadata roughly doubles their
     cost (every step wraps its output and records itself). The pipelines return plain
     tensors either way (their last step drops the metadata): this only makes them faster.
-    The ``medseg`` command and the Streamlit app call it before loading data; a library user
-    calls it the same way, unless other MONAI code in the process needs MetaTensors.
+    The ``medseg`` commands that run pipelines (train, evaluate, compare) and the compare
+    worker call it before loading data; a library user calls it the same way, unless other
+    MONAI code in the process needs MetaTensors.
 
     The switch is MONAI's global ``set_track_meta``: DataLoader workers inherit it when they
     are forked (Linux), not when they are spawned (macOS, Windows).
@@ -98,6 +98,37 @@ class LoadLGGSliced(Transform):
         return sample
 
 
+class ResizeSliced(Transform):
+    """Resize ``image`` (bilinear) and, when present, ``label`` (nearest: stays binary) to
+    ``image_size`` x ``image_size`` with :func:`medseg.data.preprocess.resize`.
+
+    Args:
+        image_size: side S of the output.
+        keys: the keys to resize (``image`` and optionally ``label``).
+    """
+
+    def __init__(self, image_size: int, keys: tuple[str, ...] = KEYS) -> None:
+        self.image_size = image_size
+        self.keys = keys
+
+    def __call__(self, data: Mapping[Hashable, Any]) -> dict[Hashable, Any]:
+        sample = dict(data)
+        for key in self.keys:
+            if key in sample:
+                mode: ResizeMode = "bilinear" if key == IMAGE else "nearest"
+                sample[key] = resize(sample[key], self.image_size, mode)
+        return sample
+
+
+class StandardizeImaged(Transform):
+    """Z-score ``image`` per channel with :func:`medseg.data.preprocess.standardize_channels`."""
+
+    def __call__(self, data: Mapping[Hashable, Any]) -> dict[Hashable, Any]:
+        sample = dict(data)
+        sample[IMAGE] = standardize_channels(sample[IMAGE])
+        return sample
+
+
 def _intensity_augmentation() -> list[Transform]:
     return [
         RandScaleIntensityd(keys=IMAGE, factors=0.1, prob=0.5, channel_wise=True),
@@ -105,9 +136,8 @@ def _intensity_augmentation() -> list[Transform]:
     ]
 
 
-
 def _normalize() -> Transform:
-    return NormalizeIntensityd(keys=IMAGE, channel_wise=True)
+    return StandardizeImaged()
 
 
 def _to_tensor() -> Transform:
@@ -115,12 +145,7 @@ def _to_tensor() -> Transform:
 
 
 def _resize(keys: tuple[str, ...], image_size: int) -> Transform:
-    return Resized(
-        keys=keys,
-        spatial_size=(image_size, image_size),
-        mode=("bilinear", "nearest")[: len(keys)],
-        allow_missing_keys=True,
-    )
+    return ResizeSliced(image_size, keys)
 
 
 def _lgg_geometric_augmentation() -> list[Transform]:
@@ -136,19 +161,6 @@ def _lgg_geometric_augmentation() -> list[Transform]:
     # for 8-bit images and halves the cost of this step.
     affine.rand_affine.resampler.dtype = torch.float32  # type: ignore[assignment]  # MONAI's stub says numpy dtype; torch's is honoured
     return [RandFlipd(keys=KEYS, prob=0.5, spatial_axis=1), affine]
-
-
-def lgg_eval_steps(image_size: int) -> list[Transform]:
-    """The LGG evaluation steps after reading: resize the image (not the mask), z-score.
-
-    :func:`lgg_transforms` (evaluation) and :func:`preprocess_image` both use these steps.
-    """
-    return [_resize((IMAGE,), image_size), _normalize(), _to_tensor()]
-
-
-def pcam_eval_steps() -> list[Transform]:
-    """The PCam evaluation steps after reading: per-channel z-score."""
-    return [_normalize(), _to_tensor()]
 
 
 def lgg_transforms(image_size: int, *, augment: bool, native_label: bool = False) -> Compose:
@@ -169,7 +181,7 @@ def lgg_transforms(image_size: int, *, augment: bool, native_label: bool = False
     if augment and native_label:
         raise ValueError("lgg_transforms: augment and native_label exclude each other")
     if native_label:
-        return Compose([LoadLGGSliced(), *lgg_eval_steps(image_size)])
+        return Compose([LoadLGGSliced(), _resize((IMAGE,), image_size), _normalize(), _to_tensor()])
     steps: list[Transform] = [LoadLGGSliced(), _resize(KEYS, image_size)]
     if augment:
         steps += [*_lgg_geometric_augmentation(), _normalize(), *_intensity_augmentation()]
@@ -178,7 +190,9 @@ def lgg_transforms(image_size: int, *, augment: bool, native_label: bool = False
     return Compose([*steps, _to_tensor()])
 
 
-def pcam_transforms(loader: Transform, *, augment: bool) -> Compose:
+def pcam_transforms(
+    loader: Callable[[Mapping[Hashable, Any]], dict[Hashable, Any]], *, augment: bool
+) -> Compose:
     """The PCam pipeline from ``{"index": i}`` to tensors; ``loader`` reads the patch.
 
     Args:
@@ -187,63 +201,10 @@ def pcam_transforms(loader: Transform, *, augment: bool) -> Compose:
         augment: add random flips, 90-degree rotations and intensity jitter (training).
     """
     if not augment:
-        return Compose([loader, *pcam_eval_steps()])
+        return Compose([loader, _normalize(), _to_tensor()])
     flips = [
         RandFlipd(keys=IMAGE, prob=0.5, spatial_axis=0),
         RandFlipd(keys=IMAGE, prob=0.5, spatial_axis=1),
         RandRotate90d(keys=IMAGE, prob=0.5, spatial_axes=(0, 1)),
     ]
     return Compose([loader, *flips, _normalize(), *_intensity_augmentation(), _to_tensor()])
-
-
-@functools.lru_cache(maxsize=8)
-def _image_eval_transform(image_size: int) -> Compose:
-    return Compose(lgg_eval_steps(image_size))
-
-
-@functools.lru_cache(maxsize=1)
-def _patch_eval_transform() -> Compose:
-    return Compose(pcam_eval_steps())
-
-
-def _hwc_to_chw(array: np.ndarray, what: str) -> torch.Tensor:
-    image = np.asarray(array)
-    if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
-        raise DataError(
-            f"expected an (H, W, 3) uint8 {what}, got shape {image.shape} dtype {image.dtype}"
-        )
-    return torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1).float()
-
-
-def preprocess_image(image_hwc_uint8: np.ndarray, image_size: int) -> torch.Tensor:
-    """Apply exactly the LGG evaluation transform to one RGB slice already in memory.
-
-    Args:
-        image_hwc_uint8: (H, W, 3) uint8, channels pre-contrast, FLAIR, post-contrast.
-        image_size: side S of the output.
-
-    Returns:
-        float32 tensor (3, S, S), normalized per channel.
-
-    Raises:
-        DataError: when the array is not (H, W, 3) uint8.
-
-    Example:
-        >>> preprocess_image(np.zeros((256, 256, 3), np.uint8), 128).shape
-        torch.Size([3, 128, 128])
-    """
-    tensor = _hwc_to_chw(image_hwc_uint8, "image")
-    return _image_eval_transform(image_size)({IMAGE: tensor})[IMAGE]
-
-
-def preprocess_patch(patch_hwc_uint8: np.ndarray) -> torch.Tensor:
-    """Apply exactly the PCam evaluation transform to one (96, 96, 3) uint8 patch in memory.
-
-    Returns:
-        float32 tensor (3, 96, 96), normalized per channel.
-
-    Raises:
-        DataError: when the array is not (H, W, 3) uint8.
-    """
-    tensor = _hwc_to_chw(patch_hwc_uint8, "patch")
-    return _patch_eval_transform()({IMAGE: tensor})[IMAGE]

@@ -22,7 +22,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader
 
-from medseg.data.transforms import preprocess_image, preprocess_patch
+from medseg.data.preprocess import preprocess_image, preprocess_patch
 from medseg.metrics import SegmentationMeter
 from medseg.tasks import Task
 

@@ -5,12 +5,13 @@ hides an import. ``medseg predict`` runs end to end on one slice with a tiny che
 
 Two kinds of assertion:
 
-* ``sys.modules`` after the command: the modules of other commands (the trainer, the dataset
-  pipelines, the gradient-analysis tools, DICOM SEG writing for a non-DICOM input) are absent.
+* ``sys.modules`` after the command: MONAI and the modules of other commands (the trainer,
+  the dataset pipelines, the gradient-analysis tools, DICOM SEG writing for a non-DICOM
+  input) are absent.
 * direct imports by medseg's own modules, recorded by a wrapper around ``builtins.__import__``:
-  MONAI itself loads matplotlib and TensorBoard (``monai.utils.jupyter_utils``,
-  ``monai.visualize``), so ``"matplotlib" in sys.modules`` cannot tell whether medseg added
-  an ``import matplotlib``; the wrapper can, whether or not the module was loaded before.
+  a library loaded anyway (smp, timm) may load matplotlib or pandas itself, so
+  ``"matplotlib" in sys.modules`` cannot tell whether medseg added an ``import matplotlib``;
+  the wrapper can, whether or not the module was loaded before.
 """
 
 from __future__ import annotations
@@ -37,7 +38,7 @@ REPO = Path(__file__).resolve().parents[2]
 NOT_IMPORTED_BY_MEDSEG = ("matplotlib", "tensorboard", "torch.utils.tensorboard", "tensorboardX",
                           "streamlit", "pandas", "h5py", "highdicom", "skimage", "monai.apps")
 #: modules absent from the process after ``medseg predict`` of a slice
-NOT_LOADED = ("highdicom", "medseg.data.dicom_seg", "medseg.engine.trainer",
+NOT_LOADED = ("monai", "medseg.data.transforms", "highdicom", "medseg.data.dicom_seg", "medseg.engine.trainer",
               "medseg.engine.evaluation", "medseg.engine.loop", "medseg.engine.callbacks",
               "medseg.data.datasets", "medseg.data.pcam", "medseg.data.demo_pcam",
               "medseg.data.check", "medseg.analysis", "medseg.optim", "medseg.compare",
