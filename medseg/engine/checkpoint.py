@@ -114,8 +114,14 @@ def _unreadable(path: Path) -> str:
     return f"{path}: not a readable checkpoint (corrupt, truncated or not a torch file)"
 
 
-def load_checkpoint(path: str | Path) -> dict[str, Any]:
+def load_checkpoint(path: str | Path, *, mmap: bool = False) -> dict[str, Any]:
     """Read a medseg checkpoint onto the CPU with ``torch.load(weights_only=True)``.
+
+    Args:
+        path: the ``.pt`` file.
+        mmap: map the tensors' bytes from the file (copy-on-write) instead of reading them
+            all first; on POSIX systems only (elsewhere a mapped file could not be replaced by
+            the next checkpoint while the tensors live).
 
     Raises:
         CheckpointError: when the file is missing, unreadable, truncated or corrupt, a plain
@@ -131,7 +137,8 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
     try:
         with warnings.catch_warnings():  # torch warns about raw pickles before refusing them
             warnings.filterwarnings("ignore", message="Detected pickle protocol", category=UserWarning)
-            payload = torch.load(path, map_location="cpu", weights_only=True)
+            payload = torch.load(path, map_location="cpu", weights_only=True,
+                                 mmap=mmap and os.name == "posix")
     except pickle.UnpicklingError as err:
         unsafe = _UNSAFE_GLOBAL.search(str(err))
         if unsafe:
@@ -178,7 +185,7 @@ def load_model(path: str | Path, device: str | torch.device = "cpu") -> LoadedMo
         CheckpointError: as :func:`load_checkpoint`, or when the weights do not fit the
             network described by the stored config.
     """
-    return model_from_checkpoint(load_checkpoint(path), path, device)
+    return model_from_checkpoint(load_checkpoint(path, mmap=True), path, device)
 
 
 def model_from_checkpoint(
@@ -194,10 +201,13 @@ def model_from_checkpoint(
 
     path = Path(path)
     cfg = checkpoint_config(payload, path)
-    # the state dict holds every weight: never reload the pre-training file, which may be gone
-    model = build_model(dataclasses.replace(cfg.model, encoder_weights=None), cfg.task)
+    # The state dict holds every weight: never reload the pre-training file, which may be
+    # gone; and build on the meta device, so no time goes into initializing weights that the
+    # stored tensors then replace (assign=True).
+    with torch.device("meta"):
+        model = build_model(dataclasses.replace(cfg.model, encoder_weights=None), cfg.task)
     try:
-        model.load_state_dict(payload["model"])
+        model.load_state_dict(payload["model"], assign=True)
     except (RuntimeError, TypeError, AttributeError) as err:
         first = str(err).strip().splitlines()[0]
         raise CheckpointError(

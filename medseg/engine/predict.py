@@ -72,7 +72,6 @@ from medseg.data.sequences import (
 from medseg.engine.checkpoint import load_model
 from medseg.engine.distributed import resolve_device
 from medseg.engine.inference import slice_probabilities
-from medseg.engine.lesions import lesion_report
 from medseg.errors import CheckpointError, DataError, MedsegError
 from medseg.files import atomic_path, write_text
 from medseg.tasks import SEGMENTATION
@@ -548,6 +547,10 @@ def _run_volume(job: _Job, nifti: Path, model: torch.nn.Module, size: int, thres
         record.files.append(job.seg)
         record.dicom_seg = job.seg
     record.dicom_seg_skipped = job.seg_skipped
+    # here, not at the top: SciPy's import is 0.3 s of a one-slice cold start, and only
+    # volumes are measured
+    from medseg.engine.lesions import lesion_report
+
     lesions = lesion_report(stack, volume.affine, volume.slice_transform())
     record.tumour_volume_ml, record.lesions = lesions["tumour_volume_ml"], lesions["n_lesions"]
     if job.report is not None:

@@ -178,6 +178,27 @@ def test_load_model_restores_weights_in_eval_mode(trained_lgg):
     assert loaded.metrics["val_dice"] == trained_lgg.best_metric
 
 
+def test_a_mapped_checkpoint_is_neither_changed_nor_pinned_by_its_model(tmp_path):
+    """load_model maps the file's tensors (copy-on-write): writing to the model leaves the
+    file alone, and the next checkpoint can replace the file while the model lives."""
+    cfg = Config()
+    cfg.model.encoder = "resnet18"
+    cfg.data.image_size = 32
+    network = smp.Unet("resnet18", encoder_weights=None, classes=1)
+    payload = {**_payload(), "model": network.state_dict(), "config": cfg.to_dict()}
+    path = save_checkpoint(payload, tmp_path / "best.pt")
+    loaded = load_model(path)
+    weight = loaded.model.segmentation_head[0].weight
+    original = weight.detach().clone()
+    with torch.no_grad():
+        weight.add_(1.0)
+    stored = load_checkpoint(path)["model"]["segmentation_head.0.weight"]
+    assert torch.equal(stored, original)  # the file still holds the saved weights
+    save_checkpoint({**payload, "model": {k: v + 2 for k, v in payload["model"].items()}}, path)
+    assert torch.equal(weight, original + 1)  # the live model kept its (changed) weights
+    assert torch.equal(load_model(path).model.segmentation_head[0].weight, original + 2)
+
+
 @pytest.mark.parametrize("content", [b"", b"\x80\x02garbage"])
 def test_cli_turns_a_bad_checkpoint_into_exit_code_2(tmp_path, capsys, content, tiny_lgg):
     bad = tmp_path / "best.pt"

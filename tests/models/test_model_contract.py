@@ -119,19 +119,22 @@ def test_in_channels_setting_is_honoured(arch: str, in_channels: int) -> None:
             model(_inputs(arch, channels=3))
 
 
+@pytest.mark.parametrize("in_channels", [3, 1])
 @pytest.mark.parametrize("arch", ARCHS)
-def test_checkpoint_round_trip_reproduces_the_outputs(arch: str, tmp_path) -> None:
-    model, cfg = _build(arch)
+def test_checkpoint_round_trip_reproduces_the_outputs(arch: str, in_channels: int, tmp_path) -> None:
+    """``load_model`` builds on the meta device and takes the stored tensors: every one of
+    them arrives, none is left on the meta device, the outputs are the saved model's."""
+    model, cfg = _build(arch, in_channels=in_channels)
     # one SGD step in train mode: weights (and BatchNorm statistics) leave their init
     model.train()
     optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
-    get_task(cfg.task).build_loss()(model(_inputs(arch)), _labels(arch)).backward()
+    get_task(cfg.task).build_loss()(model(_inputs(arch, channels=in_channels)), _labels(arch)).backward()
     optimizer.step()
     model.eval()
-    x = _inputs(arch, seed=3)
+    x = _inputs(arch, channels=in_channels, seed=3)
     with torch.no_grad():
         expected = model(x)
-    fresh, _ = _build(arch, seed=1)
+    fresh, _ = _build(arch, seed=1, in_channels=in_channels)
     fresh.eval()
     with torch.no_grad():
         assert not torch.equal(fresh(x), expected)  # the weights, not the init, decide
@@ -143,6 +146,10 @@ def test_checkpoint_round_trip_reproduces_the_outputs(arch: str, tmp_path) -> No
     loaded = load_model(path)
     assert loaded.task == MODELS[arch].task and loaded.config == cfg
     assert not loaded.model.training
+    tensors = [*loaded.model.parameters(), *loaded.model.buffers()]
+    assert len(tensors) == len([*model.parameters(), *model.buffers()])
+    assert not any(t.is_meta for t in tensors)
+    assert all(p.requires_grad for p in loaded.model.parameters())  # fine-tuning still works
     with torch.no_grad():
         assert torch.equal(loaded.model(x), expected)
 
