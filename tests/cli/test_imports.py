@@ -38,7 +38,7 @@ REPO = Path(__file__).resolve().parents[2]
 NOT_IMPORTED_BY_MEDSEG = ("matplotlib", "tensorboard", "torch.utils.tensorboard", "tensorboardX",
                           "streamlit", "pandas", "h5py", "highdicom", "skimage", "monai.apps")
 #: modules absent from the process after ``medseg predict`` of a slice
-NOT_LOADED = ("monai", "medseg.data.transforms", "highdicom", "medseg.data.dicom_seg", "medseg.engine.trainer",
+NOT_LOADED = ("monai", "medseg.data.transforms", "medseg.engine.lesions", "highdicom", "medseg.data.dicom_seg", "medseg.engine.trainer",
               "medseg.engine.evaluation", "medseg.engine.loop", "medseg.engine.callbacks",
               "medseg.data.datasets", "medseg.data.pcam", "medseg.data.demo_pcam",
               "medseg.data.check", "medseg.analysis", "medseg.optim", "medseg.compare",
