@@ -1,5 +1,3 @@
-import sys
+from medseg.cli.main import console_main
 
-from medseg.cli.main import main
-
-sys.exit(main())
+console_main()

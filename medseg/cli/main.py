@@ -12,9 +12,11 @@ on one line, exit code 2; any other exception is a bug and keeps its traceback.
 from __future__ import annotations
 
 import argparse
+import gc
 import importlib
 import sys
 from collections.abc import Sequence
+from typing import NoReturn
 
 from medseg import __version__
 from medseg.errors import report_user_error
@@ -60,7 +62,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of the ``medseg`` console script; returns the exit code."""
+    """Run one ``medseg`` command; returns the exit code."""
     args = build_parser().parse_args(argv)
     try:
         if args.command in PIPELINE_COMMANDS:
@@ -77,5 +79,19 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
 
 
+def console_main() -> NoReturn:
+    """The ``medseg`` console script (and ``python -m medseg``): :func:`main`, then exit.
+
+    Before exiting, every object is moved out of the garbage collector's reach
+    (``gc.freeze``): the interpreter's final collection would otherwise walk all of torch,
+    timm and torchvision once more, about 1 s of every command (a quarter of a one-slice
+    ``medseg predict``; docs/benchmarks.md). Commands close their files themselves, and
+    ``sys.exit`` still flushes the standard streams and runs ``atexit`` handlers.
+    """
+    code = main()
+    gc.freeze()
+    sys.exit(code)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    console_main()

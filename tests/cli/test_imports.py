@@ -134,3 +134,21 @@ def test_lazy_package_exports_resolve(package):
         assert getattr(module, name) is not None, name
     with pytest.raises(AttributeError):
         module.no_such_name  # noqa: B018
+
+
+def test_the_console_script_exits_with_the_command_s_code_and_whole_files(tiny_checkpoint, tmp_path):
+    """``python -m medseg`` ends through ``console_main`` (the garbage collector is frozen
+    before exit): the outputs are complete, and a refused second run still exits with 2."""
+    rng = np.random.default_rng(1)
+    Image.fromarray(rng.integers(0, 256, (40, 40, 3), dtype=np.uint8)).save(tmp_path / "s_1.png")
+    argv = [sys.executable, "-m", "medseg", "predict", str(tiny_checkpoint), str(tmp_path / "s_1.png"),
+            "--out", str(tmp_path / "out"), "--device", "cpu"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    first = subprocess.run(argv, cwd=REPO, capture_output=True, text=True, timeout=300, env=env)
+    assert first.returncode == 0, first.stderr
+    assert first.stdout.strip().endswith(f"written to {tmp_path / 'out'}")
+    with Image.open(tmp_path / "out" / "s_1_pred.png") as mask:
+        assert mask.size == (40, 40) and set(np.unique(np.asarray(mask))) <= {0, 255}
+    second = subprocess.run(argv, cwd=REPO, capture_output=True, text=True, timeout=300, env=env)
+    assert second.returncode == 2
+    assert second.stderr.startswith("medseg: error: ") and len(second.stderr.strip().splitlines()) == 1
