@@ -1,11 +1,11 @@
 """The input rule every model sees: resize, then a per-channel z-score, in plain torch.
 
 This module is the one definition of that rule. The training and evaluation pipelines
-(:mod:`medseg.data.transforms`) apply it through MONAI transforms that call these functions,
-and ``medseg predict``, ``medseg evaluate``, ``medseg compare`` and the app apply it to
-images already in memory with :func:`preprocess_image` / :func:`preprocess_patch`, without
-importing MONAI (whose ``__init__`` loads all of its subpackages: about 3 s of a cold
-``medseg predict``).
+(:mod:`medseg.data.transforms`) apply it through MONAI transforms that call these functions;
+``medseg predict`` and the app apply it to images already in memory with
+:func:`preprocess_image` / :func:`preprocess_patch` (through
+:mod:`medseg.engine.inference`), without importing MONAI (whose ``__init__`` loads all of
+its subpackages: about 3 s of a cold ``medseg predict``).
 
 The rule reproduces MONAI's ``Resized`` (no anti-aliasing, ``align_corners`` unset) and
 ``NormalizeIntensityd(channel_wise=True)``: ``tests/data/test_preprocess.py`` checks the

@@ -136,16 +136,8 @@ def _intensity_augmentation() -> list[Transform]:
     ]
 
 
-def _normalize() -> Transform:
-    return StandardizeImaged()
-
-
 def _to_tensor() -> Transform:
     return EnsureTyped(keys=KEYS, dtype=torch.float32, track_meta=False, allow_missing_keys=True)
-
-
-def _resize(keys: tuple[str, ...], image_size: int) -> Transform:
-    return ResizeSliced(image_size, keys)
 
 
 def _lgg_geometric_augmentation() -> list[Transform]:
@@ -181,12 +173,12 @@ def lgg_transforms(image_size: int, *, augment: bool, native_label: bool = False
     if augment and native_label:
         raise ValueError("lgg_transforms: augment and native_label exclude each other")
     if native_label:
-        return Compose([LoadLGGSliced(), _resize((IMAGE,), image_size), _normalize(), _to_tensor()])
-    steps: list[Transform] = [LoadLGGSliced(), _resize(KEYS, image_size)]
+        return Compose([LoadLGGSliced(), ResizeSliced(image_size, (IMAGE,)), StandardizeImaged(), _to_tensor()])
+    steps: list[Transform] = [LoadLGGSliced(), ResizeSliced(image_size)]
     if augment:
-        steps += [*_lgg_geometric_augmentation(), _normalize(), *_intensity_augmentation()]
+        steps += [*_lgg_geometric_augmentation(), StandardizeImaged(), *_intensity_augmentation()]
     else:
-        steps.append(_normalize())
+        steps.append(StandardizeImaged())
     return Compose([*steps, _to_tensor()])
 
 
@@ -201,10 +193,10 @@ def pcam_transforms(
         augment: add random flips, 90-degree rotations and intensity jitter (training).
     """
     if not augment:
-        return Compose([loader, _normalize(), _to_tensor()])
+        return Compose([loader, StandardizeImaged(), _to_tensor()])
     flips = [
         RandFlipd(keys=IMAGE, prob=0.5, spatial_axis=0),
         RandFlipd(keys=IMAGE, prob=0.5, spatial_axis=1),
         RandRotate90d(keys=IMAGE, prob=0.5, spatial_axes=(0, 1)),
     ]
-    return Compose([loader, *flips, _normalize(), *_intensity_augmentation(), _to_tensor()])
+    return Compose([loader, *flips, StandardizeImaged(), *_intensity_augmentation(), _to_tensor()])
