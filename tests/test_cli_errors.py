@@ -12,7 +12,7 @@ import pytest
 
 import medseg.cli.data
 from medseg.cli.main import main
-from medseg.data import split_patients
+from medseg.data.splits import split_patients
 from medseg.errors import CheckpointError, ConfigError, DataError, MedsegError, find_medseg_error
 from tests.support import LGG_PATIENTS, lgg_settings, write_config, write_lgg
 

@@ -29,7 +29,7 @@ import numpy as np
 import pandas as pd
 
 from medseg.app.scoring import score_volume
-from medseg.data import Patient
+from medseg.data.lgg import Patient
 from medseg.files import write_text
 
 #: the probability thresholds the app offers (its slider: 0.05 to 0.95 in steps of 0.05)

@@ -52,7 +52,7 @@ from medseg.app.widgets import (
     show_error,
     synthetic_note,
 )
-from medseg.data import Patient
+from medseg.data.lgg import Patient
 from medseg.errors import MedsegError
 
 #: the subsets of a run's split.json, in the views' order

@@ -16,8 +16,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from medseg.data.demo_pcam import CENTRE as PCAM_CENTRE
 from medseg.data.pcam import inspect_pcam_split, open_h5, pcam_files
+from medseg.demo.pcam import CENTRE as PCAM_CENTRE
 from medseg.tasks import CLASSIFICATION
 
 #: split label shown in the app -> medseg split name

@@ -16,8 +16,9 @@ from typing import Any
 
 import numpy as np
 
-from medseg.data import Patient, read_mask, read_slice_image
+from medseg.data.lgg import Patient
 from medseg.errors import DataError
+from medseg.imaging.images import read_mask, read_slice_image
 from medseg.metrics import SegmentationMeter
 
 

@@ -38,12 +38,12 @@ from medseg.app.widgets import (
     session_cached,
     show_error,
 )
-from medseg.data import SEQUENCES
-from medseg.data.nifti import Volume
 from medseg.engine import slice_probabilities
 from medseg.engine.checkpoint import LoadedModel
 from medseg.engine.predict import SLICE_SUFFIXES, VOLUME_SUFFIXES, report_text
 from medseg.errors import MedsegError
+from medseg.imaging.nifti import Volume
+from medseg.imaging.sequences import SEQUENCES
 
 #: the upload view's inputs
 UPLOAD_MODES = ("One file", "Three sequences")

@@ -4,7 +4,7 @@ scan's three MR sequences (NIfTI files or zipped DICOM series, + a mask volume).
 Uploads are written only into a private :class:`tempfile.TemporaryDirectory` that is removed
 before the function returns, under fixed names (``image.png``, ``flair.zip``, ``mask.nii.gz``:
 the uploaded name never becomes a path), and read back with the readers ``medseg predict``
-uses, so the rules are the same (:mod:`medseg.data.sequences`): the slice and volume readers,
+uses, so the rules are the same (:mod:`medseg.imaging.sequences`): the slice and volume readers,
 the intensity rule, one voxel grid for the sequences, the DICOM refusals, and one MR sequence
 (a 3-D NIfTI volume, a grey slice, one of the three sequences) refused unless
 ``single_sequence``, then repeated into the three channels. Every problem is a one-line
@@ -41,21 +41,6 @@ from PIL import Image
 
 from medseg.app.overlays import SEQUENCE_CHANNELS
 from medseg.app.text import one_line, shown_name
-from medseg.data import load_mask_volume, load_volume, read_mask, read_slice_image, save_mask_volume
-from medseg.data.dicom import DicomSeries
-from medseg.data.dicom_seg import segmentation_bytes
-from medseg.data.nifti import Volume, volume_channels
-from medseg.data.sequences import (
-    READS_THREE,
-    SEQUENCES,
-    SequencePlan,
-    load_sequence_mask,
-    load_sequences,
-    missing_sequences,
-    plan_sequences,
-    read_single_sequence_slice,
-    slice_sequences,
-)
 from medseg.engine.lesions import lesion_report
 from medseg.engine.predict import (
     PRED,
@@ -69,6 +54,27 @@ from medseg.engine.predict import (
     seg_source,
 )
 from medseg.errors import DataError
+from medseg.imaging.dicom import DicomSeries
+from medseg.imaging.dicom_seg import segmentation_bytes
+from medseg.imaging.images import read_mask, read_slice_image
+from medseg.imaging.nifti import (
+    Volume,
+    load_mask_volume,
+    load_volume,
+    save_mask_volume,
+    volume_channels,
+)
+from medseg.imaging.sequences import (
+    READS_THREE,
+    SEQUENCES,
+    SequencePlan,
+    load_sequence_mask,
+    load_sequences,
+    missing_sequences,
+    plan_sequences,
+    read_single_sequence_slice,
+    slice_sequences,
+)
 
 #: longest file name most file systems accept, in bytes (UTF-8)
 MAX_NAME_BYTES = 255
@@ -97,7 +103,7 @@ class Upload:
     Attributes:
         name: the uploaded name the downloads are named after: the one file, or the FLAIR
             (else the only) sequence.
-        volume: the :class:`~medseg.data.nifti.Volume` of a volume or sequences (None for a
+        volume: the :class:`~medseg.imaging.nifti.Volume` of a volume or sequences (None for a
             slice): its grid is the NIfTI download's.
         pixel_area_mm2: the in-plane pixel area when the file carries a spacing.
         single_sequence: one MR sequence, repeated into the three channels.
@@ -220,7 +226,7 @@ class _Folder:
         path.write_bytes(data)
         shown = shown_name(name)
         label = {**SEQUENCE_LABELS, "mask": "Expert mask"}.get(role)
-        if label is not None:  # how medseg.data.sequences names an input: "--flair PATH", "FLAIR (PATH)"
+        if label is not None:  # how medseg.imaging.sequences names an input: "--flair PATH", "FLAIR (PATH)"
             self._renames[:0] = [(f"--{role} {path}", f"{label} ({shown})"),
                                  (f"{role.upper()} ({path})", f"{label} ({shown})")]
         self._renames.append((str(path), shown))
@@ -326,7 +332,7 @@ def read_upload(
 
 
 def _missing_refusal(given: Mapping[str, str], single_sequence: bool) -> DataError | None:
-    """The refusal of too few sequences (:func:`~medseg.data.sequences.missing_sequences`),
+    """The refusal of too few sequences (:func:`~medseg.imaging.sequences.missing_sequences`),
     naming the uploads given and the uploaders left empty; None when they are enough."""
     missing = missing_sequences(given, single_sequence)
     if not missing:
@@ -358,7 +364,7 @@ def read_sequences(
 ) -> Upload:
     """Check and decode a scan's uploaded MR sequences and its optional mask volume, as
     ``medseg predict --pre/--flair/--post`` reads them
-    (:func:`~medseg.data.sequences.plan_sequences`, :func:`~medseg.data.sequences.load_sequences`).
+    (:func:`~medseg.imaging.sequences.plan_sequences`, :func:`~medseg.imaging.sequences.load_sequences`).
 
     Args:
         sequences: ``pre``, ``flair``, ``post`` -> (name, bytes) of a NIfTI volume or a

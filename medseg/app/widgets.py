@@ -21,7 +21,8 @@ from medseg.app.overlays import LegendEntry
 from medseg.app.scoring import PatientSlices, format_area, read_patient_slices
 from medseg.app.text import code_span, escape_markdown
 from medseg.app.viewer import png_bytes
-from medseg.data import Patient, list_patients, read_demo_marker
+from medseg.data.lgg import Patient, list_patients
+from medseg.demo.marker import read_demo_marker
 from medseg.engine import load_model, slice_probabilities
 from medseg.engine.checkpoint import LoadedModel
 from medseg.errors import MedsegError

@@ -35,10 +35,10 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from medseg.data.check import check_dataset
-    from medseg.data.demo_lgg import write_demo_lgg
-    from medseg.data.demo_marker import remove_demo
-    from medseg.data.demo_pcam import write_demo_pcam
-    from medseg.data.lgg import list_folder
+    from medseg.demo.lgg import write_demo_lgg
+    from medseg.demo.marker import remove_demo
+    from medseg.demo.pcam import write_demo_pcam
+    from medseg.imaging.files import list_folder
 
     out = Path(args.out)
     if out.exists() and not out.is_dir():

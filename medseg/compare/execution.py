@@ -51,7 +51,8 @@ from medseg.compare.planning import (
 from medseg.compare.results import collect_rows, read_history, write_outputs
 from medseg.compare.spec import RUN_RECORD, RunSpec, load_spec, read_record, write_record
 from medseg.config import Config
-from medseg.data import list_patients, save_split, split_patients
+from medseg.data.lgg import list_patients
+from medseg.data.splits import save_split, split_patients
 from medseg.engine.run_folder import run_lock
 from medseg.errors import DivergenceError, MedsegError
 from medseg.tasks import get_task

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from medseg.compare.execution import execute_run
 from medseg.compare.spec import load_spec
-from medseg.data import use_plain_tensors
+from medseg.data.transforms import use_plain_tensors
 from medseg.errors import report_user_error
 
 

@@ -1,7 +1,7 @@
 """Validate a dataset folder completely and count what it holds.
 
 LGG: every slice image is decoded (Pillow, ~0.3 ms each: the full 3,929 slices take a few
-seconds; each header is first checked against :mod:`medseg.data.limits`) and every mask is
+seconds; each header is first checked against :mod:`medseg.imaging.limits`) and every mask is
 read and checked to be binary and the size of its image. Hidden files and ``__MACOSX``
 folders (macOS archive metadata) are skipped and counted.
 PCam: keys, shapes and dtypes of the six files, x/y lengths, every label (read in chunks)
@@ -21,14 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from medseg.data.lgg import (
-    EXPECTED_LAYOUTS,
-    is_lgg_root,
-    list_folder,
-    read_mask,
-    read_slice_image,
-    scan_lgg,
-)
+from medseg.data.lgg import EXPECTED_LAYOUTS, is_lgg_root, scan_lgg
 from medseg.data.pcam import (
     PCAM_SPLITS,
     inspect_pcam_split,
@@ -38,6 +31,8 @@ from medseg.data.pcam import (
     pcam_files,
 )
 from medseg.errors import DataError
+from medseg.imaging.files import list_folder
+from medseg.imaging.images import read_mask, read_slice_image
 
 _LABEL_CHUNK = 65536
 
@@ -51,7 +46,7 @@ class DatasetReport:
         root: the folder checked (for LGG, the ``kaggle_3m`` folder).
         counts: LGG: ``patients``, ``slices``, ``positive_slices``, ``positive_patients``,
             ``skipped`` (hidden files and ``__MACOSX`` folders left out, see
-            :data:`~medseg.data.lgg.SKIPPED_NAMES`); PCam: ``splits`` and ``positives``
+            :data:`~medseg.imaging.files.SKIPPED_NAMES`); PCam: ``splits`` and ``positives``
             ({"train"|"val"|"test": count}).
         image_shapes: the distinct slice/patch shapes seen, as (H, W, C).
     """

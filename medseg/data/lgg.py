@@ -12,7 +12,7 @@ Layout (``kaggle_3m``)::
 
 Slice numbers ``k`` sort numerically (10 after 9). Hidden entries (``._*`` AppleDouble files,
 ``.DS_Store``) and ``__MACOSX`` folders are skipped (:data:`SKIPPED_NAMES`); images are
-decoded only after their header passed :func:`~medseg.data.limits.load_image`'s size check.
+decoded only after their header passed :func:`~medseg.imaging.limits.load_image`'s size check.
 
 Example:
     >>> patients = list_patients("demo_data/lgg")
@@ -23,15 +23,12 @@ Example:
 
 from __future__ import annotations
 
-import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
-
-from medseg.data.limits import load_image
 from medseg.errors import DataError
+from medseg.imaging.files import SKIPPED_NAMES, list_folder
 
 #: Explains both layouts ``medseg`` reads; part of every "unrecognised folder" error.
 EXPECTED_LAYOUTS = (
@@ -58,11 +55,6 @@ class Patient:
     slices: list[Slice] = field(default_factory=list)
 
 
-#: entries never read as data: hidden files and folders (``.*``: macOS ``._*`` AppleDouble
-#: files, ``.DS_Store``) and the ``__MACOSX`` folder that macOS zip archives add
-SKIPPED_NAMES = re.compile(r"\..*|__MACOSX")
-
-
 @dataclass(frozen=True)
 class LggScan:
     """What :func:`scan_lgg` found: the ``kaggle_3m`` folder, its patients, and the hidden or
@@ -77,21 +69,6 @@ def _slice_number(path: Path, patient: str, suffix: str) -> int | None:
     """Return k when ``path`` is named ``<patient>_<k><suffix>``, else None."""
     match = re.fullmatch(re.escape(patient) + r"_(\d+)" + re.escape(suffix), path.name)
     return int(match.group(1)) if match else None
-
-
-def list_folder(folder: Path) -> list[Path]:
-    """The entries of ``folder``, sorted by name.
-
-    Raises:
-        DataError: when the folder cannot be listed (permission denied, I/O error).
-    """
-    try:
-        with os.scandir(folder) as entries:
-            return sorted(Path(entry.path) for entry in entries)
-    except PermissionError:
-        raise DataError(f"{folder}: cannot read folder (permission denied)") from None
-    except OSError as err:
-        raise DataError(f"{folder}: cannot read folder ({err.strerror or err})") from None
 
 
 def _is_patient_folder(folder: Path) -> bool:
@@ -188,40 +165,3 @@ def list_patients(root: str | Path) -> list[Patient]:
         DataError: as :func:`scan_lgg`.
     """
     return scan_lgg(root).patients
-
-
-def read_slice_image(path: str | Path) -> np.ndarray:
-    """Read an RGB slice as an (H, W, 3) uint8 array (rows top to bottom, as stored).
-
-    The header is checked against :func:`~medseg.data.limits.max_image_pixels` first.
-
-    Raises:
-        DataError: when the file is unreadable, too large or not an 8-bit RGB image.
-    """
-    path = Path(path)
-    image = load_image(path)
-    if image.mode != "RGB":
-        raise DataError(f"{path}: expected an 8-bit RGB slice, got PIL mode {image.mode!r}")
-    return np.array(image)
-
-
-def read_mask(path: str | Path) -> np.ndarray:
-    """Read a mask as an (H, W) uint8 array in {0, 1} (files hold 0/255 or 0/1).
-
-    The header is checked against :func:`~medseg.data.limits.max_image_pixels` first.
-
-    Raises:
-        DataError: when the file is unreadable, too large, not single-channel 8-bit, or not
-            binary.
-    """
-    path = Path(path)
-    image = load_image(path)
-    if image.mode not in ("L", "1"):
-        raise DataError(f"{path}: expected a single-channel 8-bit mask, got PIL mode {image.mode!r}")
-    mask = np.asarray(image, dtype=np.uint8)
-    values = set(np.flatnonzero(np.bincount(mask.ravel(), minlength=256)).tolist())
-    if not (values <= {0, 255} or values <= {0, 1}):
-        ordered = sorted(values)
-        shown = ", ".join(map(str, ordered[:6])) + (", ..." if len(ordered) > 6 else "")
-        raise DataError(f"{path}: mask is not binary (values {shown}; expected 0/255 or 0/1)")
-    return (mask > 0).astype(np.uint8)

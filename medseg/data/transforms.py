@@ -41,9 +41,9 @@ from monai.transforms import (
     Transform,
 )
 
-from medseg.data.lgg import read_mask, read_slice_image
 from medseg.data.preprocess import ResizeMode, resize, standardize_channels
 from medseg.errors import DataError
+from medseg.imaging.images import read_mask, read_slice_image
 
 IMAGE = "image"
 LABEL = "label"

@@ -22,8 +22,10 @@ from monai.data import Dataset
 from torch.utils.data import ConcatDataset
 
 from medseg.config import Config
-from medseg.data import build_datasets, find_lgg_root, list_patients, save_split
+from medseg.data.datasets import build_datasets
+from medseg.data.lgg import find_lgg_root, list_patients
 from medseg.data.pcam import is_pcam_root
+from medseg.data.splits import save_split
 from medseg.engine.checkpoint import checkpoint_config, load_checkpoint, model_from_checkpoint
 from medseg.engine.distributed import resolve_device
 from medseg.engine.inference import score_loader

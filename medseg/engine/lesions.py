@@ -139,7 +139,7 @@ def lesion_report(mask_nhw: np.ndarray, affine: np.ndarray, to_slices: np.ndarra
         mask_nhw: (N, H, W) mask over the volume's slices; nonzero is tumour.
         affine: the written mask file's voxel-to-world affine (RAS mm).
         to_slices: how the file's voxel axes became the slice axes (a nibabel ``ornt``,
-            :meth:`~medseg.data.nifti.Volume.slice_transform`).
+            :meth:`~medseg.imaging.nifti.Volume.slice_transform`).
 
     Returns:
         ``voxel_size_mm`` ([x, y, z]: the affine's column norms, file order),

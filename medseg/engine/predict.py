@@ -9,18 +9,18 @@ slices and their masks leaves the masks alone:
 | slice ``x.png`` | ``x_pred.png`` (0/255, the input's size), ``x_pred_overlay.png`` |
 | folder ``F`` | ``F/<slice>_pred.png``, ``F/<slice>_pred_overlay.png`` |
 | volume ``scan.nii.gz`` | ``scan/scan_<k>_pred.png`` and ``_pred_overlay.png`` per axial slice, ``scan_pred.nii.gz`` |
-| sequences (``pre``, ``flair``, ``post``) | as a volume named after the FLAIR input (:func:`~medseg.data.sequences.input_name`): ``<name>/<name>_<k>_pred.png`` ..., ``<name>_pred.nii.gz`` on its grid |
+| sequences (``pre``, ``flair``, ``post``) | as a volume named after the FLAIR input (:func:`~medseg.imaging.sequences.input_name`): ``<name>/<name>_<k>_pred.png`` ..., ``<name>_pred.nii.gz`` on its grid |
 | a volume or sequences, also | ``<name>_pred.json``: the lesion report (:func:`prediction_report`) |
-| sequences whose FLAIR (or only input) is a DICOM series, also | ``<name>_pred_seg.dcm``: a DICOM SEG in the source study (:mod:`medseg.data.dicom_seg`), unless the series lacks what a SEG refers to (the report and the record say why) |
+| sequences whose FLAIR (or only input) is a DICOM series, also | ``<name>_pred_seg.dcm``: a DICOM SEG in the source study (:mod:`medseg.imaging.dicom_seg`), unless the series lacks what a SEG refers to (the report and the record say why) |
 
 The models read three MR sequences (pre-contrast T1, FLAIR, post-contrast T1 as RGB;
-:mod:`medseg.data.sequences`). An input holding one sequence (a 3-D NIfTI volume, a grey
+:mod:`medseg.imaging.sequences`). An input holding one sequence (a 3-D NIfTI volume, a grey
 slice image, one or two of the sequence inputs) is refused unless ``single_sequence``; then
 that sequence is repeated into all three channels, the record says so
 (``Prediction.single_sequence``), the NIfTI mask's ``descrip`` is
 :data:`SINGLE_SEQUENCE_MARK` and its PNGs carry the text ``Comment``
 :data:`SINGLE_SEQUENCE_NOTE`. Volume intensities follow
-:func:`~medseg.data.nifti.normalize_sequence` (integers within 0..255 kept as they are).
+:func:`~medseg.imaging.nifti.normalize_sequence` (integers within 0..255 kept as they are).
 
 Every output path is planned before anything is written, and the whole run is refused
 (:class:`~medseg.errors.DataError`, nothing written) when two inputs map to one output, when
@@ -55,11 +55,23 @@ from PIL import Image
 from PIL.PngImagePlugin import PngInfo
 
 from medseg import __version__
-from medseg.data import load_volume, read_slice_image, save_mask_volume
-from medseg.data.dicom import DicomSeries, is_dicom_file, scan_dicom_series
-from medseg.data.lgg import SKIPPED_NAMES, list_folder
-from medseg.data.nifti import Volume, count_volume_slices, inverse_transform, volume_channels
-from medseg.data.sequences import (
+from medseg.engine.checkpoint import load_model
+from medseg.engine.distributed import resolve_device
+from medseg.engine.inference import slice_probabilities
+from medseg.errors import CheckpointError, DataError, MedsegError
+from medseg.files import atomic_path, write_text
+from medseg.imaging.dicom import DicomSeries, is_dicom_file, scan_dicom_series
+from medseg.imaging.files import SKIPPED_NAMES, list_folder
+from medseg.imaging.images import read_slice_image
+from medseg.imaging.nifti import (
+    Volume,
+    count_volume_slices,
+    inverse_transform,
+    load_volume,
+    save_mask_volume,
+    volume_channels,
+)
+from medseg.imaging.sequences import (
     Grid,
     SequencePlan,
     grid_difference,
@@ -69,14 +81,9 @@ from medseg.data.sequences import (
     read_single_sequence_slice,
     slice_sequences,
 )
-from medseg.engine.checkpoint import load_model
-from medseg.engine.distributed import resolve_device
-from medseg.engine.inference import slice_probabilities
-from medseg.errors import CheckpointError, DataError, MedsegError
-from medseg.files import atomic_path, write_text
 from medseg.tasks import SEGMENTATION
 
-if TYPE_CHECKING:  # highdicom (medseg.data.dicom_seg) is imported only for a DICOM input
+if TYPE_CHECKING:  # highdicom (medseg.imaging.dicom_seg) is imported only for a DICOM input
     from highdicom.seg import Segmentation
 
 SLICE_SUFFIXES = (".tif", ".tiff", ".png", ".jpg", ".jpeg")
@@ -267,7 +274,7 @@ def _plan_sequences(sequences: Mapping[str, str | Path | None], out_dir: Path,
     the FLAIR input).
 
     Raises:
-        DataError: as :func:`~medseg.data.sequences.plan_sequences`.
+        DataError: as :func:`~medseg.imaging.sequences.plan_sequences`.
     """
     plan = plan_sequences(sequences, single_sequence=single_sequence)
     name = plan.name
@@ -284,14 +291,14 @@ def _plan_sequences(sequences: Mapping[str, str | Path | None], out_dir: Path,
 def seg_source(plan: SequencePlan) -> tuple[DicomSeries | None, str | None]:
     """The headers a DICOM SEG of the plan's prediction refers to, or why there is none:
     ``(series, None)`` for a DICOM reference a SEG can refer to, ``(None, why)`` for one it
-    cannot (:func:`~medseg.data.dicom_seg.seg_refusal`), ``(None, None)`` for a NIfTI one.
+    cannot (:func:`~medseg.imaging.dicom_seg.seg_refusal`), ``(None, None)`` for a NIfTI one.
 
     Raises:
         DataError: when the series is refused, or changed on disk since it was planned.
     """
     if not plan.reference.dicom:
         return None, None
-    from medseg.data.dicom_seg import seg_refusal
+    from medseg.imaging.dicom_seg import seg_refusal
 
     series = _seg_sources(plan)
     refusal = seg_refusal(series)
@@ -320,7 +327,7 @@ def is_prediction(path: Path) -> bool:
     if name.endswith(".json"):
         return _report_writer(path) == PREDICTION_MARK
     if name.endswith(".dcm"):
-        from medseg.data.dicom_seg import seg_model_name
+        from medseg.imaging.dicom_seg import seg_model_name
 
         return seg_model_name(path) == PREDICTION_MARK
     try:
@@ -475,14 +482,14 @@ def _segmentation(job: _Job, volume: Volume, masks: np.ndarray, threshold: float
 def prediction_segmentation(masks: np.ndarray, volume: Volume, plan: SequencePlan, series: DicomSeries,
                             threshold: float) -> Segmentation:
     """The DICOM SEG of a mask (N, H, W) predicted over ``volume``
-    (:func:`~medseg.data.sequences.load_sequences` of ``plan``) at ``threshold``, referring to
+    (:func:`~medseg.imaging.sequences.load_sequences` of ``plan``) at ``threshold``, referring to
     the reference's ``series`` (:func:`seg_source`); it records the sequences used and says
     when one was repeated.
 
     Raises:
         DataError: when highdicom refuses the source series.
     """
-    from medseg.data.dicom_seg import CONTENT_DESCRIPTION, build_segmentation
+    from medseg.imaging.dicom_seg import CONTENT_DESCRIPTION, build_segmentation
 
     keys = ", ".join(source.key for source in plan.inputs)
     parameters = {"threshold": f"{threshold:g}",
@@ -538,7 +545,7 @@ def _run_volume(job: _Job, nifti: Path, model: torch.nn.Module, size: int, thres
         raise _write_error(nifti, err) from None
     record.files.append(nifti)
     if seg is not None and job.seg is not None:
-        from medseg.data.dicom_seg import save_segmentation
+        from medseg.imaging.dicom_seg import save_segmentation
 
         try:
             save_segmentation(seg, job.seg)

@@ -28,7 +28,7 @@ from torch.optim.lr_scheduler import LRScheduler
 from medseg import __version__
 from medseg.analysis.overlap import OVERLAP_VALUES
 from medseg.config import Config, DataConfig, config_from_dict, save_config
-from medseg.data import build_datasets
+from medseg.data.datasets import build_datasets
 from medseg.engine.callbacks import EpochInfo, StepInfo, TrainCallback
 from medseg.engine.checkpoint import (
     checkpoint_config,

@@ -26,19 +26,14 @@ from PIL import Image
 from streamlit.testing.v1 import AppTest
 
 from medseg.app import cohort, widgets
-from medseg.data import (
-    list_patients,
-    load_sequences,
-    plan_sequences,
-    preprocess_image,
-    read_mask,
-    read_slice_image,
-)
-from medseg.data.sequences import load_sequence_mask
+from medseg.data.lgg import list_patients
+from medseg.data.preprocess import preprocess_image
 from medseg.data.splits import SPLIT_NAMES, read_split_file
 from medseg.engine import load_model, predict_paths, predict_probabilities
 from medseg.engine.lesions import lesion_report
 from medseg.engine.predict import SINGLE_SEQUENCE_MARK
+from medseg.imaging.images import read_mask, read_slice_image
+from medseg.imaging.sequences import load_sequence_mask, load_sequences, plan_sequences
 from medseg.metrics import ClassificationMeter, dice_score, iou_score
 from medseg.metrics.classification import confusion_counts
 from tests.app.page_driver import (
@@ -548,8 +543,8 @@ def test_pcam_mode_scores_match_the_library(monkeypatch, classification_run, tin
     with h5py.File(tiny_pcam / "camelyonpatch_level_2_split_test_y.h5") as f:
         labels = f["y"][:16].reshape(-1)
     loaded = load_model(classification_run / "best.pt")
-    from medseg.data import pcam_transforms
     from medseg.data.pcam import LoadPCamPatchd
+    from medseg.data.transforms import pcam_transforms
 
     steps = pcam_transforms(LoadPCamPatchd("x", "y"), augment=False).transforms[1:]
     batch = []

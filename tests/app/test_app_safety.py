@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from medseg.data import list_patients
+from medseg.data.lgg import list_patients
 from tests.app.page_driver import (
     APP,
     BOMB_SIDE,

@@ -32,8 +32,10 @@ import torch
 
 from medseg.app.run_cards import find_runs
 from medseg.app.settings import lgg_dir, models_dir
-from medseg.data import Patient, list_patients, preprocess_image, read_mask, read_slice_image
+from medseg.data.lgg import Patient, list_patients
+from medseg.data.preprocess import preprocess_image
 from medseg.engine import load_model, predict_probabilities
+from medseg.imaging.images import read_mask, read_slice_image
 from medseg.metrics import dice_score
 from tests.app.page_driver import perturbed_copy
 

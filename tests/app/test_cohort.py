@@ -23,8 +23,7 @@ from medseg.app.cohort import (
     threshold_index,
 )
 from medseg.app.scoring import score_volume
-from medseg.data import Patient
-from medseg.data.lgg import Slice
+from medseg.data.lgg import Patient, Slice
 from medseg.metrics import SegmentationMeter
 
 

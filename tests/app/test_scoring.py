@@ -7,7 +7,7 @@ import pytest
 
 from medseg.app.patches import read_patches, score_patches
 from medseg.app.scoring import binarize, format_area, read_patient_slices, score_volume
-from medseg.data import list_patients
+from medseg.data.lgg import list_patients
 
 
 def test_score_volume_hand_computed():

@@ -25,10 +25,10 @@ from medseg.app.uploads import (
     upload_kind,
     upload_report,
 )
-from medseg.data import load_mask_volume, load_sequences, load_volume, plan_sequences
-from medseg.data.sequences import SEQUENCES
 from medseg.engine.predict import SINGLE_SEQUENCE_MARK, SINGLE_SEQUENCE_NOTE
 from medseg.errors import DataError
+from medseg.imaging.nifti import load_mask_volume, load_volume
+from medseg.imaging.sequences import SEQUENCES, load_sequences, plan_sequences
 from tests.app.page_driver import BOMB_SIDE, SEQUENCE_AFFINE, bomb_png, dicom_zip
 
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 
 from medseg.cli.main import main
-from tests.data.oversized import write_png_declaring, write_tiff_declaring
+from tests.imaging.oversized import write_png_declaring, write_tiff_declaring
 from tests.support import lgg_settings, write_config, write_lgg
 
 

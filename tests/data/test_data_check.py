@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import tifffile
 
-from medseg.data import check_dataset
+from medseg.data.check import check_dataset
 from medseg.errors import DataError
 from tests.support import write_lgg
 

@@ -8,8 +8,9 @@ import numpy as np
 import pytest
 import tifffile
 
-from medseg.data import find_lgg_root, list_patients, read_mask, read_slice_image, scan_lgg
+from medseg.data.lgg import find_lgg_root, list_patients, scan_lgg
 from medseg.errors import DataError
+from medseg.imaging.images import read_mask, read_slice_image
 
 
 def test_find_lgg_root_accepts_the_top_folder_and_kaggle_3m(lgg):

@@ -12,7 +12,8 @@ import torch
 from monai.data import DataLoader
 
 from medseg.config import DataConfig
-from medseg.data import LoadPCamPatchd, build_datasets, pcam_files
+from medseg.data.datasets import build_datasets
+from medseg.data.pcam import LoadPCamPatchd, pcam_files
 from medseg.errors import DataError
 
 

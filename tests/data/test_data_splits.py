@@ -11,7 +11,8 @@ from hypothesis import strategies as st
 from monai.data import CacheDataset, DataLoader
 
 from medseg.config import DataConfig
-from medseg.data import build_datasets, read_split_file, save_split, split_patients
+from medseg.data.datasets import build_datasets
+from medseg.data.splits import read_split_file, save_split, split_patients
 from medseg.errors import DataError, find_medseg_error
 
 

@@ -8,14 +8,9 @@ import tifffile
 import torch
 from monai.data import get_track_meta, set_track_meta
 
-from medseg.data import (
-    LoadLGGSliced,
-    LoadPCamPatchd,
-    lgg_transforms,
-    pcam_transforms,
-    preprocess_image,
-)
-from medseg.data.transforms import use_plain_tensors
+from medseg.data.pcam import LoadPCamPatchd
+from medseg.data.preprocess import preprocess_image
+from medseg.data.transforms import LoadLGGSliced, lgg_transforms, pcam_transforms, use_plain_tensors
 from medseg.errors import DataError, find_medseg_error
 from tests.support import pcam_path
 

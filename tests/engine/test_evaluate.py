@@ -12,8 +12,10 @@ import torch.nn.functional as F
 from PIL import Image
 
 from medseg.cli.main import main
-from medseg.data import find_lgg_root, preprocess_image, read_mask, read_slice_image
+from medseg.data.lgg import find_lgg_root
+from medseg.data.preprocess import preprocess_image
 from medseg.engine import load_model
+from medseg.imaging.images import read_mask, read_slice_image
 from medseg.metrics import ClassificationMeter, SegmentationMeter, dice_from_counts
 from tests.support import LGG_SLICES, PCAM_SIZES
 

@@ -13,11 +13,11 @@ from nibabel.orientations import apply_orientation
 from scipy.spatial.distance import pdist
 
 from medseg.cli.main import main
-from medseg.data.dicom import DICOM_TO_SLICES
-from medseg.data.nifti import inverse_transform, slice_transform
 from medseg.engine import predict_paths
 from medseg.engine.lesions import feret_diameter_mm, find_lesions, lesion_report
 from medseg.engine.predict import is_prediction
+from medseg.imaging.dicom import DICOM_TO_SLICES
+from medseg.imaging.nifti import inverse_transform, slice_transform
 
 #: a DICOM-like grid: columns 2 mm apart (x), rows 0.5 mm (y), slices 3 mm (z)
 AFFINE = np.diag([-2.0, -0.5, 3.0, 1.0])

@@ -9,7 +9,7 @@ import pytest
 
 from medseg.cli.main import main
 from medseg.config import DataConfig
-from medseg.data import build_datasets
+from medseg.data.datasets import build_datasets
 from medseg.errors import DataError, find_medseg_error
 from tests.support import PCAM_SIZES, pcam_path, write_pcam
 

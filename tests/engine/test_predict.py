@@ -13,10 +13,12 @@ import torch
 from PIL import Image
 
 from medseg.cli.main import main
-from medseg.data import find_lgg_root, preprocess_image, read_slice_image
+from medseg.data.lgg import find_lgg_root
+from medseg.data.preprocess import preprocess_image
 from medseg.engine import load_model, predict_paths
 from medseg.engine.predict import is_prediction
-from tests.data.oversized import write_nifti_declaring
+from medseg.imaging.images import read_slice_image
+from tests.imaging.oversized import write_nifti_declaring
 
 
 def _test_patient(trained_lgg, tiny_lgg):

@@ -16,7 +16,7 @@ from nibabel.orientations import apply_orientation, axcodes2ornt, io_orientation
 from PIL import Image
 
 from medseg.cli.main import main
-from medseg.data import find_lgg_root, read_slice_image
+from medseg.data.lgg import find_lgg_root
 from medseg.engine import load_model, predict_paths
 from medseg.engine.inference import slice_probabilities
 from medseg.engine.predict import (
@@ -25,6 +25,7 @@ from medseg.engine.predict import (
     is_prediction,
     predict_masks,
 )
+from medseg.imaging.images import read_slice_image
 from tests.support import write_dicom_series
 
 SEQUENCES = ("pre", "flair", "post")

@@ -2,19 +2,19 @@
 
 The models were trained on kaggle_3m slices whose RGB channels are, in order, pre-contrast
 T1 ("pre"), FLAIR and post-contrast T1 ("post"): :data:`SEQUENCES`. :func:`load_sequences`
-stacks three co-registered volumes into those channels as a :class:`~medseg.data.nifti.Volume`.
+stacks three co-registered volumes into those channels as a :class:`~medseg.imaging.nifti.Volume`.
 Each input is a NIfTI file (``.nii``/``.nii.gz``, 3-D or 4-D with one channel) or a DICOM
 series: a folder of one series' files, a ``.zip`` of one, or a DICOM file
-(:mod:`medseg.data.dicom`).
+(:mod:`medseg.imaging.dicom`).
 
 - One voxel grid: the inputs must have the same shape, voxel spacing (relative tolerance
-  :data:`~medseg.data.dicom.SPACING_RTOL`), direction cosines (each component within
-  :data:`~medseg.data.dicom.ORIENTATION_TOLERANCE`) and origin (within
-  :data:`~medseg.data.dicom.POSITION_TOLERANCE_MM` mm), compared on the voxel-to-world
+  :data:`~medseg.imaging.dicom.SPACING_RTOL`), direction cosines (each component within
+  :data:`~medseg.imaging.dicom.ORIENTATION_TOLERANCE`) and origin (within
+  :data:`~medseg.imaging.dicom.POSITION_TOLERANCE_MM` mm), compared on the voxel-to-world
   affines (RAS) in each file's voxel order; otherwise a DataError names the two inputs and
   how they differ.
 - Intensities, each sequence separately over its whole volume
-  (:func:`~medseg.data.nifti.normalize_sequence`): a sequence whose voxels are all integers
+  (:func:`~medseg.imaging.nifti.normalize_sequence`): a sequence whose voxels are all integers
   within 0..255 is taken as is (kaggle_3m slices are uint8 per channel, so volumes made from
   kaggle_3m pixels round-trip exactly); any other is rescaled robustly, its 0.5th..99.5th
   percentile mapped to 0..255. NaN or infinite NIfTI voxels read as the sequence's lowest
@@ -49,7 +49,8 @@ import numpy as np
 from nibabel.orientations import apply_orientation
 from PIL import Image
 
-from medseg.data.dicom import (
+from medseg.errors import DataError
+from medseg.imaging.dicom import (
     DICOM_TO_SLICES,
     ORIENTATION_TOLERANCE,
     POSITION_TOLERANCE_MM,
@@ -58,8 +59,8 @@ from medseg.data.dicom import (
     read_dicom_series,
     scan_dicom_series,
 )
-from medseg.data.limits import load_image
-from medseg.data.nifti import (
+from medseg.imaging.limits import load_image
+from medseg.imaging.nifti import (
     Volume,
     load_mask_volume,
     normalize_sequence,
@@ -67,7 +68,6 @@ from medseg.data.nifti import (
     read_voxels,
     slice_transform,
 )
-from medseg.errors import DataError
 
 #: the sequences in channel order (R, G, B of a kaggle_3m slice)
 SEQUENCES = ("pre", "flair", "post")
@@ -304,7 +304,7 @@ def _read_values(source: SequenceInput) -> tuple[np.ndarray, int]:
 
 
 def load_sequences(plan: SequencePlan) -> Volume:
-    """Read the planned sequences into one :class:`~medseg.data.nifti.Volume`: slices
+    """Read the planned sequences into one :class:`~medseg.imaging.nifti.Volume`: slices
     (N, H, W, 3) uint8 (pre, FLAIR, post; one repeated when ``plan.single``) in the
     reference's view, with its affine and header (a fresh NIfTI header for DICOM).
 
@@ -370,7 +370,7 @@ def slice_sequences(path: str | Path) -> int | None:
 
 def read_single_sequence_slice(path: str | Path) -> np.ndarray:
     """A grey slice image repeated into three channels, (H, W, 3) uint8, its intensities by
-    :func:`~medseg.data.nifti.normalize_sequence` (8-bit grey kept as is).
+    :func:`~medseg.imaging.nifti.normalize_sequence` (8-bit grey kept as is).
 
     Raises:
         DataError: when the file is unreadable, too large, not grey, or holds NaN or infinite

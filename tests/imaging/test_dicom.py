@@ -14,10 +14,9 @@ import pytest
 from pydicom.data import get_testdata_file, get_testdata_files
 from pydicom.pixels import get_decoder
 
-import medseg.data.dicom
-from medseg.data import read_dicom_series, scan_dicom_series
-from medseg.data.dicom import ZIP_SLACK_BYTES
+import medseg.imaging.dicom
 from medseg.errors import DataError
+from medseg.imaging.dicom import ZIP_SLACK_BYTES, read_dicom_series, scan_dicom_series
 from tests.support import write_dicom_series
 
 MR_SMALL = Path(get_testdata_file("MR_small.dcm"))
@@ -81,7 +80,7 @@ def _no_decoder_known(syntax):
 def test_a_syntax_no_installed_decoder_reads_is_refused_before_decoding(monkeypatch, get_decoder):
     """JPEG-LS needs a plugin (highdicom brings pyjpegls); without one, a clear refusal."""
     path = Path(get_testdata_file("MR_small_jpeg_ls_lossless.dcm"))
-    monkeypatch.setattr(medseg.data.dicom, "get_decoder", get_decoder)
+    monkeypatch.setattr(medseg.imaging.dicom, "get_decoder", get_decoder)
     with pytest.raises(DataError) as err:
         read_dicom_series(path)
     assert str(err.value).count("\n") == 0

@@ -10,16 +10,17 @@ import pytest
 import tifffile
 from PIL import Image, ImageFile
 
-from medseg.data import load_mask_volume, load_volume, read_mask, read_slice_image
-from medseg.data.limits import (
+from medseg.errors import ConfigError, DataError
+from medseg.imaging.images import read_mask, read_slice_image
+from medseg.imaging.limits import (
     DEFAULT_MAX_IMAGE_PIXELS,
     DEFAULT_MAX_VOLUME_VOXELS,
     load_image,
     max_image_pixels,
     max_volume_voxels,
 )
-from medseg.errors import ConfigError, DataError
-from tests.data.oversized import write_nifti_declaring, write_png_declaring, write_tiff_declaring
+from medseg.imaging.nifti import load_mask_volume, load_volume
+from tests.imaging.oversized import write_nifti_declaring, write_png_declaring, write_tiff_declaring
 
 
 @pytest.fixture

@@ -32,7 +32,7 @@ import numpy as np
 from PIL import Image
 from scipy import ndimage
 
-from medseg.data.demo_marker import start_demo
+from medseg.demo.marker import start_demo
 from medseg.files import atomic_path, atomic_write, write_text
 
 N_PATIENTS = 12
@@ -198,7 +198,7 @@ def write_demo_lgg(out: str | Path, seed: int = 0) -> Path:
 
     Writes ``out/kaggle_3m/<patient>/<patient>_<k>.tif`` (256x256 RGB uint8) and
     ``<patient>_<k>_mask.tif`` (0/255), ``out/kaggle_3m/data.csv`` (column ``Patient``),
-    ``out/README.md`` and the marker ``out/medseg_demo.json`` (:mod:`medseg.data.demo_marker`).
+    ``out/README.md`` and the marker ``out/medseg_demo.json`` (:mod:`medseg.demo.marker`).
     The same seed gives the same bytes. An earlier LGG demo in ``out`` is replaced (only the
     files its marker lists); no other file is ever replaced.
 

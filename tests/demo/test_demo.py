@@ -17,8 +17,10 @@ import tifffile
 from skimage.color import rgb2hed
 
 from medseg import __version__
-from medseg.data import check_dataset, read_demo_marker, write_demo_lgg, write_demo_pcam
-from medseg.data.demo_marker import remove_demo
+from medseg.data.check import check_dataset
+from medseg.demo.lgg import write_demo_lgg
+from medseg.demo.marker import read_demo_marker, remove_demo
+from medseg.demo.pcam import write_demo_pcam
 from medseg.errors import DataError
 
 MB = 2**20

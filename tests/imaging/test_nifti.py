@@ -6,8 +6,8 @@ import nibabel as nib
 import numpy as np
 import pytest
 
-from medseg.data import load_mask_volume, load_volume, save_mask_volume
 from medseg.errors import DataError
+from medseg.imaging.nifti import load_mask_volume, load_volume, save_mask_volume
 
 RAS = np.diag([2.0, 2.0, 3.0, 1.0])
 RAS[:3, 3] = [-20, -30, -10]

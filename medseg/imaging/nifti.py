@@ -10,14 +10,14 @@ RGB). A 4-D volume with 3 channels on its last axis is read as those three; a si
 sequence (3-D volume) is repeated into all three channels, which is a limitation: the model
 then sees inputs unlike its training data and its masks are less reliable (``medseg
 predict`` refuses it unless told ``--single-sequence``; separate sequence files are read by
-:mod:`medseg.data.sequences`).
+:mod:`medseg.imaging.sequences`).
 
 Intensities: each channel follows :func:`normalize_sequence`, the rule that matches the uint8
 kaggle_3m training slices: a channel whose voxels are all integers within 0..255 is taken as
 is (a volume built from kaggle_3m pixels reads back exactly), any other is rescaled robustly
 (0.5th..99.5th percentile over the whole volume to 0..255).
 
-Headers are checked before any voxel is read (the voxel cap of :mod:`medseg.data.limits`, an
+Headers are checked before any voxel is read (the voxel cap of :mod:`medseg.imaging.limits`, an
 affine that maps the voxel axes onto three world axes); volumes holding NaN or infinite
 voxels are refused rather than silently zeroed.
 
@@ -37,9 +37,9 @@ import nibabel as nib
 import numpy as np
 from nibabel.orientations import apply_orientation, axcodes2ornt, io_orientation, ornt_transform
 
-from medseg.data.limits import check_volume_shape
 from medseg.errors import DataError
 from medseg.files import atomic_path
+from medseg.imaging.limits import check_volume_shape
 
 #: Slice-stack axes: inferior->Superior, anterior->Posterior (rows), right->Left (columns).
 SLICE_AXCODES = ("S", "P", "L")
@@ -48,11 +48,11 @@ SLICE_AXCODES = ("S", "P", "L")
 @dataclass
 class Volume:
     """A volume as slices: a NIfTI file, or MR sequences stacked by
-    :mod:`medseg.data.sequences` (NIfTI files or DICOM series).
+    :mod:`medseg.imaging.sequences` (NIfTI files or DICOM series).
 
     Attributes:
         slices: (N, H, W, 3) uint8 slices: axial for NIfTI (see the module docstring for
-            orientation), as stored for a DICOM series (:mod:`medseg.data.dicom`).
+            orientation), as stored for a DICOM series (:mod:`medseg.imaging.dicom`).
         affine: the file's voxel-to-world affine (RAS; built from the headers for DICOM).
         header: the file's NIfTI header (a fresh one for DICOM).
         shape: the file's spatial shape (3 voxel counts, in file order; (Columns, Rows, N)
@@ -126,7 +126,7 @@ def open_nifti(path: Path) -> nib.Nifti1Image:
 
     Raises:
         DataError: naming the file when it is missing, not NIfTI, over
-            :func:`~medseg.data.limits.max_volume_voxels` or has an unusable affine.
+            :func:`~medseg.imaging.limits.max_volume_voxels` or has an unusable affine.
     """
     if not path.is_file():
         raise DataError(f"{path}: no such file")
@@ -225,7 +225,7 @@ def load_volume(path: str | Path) -> Volume:
     Each channel's intensities follow :func:`normalize_sequence` (integers within 0..255 kept
     as they are, anything else rescaled robustly over the whole volume); a single channel is
     repeated into the 3 channels the models expect. The header is checked before any voxel is
-    read (size cap of :mod:`medseg.data.limits`, affine).
+    read (size cap of :mod:`medseg.imaging.limits`, affine).
 
     Raises:
         DataError: when the file is missing, not NIfTI, over the voxel cap, not 3-D / 4-D

@@ -3,7 +3,7 @@
 An input is a folder holding the files of one series, a ``.zip`` of such a folder (its
 members are read in memory: nothing is extracted), or a single DICOM file (a one-slice
 series). Hidden entries and macOS litter (``._*``, ``.DS_Store``, ``__MACOSX``:
-:data:`~medseg.data.lgg.SKIPPED_NAMES`) and a ``DICOMDIR`` index are skipped; any other file
+:data:`~medseg.imaging.files.SKIPPED_NAMES`) and a ``DICOMDIR`` index are skipped; any other file
 that is not DICOM is refused.
 
 Geometry, from the headers alone (file names and InstanceNumber are ignored):
@@ -30,7 +30,7 @@ files), multi-frame or colour images, a missing ImagePositionPatient, ImageOrien
 or PixelSpacing, images that differ in size, spacing or orientation, two slices at one
 position, slice positions not evenly spaced (beyond :data:`POSITION_TOLERANCE_MM` +
 :data:`SPACING_RTOL` of the step), Rows × Columns × files over the voxel cap of
-:mod:`medseg.data.limits`, a transfer syntax no installed decoder reads (uncompressed, RLE
+:mod:`medseg.imaging.limits`, a transfer syntax no installed decoder reads (uncompressed, RLE
 Lossless and deflate need pydicom alone, JPEG and JPEG 2000 Pillow; JPEG-LS needs a plugin:
 pylibjpeg, pyjpegls or gdcm). A zip member whose name is absolute or climbs out with ``..``
 is refused, and so is a zip whose members declare more than :data:`ZIP_BYTES_PER_VOXEL`
@@ -60,9 +60,9 @@ from pydicom.dataset import Dataset
 from pydicom.errors import InvalidDicomError
 from pydicom.pixels import apply_rescale, get_decoder
 
-from medseg.data.lgg import SKIPPED_NAMES, list_folder
-from medseg.data.limits import VOLUME_VOXELS_ENV, check_volume_shape, max_volume_voxels
 from medseg.errors import DataError
+from medseg.imaging.files import SKIPPED_NAMES, list_folder
+from medseg.imaging.limits import VOLUME_VOXELS_ENV, check_volume_shape, max_volume_voxels
 
 #: direction cosines of two images (or two inputs) agree within this, per component
 ORIENTATION_TOLERANCE = 1e-3
@@ -91,7 +91,7 @@ class DicomSeries:
         uid: SeriesInstanceUID ("" when absent).
         description: SeriesDescription ("" when absent).
         headers: the files' datasets in slice order, read without pixel data (what a DICOM
-            SEG references: :mod:`medseg.data.dicom_seg`); kept only while the series is.
+            SEG references: :mod:`medseg.imaging.dicom_seg`); kept only while the series is.
     """
 
     source: Path

@@ -13,7 +13,7 @@ predicted from:
   (SCT 49755003), type Neoplasm (SCT 108369006), anatomic region Brain, algorithm type
   AUTOMATIC, identified as ``medseg`` (family Artificial Intelligence, medseg's version, the
   caller's parameters);
-- frame order: slice k of the mask, in the series' slice order (:mod:`medseg.data.dicom`:
+- frame order: slice k of the mask, in the series' slice order (:mod:`medseg.imaging.dicom`:
   sorted along the slice normal), is derived from the source instance of slice k; each frame
   names that instance (Derivation Image Sequence) and its ImagePositionPatient.
   highdicom may store the frames in another order: read them by those references;
@@ -44,9 +44,9 @@ import pydicom
 from pydicom.sr.codedict import codes
 
 from medseg import __version__
-from medseg.data.dicom import DicomSeries
 from medseg.errors import DataError
 from medseg.files import atomic_path
+from medseg.imaging.dicom import DicomSeries
 
 SEGMENT_LABEL = "Tumour (research model prediction)"
 SERIES_DESCRIPTION = "medseg tumour mask - RESEARCH USE ONLY"
@@ -111,8 +111,8 @@ def build_segmentation(
 
     Args:
         mask: the mask in the series' voxel order, (Columns, Rows, N) as
-            :func:`~medseg.data.dicom.read_dicom_series` reads it; nonzero is tumour.
-        series: the source series with its headers (:func:`~medseg.data.dicom.scan_dicom_series`).
+            :func:`~medseg.imaging.dicom.read_dicom_series` reads it; nonzero is tumour.
+        series: the source series with its headers (:func:`~medseg.imaging.dicom.scan_dicom_series`).
         model_name: ManufacturerModelName (what wrote the SEG).
         parameters: the algorithm's parameters, recorded in its identification (strings).
         content_description: ContentDescription (at most 64 characters).

@@ -31,8 +31,8 @@ from scipy import ndimage
 from skimage import data as skdata
 from skimage.color import rgb2hed
 
-from medseg.data.demo_marker import start_demo
 from medseg.data.pcam import PCAM_SPLITS, pcam_file_name
+from medseg.demo.marker import start_demo
 from medseg.files import atomic_path, write_text
 
 SPLIT_SIZES = {"train": 768, "val": 192, "test": 192}
@@ -130,7 +130,7 @@ def write_demo_pcam(out: str | Path, seed: int = 0) -> Path:
     """Write the six PCam HDF5 files and a README into ``out``; return ``out``.
 
     Splits hold 768/192/192 patches (train/valid/test); the marker ``out/medseg_demo.json``
-    (:mod:`medseg.data.demo_marker`) lists the files. The same seed gives the same bytes. An
+    (:mod:`medseg.demo.marker`) lists the files. The same seed gives the same bytes. An
     earlier PCam demo in ``out`` is replaced (only the files its marker lists); no other file
     is ever replaced.
 

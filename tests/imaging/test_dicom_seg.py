@@ -12,8 +12,9 @@ import numpy as np
 import pydicom
 import pytest
 
-from medseg.data import scan_dicom_series
-from medseg.data.dicom_seg import (
+from medseg.errors import DataError
+from medseg.imaging.dicom import scan_dicom_series
+from medseg.imaging.dicom_seg import (
     SEG_SOP_CLASS,
     SEGMENT_LABEL,
     build_segmentation,
@@ -21,7 +22,6 @@ from medseg.data.dicom_seg import (
     seg_model_name,
     seg_refusal,
 )
-from medseg.errors import DataError
 from tests.support import write_dicom_series
 
 ROWS, COLUMNS = 12, 16  # not square: a transposition cannot go unnoticed

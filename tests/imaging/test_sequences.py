@@ -8,14 +8,16 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from medseg.data import load_mask_volume, load_sequences, normalize_sequence, plan_sequences
-from medseg.data.sequences import (
+from medseg.errors import DataError
+from medseg.imaging.nifti import load_mask_volume, normalize_sequence
+from medseg.imaging.sequences import (
     load_sequence_mask,
+    load_sequences,
     missing_sequences,
+    plan_sequences,
     read_single_sequence_slice,
     slice_sequences,
 )
-from medseg.errors import DataError
 from tests.support import write_dicom_series
 
 SHAPE = (6, 5, 4)  # (x: columns, y: rows, z: slices); not cubic
