@@ -22,7 +22,9 @@ import torch
 from monai.data import DataLoader
 
 from medseg.config import DataConfig
-from medseg.data import build_datasets, use_plain_tensors, write_demo_lgg
+from medseg.data.datasets import build_datasets
+from medseg.data.transforms import use_plain_tensors
+from medseg.demo.lgg import write_demo_lgg
 
 
 def _train_set(root: Path, image_size: int):

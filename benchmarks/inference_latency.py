@@ -19,7 +19,8 @@ import numpy as np
 import torch
 
 from medseg.config import ModelConfig
-from medseg.data import preprocess_image, use_plain_tensors
+from medseg.data.preprocess import preprocess_image
+from medseg.data.transforms import use_plain_tensors
 from medseg.engine import predict_probabilities
 from medseg.models import build_model
 
