@@ -6,7 +6,7 @@ files and nothing else: a folder without the marker is never touched, and a list
 changed since it was written (a real PCam file copied over a demo one) stops the command.
 
 Format (``files`` maps paths relative to the folder to their SHA-256, or null while a file is
-being written)::
+being written; a null left behind means the writer was killed)::
 
     {"synthetic": true, "kind": "lgg", "written_by": "medseg demo-data",
      "version": "0.1.0", "seed": 0, "files": {"README.md": "9f86d0...", ...}}
@@ -123,7 +123,11 @@ def remove_demo(out: str | Path, kind: str) -> None:
             continue
         if path.is_symlink() or not path.is_file() or not path.resolve().is_relative_to(inside):
             raise DataError(f"{path}: not the plain file medseg demo-data wrote; --force leaves it alone")
-        if digest is not None and file_sha256(path) != digest:
+        if digest is None:
+            raise DataError(f"{path}: was being written when an earlier demo-data was killed, so "
+                            "medseg cannot tell it from your own file; --force leaves it alone "
+                            "(check it and remove it yourself)")
+        if file_sha256(path) != digest:
             raise DataError(f"{path}: changed since medseg demo-data wrote it; --force leaves it alone "
                             "(move it, or choose another OUT)")
     for path, _ in listed:
@@ -138,7 +142,10 @@ def remove_demo(out: str | Path, kind: str) -> None:
 class DemoRecord:
     """The marker of a demo being written: files are recorded before they are written
     (digest null) and again, with their digests, after, so an interrupted writer still
-    leaves a marker listing everything it may have written.
+    leaves a marker listing everything it may have written. An interruption that Python sees
+    (Ctrl+C, an error) records the digests of the files written so far and drops the ones
+    never written; only a killed writer leaves null digests, which :func:`remove_demo` refuses
+    to remove.
 
     Example:
         >>> record = DemoRecord(out, "pcam", seed=0)
@@ -170,9 +177,15 @@ class DemoRecord:
         names = [path.relative_to(self.out).as_posix() for path in paths]
         self.files.update(dict.fromkeys(names))
         self._save()
-        yield
-        self.files.update({name: file_sha256(path) for name, path in zip(names, paths, strict=True)})
-        self._save()
+        try:
+            yield
+        finally:
+            for name, path in zip(names, paths, strict=True):
+                if path.is_file():
+                    self.files[name] = file_sha256(path)
+                else:
+                    del self.files[name]
+            self._save()
 
 
 def start_demo(out: str | Path, kind: str, seed: int) -> DemoRecord:
