@@ -21,11 +21,11 @@ from typing import Any
 
 import numpy as np
 
-from medseg.data.lgg import EXPECTED_LAYOUTS, is_lgg_root, scan_lgg
+from medseg.data.formats import detect_format
+from medseg.data.lgg import EXPECTED_LAYOUTS, scan_lgg
 from medseg.data.pcam import (
     PCAM_SPLITS,
     inspect_pcam_split,
-    is_pcam_root,
     open_h5,
     pcam_file_name,
     pcam_files,
@@ -152,7 +152,8 @@ def _check_pcam(root: Path) -> DatasetReport:
 
 
 def check_dataset(path: str | Path) -> DatasetReport:
-    """Detect the format of the folder ``path`` and validate every file in it.
+    """Detect the format of the folder ``path`` (:func:`~medseg.data.formats.detect_format`)
+    and validate every file in it.
 
     Raises:
         DataError: a one-line message naming the first offending file and its problem, or
@@ -162,9 +163,10 @@ def check_dataset(path: str | Path) -> DatasetReport:
     if not path.is_dir():
         raise DataError(f"{path}: no such folder")
     entries = list_folder(path)
-    if is_pcam_root(path):
+    found = detect_format(path)
+    if found == "pcam":
         return _check_pcam(path)
-    if is_lgg_root(path) or (path / "kaggle_3m").is_dir():
+    if found == "lgg":
         return _check_lgg(path)
     state = "is empty" if not entries else "is not a recognised dataset"
     raise DataError(f"{path}: folder {state}; {EXPECTED_LAYOUTS}")

@@ -92,8 +92,27 @@ def is_lgg_root(folder: Path) -> bool:
     return any(_is_patient_folder(sub) for sub in subfolders)
 
 
+def locate_lgg_root(path: str | Path) -> Path | None:
+    """The ``kaggle_3m`` folder: ``path`` itself when it holds a patient folder
+    (:func:`is_lgg_root`), else its ``kaggle_3m`` subfolder when that does, else None (also
+    when ``path`` is not a folder).
+
+    Raises:
+        DataError: when ``path`` or its ``kaggle_3m`` subfolder cannot be listed (say so, not
+            "not an LGG folder").
+    """
+    path = Path(path)
+    for candidate in (path, path / "kaggle_3m"):
+        if candidate.is_dir():
+            list_folder(candidate)
+            if is_lgg_root(candidate):
+                return candidate
+    return None
+
+
 def find_lgg_root(path: str | Path) -> Path:
-    """Return the ``kaggle_3m`` folder given it or the download's top folder.
+    """Return the ``kaggle_3m`` folder given it or the download's top folder
+    (:func:`locate_lgg_root`).
 
     Raises:
         DataError: when ``path`` is not a folder, cannot be read, or holds no patient folders.
@@ -101,12 +120,10 @@ def find_lgg_root(path: str | Path) -> Path:
     path = Path(path)
     if not path.is_dir():
         raise DataError(f"{path}: no such folder")
-    for candidate in (path, path / "kaggle_3m"):
-        if candidate.is_dir():
-            list_folder(candidate)  # unreadable: say so, not "not an LGG folder"
-            if is_lgg_root(candidate):
-                return candidate
-    raise DataError(f"{path}: not an LGG dataset folder; {EXPECTED_LAYOUTS}")
+    root = locate_lgg_root(path)
+    if root is None:
+        raise DataError(f"{path}: not an LGG dataset folder; {EXPECTED_LAYOUTS}")
+    return root
 
 
 def _patient_slices(folder: Path, skipped: list[Path]) -> list[Slice]:

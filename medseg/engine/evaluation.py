@@ -23,8 +23,8 @@ from torch.utils.data import ConcatDataset
 
 from medseg.config import Config
 from medseg.data.datasets import build_datasets
-from medseg.data.lgg import find_lgg_root, list_patients
-from medseg.data.pcam import is_pcam_root
+from medseg.data.formats import detect_format as data_format
+from medseg.data.lgg import list_patients
 from medseg.data.splits import save_split
 from medseg.engine.checkpoint import checkpoint_config, load_checkpoint, model_from_checkpoint
 from medseg.engine.distributed import resolve_device
@@ -34,18 +34,6 @@ from medseg.errors import CheckpointError, DataError, MedsegError
 from medseg.tasks import get_task
 
 SPLITS = ("test", "val", "train", "all")
-
-
-def data_format(root: str | Path) -> str | None:
-    """"lgg" or "pcam" by the files under ``root``, None when it is neither."""
-    root = Path(root)
-    if root.is_dir() and is_pcam_root(root):
-        return "pcam"
-    try:
-        find_lgg_root(root)
-    except DataError:
-        return None
-    return "lgg"
 
 
 def check_data_matches(cfg: Config, checkpoint: Path, data_root: Path) -> None:

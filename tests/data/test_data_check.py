@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import shutil
+
 import h5py
 import numpy as np
 import pytest
 import tifffile
 
 from medseg.data.check import check_dataset
+from medseg.data.formats import detect_format
+from medseg.engine import evaluation
 from medseg.errors import DataError
 from tests.support import write_lgg
 
@@ -96,8 +100,38 @@ def test_unrecognised_folder(tmp_path):
 
 def test_empty_kaggle_3m_folder(tmp_path):
     (tmp_path / "kaggle_3m").mkdir()
-    with pytest.raises(DataError, match=r"not an LGG dataset folder"):
+    with pytest.raises(DataError, match=r"is not a recognised dataset; expected LGG"):
         check_dataset(tmp_path)
+
+
+def test_detect_format_by_layout(lgg, pcam, tmp_path):
+    assert detect_format(lgg.top) == "lgg"  # the download's top folder, parent of kaggle_3m
+    assert detect_format(lgg.root) == "lgg"  # kaggle_3m itself
+    assert detect_format(lgg.root / "TCGA_AA_0001_20000101") is None  # a patient folder
+    assert detect_format(pcam.root) == "pcam"
+    gzipped = tmp_path / "downloaded"
+    gzipped.mkdir()
+    (gzipped / "camelyonpatch_level_2_split_test_x.h5.gz").write_bytes(b"\x1f\x8b")
+    assert detect_format(gzipped) == "pcam"  # check_dataset then says to gunzip it
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    assert detect_format(empty) is None
+    assert detect_format(tmp_path / "nowhere") is None
+    assert detect_format(pcam.root / "camelyonpatch_level_2_split_test_x.h5") is None  # a file
+    (empty / "kaggle_3m" / "photos").mkdir(parents=True)
+    (empty / "kaggle_3m" / "photos" / "photos_1.png").write_bytes(b"")
+    assert detect_format(empty) is None  # kaggle_3m without <patient>/<patient>_<k>.tif
+
+
+def test_a_folder_holding_both_datasets_is_pcam(lgg, pcam):
+    shutil.copytree(lgg.root, pcam.root / "kaggle_3m")
+    assert detect_format(pcam.root) == "pcam"
+    assert check_dataset(pcam.root).format == "pcam"
+    assert detect_format(pcam.root / "kaggle_3m") == "lgg"
+
+
+def test_check_and_evaluate_detect_by_one_rule():
+    assert evaluation.data_format is detect_format
 
 
 def test_pcam_label_out_of_range(pcam):
