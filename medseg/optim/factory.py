@@ -18,6 +18,7 @@ from timm.optim import Lamb
 from torch import Tensor
 from torch.optim import Optimizer
 
+from medseg.optim.functional import is_dense_layout
 from medseg.optim.wrappers import (
     AdaptiveGradClip,
     BlockNorm,
@@ -89,7 +90,8 @@ def build_optimizer(
 
     Adam and AdamW run their fused implementation (one pass over each tensor per step: about
     3x faster than ``foreach`` on a 2-core CPU, see docs/benchmarks.md) when every parameter
-    is a floating-point CPU or CUDA tensor, else ``foreach``; SGD runs ``foreach``; ``lamb`` is
+    is one it updates correctly (:func:`fused_adam_can_update`), else ``foreach`` for the whole
+    optimizer; SGD runs ``foreach``; ``lamb`` is
     ``timm.optim.Lamb`` with timm's defaults but ``lr``. A ``+znorm``, ``+gc``, ``+clip``,
     ``+agc`` or ``+blocknorm`` suffix wraps the base optimizer in :class:`ZNorm`,
     :class:`GradCentralization`, :class:`ClipGradNorm`, :class:`AdaptiveGradClip` or
@@ -145,11 +147,25 @@ def _build_base(base: str, groups: list[dict[str, Any]], kwargs: dict[str, Any])
     if base == "sgd":
         return torch.optim.SGD(groups, foreach=True, **kwargs)
     tensors = [p for group in groups for p in group["params"]]
-    if all(p.device.type in _FUSED_DEVICE_TYPES and p.is_floating_point() for p in tensors):
+    if all(fused_adam_can_update(p) for p in tensors):
         kwargs["fused"] = True
     else:
         kwargs["foreach"] = True
     return _BASE_CLASSES[base](groups, **kwargs)
+
+
+def fused_adam_can_update(p: Tensor) -> bool:
+    """Whether torch's fused Adam/AdamW updates ``p`` correctly: a floating-point CPU or CUDA
+    tensor whose elements fill a dense block of memory, in any order of the dims (contiguous,
+    channels_last, transposed).
+
+    On a view with gaps between its elements (``w[..., 0]`` of a (10, 5, 2) tensor, ``w[:, ::2]``)
+    torch 2.14.1's fused kernel writes wrong updates: on the CPU the loss rises where foreach
+    Adam's falls (tests/optim/test_fused_adam_layouts.py). Such a parameter sends the whole
+    optimizer to ``foreach``; a model's own parameters are dense.
+    """
+    return (p.device.type in _FUSED_DEVICE_TYPES and p.is_floating_point()
+            and is_dense_layout(p.shape, p.stride()))
 
 
 def _default_weight_decay(base: str, kwargs: dict[str, Any]) -> float:

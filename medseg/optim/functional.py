@@ -315,7 +315,7 @@ def _packed_strides(t: Tensor, segments: int, span: int) -> tuple[int, ...]:
     dense block of memory (with dim 0 outermost when it is split into segments), else
     contiguous ones; with ``span`` between segments."""
     strides = tuple(t.stride())
-    dense = _is_dense(t.shape, strides)
+    dense = is_dense_layout(t.shape, strides)
     if segments == 1:
         return strides if dense else _contiguous_strides(t.shape)
     if dense and strides[0] == t.numel() // segments:  # dim 0 outermost in memory
@@ -323,7 +323,7 @@ def _packed_strides(t: Tensor, segments: int, span: int) -> tuple[int, ...]:
     return (span, *_contiguous_strides(t.shape[1:]))
 
 
-def _is_dense(shape: Sequence[int], strides: Sequence[int]) -> bool:
+def is_dense_layout(shape: Sequence[int], strides: Sequence[int]) -> bool:
     """Whether the elements of a tensor of this shape and these strides fill a dense block of
     memory (in some order of the dims): no gaps, no overlaps."""
     expected = 1

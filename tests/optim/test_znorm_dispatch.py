@@ -110,7 +110,7 @@ def fast_path_eligible(lists: list[list[torch.Tensor]]) -> bool:
         return [s for s, n in zip(t.stride(), t.shape, strict=True) if n != 1]
 
     return all(
-        functional._is_dense(t.shape, t.stride())
+        functional.is_dense_layout(t.shape, t.stride())
         and t.shape == lists[0][i].shape
         and strides(t) == strides(lists[0][i])
         for tensor_list in lists
