@@ -143,6 +143,51 @@ def test_first_slice_is_the_lowest_along_the_normal_not_the_lowest_coordinate(tm
     np.testing.assert_allclose(volume.series.affine, expected)
 
 
+#: MR_small tilted 35 degrees from sagittal about the patient's y axis: rows along +y
+#: (posterior), columns (sin 35, 0, -cos 35) (down and to the left): normal (-cos 35, 0, -sin 35)
+OBLIQUE = (0, 1, 0, 0.573576, 0, -0.819152)
+OBLIQUE_NORMAL = np.array([-0.819152, 0, -0.573576])
+#: slice k written (and numbered) as OBLIQUE_NAMES[k]: neither names nor InstanceNumbers sort
+OBLIQUE_NAMES = ("IM3", "IM5", "IM1", "IM4", "IM2")
+
+
+def _oblique_mr_small_series(folder: Path) -> list[np.ndarray]:
+    """Five slices cut from MR_small.dcm's real pixels (64 rows x 48 columns, columns 4k to
+    4k + 47 for slice k), OBLIQUE, slice k at (10, 20, -90) + 3 k mm along the normal (LPS),
+    written in shuffled file order. Returns the slices' stored pixels, k order."""
+    source = pydicom.dcmread(MR_SMALL)
+    slices = [np.ascontiguousarray(source.pixel_array[:, 4 * k : 4 * k + 48]) for k in range(5)]
+    folder.mkdir()
+    for k in (2, 4, 0, 3, 1):
+        ds = pydicom.dcmread(MR_SMALL)
+        ds.Columns = 48
+        ds.PixelData = slices[k].tobytes()
+        ds.ImageOrientationPatient = [f"{v:g}" for v in OBLIQUE]
+        ds.ImagePositionPatient = [f"{v:.4f}" for v in np.array([10, 20, -90]) + 3 * k * OBLIQUE_NORMAL]
+        ds.InstanceNumber = int(OBLIQUE_NAMES[k][2:])
+        ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID = f"{source.SOPInstanceUID}.{k}"
+        ds.save_as(folder / OBLIQUE_NAMES[k], enforce_file_format=True)
+    return slices
+
+
+def test_an_oblique_series_is_sorted_along_its_normal_not_by_its_dominant_axis(tmp_path):
+    """Positions go down in z and x (the dominant axes of the normal and of the positions) as
+    they go up along the normal: sorting by either of those would reverse the stack."""
+    slices = _oblique_mr_small_series(tmp_path / "oblique")
+    volume = read_dicom_series(tmp_path / "oblique")
+    assert volume.series.files == tuple(str(tmp_path / "oblique" / OBLIQUE_NAMES[k]) for k in range(5))
+    assert volume.series.shape == (48, 64, 5)
+    for k in range(5):
+        np.testing.assert_array_equal(volume.values[:, :, k], slices[k].T)
+    # columns: row cosine x 0.3125; rows: column cosine x 0.3125; slices: 3 mm along the
+    # normal; origin (10, 20, -90); x and y negated (LPS -> RAS)
+    expected = np.array([[0, -0.3125 * 0.573576, 3 * 0.819152, -10],
+                         [-0.3125, 0, 0, -20],
+                         [0, -0.3125 * 0.819152, -3 * 0.573576, -90],
+                         [0, 0, 0, 1]])
+    np.testing.assert_allclose(volume.series.affine, expected, atol=1e-4)
+
+
 def test_rescale_slope_and_intercept_are_applied(tmp_path):
     pixels = _stack()
     write_dicom_series(tmp_path / "s", pixels, [(0, 0, z) for z in (0, 1, 2)], slope=2, intercept=-100)

@@ -178,3 +178,38 @@ def test_seg_model_name_reads_only_segs(tmp_path):
     assert seg_model_name(tmp_path / "notes.dcm") is None
     assert seg_model_name(files[0]) is None  # an MR image, not a SEG
     assert seg_model_name(tmp_path / "missing.dcm") is None
+
+
+def _set(file: Path, keyword: str, value: str) -> None:
+    ds = pydicom.dcmread(file)
+    setattr(ds, keyword, value)
+    if keyword == "SOPInstanceUID":
+        ds.file_meta.MediaStorageSOPInstanceUID = value
+    ds.save_as(file, enforce_file_format=True)
+
+
+def _refused(series, reason: str) -> None:
+    """``seg_refusal`` gives ``reason`` and building the SEG raises it, as one line."""
+    assert seg_refusal(series) == reason
+    with pytest.raises(DataError) as err:
+        build_segmentation(_mask(series), series, model_name="medseg predict")
+    assert str(err.value) == reason
+
+
+def test_a_series_with_a_duplicated_sop_instance_uid_is_refused_by_name(tmp_path):
+    files = dict(zip(NAMES, _series(tmp_path / "flair"), strict=True))
+    _set(files["IM3"], "SOPInstanceUID", str(pydicom.dcmread(files["IM1"]).SOPInstanceUID))
+    series = scan_dicom_series(tmp_path / "flair")  # the images themselves are a fine series
+    assert series.files[-1] == str(files["IM3"])  # z = 9 mm: the last slice, met second
+    _refused(series, f"{files['IM3']}: a SOPInstanceUID another file of the series has; a DICOM SEG "
+                     "cannot tell them apart")
+
+
+@pytest.mark.parametrize("keyword", ["StudyInstanceUID", "FrameOfReferenceUID"])
+def test_a_series_spanning_two_studies_or_frames_of_reference_is_refused_by_name(tmp_path, keyword):
+    files = dict(zip(NAMES, _series(tmp_path / "flair"), strict=True))
+    _set(files["IM2"], keyword, "1.2.826.0.1.3680043.8.498.12345")
+    series = scan_dicom_series(tmp_path / "flair")
+    assert series.files[0] == str(files["IM1"])  # z = -3 mm, the first slice
+    _refused(series, f"{files['IM2']}: another {keyword} than {files['IM1']}; a DICOM SEG refers to "
+                     "one study and frame of reference")
