@@ -21,6 +21,7 @@ import yaml
 
 from medseg.errors import ConfigError
 from medseg.files import write_text
+from medseg.optim.settings import ZNORM_DEFAULTS, Granularity, check_znorm_settings
 from medseg.tasks import TaskName, task_for_format
 
 
@@ -61,9 +62,9 @@ class OptimConfig:
     lr: float = 1e-3
     weight_decay: float = 0.0
     momentum: float = 0.9  # sgd only
-    granularity: Literal["tensor", "channel"] = "tensor"  # znorm
-    eps: float = 1e-8  # znorm
-    min_ndim: int = 2  # znorm / gc
+    granularity: Granularity = ZNORM_DEFAULTS.granularity  # znorm
+    eps: float = ZNORM_DEFAULTS.eps  # znorm / blocknorm (Adam keeps its own eps)
+    min_ndim: int = ZNORM_DEFAULTS.min_ndim  # znorm / blocknorm
     max_norm: float = 1.0  # adam+clip
     clip_factor: float = 0.01  # adam+agc: largest gradient / weight norm ratio per unit
 
@@ -219,7 +220,6 @@ def _check_ranges(cfg: Config) -> None:
         (cfg.data.num_workers >= 0, "data.num_workers must be >= 0"),
         (cfg.data.max_samples is None or cfg.data.max_samples > 0, "data.max_samples must be > 0"),
         (cfg.optim.lr > 0, "optim.lr must be > 0"),
-        (cfg.optim.eps > 0, "optim.eps must be > 0"),
         (cfg.optim.max_norm > 0, "optim.max_norm must be > 0"),
         (cfg.optim.clip_factor > 0, "optim.clip_factor must be > 0"),
         (not (cfg.model.bgn and cfg.train.amp == "fp16"),
@@ -245,6 +245,10 @@ def _check_ranges(cfg: Config) -> None:
     for ok, message in checks:
         if not ok:
             raise ConfigError(message)
+    try:
+        check_znorm_settings(cfg.optim.granularity, cfg.optim.eps, cfg.optim.min_ndim, prefix="optim.")
+    except ValueError as err:
+        raise ConfigError(str(err)) from None
 
 
 def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -49,6 +51,10 @@ def test_overrides_parse_yaml_values():
     ("model.arch=resnet", "model.arch 'resnet' does not serve data.format 'lgg' (segmentation); choose one of unet"),
     ("train.epochs=3 train.epochs.x=1", "epochs is not a section"),
     ("trian.epochs=1", "unknown key trian"),
+    ("optim.eps=0", "optim.eps must be a positive finite number, got 0.0"),
+    ("optim.eps=.inf", "optim.eps must be a positive finite number, got inf"),
+    ("optim.min_ndim=0", "optim.min_ndim must be an integer >= 1, got 0"),
+    ("optim.granularity=layer", "optim.granularity: 'layer' is not one of 'tensor', 'channel'"),
 ])
 def test_bad_overrides(override, message):
     with pytest.raises(ConfigError) as err:
@@ -117,3 +123,15 @@ def test_the_app_opens_what_the_demo_configs_train(monkeypatch):
 
 def test_every_section_is_a_dataclass_with_defaults():
     assert Config() == config_from_dict({})
+
+
+def test_znorm_settings_default_to_the_optimizers_own_and_load_without_torch():
+    from medseg.optim.settings import ZNORM_DEFAULTS
+
+    optim = Config().optim
+    assert (optim.granularity, optim.eps, optim.min_ndim) == ("tensor", 1e-8, 2)
+    assert (optim.granularity, optim.eps, optim.min_ndim) == (
+        ZNORM_DEFAULTS.granularity, ZNORM_DEFAULTS.eps, ZNORM_DEFAULTS.min_ndim)
+    code = "import sys, medseg.config; print('torch' in sys.modules)"
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert result.stdout.strip() == "False"

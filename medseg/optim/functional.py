@@ -28,13 +28,11 @@ import functools
 import math
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
-from typing import Literal
 
 import torch
 from torch import Tensor
 
-Granularity = Literal["tensor", "channel"]
-GRANULARITIES: tuple[str, ...] = ("tensor", "channel")
+from medseg.optim.settings import ZNORM_DEFAULTS, Granularity, check_znorm_settings
 
 _LOW_PRECISION = (torch.float16, torch.bfloat16)
 _NORM_CHUNK = 65536
@@ -49,24 +47,12 @@ _PACKED_DEVICE_TYPES: tuple[str, ...] = ("cpu", "cuda")
 _ROW_LENGTHS: tuple[int, ...] = tuple(2**k for k in range(12, -1, -1))
 
 
-def check_znorm_settings(granularity: str, eps: float, min_ndim: int) -> None:
-    """Raise ``ValueError`` naming the first invalid ZNorm setting."""
-    if granularity not in GRANULARITIES:
-        raise ValueError(
-            f"znorm granularity must be one of {', '.join(GRANULARITIES)}, got {granularity!r}"
-        )
-    if isinstance(eps, bool) or not isinstance(eps, (int, float)) or not 0 < eps < math.inf:
-        raise ValueError(f"znorm eps must be a positive finite number, got {eps!r}")
-    if isinstance(min_ndim, bool) or not isinstance(min_ndim, int) or min_ndim < 1:
-        raise ValueError(f"znorm min_ndim must be an integer >= 1, got {min_ndim!r}")
-
-
 def znorm_(
     tensors: Tensor | Iterable[Tensor],
     *,
-    granularity: Granularity = "tensor",
-    eps: float = 1e-8,
-    min_ndim: int = 2,
+    granularity: Granularity = ZNORM_DEFAULTS.granularity,
+    eps: float = ZNORM_DEFAULTS.eps,
+    min_ndim: int = ZNORM_DEFAULTS.min_ndim,
 ) -> None:
     """Replace each tensor ``g`` by its z-score ``(g - mean(g)) / (std(g) + eps)``, in place.
 
@@ -148,7 +134,10 @@ def centralize_(tensors: Tensor | Iterable[Tensor], *, conv_only: bool = False) 
 
 
 def blocknorm_(
-    tensors: Tensor | Iterable[Tensor], *, eps: float = 1e-8, min_ndim: int = 2
+    tensors: Tensor | Iterable[Tensor],
+    *,
+    eps: float = ZNORM_DEFAULTS.eps,
+    min_ndim: int = ZNORM_DEFAULTS.min_ndim,
 ) -> None:
     """Divide each tensor ``g`` by ``||g|| + eps`` (its L2 norm), in place.
 

@@ -26,13 +26,8 @@ from timm.utils.agc import adaptive_clip_grad
 from torch import Tensor
 from torch.optim import Optimizer
 
-from medseg.optim.functional import (
-    Granularity,
-    blocknorm_,
-    centralize_,
-    check_znorm_settings,
-    znorm_,
-)
+from medseg.optim.functional import blocknorm_, centralize_, znorm_
+from medseg.optim.settings import ZNORM_DEFAULTS, Granularity, check_znorm_settings
 
 
 class GradientTransform(Optimizer, metaclass=ABCMeta):
@@ -141,9 +136,9 @@ class ZNorm(GradientTransform):
         self,
         optimizer: Optimizer,
         *,
-        granularity: Granularity = "tensor",
-        eps: float = 1e-8,
-        min_ndim: int = 2,
+        granularity: Granularity = ZNORM_DEFAULTS.granularity,
+        eps: float = ZNORM_DEFAULTS.eps,
+        min_ndim: int = ZNORM_DEFAULTS.min_ndim,
     ) -> None:
         check_znorm_settings(granularity, eps, min_ndim)
         super().__init__(optimizer)
@@ -240,7 +235,13 @@ class BlockNorm(GradientTransform):
         >>> opt = BlockNorm(torch.optim.Adam(model.parameters(), lr=1e-3))
     """
 
-    def __init__(self, optimizer: Optimizer, *, eps: float = 1e-8, min_ndim: int = 2) -> None:
+    def __init__(
+        self,
+        optimizer: Optimizer,
+        *,
+        eps: float = ZNORM_DEFAULTS.eps,
+        min_ndim: int = ZNORM_DEFAULTS.min_ndim,
+    ) -> None:
         check_znorm_settings("tensor", eps, min_ndim)
         super().__init__(optimizer)
         self.eps = eps

@@ -9,7 +9,7 @@ import torch
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
-from medseg.optim import centralize_, znorm_
+from medseg.optim import centralize_, functional, znorm_
 
 
 def reference_znorm(g: torch.Tensor, eps: float = 1e-8, dims: tuple[int, ...] | None = None):
@@ -52,6 +52,27 @@ def test_channel_granularity_on_a_conv_kernel_uses_dim_0():
     g = torch.tensor([1.0, 3.0, 10.0, 30.0]).view(2, 1, 1, 2)
     znorm_(g, granularity="channel")
     torch.testing.assert_close(g.flatten(), torch.tensor([-1.0, 1.0, -1.0, 1.0]))
+
+
+@pytest.mark.parametrize("form", ["per-tensor", "packed"])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_eps_is_added_to_the_std_not_to_the_variance(dtype, form, monkeypatch):
+    if form == "packed":  # the CUDA form, run on the CPU
+        monkeypatch.setattr(functional, "_BLOCKED_DEVICE_TYPES", ())
+    # [1e-8, -1e-8]: mean 0, std 1e-8; std + eps = 2e-8 -> [0.5, -0.5]. With eps inside the
+    # square root, sqrt(1e-16 + 1e-8) ~ 1e-4 would give ~ +-1e-4.
+    g = torch.tensor([[1e-8, -1e-8]], dtype=dtype)
+    znorm_(g)
+    torch.testing.assert_close(g, torch.tensor([[0.5, -0.5]], dtype=dtype), atol=1e-6, rtol=0)
+    # channel 0 as above; channel 1 [5e-8, -1e-8]: mean 2e-8, std 3e-8 -> +-3e-8 / 4e-8 = +-0.75
+    g = torch.tensor([[1e-8, -1e-8], [5e-8, -1e-8]], dtype=dtype)
+    znorm_(g, granularity="channel")
+    expected = torch.tensor([[0.5, -0.5], [0.75, -0.75]], dtype=dtype)
+    torch.testing.assert_close(g, expected, atol=1e-6, rtol=0)
+    # a larger eps, from the settings: std 1e-8 + eps 3e-8 -> +-0.25
+    g = torch.tensor([[1e-8, -1e-8]], dtype=dtype)
+    znorm_(g, eps=3e-8)
+    torch.testing.assert_close(g, torch.tensor([[0.25, -0.25]], dtype=dtype), atol=1e-6, rtol=0)
 
 
 def test_channel_granularity_with_one_element_per_channel_gives_zeros():
