@@ -196,6 +196,36 @@ def test_rescale_slope_and_intercept_are_applied(tmp_path):
     assert values[0, 0, 0] == -98  # stored 1
 
 
+def test_each_slice_is_rescaled_by_its_own_slope_and_intercept(tmp_path):
+    """Philips MR and PET store a RescaleSlope / RescaleIntercept per image, not per series."""
+    pixels = _stack()
+    rescale = {0: (1.0, 0.0), 1: (2.0, -100.0), 2: (0.5, 10.0)}  # slice k (z = k mm): slope, intercept
+    files = write_dicom_series(tmp_path / "s", pixels, [(0, 0, z) for z in (2, 0, 1)], slope=1, intercept=0)
+    for file, z in zip(files, (2, 0, 1), strict=True):
+        ds = pydicom.dcmread(file)
+        ds.RescaleSlope, ds.RescaleIntercept = (f"{v:g}" for v in rescale[z])
+        ds.save_as(file, enforce_file_format=True)
+    values = read_dicom_series(tmp_path / "s").values
+    for z, source in enumerate((1, 2, 0)):  # the file written at z
+        slope, intercept = rescale[z]
+        np.testing.assert_array_equal(values[:, :, z], slope * pixels[source].T.astype(np.float32) + intercept)
+
+
+def test_images_of_another_size_or_pixel_spacing_are_refused_by_name(tmp_path):
+    folder = tmp_path / "s"
+    files = write_dicom_series(folder, _stack(), [(0, 0, z) for z in (0, 1, 2)], pixel_spacing=(0.5, 0.8))
+    ds = pydicom.dcmread(files[1])
+    ds.PixelSpacing = ["0.5", "0.9"]
+    ds.save_as(files[1], enforce_file_format=True)
+    with pytest.raises(DataError, match=r"slice1\.dcm: PixelSpacing \[0\.5, 0\.9\] differs from "
+                                        r".*slice0\.dcm's \[0\.5, 0\.8\]$"):
+        scan_dicom_series(folder)
+    write_dicom_series(folder, _stack(1)[:, :, :-1], [(0, 0, 1)], names=["slice1.dcm"], pixel_spacing=(0.5, 0.8))
+    with pytest.raises(DataError, match=rf"slice1\.dcm: {ROWS}x{COLUMNS - 1} pixels, .*slice0\.dcm has "
+                                        rf"{ROWS}x{COLUMNS}; a series is one stack of equal images"):
+        read_dicom_series(folder)
+
+
 def test_two_series_in_one_folder_are_listed(tmp_path):
     write_dicom_series(tmp_path / "s", _stack(2), [(0, 0, 0), (0, 0, 1)], names=["a1", "a2"],
                        series_uid="1.2.3.1", description="T1 pre")

@@ -171,6 +171,18 @@ def test_nan_padding_is_background_and_counted(tmp_path):
     assert load_mask_volume(tmp_path / "m.nii").sum() == 1  # a NaN voxel is not tumour
 
 
+def test_nan_padding_reads_as_the_lowest_intensity_when_it_is_negative(tmp_path):
+    """A z-scored or CT-like volume has negative background: NaN padding must read as that
+    background (slice value 0), not as 0 in the file's units (mid-grey once rescaled)."""
+    data = volume_with_marker() - 300.0  # air -300, tissue 200, block 700
+    data[0, 0, :3] = np.nan  # x 0 (the image's last column), y 0 (last row), z 0..2
+    padded = load_volume_of(tmp_path / "v.nii", data)
+    assert padded.nonfinite_voxels == 3
+    np.testing.assert_array_equal(padded.slices[:3, 23, 19], np.zeros((3, 3), np.uint8))
+    filled = np.where(np.isnan(data), -300.0, data).astype(np.float32)
+    np.testing.assert_array_equal(padded.slices, load_volume_of(tmp_path / "filled.nii", filled).slices)
+
+
 def load_volume_of(path, data):
     nib.save(nib.Nifti1Image(data, RAS), path)
     return load_volume(path)
