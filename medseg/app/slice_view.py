@@ -11,16 +11,17 @@ from typing import Literal, cast
 import numpy as np
 import streamlit as st
 
-from medseg.app.overlays import (
-    ERROR_KINDS,
-    PREDICTED,
-    SEQUENCE_CHANNELS,
-    LegendEntry,
-    sequence_view,
-)
 from medseg.app.scoring import binarize
-from medseg.app.viewer import compose, error_layers, prediction_layers, window
+from medseg.app.viewer import (
+    SEQUENCE_CHANNELS,
+    compose,
+    error_layers,
+    prediction_layers,
+    sequence_view,
+    window,
+)
 from medseg.app.widgets import EXPERT, area_metric, legend, picture, score_text
+from medseg.imaging.palette import ERROR_KINDS, PREDICTED, LegendEntry
 
 EMPTY_SLICE_NOTE = (
     "Dice and IoU per slice: 1 when neither the reference nor the model marks tumour, 0 when "

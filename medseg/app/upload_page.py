@@ -16,15 +16,10 @@ from medseg.app.scoring import binarize, score_volume
 from medseg.app.slice_view import EMPTY_SLICE_NOTE, Display, slice_metrics, slice_view
 from medseg.app.text import escape_markdown
 from medseg.app.uploads import (
-    SEQUENCE_LABELS,
-    SEQUENCE_SUFFIXES,
     SINGLE_SEQUENCE_BOX,
     Upload,
     UploadedFile,
     dicom_seg_bytes,
-    mask_png_bytes,
-    mask_volume_bytes,
-    prediction_file_name,
     read_sequences,
     read_upload,
     upload_report,
@@ -40,10 +35,23 @@ from medseg.app.widgets import (
 )
 from medseg.engine import slice_probabilities
 from medseg.engine.checkpoint import LoadedModel
-from medseg.engine.predict import SLICE_SUFFIXES, VOLUME_SUFFIXES, report_text
 from medseg.errors import MedsegError
 from medseg.imaging.nifti import Volume
-from medseg.imaging.sequences import SEQUENCES
+from medseg.imaging.sequences import SEQUENCE_TITLES, SEQUENCES
+from medseg.predict import (
+    DICOM_SEG,
+    MASK_NIFTI,
+    MASK_PNG,
+    REPORT_JSON,
+    SEQUENCE_SUFFIXES,
+    SLICE_SUFFIXES,
+    VOLUME_SUFFIXES,
+    download_name,
+    mask_nifti_bytes,
+    mask_picture,
+    png_bytes,
+    report_text,
+)
 
 #: the upload view's inputs
 UPLOAD_MODES = ("One file", "Three sequences")
@@ -104,7 +112,7 @@ def sequences_input() -> tuple[list, UploadReader] | None:
         f"folder that is deleted at once; at most {settings.MAX_UPLOAD_MB} MB each."
     )
     columns = st.columns(4)
-    files = {key: column.file_uploader(SEQUENCE_LABELS[key], key=f"upload_{key}",
+    files = {key: column.file_uploader(SEQUENCE_TITLES[key], key=f"upload_{key}",
                                        type=list(SEQUENCE_SUFFIXES),
                                        max_upload_size=settings.MAX_UPLOAD_MB)
              for key, column in zip(SEQUENCES, columns, strict=False)}
@@ -184,7 +192,7 @@ def upload_results(upload: Upload, probs: np.ndarray, threshold: float, key: tup
     if upload.is_volume:
         seg, seg_skipped = session_cached("upload_segs", (key, threshold),
                                           lambda: dicom_seg_bytes(upload, predicted, threshold), size=2)
-        seg_file = prediction_file_name(upload.name, True, "_seg.dcm") if seg is not None else None
+        seg_file = download_name(upload.name, DICOM_SEG) if seg is not None else None
         report = session_cached("upload_reports", (key, threshold), lambda: upload_report(
             upload, predicted, threshold, seg_file=seg_file, seg_skipped=seg_skipped), size=2)
         more[0].metric("Model volume (mL)", f"{report['tumour_volume_ml']:.2f}",
@@ -212,22 +220,23 @@ def upload_downloads(upload: Upload, predicted: np.ndarray, report: dict | None,
     """The predicted mask, and for a volume its lesion report and DICOM SEG (when there is one)."""
     single = upload.single_sequence
     if not upload.is_volume:
-        st.download_button("Download the predicted mask (PNG)", data=mask_png_bytes(predicted[0], single),
-                           file_name=prediction_file_name(upload.name, False), mime="image/png")
+        st.download_button("Download the predicted mask (PNG)",
+                           data=png_bytes(mask_picture(predicted[0]), single),
+                           file_name=download_name(upload.name, MASK_PNG), mime="image/png")
         return
     columns = st.columns(3)
     columns[0].download_button(
         "Download the mask (NIfTI)", help="The predicted mask on the input's voxel grid, with its affine.",
-        data=lambda: mask_volume_bytes(predicted, cast(Volume, upload.volume), single),
-        file_name=prediction_file_name(upload.name, True), mime="application/gzip",
+        data=lambda: mask_nifti_bytes(predicted, cast(Volume, upload.volume), single),
+        file_name=download_name(upload.name, MASK_NIFTI), mime="application/gzip",
     )
     if report is not None:
         columns[1].download_button("Download the lesion report (JSON)", data=report_text(report),
-                                   file_name=prediction_file_name(upload.name, True, ".json"),
+                                   file_name=download_name(upload.name, REPORT_JSON),
                                    mime="application/json")
     if seg is not None:
         columns[2].download_button("Download the DICOM SEG", data=seg,
-                                   file_name=prediction_file_name(upload.name, True, "_seg.dcm"),
+                                   file_name=download_name(upload.name, DICOM_SEG),
                                    mime="application/dicom")
     elif report is not None and report.get("dicom_seg"):
         st.caption(f"No DICOM SEG: {escape_markdown(str(report['dicom_seg']['skipped']))}")

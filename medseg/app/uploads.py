@@ -9,12 +9,14 @@ the intensity rule, one voxel grid for the sequences, the DICOM refusals, and on
 (a 3-D NIfTI volume, a grey slice, one of the three sequences) refused unless
 ``single_sequence``, then repeated into the three channels. Every problem is a one-line
 :class:`~medseg.errors.DataError` naming the uploaded file (shortened, control characters
-shown as ``?``; sequences by their uploader's label, :data:`SEQUENCE_LABELS`).
+shown as ``?``; sequences by their uploader's label,
+:data:`~medseg.imaging.sequences.SEQUENCE_TITLES`). An upload is classified by
+:func:`~medseg.predict.inputs.classify_input`, as ``medseg predict`` classifies its inputs.
 
-Downloads (:func:`prediction_file_name`): ``<stem>_pred.png`` for a slice; for a volume
-``<stem>_pred.nii.gz`` on its grid, the lesion report ``<stem>_pred.json`` and, for a DICOM
-FLAIR a SEG can refer to, ``<stem>_pred_seg.dcm``, with the contents ``medseg predict``
-writes (:mod:`medseg.engine.predict`).
+Downloads are named by :func:`~medseg.predict.outputs.download_name`: ``<stem>_pred.png`` for a
+slice; for a volume ``<stem>_pred.nii.gz`` on its grid, the lesion report ``<stem>_pred.json``
+and, for a DICOM FLAIR a SEG can refer to, ``<stem>_pred_seg.dcm``, with the contents
+``medseg predict`` writes (:mod:`medseg.predict.formats`).
 
 Example:
     >>> upload = read_upload(("case.png", png_bytes), ("case_mask.png", mask_bytes))
@@ -26,9 +28,7 @@ Example:
 
 from __future__ import annotations
 
-import io
 import os
-import re
 import tempfile
 import unicodedata
 from collections.abc import Callable, Mapping
@@ -37,59 +37,44 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import numpy as np
-from PIL import Image
 
-from medseg.app.overlays import SEQUENCE_CHANNELS
 from medseg.app.text import one_line, shown_name
+from medseg.app.viewer import SEQUENCE_CHANNELS, VIEW_NAMES
 from medseg.engine.lesions import lesion_report
-from medseg.engine.predict import (
-    PRED,
-    SLICE_SUFFIXES,
-    VOLUME_SUFFIXES,
-    Prediction,
-    nifti_description,
-    png_text,
-    prediction_report,
-    prediction_segmentation,
-    seg_source,
-)
 from medseg.errors import DataError
 from medseg.imaging.dicom import DicomSeries
 from medseg.imaging.dicom_seg import segmentation_bytes
-from medseg.imaging.images import read_mask, read_slice_image
-from medseg.imaging.nifti import (
-    Volume,
-    load_mask_volume,
-    load_volume,
-    save_mask_volume,
-    volume_channels,
-)
+from medseg.imaging.images import read_mask
+from medseg.imaging.nifti import Volume, load_mask_volume, load_volume
 from medseg.imaging.sequences import (
     READS_THREE,
+    SEQUENCE_TITLES,
     SEQUENCES,
+    OneSequenceError,
     SequencePlan,
     load_sequence_mask,
     load_sequences,
     missing_sequences,
     plan_sequences,
-    read_single_sequence_slice,
-    slice_sequences,
+)
+from medseg.predict import (
+    SEQUENCE_SUFFIXES,
+    SLICE_SUFFIXES,
+    VOLUME_SUFFIXES,
+    classify_input,
+    file_suffix,
+    prediction_report,
+    prediction_segmentation,
+    read_slice,
+    seg_source,
 )
 
 #: longest file name most file systems accept, in bytes (UTF-8)
 MAX_NAME_BYTES = 255
-#: longest stem kept in a download's file name, in characters
-MAX_STEM_CHARS = 100
-#: the uploader of each sequence, as messages name it
-SEQUENCE_LABELS = {"pre": "Pre-contrast T1", "flair": "FLAIR", "post": "Post-contrast T1"}
-#: what a sequence upload may be: a NIfTI volume or a zipped DICOM series
-SEQUENCE_SUFFIXES = (*VOLUME_SUFFIXES, ".zip")
 #: the choice that repeats one MR sequence into the three channels, as messages name it
 SINGLE_SEQUENCE_BOX = "Use this one sequence in all three channels"
 #: the MRI-sequence view of a single sequence whose role is unknown (a 3-D NIfTI, a grey slice)
 ONE_SEQUENCE_VIEW = "One sequence (given)"
-_VIEW_NAMES = {"pre": "Pre-contrast", "flair": "FLAIR", "post": "Post-contrast"}  # SEQUENCE_CHANNELS
-_UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
 
 #: (file name, file bytes) as handed over by the browser.
 UploadedFile = tuple[str, bytes]
@@ -139,7 +124,7 @@ class Upload:
         the three and the composite, or the one sequence given (by its role when known)."""
         if not self.single_sequence:
             return dict(SEQUENCE_CHANNELS)
-        return {next((_VIEW_NAMES[key] for key in self.sequences), ONE_SEQUENCE_VIEW): 0}
+        return {next((VIEW_NAMES[key] for key in self.sequences), ONE_SEQUENCE_VIEW): 0}
 
 
 def upload_suffix(name: str) -> str:
@@ -148,12 +133,11 @@ def upload_suffix(name: str) -> str:
     Raises:
         DataError: for any other file type.
     """
-    lower = name.lower()
-    for suffix in VOLUME_SUFFIXES + SLICE_SUFFIXES:
-        if lower.endswith(suffix):
-            return suffix
-    accepted = ", ".join(SLICE_SUFFIXES + VOLUME_SUFFIXES)
-    raise DataError(f"{shown_name(name)}: unsupported file type; upload one of {accepted}")
+    suffix = file_suffix(name, VOLUME_SUFFIXES + SLICE_SUFFIXES)
+    if suffix is None:
+        accepted = ", ".join(SLICE_SUFFIXES + VOLUME_SUFFIXES)
+        raise DataError(f"{shown_name(name)}: unsupported file type; upload one of {accepted}")
+    return suffix
 
 
 def upload_kind(name: str) -> str:
@@ -180,27 +164,6 @@ def check_name(name: str) -> None:
                         f"{MAX_NAME_BYTES}; rename the file and upload it again")
 
 
-def prediction_file_name(upload_name: str, is_volume: bool, ending: str | None = None) -> str:
-    """The download name of what is predicted for ``upload_name``: ``<stem>_pred.nii.gz``
-    for a volume, ``<stem>_pred.png`` for a slice, or ``<stem>_pred<ending>`` (``.json``
-    for the lesion report, ``_seg.dcm`` for the DICOM SEG). The stem is the upload's base
-    name without its suffix (a slice, NIfTI or ``.zip`` one), in ASCII letters, digits,
-    ``.``, ``_`` and ``-`` only, at most :data:`MAX_STEM_CHARS` characters (``upload`` when
-    nothing is left).
-    """
-    base = re.split(r"[/\\]", upload_name)[-1]
-    lower = base.lower()
-    for suffix in SEQUENCE_SUFFIXES + SLICE_SUFFIXES:
-        if lower.endswith(suffix):
-            base = base[: -len(suffix)]
-            break
-    ascii_base = unicodedata.normalize("NFKD", base).encode("ascii", "ignore").decode()
-    stem = _UNSAFE.sub("_", ascii_base).strip("._-")[:MAX_STEM_CHARS].rstrip("._-")
-    if ending is None:
-        ending = ".nii.gz" if is_volume else ".png"
-    return f"{stem or 'upload'}{PRED}{ending}"
-
-
 def check_size(name: str, size: int, max_mb: float) -> None:
     """Raise :class:`DataError` when an upload is empty or larger than ``max_mb`` megabytes."""
     if size == 0:
@@ -225,7 +188,7 @@ class _Folder:
         path = self.path / f"{role}{suffix}"
         path.write_bytes(data)
         shown = shown_name(name)
-        label = {**SEQUENCE_LABELS, "mask": "Expert mask"}.get(role)
+        label = {**SEQUENCE_TITLES, "mask": "Expert mask"}.get(role)
         if label is not None:  # how medseg.imaging.sequences names an input: "--flair PATH", "FLAIR (PATH)"
             self._renames[:0] = [(f"--{role} {path}", f"{label} ({shown})"),
                                  (f"{role.upper()} ({path})", f"{label} ({shown})")]
@@ -307,20 +270,20 @@ def read_upload(
         folder = _Folder(Path(tmp))
         path = folder.write("image", image, upload_suffix(image[0]))
         mask_path = folder.write("mask", mask, upload_suffix(mask[0])) if mask is not None else None
+        try:
+            item = classify_input(path, single_sequence)
+        except OneSequenceError:
+            raise _one_sequence_refusal(image[0]) from None
+        except DataError as err:
+            raise DataError(folder.message(err)) from None
+        single = item.single_sequence
         volume: Volume | None = None
         masks: np.ndarray | None = None
-        if kind == "slice":
-            single = slice_sequences(path) == 1
-            if single and not single_sequence:
-                raise _one_sequence_refusal(image[0])
-            reader = read_single_sequence_slice if single else read_slice_image
-            images = folder.read(lambda: reader(path))[None]
+        if item.kind == "slice":
+            images = folder.read(lambda: read_slice(path, single))[None]
             if mask_path is not None:
                 masks = folder.read(lambda: read_mask(mask_path))[None]
         else:
-            single = folder.read(lambda: volume_channels(path)) == 1
-            if single and not single_sequence:
-                raise _one_sequence_refusal(image[0])
             volume = folder.read(lambda: load_volume(path))
             images = volume.slices
             if mask_path is not None:
@@ -337,8 +300,8 @@ def _missing_refusal(given: Mapping[str, str], single_sequence: bool) -> DataErr
     missing = missing_sequences(given, single_sequence)
     if not missing:
         return None
-    named = ", ".join(f"{SEQUENCE_LABELS[key]} ({shown_name(name)})" for key, name in given.items())
-    absent = " and ".join(SEQUENCE_LABELS[key] for key in missing)
+    named = ", ".join(f"{SEQUENCE_TITLES[key]} ({shown_name(name)})" for key, name in given.items())
+    absent = " and ".join(SEQUENCE_TITLES[key] for key in missing)
     verb = "is" if len(missing) == 1 else "are"
     if single_sequence:
         return DataError(f"{named}: “{SINGLE_SEQUENCE_BOX}” takes one MR sequence, got "
@@ -350,12 +313,11 @@ def _missing_refusal(given: Mapping[str, str], single_sequence: bool) -> DataErr
 
 
 def _sequence_suffix(key: str, name: str) -> str:
-    lower = name.lower()
-    for suffix in SEQUENCE_SUFFIXES:
-        if lower.endswith(suffix):
-            return suffix
-    raise DataError(f"{SEQUENCE_LABELS[key]} ({shown_name(name)}): unsupported file type; upload a "
-                    "NIfTI volume (.nii, .nii.gz) or a zipped DICOM series (.zip)")
+    suffix = file_suffix(name, SEQUENCE_SUFFIXES)
+    if suffix is None:
+        raise DataError(f"{SEQUENCE_TITLES[key]} ({shown_name(name)}): unsupported file type; upload a "
+                        "NIfTI volume (.nii, .nii.gz) or a zipped DICOM series (.zip)")
+    return suffix
 
 
 def read_sequences(
@@ -405,25 +367,6 @@ def read_sequences(
                   plan=plan, seg_series=series, seg_skipped=skipped)
 
 
-def mask_png_bytes(mask: np.ndarray, single_sequence: bool = False) -> bytes:
-    """Encode a binary (H, W) mask as a black-and-white PNG (tumour 255) with the text
-    ``medseg predict`` writes (:func:`~medseg.engine.predict.png_text`)."""
-    buffer = io.BytesIO()
-    picture = Image.fromarray((np.asarray(mask) > 0).astype(np.uint8) * 255)
-    picture.save(buffer, format="PNG", pnginfo=png_text(single_sequence))
-    return buffer.getvalue()
-
-
-def mask_volume_bytes(masks_nhw: np.ndarray, volume: Volume, single_sequence: bool = False) -> bytes:
-    """Encode predicted (N, H, W) masks as a NIfTI file aligned with the uploaded ``volume``,
-    described as ``medseg predict`` describes it (written as ``pred.nii.gz`` in a private
-    temporary folder, read back, deleted)."""
-    with tempfile.TemporaryDirectory(prefix="medseg-download-") as tmp:
-        path = Path(tmp) / "pred.nii.gz"
-        save_mask_volume(masks_nhw, volume, path, description=nifti_description(single_sequence))
-        return path.read_bytes()
-
-
 def dicom_seg_bytes(upload: Upload, masks_nhw: np.ndarray, threshold: float) -> tuple[bytes | None, str | None]:
     """The DICOM SEG file of masks predicted at ``threshold`` over an upload whose FLAIR (or
     only sequence) is a DICOM series, or why there is none (both None for other uploads).
@@ -443,7 +386,7 @@ def dicom_seg_bytes(upload: Upload, masks_nhw: np.ndarray, threshold: float) -> 
 def upload_report(upload: Upload, masks_nhw: np.ndarray, threshold: float, *, seg_file: str | None = None,
                   seg_skipped: str | None = None) -> dict[str, Any]:
     """The lesion report ``medseg predict`` writes as ``<name>_pred.json``
-    (:func:`~medseg.engine.predict.prediction_report`) for masks predicted over a volume
+    (:func:`~medseg.predict.formats.prediction_report`) for masks predicted over a volume
     upload; ``input`` and ``sequences`` are the uploaded names.
 
     Args:
@@ -453,8 +396,7 @@ def upload_report(upload: Upload, masks_nhw: np.ndarray, threshold: float, *, se
     volume = upload.volume
     if volume is None:
         raise ValueError("a lesion report needs a volume")
-    record = Prediction(Path(upload.name), "sequences" if upload.sequences else "volume",
-                        single_sequence=upload.single_sequence,
-                        sequences={key: Path(name) for key, name in upload.sequences.items()},
-                        dicom_seg=Path(seg_file) if seg_file else None, dicom_seg_skipped=seg_skipped)
-    return prediction_report(record, threshold, lesion_report(masks_nhw, volume.affine, volume.slice_transform()))
+    lesions = lesion_report(masks_nhw, volume.affine, volume.slice_transform())
+    return prediction_report(upload.name, threshold, lesions, sequences=upload.sequences,
+                             single_sequence=upload.single_sequence, dicom_seg=seg_file or None,
+                             dicom_seg_skipped=seg_skipped)

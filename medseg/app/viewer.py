@@ -1,10 +1,11 @@
-"""Pictures of the large slice view: window/level, integer zoom, mask layers filled or outlined.
+"""Pictures of the large slice view: one MRI sequence (:func:`sequence_view`), window/level,
+integer zoom, mask layers filled or outlined.
 
 A layer is a (mask, rgb) pair. :func:`compose` zooms the background and every mask by the same
 integer factor first, then paints each layer in order, either filled or as its 1-px inner
-outline at the display resolution. Colours come from :mod:`medseg.app.overlays`. Pictures go
-to the page as PNG (:func:`png_bytes`), which is lossless, so a mask's edge is exactly where
-the model put it.
+outline at the display resolution. Colours and the blend come from :mod:`medseg.imaging.palette`
+(as ``medseg predict``'s overlays). Pictures go to the page as PNG (:func:`png_bytes`), which is
+lossless, so a mask's edge is exactly where the model put it.
 
 Example:
     >>> import numpy as np
@@ -21,19 +22,44 @@ Example:
 from __future__ import annotations
 
 import io
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import Literal
 
 import numpy as np
 from PIL import Image
 from skimage.segmentation import find_boundaries
 
-from medseg.app.overlays import ERROR_KINDS, PREDICTED
+from medseg.imaging.palette import ERROR_KINDS, PREDICTED, Layer, blend
+from medseg.imaging.sequences import REFERENCE, SEQUENCE_NAMES, SEQUENCES
 
-RGB = tuple[int, int, int]
-#: A mask (H, W), nonzero inside, and the colour to paint it with.
-Layer = tuple[np.ndarray, RGB]
 STYLES = ("fill", "outline")
+#: the view of each MR sequence, as the app names it ("Pre-contrast", "FLAIR", "Post-contrast")
+VIEW_NAMES = {key: SEQUENCE_NAMES[key][:1].upper() + SEQUENCE_NAMES[key][1:] for key in SEQUENCES}
+#: each view of a slice and its channel (None: the RGB composite), the FLAIR first
+SEQUENCE_CHANNELS: dict[str, int | None] = {
+    **{VIEW_NAMES[key]: SEQUENCES.index(key) for key in sorted(SEQUENCES, key=lambda k: k != REFERENCE)},
+    "RGB composite": None,
+}
+
+
+def sequence_view(
+    image_hwc: np.ndarray, sequence: str, channels: Mapping[str, int | None] = SEQUENCE_CHANNELS
+) -> np.ndarray:
+    """Return one MRI sequence as a grey (H, W, 3) uint8 picture, or the RGB composite.
+
+    Args:
+        image_hwc: (H, W, 3) uint8 slice (channels: :data:`~medseg.imaging.sequences.SEQUENCES`).
+        sequence: a key of ``channels``.
+        channels: each view's channel (None: the RGB composite).
+
+    Raises:
+        KeyError: for an unknown sequence name.
+    """
+    channel = channels[sequence]
+    if channel is None:
+        return np.ascontiguousarray(image_hwc)
+    grey = image_hwc[..., channel]
+    return np.repeat(grey[..., None], 3, axis=2)
 
 
 def window(grey: np.ndarray, low: float, high: float) -> np.ndarray:
@@ -88,7 +114,7 @@ def compose(
     """Zoom a picture and its masks by ``factor``, then paint each layer over it, in order.
 
     Args:
-        background_rgb: (H, W, 3) picture, e.g. from :func:`medseg.app.overlays.sequence_view`.
+        background_rgb: (H, W, 3) picture, e.g. from :func:`sequence_view`.
         layers: (mask (H, W), rgb) pairs; a later layer paints over an earlier one.
         style: "fill" paints every mask pixel; "outline" only the mask's inner boundary, 1 px
             thick at the zoomed resolution (also along the picture's edge).
@@ -109,7 +135,7 @@ def compose(
         raise ValueError(f"style must be one of {STYLES}, got {style!r}")
     if not 0.0 <= opacity <= 1.0:
         raise ValueError(f"opacity must be in [0, 1], got {opacity}")
-    picture = upscale(background_rgb, factor).astype(np.float32)
+    zoomed: list[Layer] = []
     for mask, rgb in layers:
         mask = np.asarray(mask)
         if mask.shape != background_rgb.shape[:2]:
@@ -117,10 +143,8 @@ def compose(
                 f"mask {mask.shape} and background {background_rgb.shape[:2]} differ in size"
             )
         where = upscale(mask > 0, factor)
-        if style == "outline":
-            where = _inner_outline(where)
-        picture[where] = (1 - opacity) * picture[where] + opacity * np.asarray(rgb, np.float32)
-    return np.clip(np.rint(picture), 0, 255).astype(np.uint8)
+        zoomed.append((_inner_outline(where) if style == "outline" else where, rgb))
+    return blend(upscale(background_rgb, factor), zoomed, opacity=opacity)
 
 
 def error_layers(
@@ -131,7 +155,7 @@ def error_layers(
     Args:
         pred: (H, W) predicted mask, nonzero inside.
         target: (H, W) reference mask.
-        shown: which of "tp", "fp", "fn" (keys of :data:`~medseg.app.overlays.ERROR_KINDS`)
+        shown: which of "tp", "fp", "fn" (keys of :data:`~medseg.imaging.palette.ERROR_KINDS`)
             to return; the layers come in that fixed order whatever the order here.
 
     Returns:

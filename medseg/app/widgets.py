@@ -17,7 +17,6 @@ import numpy as np
 import streamlit as st
 
 from medseg.app import settings
-from medseg.app.overlays import LegendEntry
 from medseg.app.scoring import PatientSlices, format_area, read_patient_slices
 from medseg.app.text import code_span, escape_markdown
 from medseg.app.viewer import png_bytes
@@ -26,6 +25,7 @@ from medseg.demo.marker import read_demo_marker
 from medseg.engine import load_model, slice_probabilities
 from medseg.engine.checkpoint import LoadedModel
 from medseg.errors import MedsegError
+from medseg.imaging.palette import LegendEntry
 
 #: a checkpoint as the caches key it: (path, modification time in ns)
 CheckpointKey = tuple[str, int]

@@ -6,7 +6,7 @@ Writes ``<name>_pred.png`` and ``<name>_pred_overlay.png`` per slice (and
 ``<name>_pred.nii.gz`` and the lesion report ``<name>_pred.json`` per volume or sequence set,
 named after the FLAIR input, plus the DICOM SEG ``<name>_pred_seg.dcm`` when that input is a
 DICOM series), never over an existing file unless ``--overwrite`` and that file is an earlier
-prediction (see :mod:`medseg.engine.predict`); prints a line per input and, per volume, its
+prediction (see :mod:`medseg.predict`); prints a line per input and, per volume, its
 tumour volume (mL) and lesion count. An input holding one MR sequence (a 3-D volume, a grey slice,
 one of the sequence options) is refused unless ``--single-sequence``.
 """
@@ -16,8 +16,8 @@ from __future__ import annotations
 import argparse
 from typing import TYPE_CHECKING
 
-if TYPE_CHECKING:  # the engine imports MONAI (seconds): not for `medseg predict --help`
-    from medseg.engine import Prediction
+if TYPE_CHECKING:  # torch and the model code load in seconds: not for `medseg predict --help`
+    from medseg.predict import Prediction
 
 EXAMPLE = ("medseg predict models/demo_lgg/best.pt --pre t1.nii.gz --flair flair_dicom/ "
            "--post t1c.zip --out predictions")
@@ -66,9 +66,10 @@ def _volume_summary(record: Prediction) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    from medseg.engine import predict_paths
+    from medseg.imaging.sequences import SEQUENCES
+    from medseg.predict import predict_paths
 
-    sequences = {"pre": args.pre, "flair": args.flair, "post": args.post}
+    sequences = {key: getattr(args, key) for key in SEQUENCES}
     for record in predict_paths(args.checkpoint, args.inputs, args.out, sequences=sequences,
                                 single_sequence=args.single_sequence, threshold=args.threshold,
                                 device=args.device, overwrite=args.overwrite):

@@ -1,4 +1,4 @@
-"""Training, checkpoints, evaluation and prediction.
+"""Training, checkpoints, evaluation and inference (prediction from files: :mod:`medseg.predict`).
 
 The names below are imported on first use (PEP 562), so that a command loads only the
 modules it needs: ``medseg predict`` never loads the trainer, the gradient-analysis tools
@@ -25,7 +25,6 @@ if TYPE_CHECKING:
         predict_probabilities,
         slice_probabilities,
     )
-    from medseg.engine.predict import Prediction, predict_paths
     from medseg.engine.trainer import TrainResult, train
 
 #: public name -> the module that defines it
@@ -41,8 +40,6 @@ _EXPORTS: dict[str, str] = {
     "patch_probabilities": "medseg.engine.inference",
     "predict_probabilities": "medseg.engine.inference",
     "slice_probabilities": "medseg.engine.inference",
-    "Prediction": "medseg.engine.predict",
-    "predict_paths": "medseg.engine.predict",
     "TrainResult": "medseg.engine.trainer",
     "train": "medseg.engine.trainer",
 }
@@ -50,7 +47,6 @@ _EXPORTS: dict[str, str] = {
 __all__ = [
     "EpochInfo",
     "LoadedModel",
-    "Prediction",
     "StepInfo",
     "TrainCallback",
     "TrainResult",
@@ -58,7 +54,6 @@ __all__ = [
     "load_checkpoint",
     "load_model",
     "patch_probabilities",
-    "predict_paths",
     "predict_probabilities",
     "save_checkpoint",
     "slice_probabilities",

@@ -69,26 +69,34 @@ from medseg.imaging.nifti import (
     slice_transform,
 )
 
-#: the sequences in channel order (R, G, B of a kaggle_3m slice)
+#: the sequences in channel order (R, G, B of a kaggle_3m slice); the one table of them that
+#: every module reads (CLI flags ``--pre``/``--flair``/``--post``, the app's uploaders and views)
 SEQUENCES = ("pre", "flair", "post")
-#: what each sequence is, in messages
+#: what each sequence is, in messages (the app's views capitalise it: "Pre-contrast")
 SEQUENCE_NAMES = {"pre": "pre-contrast", "flair": "FLAIR", "post": "post-contrast"}
+#: each sequence's full name, as the app's uploaders label it
+SEQUENCE_TITLES = {"pre": "Pre-contrast T1", "flair": "FLAIR", "post": "Post-contrast T1"}
 #: the input that names the outputs and gives the grid and slice view
 REFERENCE = "flair"
 NIFTI_SUFFIXES = (".nii", ".nii.gz")
 #: PIL modes of one-channel (one sequence) slice images
 GREY_MODES = frozenset({"1", "L", "I", "F", "I;16", "I;16L", "I;16B", "I;16N"})
 #: what every refusal of fewer sequences says
-READS_THREE = "the model reads three (pre-contrast, FLAIR, post-contrast)"
+READS_THREE = f"the model reads three ({', '.join(SEQUENCE_NAMES[key] for key in SEQUENCES)})"
 
 
-def one_sequence_error(shown: str | Path) -> DataError:
+class OneSequenceError(DataError):
+    """An input holding one MR sequence (a 3-D volume, a grey slice) refused: the app catches
+    it to word the refusal its own way."""
+
+
+def one_sequence_error(shown: str | Path) -> OneSequenceError:
     """The refusal of an input holding one MR sequence (a 3-D volume, a grey slice).
 
     Example:
         >>> raise one_sequence_error("scan.nii.gz")
     """
-    return DataError(
+    return OneSequenceError(
         f"{shown}: one MR sequence; {READS_THREE}: give --pre, --flair and --post, or "
         "--single-sequence to repeat this one into all three channels"
     )

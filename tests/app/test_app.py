@@ -29,13 +29,13 @@ from medseg.app import cohort, widgets
 from medseg.data.lgg import list_patients
 from medseg.data.preprocess import preprocess_image
 from medseg.data.splits import SPLIT_NAMES, read_split_file
-from medseg.engine import load_model, predict_paths, predict_probabilities
+from medseg.engine import load_model, predict_probabilities
 from medseg.engine.lesions import lesion_report
-from medseg.engine.predict import SINGLE_SEQUENCE_MARK
 from medseg.imaging.images import read_mask, read_slice_image
 from medseg.imaging.sequences import load_sequence_mask, load_sequences, plan_sequences
 from medseg.metrics import ClassificationMeter, dice_score, iou_score
 from medseg.metrics.classification import confusion_counts
+from medseg.predict import SINGLE_SEQUENCE_MARK, predict_paths
 from tests.app.page_driver import (
     FRAME_OF_REFERENCE,
     SEQUENCE_AFFINE,

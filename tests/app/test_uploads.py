@@ -17,18 +17,18 @@ from PIL import Image
 
 from medseg.app.uploads import (
     dicom_seg_bytes,
-    mask_png_bytes,
-    mask_volume_bytes,
-    prediction_file_name,
     read_sequences,
     read_upload,
     upload_kind,
     upload_report,
 )
-from medseg.engine.predict import SINGLE_SEQUENCE_MARK, SINGLE_SEQUENCE_NOTE
 from medseg.errors import DataError
 from medseg.imaging.nifti import load_mask_volume, load_volume
 from medseg.imaging.sequences import SEQUENCES, load_sequences, plan_sequences
+from medseg.predict import (
+    SINGLE_SEQUENCE_MARK,
+    mask_nifti_bytes,
+)
 from tests.app.page_driver import BOMB_SIDE, SEQUENCE_AFFINE, bomb_png, dicom_zip
 
 
@@ -148,7 +148,7 @@ def test_names_never_become_paths(tmp_path, monkeypatch, private_tempdir):
         read_upload((f"{name}.png", png), (f"{name}_mask.png", mask))
         upload = read_upload((f"{name}.nii.gz", volume), (f"{name}_mask.nii.gz", volume),
                              single_sequence=True)
-        assert mask_volume_bytes(upload.masks, upload.volume)[:2] == b"\x1f\x8b"  # gzip
+        assert mask_nifti_bytes(upload.masks, upload.volume)[:2] == b"\x1f\x8b"  # gzip
         read_sequences({key: (f"{name}.nii.gz", volume) for key in SEQUENCES},
                        (f"{name}_mask.nii.gz", volume))
         with pytest.raises(DataError):
@@ -179,32 +179,6 @@ def test_names_no_file_system_holds_are_one_line_errors(name, message):
         assert len(str(err.value)) < 200
 
 
-@pytest.mark.parametrize(
-    ("name", "is_volume", "expected"),
-    [
-        ("brain.nii.gz", True, "brain_pred.nii.gz"),
-        ("Brain.NII", True, "Brain_pred.nii.gz"),
-        ("scan_mask.png", False, "scan_mask_pred.png"),
-        ("case.tif", False, "case_pred.png"),
-        ("../../x.nii.gz", True, "x_pred.nii.gz"),
-        ("/tmp/abs.nii.gz", True, "abs_pred.nii.gz"),
-        ("C:\\scans\\Case 1.PNG", False, "Case_1_pred.png"),
-        ("Müller T1.jpg", False, "Muller_T1_pred.png"),
-        ("[x](javascript:alert(1))<b>.png", False, "x_javascript_alert_1_b_pred.png"),
-        (".hidden.png", False, "hidden_pred.png"),
-        ("..nii.gz", True, "upload_pred.nii.gz"),
-        ("\x00.png", False, "upload_pred.png"),
-        ("a" * 300 + ".nii", True, "a" * 100 + "_pred.nii.gz"),
-        ("FLAIR series.ZIP", True, "FLAIR_series_pred.nii.gz"),
-    ],
-)
-def test_prediction_file_names_are_safe(name, is_volume, expected):
-    assert prediction_file_name(name, is_volume) == expected
-    stem = expected.split("_pred")[0]
-    assert prediction_file_name(name, is_volume, ".json") == f"{stem}_pred.json"
-    assert prediction_file_name(name, is_volume, "_seg.dcm") == f"{stem}_pred_seg.dcm"
-
-
 def test_upload_kind():
     assert upload_kind("Brain.NII.GZ") == "volume"
     assert upload_kind("x.nii") == "volume"
@@ -232,7 +206,7 @@ def test_nifti_volume_masks_align_whatever_the_voxel_order(tmp_path):
 
     # the predicted mask goes back on the input's voxel grid with its affine
     written = tmp_path / "out.nii.gz"
-    written.write_bytes(mask_volume_bytes(upload.masks, upload.volume))
+    written.write_bytes(mask_nifti_bytes(upload.masks, upload.volume))
     back = nib.load(written)
     np.testing.assert_array_equal(np.asanyarray(back.dataobj), truth)
     np.testing.assert_allclose(back.affine, affine)
@@ -244,15 +218,6 @@ def test_mask_volume_of_another_shape(tmp_path):
     mask = nifti_bytes(np.zeros((6, 6, 2), np.uint8), affine, tmp_path, "m.nii")
     with pytest.raises(DataError, match=r"m\.nii: the mask is 2x6x6 but a\.nii is 3x6x6"):
         read_upload(("a.nii", image), ("m.nii", mask), single_sequence=True)
-
-
-def test_mask_png_round_trip():
-    mask = np.array([[0, 1, 1], [0, 0, 1]], np.uint8)
-    for single in (False, True):
-        with Image.open(io.BytesIO(mask_png_bytes(mask, single))) as image:
-            np.testing.assert_array_equal(np.asarray(image), mask * 255)
-            assert image.info["Software"] == "medseg predict"
-            assert image.info.get("Comment") == (SINGLE_SEQUENCE_NOTE if single else None)
 
 
 # --- three sequences -------------------------------------------------------------------------
@@ -298,7 +263,7 @@ def test_three_nifti_sequences_and_a_mask_read_as_medseg_predict_reads_them(tmp_
     assert report["sequences"] == {key: f"{key}_scan.nii.gz" for key in SEQUENCES}
     assert report["tumour_voxels"] == 4 and report["n_lesions"] == 1
     assert report["tumour_volume_ml"] == pytest.approx(4 * 0.9 * 0.9 * 3.0 / 1000)
-    written = write(tmp_path / "pred.nii.gz", mask_volume_bytes(upload.masks, upload.volume))
+    written = write(tmp_path / "pred.nii.gz", mask_nifti_bytes(upload.masks, upload.volume))
     back = nib.load(written)
     np.testing.assert_array_equal(np.asarray(back.dataobj), truth)
     np.testing.assert_allclose(back.affine, SEQUENCE_AFFINE)
@@ -324,7 +289,7 @@ def test_one_of_the_three_sequences_is_refused_unless_single_sequence(tmp_path):
     assert upload.name == "post_scan.nii.gz"
     np.testing.assert_array_equal(upload.images[..., 0], upload.images[..., 2])
     assert upload_report(upload, upload.images[..., 0] > 40, 0.5)["single_sequence"] is True
-    written = write(tmp_path / "pred.nii.gz", mask_volume_bytes(upload.images[..., 0] > 40, upload.volume, True))
+    written = write(tmp_path / "pred.nii.gz", mask_nifti_bytes(upload.images[..., 0] > 40, upload.volume, True))
     assert nib.load(written).header["descrip"].item() == SINGLE_SEQUENCE_MARK.encode()
 
 

@@ -1,4 +1,5 @@
-"""The large slice view's pictures (window, zoom, filled/outlined layers, PNG) on tiny arrays."""
+"""The large slice view's pictures (sequence views, window, zoom, filled/outlined layers in the
+palette's colours, PNG) on tiny arrays."""
 
 from __future__ import annotations
 
@@ -8,24 +9,44 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from medseg.app.overlays import (
-    FALSE_NEGATIVE,
-    FALSE_POSITIVE,
-    PREDICTED,
-    TRUE_POSITIVE,
-    error_overlay,
-    mask_picture,
-)
 from medseg.app.viewer import (
+    SEQUENCE_CHANNELS,
     compose,
     error_layers,
     png_bytes,
     prediction_layers,
+    sequence_view,
     upscale,
     window,
 )
+from medseg.imaging.palette import (
+    ERROR_KINDS,
+    FALSE_NEGATIVE,
+    FALSE_POSITIVE,
+    PREDICTED,
+    TRUE_POSITIVE,
+)
+from medseg.predict import mask_picture
 
 RED = (255, 0, 0)
+
+
+def test_sequences_pick_the_kaggle_channels():
+    image = np.zeros((2, 3, 3), np.uint8)
+    image[..., 0], image[..., 1], image[..., 2] = 10, 20, 30  # pre-contrast, FLAIR, post
+    assert list(SEQUENCE_CHANNELS) == ["FLAIR", "Pre-contrast", "Post-contrast", "RGB composite"]
+    assert sequence_view(image, "Pre-contrast")[0, 0].tolist() == [10, 10, 10]
+    assert sequence_view(image, "FLAIR")[0, 0].tolist() == [20, 20, 20]
+    assert sequence_view(image, "Post-contrast")[0, 0].tolist() == [30, 30, 30]
+    assert sequence_view(image, "RGB composite")[0, 0].tolist() == [10, 20, 30]
+    with pytest.raises(KeyError):
+        sequence_view(image, "T2")
+
+
+def test_palette_colours_are_distinct_and_named():
+    assert len({TRUE_POSITIVE.rgb, FALSE_POSITIVE.rgb, FALSE_NEGATIVE.rgb}) == 3
+    assert FALSE_POSITIVE.hex == "#ff00ff" and PREDICTED.rgb == TRUE_POSITIVE.rgb == (255, 221, 0)
+    assert ERROR_KINDS == {"tp": TRUE_POSITIVE, "fp": FALSE_POSITIVE, "fn": FALSE_NEGATIVE}
 
 
 def test_window_is_linear_between_low_and_high_and_clipped_outside():
@@ -139,13 +160,18 @@ def test_error_layers_split_the_masks_in_the_legend_colours():
     assert (mask.tolist(), rgb) == ([[False, True]], PREDICTED.rgb)
 
 
-@pytest.mark.parametrize("alpha", [1.0, 0.6, 0.35])
-def test_filled_error_layers_match_the_error_overlay(alpha):
-    rng = np.random.default_rng(0)
-    image = rng.integers(0, 256, (9, 7, 3), dtype=np.uint8)
-    pred, target = rng.integers(0, 2, (2, 9, 7))
-    composed = compose(image, error_layers(pred, target), style="fill", opacity=alpha)
-    assert np.array_equal(composed, error_overlay(image, pred, target, alpha=alpha))
+def test_filled_error_layers_colour_each_outcome():
+    background = np.full((2, 2, 3), 100, np.uint8)
+    pred = np.array([[1, 1], [0, 0]])
+    target = np.array([[1, 0], [1, 0]])
+    solid = compose(background, error_layers(pred, target), style="fill", opacity=1.0)
+    assert solid[0, 0].tolist() == list(TRUE_POSITIVE.rgb)
+    assert solid[0, 1].tolist() == list(FALSE_POSITIVE.rgb)
+    assert solid[1, 0].tolist() == list(FALSE_NEGATIVE.rgb)
+    assert solid[1, 1].tolist() == [100, 100, 100]  # true negative: untouched
+    half = compose(background, error_layers(pred, target), style="fill", opacity=0.5)
+    assert half[0, 1].tolist() == [178, 50, 178]  # (100 + 255) / 2 rounded, (100 + 0) / 2
+    assert half[1, 0].tolist() == [50, 164, 178]  # (100 + 229) / 2 = 164.5: to even, 164
 
 
 def test_png_round_trip_is_exact():

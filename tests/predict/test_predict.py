@@ -15,9 +15,9 @@ from PIL import Image
 from medseg.cli.main import main
 from medseg.data.lgg import find_lgg_root
 from medseg.data.preprocess import preprocess_image
-from medseg.engine import load_model, predict_paths
-from medseg.engine.predict import is_prediction
+from medseg.engine import load_model
 from medseg.imaging.images import read_slice_image
+from medseg.predict import is_prediction, predict_paths
 from tests.imaging.oversized import write_nifti_declaring
 
 

@@ -17,18 +17,19 @@ from PIL import Image
 
 from medseg.cli.main import main
 from medseg.data.lgg import find_lgg_root
-from medseg.engine import load_model, predict_paths
+from medseg.engine import load_model
 from medseg.engine.inference import slice_probabilities
-from medseg.engine.predict import (
+from medseg.imaging.images import read_slice_image
+from medseg.imaging.sequences import SEQUENCES
+from medseg.predict import (
     SINGLE_SEQUENCE_MARK,
     SINGLE_SEQUENCE_NOTE,
+    Predictor,
     is_prediction,
-    predict_masks,
+    predict_paths,
 )
-from medseg.imaging.images import read_slice_image
 from tests.support import write_dicom_series
 
-SEQUENCES = ("pre", "flair", "post")
 #: the grid the sequences are written on: voxel (x, y, z) = (column, row, slice), x towards
 #: the patient's left, y posterior, z superior (an axial DICOM series, in RAS)
 AFFINE = np.array([[-0.9, 0, 0, 30.0], [0, -0.9, 0, 40.0], [0, 0, 3.0, -12.0], [0, 0, 0, 1]])
@@ -176,7 +177,7 @@ def test_one_sequence_is_refused_unless_single_sequence(trained_lgg, tiny_lgg, t
         assert png.info["Comment"] == SINGLE_SEQUENCE_NOTE and png.info["Software"] == "medseg predict"
     model = load_model(best)
     repeated = [np.repeat(f[..., None], 3, axis=-1) for f in flair]
-    by_hand = np.stack(predict_masks(model.model, repeated, model.config.data.image_size, 0.5))
+    by_hand = np.stack(Predictor(model.model, model.config.data.image_size).masks(repeated))
     np.testing.assert_array_equal(_png_masks(out / "scan", "scan", 4), by_hand)
     np.testing.assert_array_equal(_in_slice_view(mask), by_hand)
 
@@ -202,8 +203,8 @@ def test_a_grey_slice_is_one_sequence(trained_lgg, tmp_path, capsys):
     assert main(["predict", best, str(tmp_path / "grey.png"), "--out", str(out), "--single-sequence"]) == 0
     assert "one MR sequence repeated in all three channels" in capsys.readouterr().out
     model = load_model(best)
-    by_hand = predict_masks(model.model, [np.repeat(grey[..., None], 3, axis=-1)],
-                            model.config.data.image_size, 0.5)[0]
+    by_hand = Predictor(model.model, model.config.data.image_size).masks(
+        [np.repeat(grey[..., None], 3, axis=-1)])[0]
     np.testing.assert_array_equal(np.asarray(Image.open(out / "grey_pred.png")) == 255, by_hand == 1)
 
 

@@ -1,0 +1,282 @@
+"""Running predictions: a :class:`Predictor` built once from a trained model (the shape of
+nnU-Net v2's ``nnUNetPredictor``) predicts planned jobs (:mod:`medseg.predict.plan`) and writes
+their outputs (:mod:`medseg.predict.formats`); :func:`predict_paths` is the whole of
+``medseg predict``.
+
+A volume's outputs are written in the order PNGs, NIfTI mask, DICOM SEG, report; its SEG is
+built before anything is written. SciPy (the lesion report) is imported only for a volume and
+highdicom only for a DICOM SEG: a one-slice prediction starts fast.
+
+Example:
+    >>> written = predict_paths("models/demo_lgg/best.pt", ["rgb_brain.nii.gz"], "predictions")
+    >>> written = predict_paths("models/demo_lgg/best.pt", [], "predictions",
+    ...                         sequences={"pre": "t1.nii.gz", "flair": "flair/", "post": "t1c.zip"})
+    >>> predictor = Predictor.from_checkpoint("models/demo_lgg/best.pt", threshold=0.4)
+    >>> masks = predictor.masks([slice_hwc])
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+import torch
+
+from medseg.engine.checkpoint import load_model
+from medseg.engine.distributed import resolve_device
+from medseg.engine.inference import slice_probabilities
+from medseg.errors import CheckpointError, DataError, MedsegError
+from medseg.files import write_bytes, write_text
+from medseg.imaging.nifti import Volume, load_volume
+from medseg.imaging.sequences import load_sequences
+from medseg.predict.formats import (
+    mask_picture,
+    overlay_picture,
+    png_bytes,
+    prediction_report,
+    prediction_segmentation,
+    report_text,
+    write_mask_nifti,
+)
+from medseg.predict.inputs import read_slice
+from medseg.predict.outputs import MASK_PNG, OVERLAY_PNG, output_path
+from medseg.predict.plan import Job, plan_jobs
+from medseg.tasks import SEGMENTATION
+
+if TYPE_CHECKING:  # highdicom (medseg.imaging.dicom_seg) is imported only for a DICOM input
+    from highdicom.seg import Segmentation
+
+_CHUNK = 32  # slice files read and predicted at a time
+
+
+@dataclass
+class Prediction:
+    """What was written for one input."""
+
+    input: Path  # for sequences: the FLAIR (or the only one given)
+    kind: str  # "slice", "folder", "volume" or "sequences"
+    slices: int = 0
+    tumour_slices: int = 0
+    tumour_pixels: int = 0
+    files: list[Path] = field(default_factory=list)
+    nonfinite_voxels: int = 0  # a volume's NaN/infinite voxels, read as background
+    single_sequence: bool = False  # the model saw one MR sequence repeated in all 3 channels
+    sequences: dict[str, Path] = field(default_factory=dict)  # "pre"/"flair"/"post" -> input
+    tumour_volume_ml: float | None = None  # a volume's, with its lesion count (the report)
+    lesions: int | None = None
+    dicom_seg: Path | None = None  # the DICOM SEG written
+    dicom_seg_skipped: str | None = None  # why a DICOM input got no SEG
+
+
+def check_threshold(threshold: float) -> None:
+    """Raise :class:`MedsegError` for a threshold outside (0, 1)."""
+    if not 0.0 < threshold < 1.0:
+        raise MedsegError(f"--threshold: {threshold} must be between 0 and 1")
+
+
+def _write_error(path: Path, err: OSError) -> DataError:
+    return DataError(f"{path}: cannot write the prediction ({err.strerror or err})")
+
+
+def _write_file(path: Path, data: bytes) -> None:
+    try:
+        write_bytes(path, data)
+    except OSError as err:
+        raise _write_error(path, err) from None
+
+
+class Predictor:
+    """A segmentation model that predicts tumour masks for planned inputs.
+
+    Args:
+        model: the network, in eval mode on its device.
+        image_size: the side the model was trained at (slices are resized to it and back).
+        threshold: probability at or above which a pixel is tumour, in (0, 1).
+
+    Raises:
+        MedsegError: for a threshold outside (0, 1).
+    """
+
+    def __init__(self, model: torch.nn.Module, image_size: int, threshold: float = 0.5) -> None:
+        check_threshold(threshold)
+        self.model = model
+        self.image_size = image_size
+        self.threshold = threshold
+
+    @classmethod
+    def from_checkpoint(cls, checkpoint: str | Path, *, threshold: float = 0.5,
+                        device: str = "auto") -> Predictor:
+        """The predictor of a segmentation checkpoint written by ``medseg train``.
+
+        Raises:
+            CheckpointError: for an unreadable or classification checkpoint.
+            MedsegError: for an unknown device or a threshold outside (0, 1).
+        """
+        check_threshold(threshold)
+        loaded = load_model(checkpoint, device=resolve_device(device, option="--device"))
+        if loaded.task != SEGMENTATION.name:
+            raise CheckpointError(
+                f"{checkpoint}: a {loaded.task} checkpoint; medseg predict needs a segmentation checkpoint"
+            )
+        return cls(loaded.model, loaded.config.data.image_size, threshold)
+
+    def masks(self, images: Sequence[np.ndarray]) -> list[np.ndarray]:
+        """Binary masks (H, W) uint8 in {0, 1} for RGB slices (H, W, 3) uint8 of any sizes:
+        :func:`~medseg.engine.inference.slice_probabilities` at or above the threshold."""
+        masks: list[np.ndarray] = [np.empty(0, np.uint8)] * len(images)
+        by_size: dict[tuple[int, ...], list[int]] = defaultdict(list)
+        for index, image in enumerate(images):
+            by_size[image.shape[:2]].append(index)
+        for indices in by_size.values():
+            probs = slice_probabilities(self.model, [images[i] for i in indices], self.image_size)
+            for index, prob in zip(indices, probs, strict=True):
+                masks[index] = (prob >= self.threshold).astype(np.uint8)
+        return masks
+
+    def predict(self, jobs: Sequence[Job]) -> list[Prediction]:
+        """Predict planned jobs (:func:`~medseg.predict.plan.plan_jobs`) and write their outputs.
+
+        Raises:
+            DataError: for an input that cannot be read, a DICOM series a SEG cannot be made
+                of (before that input's files are written), an output that cannot be written.
+        """
+        return [self._run_job(job) for job in jobs]
+
+    def _run_job(self, job: Job) -> Prediction:
+        record = Prediction(job.input, job.kind, single_sequence=job.single_sequence)
+        if job.plan is not None:
+            record.sequences = {source.key: source.path for source in job.plan.inputs}
+        if job.nifti is not None:  # a volume or sequences
+            self._run_volume(job, job.nifti, record)
+            return record
+        for start in range(0, len(job.sources), _CHUNK):
+            chunk = job.sources[start : start + _CHUNK]
+            images = [read_slice(p, p in job.grey) for p in chunk]
+            masks = self.masks(images)
+            stems = job.stems[start : start + _CHUNK]
+            for path, image, mask, stem in zip(chunk, images, masks, stems, strict=True):
+                _write_slice_outputs(image, mask, job.folder, stem, record, path in job.grey)
+        return record
+
+    def _run_volume(self, job: Job, nifti: Path, record: Prediction) -> None:
+        """Predict a volume or sequence set and write its PNGs, mask ``nifti``, SEG and report
+        (in that order; the SEG is built before anything is written)."""
+        volume = load_sequences(job.plan) if job.plan is not None else load_volume(job.input)
+        record.nonfinite_voxels = volume.nonfinite_voxels
+        images = list(volume.slices)
+        masks = self.masks(images)
+        stack = np.stack(masks)
+        seg = self._segmentation(job, volume, stack)
+        for image, mask, stem in zip(images, masks, job.stems, strict=True):
+            _write_slice_outputs(image, mask, job.folder, stem, record, job.single_sequence)
+        try:
+            write_mask_nifti(stack, volume, nifti, job.single_sequence)
+        except OSError as err:
+            raise _write_error(nifti, err) from None
+        record.files.append(nifti)
+        if seg is not None and job.seg is not None:
+            from medseg.imaging.dicom_seg import save_segmentation
+
+            try:
+                save_segmentation(seg, job.seg)
+            except OSError as err:
+                raise _write_error(job.seg, err) from None
+            record.files.append(job.seg)
+            record.dicom_seg = job.seg
+        record.dicom_seg_skipped = job.seg_skipped
+        # here, not at the top: SciPy's import is 0.3 s of a one-slice cold start, and only
+        # volumes are measured
+        from medseg.engine.lesions import lesion_report
+
+        lesions = lesion_report(stack, volume.affine, volume.slice_transform())
+        record.tumour_volume_ml, record.lesions = lesions["tumour_volume_ml"], lesions["n_lesions"]
+        if job.report is not None:
+            report = prediction_report(
+                str(record.input), self.threshold, lesions,
+                sequences={key: str(path) for key, path in record.sequences.items()},
+                single_sequence=record.single_sequence,
+                dicom_seg=record.dicom_seg.name if record.dicom_seg is not None else None,
+                dicom_seg_skipped=record.dicom_seg_skipped)
+            try:
+                write_text(job.report, report_text(report))
+            except OSError as err:
+                raise _write_error(job.report, err) from None
+            record.files.append(job.report)
+
+    def _segmentation(self, job: Job, volume: Volume, masks: np.ndarray) -> Segmentation | None:
+        """The DICOM SEG of a DICOM reference's mask (N, H, W), or None when none is planned.
+
+        Raises:
+            DataError: when highdicom refuses the source series.
+        """
+        if job.seg_series is None or job.plan is None:
+            return None
+        return prediction_segmentation(masks, volume, job.plan, job.seg_series, self.threshold)
+
+
+def _write_slice_outputs(image: np.ndarray, mask: np.ndarray, folder: Path, stem: str, record: Prediction,
+                         single_sequence: bool) -> None:
+    mask_path, overlay_path = output_path(folder, stem, MASK_PNG), output_path(folder, stem, OVERLAY_PNG)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)  # only once there is something to write
+    except OSError as err:
+        raise _write_error(folder, err) from None
+    _write_file(mask_path, png_bytes(mask_picture(mask), single_sequence))
+    _write_file(overlay_path, png_bytes(overlay_picture(image, mask), single_sequence))
+    record.files += [mask_path, overlay_path]
+    record.slices += 1
+    record.tumour_pixels += int(mask.sum())
+    record.tumour_slices += int(mask.any())
+
+
+def predict_paths(
+    checkpoint: str | Path,
+    inputs: Sequence[str | Path],
+    out_dir: str | Path,
+    *,
+    sequences: Mapping[str, str | Path | None] | None = None,
+    single_sequence: bool = False,
+    threshold: float = 0.5,
+    device: str = "auto",
+    overwrite: bool = False,
+) -> list[Prediction]:
+    """Predict tumour masks for every input and write them under ``out_dir``: plan and check
+    every output (:func:`~medseg.predict.plan.plan_jobs`), then load the model
+    (:meth:`Predictor.from_checkpoint`) and predict (:meth:`Predictor.predict`).
+
+    Args:
+        checkpoint: a segmentation checkpoint written by ``medseg train``.
+        inputs: slice images (.tif/.png/.jpg), folders of slices (a kaggle_3m patient
+            folder: masks beside the slices are ignored) or NIfTI volumes (.nii/.nii.gz;
+            3 channels last, or one sequence with ``single_sequence``).
+        out_dir: single slices are written here; a folder or volume gets ``out_dir/<name>/``
+            for its slices, and a volume ``out_dir/<name>_pred.nii.gz`` and its lesion report
+            ``out_dir/<name>_pred.json`` (plus ``out_dir/<name>_pred_seg.dcm`` for a DICOM
+            FLAIR or single input).
+        sequences: one scan's MR sequences, ``{"pre": ..., "flair": ..., "post": ...}``,
+            each a NIfTI file or a DICOM series (folder, .zip or file) on one voxel grid;
+            predicted as a volume named after the FLAIR input (last in the results).
+        single_sequence: accept inputs holding one MR sequence (a 3-D volume, a grey slice,
+            a single sequence input) and repeat it into the three channels.
+        threshold: probability at or above which a pixel is tumour.
+        device: "auto", "cpu", "cuda", ...
+        overwrite: replace outputs that an earlier ``medseg predict`` wrote (never any
+            other file, never an input).
+
+    Raises:
+        CheckpointError: for an unreadable or classification checkpoint.
+        DataError: for no input, a missing or unreadable input, one MR sequence without
+            ``single_sequence``, sequences on different grids, or a refused plan
+            (:mod:`medseg.predict.plan`), checked before anything is written; for a DICOM
+            series a SEG cannot be made of (highdicom refuses it), before that input's files
+            are written; for an output that cannot be written.
+        MedsegError: for a threshold outside (0, 1).
+    """
+    check_threshold(threshold)
+    jobs = plan_jobs(inputs, Path(out_dir), sequences=sequences, single_sequence=single_sequence,
+                     overwrite=overwrite)
+    return Predictor.from_checkpoint(checkpoint, threshold=threshold, device=device).predict(jobs)
