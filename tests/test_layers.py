@@ -14,7 +14,7 @@ PACKAGE = Path(medseg.__file__).parent
 #: top-level module or subpackage of medseg -> its floor (lower floors know nothing above)
 FLOORS: dict[str, int] = {
     "errors": 0,
-    "__init__": 1, "lazy": 1, "files": 1, "paths": 1,
+    "__init__": 1, "lazy": 1, "files": 1, "paths": 1, "runs": 1,
     "metrics": 2,
     "tasks": 3,
     "config": 4,

@@ -31,11 +31,12 @@ import pandas as pd
 from medseg.app.scoring import score_volume
 from medseg.data.lgg import Patient
 from medseg.files import write_text
+from medseg.runs import RunFolder
 
 #: the probability thresholds the app offers (its slider: 0.05 to 0.95 in steps of 0.05)
 THRESHOLDS: tuple[float, ...] = tuple(round(0.05 * step, 2) for step in range(1, 20))
 #: the run's sub-folder for files the app writes (nothing else of the run is ever written)
-CACHE_FOLDER = "app_cache"
+CACHE_FOLDER = RunFolder.APP_CACHE_NAME
 #: bumped when the cache file's content changes meaning
 CACHE_FORMAT = 1
 #: the cohort table's columns, in display order

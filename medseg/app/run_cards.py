@@ -2,7 +2,7 @@
 
 A run is a folder holding ``best.pt`` and/or ``last.pt`` (see ``models/README.md``); its card
 is read from ``config.yaml``, ``metrics.json``, ``history.csv`` and, for runs split by patient,
-``split.json``. Only regular files count
+``split.json``, each found through :class:`medseg.runs.RunFolder`. Only regular files count
 as checkpoints; a side file that is missing, not a regular file, over
 :data:`MAX_SIDE_FILE_BYTES`, not UTF-8 or malformed becomes one of the card's ``problems``,
 never an error, so one odd run folder cannot take the page down.
@@ -15,8 +15,6 @@ Example:
 
 from __future__ import annotations
 
-import csv
-import io
 import json
 import math
 import os
@@ -26,9 +24,9 @@ from pathlib import Path
 
 from medseg.config import Config, load_config
 from medseg.errors import MedsegError
+from medseg.runs import RunFolder, parse_history
 from medseg.tasks import TASKS, metric_label
 
-CHECKPOINT_NAMES = ("best.pt", "last.pt")
 #: metrics shown on a card, in the tasks' display order (counts and timings stay in the files)
 CARD_METRICS = tuple(key for task in TASKS.values() for key in task.metric_keys)
 _MAX_DEPTH = 3  # models/<group>/<run>/best.pt is found; deeper trees are not searched
@@ -166,21 +164,21 @@ def _read_metrics(path: Path, problems: list[str]) -> tuple[dict[str, float], st
     return _card_metrics(_numbers(raw)), scored if isinstance(scored, str) else None
 
 
-def _read_history(path: Path, problems: list[str]) -> list[dict[str, str]]:
+def _read_history(path: Path, problems: list[str]) -> list[dict[str, float]]:
     text = _side_text(path, problems)
     if text is None:
         return []
     try:
-        return list(csv.DictReader(io.StringIO(text, newline="")))
-    except csv.Error:
-        problems.append(f"{path.name} is not a readable CSV file")
+        return parse_history(text, path)
+    except MedsegError as err:
+        problems.append(str(err).replace(str(path), path.name))
         return []
 
 
 def _read_config(path: Path, problems: list[str]) -> Config | None:
     if _side_text(path, problems) is None:
         if not path.exists():
-            problems.append("config.yaml is missing")
+            problems.append(f"{path.name} is missing")
         return None
     try:
         return load_config(path)
@@ -235,16 +233,17 @@ def read_run(folder: str | Path, name: str | None = None) -> RunCard:
     Raises:
         MedsegError: when the folder holds neither ``best.pt`` nor ``last.pt``.
     """
-    folder = Path(folder)
-    present = [folder / n for n in CHECKPOINT_NAMES if os.path.lexists(folder / n)]
+    run = RunFolder(folder)
+    folder = run.path
+    present = [path for path in run.checkpoints if os.path.lexists(path)]
     if not present:
-        raise MedsegError(f"{folder}: no best.pt or last.pt in this run folder")
+        raise MedsegError(f"{folder}: no {' or '.join(run.CHECKPOINT_NAMES)} in this run folder")
     checkpoints = tuple(path for path in present if _is_regular_file(path))
     problems = [f"{path.name} is not a regular file" for path in present if path not in checkpoints]
-    config = _read_config(folder / "config.yaml", problems)
-    history = _read_history(folder / "history.csv", problems)
-    test_metrics, scored = _read_metrics(folder / "metrics.json", problems)
-    split = _read_split(folder / "split.json", problems)
+    config = _read_config(run.config_file, problems)
+    history = _read_history(run.history_file, problems)
+    test_metrics, scored = _read_metrics(run.metrics_file, problems)
+    split = _read_split(run.split_file, problems)
     created = _created(checkpoints, problems) if checkpoints else None
     return RunCard(
         name=name or folder.name,
@@ -252,12 +251,12 @@ def read_run(folder: str | Path, name: str | None = None) -> RunCard:
         checkpoints=checkpoints,
         config=config,
         test_metrics=test_metrics,
-        validation_metrics=_validation_of(_numbers(history[-1])) if history else {},
+        validation_metrics=_validation_of(history[-1]) if history else {},
         epochs_done=len(history),
         created=created,
         problems=tuple(problems),
         split=split,
-        history=tuple(_numbers(row) for row in history),
+        history=tuple(history),
         scored=scored,
     )
 
@@ -266,7 +265,7 @@ def _run_folders(root: Path) -> set[Path]:
     """Folders under ``root`` (itself included, up to three levels) with a checkpoint name."""
     return {
         found.parent
-        for pattern in CHECKPOINT_NAMES
+        for pattern in RunFolder.CHECKPOINT_NAMES
         for depth in range(_MAX_DEPTH)
         for found in root.glob("/".join(["*"] * depth + [pattern]))
     }

@@ -5,16 +5,17 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from medseg.runs import SPLIT_NAME, RunFolder
 from medseg.tasks import get_task
 
 EXAMPLE = "medseg evaluate models/demo_lgg/best.pt --data demo_data/lgg --split test"
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("checkpoint", help="a best.pt / last.pt written by medseg train")
+    parser.add_argument("checkpoint", help=f"a {' / '.join(RunFolder.CHECKPOINT_NAMES)} written by medseg train")
     parser.add_argument("--data", required=True, metavar="PATH", help="LGG or PCam data folder")
     parser.add_argument("--split", default="test", choices=("test", "val", "train", "all"),
-                        help="which split to score (LGG: from split.json beside the checkpoint)")
+                        help=f"which split to score (LGG: from {SPLIT_NAME} beside the checkpoint)")
     parser.add_argument("--threshold", type=float, default=0.5,
                         help="probability at or above which a pixel/patch is tumour (default 0.5)")
     parser.add_argument("--max-samples", type=int, default=None, metavar="N",

@@ -6,6 +6,7 @@ import argparse
 import os
 from typing import TYPE_CHECKING
 
+from medseg.runs import RunFolder
 from medseg.tasks import get_task
 
 if TYPE_CHECKING:  # the engine imports MONAI (seconds): not for `medseg train --help`
@@ -19,8 +20,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                         help="override a config value, e.g. --set train.epochs=5 (repeatable)")
     parser.add_argument("--resume", action="store_true",
-                        help="continue the run in the config's run folder from its last.pt, with the "
-                        "config stored there (only train.epochs, train.device, data.root and a few "
+                        help=f"continue the run in the config's run folder from its {RunFolder.LAST_NAME}, "
+                        "with the config stored there (only train.epochs, train.device, data.root and a few "
                         "more may change; see docs/training.md)")
 
 
@@ -34,7 +35,7 @@ def summary(result: TrainResult) -> str:
     keys = get_task(result.task).headline
     if test.get("n"):
         scores = "  ".join(f"{key} {test[key]:.4f}" for key in keys if test.get(key) is not None)
-        lines.append(f"test (best.pt, n={test['n']}): {scores}")
+        lines.append(f"test ({RunFolder.BEST_NAME}, n={test['n']}): {scores}")
     else:
         lines.append("test: the test split is empty; no test metrics")
     return "\n".join(lines)

@@ -39,7 +39,6 @@ import torch
 
 from medseg import engine
 from medseg.compare.grad_recorder import GradStatsRecorder
-from medseg.compare.grad_stats import GRAD_STATS_FILE
 from medseg.compare.planning import (
     RunState,
     check_method_overrides,
@@ -48,17 +47,15 @@ from medseg.compare.planning import (
     plan_runs,
     run_state,
 )
-from medseg.compare.results import collect_rows, read_history, write_outputs
-from medseg.compare.spec import RUN_RECORD, RunSpec, load_spec, read_record, write_record
+from medseg.compare.results import collect_rows, write_outputs
+from medseg.compare.spec import RunSpec, load_spec, read_record, write_record
 from medseg.config import Config
 from medseg.data.lgg import list_patients
 from medseg.data.splits import save_split, split_patients
 from medseg.engine.run_folder import run_lock
 from medseg.errors import DivergenceError, MedsegError
+from medseg.runs import RunFolder, split_path
 from medseg.tasks import get_task
-
-#: the output of a worker process, in its run directory
-WORKER_LOG = "compare_train.log"
 
 
 def prepare_split(cfg: Config, out_dir: Path) -> str | None:
@@ -78,17 +75,19 @@ def prepare_split(cfg: Config, out_dir: Path) -> str | None:
 
 
 def _split_path(cfg: Config, out_dir: Path) -> str | None:
-    """Where the shared split is: ``data.split_file``, else ``out_dir/split.json`` for tasks
-    split by patient, else None (the data's own splits)."""
+    """Where the shared split is: ``data.split_file``, else the comparison folder's own
+    (:func:`medseg.runs.split_path`) for tasks split by patient, else None (the data's own
+    splits)."""
     if cfg.data.split_file or not get_task(cfg.task).patient_split:
         return cfg.data.split_file
-    return str(out_dir / "split.json")
+    return str(split_path(out_dir))
 
 
-def _earlier_seconds(run_dir: Path) -> float:
+def _earlier_seconds(run: RunFolder) -> float:
     """Training seconds of the epochs already in ``history.csv`` (before a resume)."""
-    path = run_dir / "history.csv"
-    return sum(row.get("seconds", 0.0) for row in read_history(path)) if path.exists() else 0.0
+    if not run.history_file.exists():
+        return 0.0
+    return sum(row.get("seconds", 0.0) for row in run.read_history())
 
 
 def execute_run(spec: RunSpec, resume: bool) -> float:
@@ -106,9 +105,9 @@ def execute_run(spec: RunSpec, resume: bool) -> float:
     Raises:
         MedsegError: when another process holds the run folder, or training fails.
     """
-    grad_path = spec.run_dir / GRAD_STATS_FILE
+    grad_path = spec.folder.grad_stats_file
     with run_lock(spec.run_dir):
-        earlier = _earlier_seconds(spec.run_dir) if resume else 0.0
+        earlier = _earlier_seconds(spec.folder) if resume else 0.0
         write_record(spec, resumed=resume)
         if not resume:
             grad_path.unlink(missing_ok=True)
@@ -147,7 +146,7 @@ def _run_on_gpus(
                 spec, resume = queue.pop(0)
                 write_record(spec, resumed=resume)
                 env = {**os.environ, "CUDA_VISIBLE_DEVICES": str(gpu)}
-                with (spec.run_dir / WORKER_LOG).open("a") as log:
+                with spec.folder.worker_log.open("a") as log:
                     process = subprocess.Popen(
                         _worker_command(spec.run_dir, resume), env=env, stdout=log,
                         stderr=subprocess.STDOUT,
@@ -162,7 +161,7 @@ def _run_on_gpus(
             if process.returncode == 0:
                 progress(f"{spec.label}: finished on GPU {gpu} in {time.perf_counter() - start:.1f} s")
             else:
-                failures.append(f"{spec.label} (see {spec.run_dir / WORKER_LOG})")
+                failures.append(f"{spec.label} (see {spec.folder.worker_log})")
     if failures:
         raise MedsegError(f"{len(failures)} run(s) failed: {'; '.join(failures)}")
 
@@ -227,7 +226,7 @@ def plan_comparison(
         specs = planned_runs(cfg, methods, seeds, out_dir, method_overrides)
         states = [run_state(spec) for spec in specs]
         for spec in specs:
-            if not (spec.run_dir / RUN_RECORD).exists():
+            if not spec.folder.compare_record.exists():
                 write_record(spec, resumed=False)
     return list(zip(specs, states, strict=True))
 
@@ -241,9 +240,10 @@ def run_planned(run_dir: str | Path, progress: Callable[[str], None] | None = No
             training fails.
     """
     run_dir = Path(run_dir)
-    if not (run_dir / RUN_RECORD).exists():
+    record = RunFolder(run_dir).compare_record
+    if not record.exists():
         raise MedsegError(
-            f"{run_dir}: no {RUN_RECORD}; plan the comparison first "
+            f"{run_dir}: no {record.name}; plan the comparison first "
             "(medseg compare CONFIG ... --plan)"
         )
     spec = load_spec(run_dir)

@@ -6,7 +6,7 @@ it subclasses :class:`medseg.engine.TrainCallback`, and importing the engine pul
 the report reads the file without it.
 
 Example:
-    >>> recorder = GradStatsRecorder(run_dir / GRAD_STATS_FILE)
+    >>> recorder = GradStatsRecorder(RunFolder(run_dir).grad_stats_file)
     >>> train(cfg, callbacks=[recorder])                                # doctest: +SKIP
 """
 

@@ -32,8 +32,6 @@ from typing import Any
 
 from medseg.analysis.overlap import OVERLAP_VALUES
 
-GRAD_STATS_FILE = "grad_stats.jsonl"
-
 
 @dataclass(frozen=True)
 class GradSnapshot:

@@ -21,7 +21,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
-from medseg.compare.spec import MODEL_METHODS, RUN_RECORD, RunSpec, read_record
+from medseg.compare.spec import MODEL_METHODS, RunSpec, read_record
 from medseg.config import Config, apply_overrides, config_from_dict
 from medseg.errors import ConfigError, MedsegError
 from medseg.optim import OPTIMIZER_NAMES
@@ -179,10 +179,11 @@ def run_state(spec: RunSpec) -> RunState:
         MedsegError: when the run directory holds a run of a different config, an unreadable
             run record, or training files that this comparison did not start.
     """
-    run_dir = spec.run_dir
-    has_metrics = (run_dir / "metrics.json").exists()
-    has_checkpoint = (run_dir / "last.pt").exists()
-    if (run_dir / RUN_RECORD).exists():
+    run_dir, run = spec.run_dir, spec.folder
+    has_metrics = run.metrics_file.exists()
+    has_checkpoint = run.last_checkpoint.exists()
+    has_record = run.compare_record.exists()
+    if has_record:
         recorded = _with_defaults(read_record(run_dir)["config"])
         difference = _first_difference(recorded, spec.cfg.to_dict())
         if difference:
@@ -195,6 +196,6 @@ def run_state(spec: RunSpec) -> RunState:
             f"{run_dir}: holds training files not written by this comparison; "
             "use another --out or remove that run directory"
         )
-    if has_metrics or ((run_dir / RUN_RECORD).exists() and read_record(run_dir).get("diverged")):
+    if has_metrics or (has_record and read_record(run_dir).get("diverged")):
         return "done"  # a diverged run is finished: rerunning it would diverge again
     return "resume" if has_checkpoint else "new"

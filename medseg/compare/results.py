@@ -2,8 +2,8 @@
 ``overlap.csv`` and plots.
 
 Everything is read back from the run directories (``metrics.json``, ``history.csv``,
-``compare_run.json``, ``grad_stats.jsonl``), so a rerun that skips every run rebuilds the
-same report. Nothing here trains.
+``compare_run.json``, ``grad_stats.jsonl``, found through :class:`medseg.runs.RunFolder`), so a
+rerun that skips every run rebuilds the same report. Nothing here trains.
 
 Example:
     >>> rows = collect_rows(specs, target=cfg.train.target_metric)      # doctest: +SKIP
@@ -12,20 +12,20 @@ Example:
 
 from __future__ import annotations
 
-import csv
 import json
 import math
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from medseg.compare.grad_stats import GRAD_STATS_FILE, read_grad_stats, read_overlap
+from medseg.compare.grad_stats import read_grad_stats, read_overlap
 from medseg.compare.plots import plot_curves, plot_grad_flow, plot_overlap, plot_time_to_target
 from medseg.compare.report import write_overlap_csv, write_results_csv, write_results_md
 from medseg.compare.spec import BASELINE, MODEL_METHODS, RunSpec, read_record
 from medseg.compare.stats import curve_area
 from medseg.config import Config
 from medseg.errors import MedsegError
+from medseg.runs import best_epoch
 from medseg.tasks import LEARNED_MARGIN, get_task
 
 DEFAULT_TARGET_FRACTION = 0.9
@@ -33,22 +33,6 @@ ZNORM_METHODS = ("adam+znorm", "znorm", "adamw+znorm", "sgd+znorm")
 #: metrics.json keys that describe the run or the data (``n``, ``n_positive``...), not the model
 NON_METRIC_KEYS = {"epoch", "n"}
 OVERLAP_CSV = "overlap.csv"
-
-
-def read_history(path: Path) -> list[dict[str, float]]:
-    """A run's ``history.csv`` as numbers, one dict per epoch (empty cells left out).
-
-    Raises:
-        MedsegError: when the file is missing or holds a non-numeric value.
-    """
-    try:
-        with path.open(newline="") as handle:
-            return [
-                {key: float(value) for key, value in row.items() if value not in ("", None)}
-                for row in csv.DictReader(handle)
-            ]
-    except (OSError, ValueError) as err:
-        raise MedsegError(f"{path}: cannot read the run history ({err})") from None
 
 
 def _read_metrics(path: Path) -> dict[str, Any]:
@@ -61,7 +45,8 @@ def _read_metrics(path: Path) -> dict[str, Any]:
 def run_row(spec: RunSpec) -> dict[str, Any]:
     """The row of one finished run (``epochs_to_target`` is filled in by :func:`collect_rows`).
 
-    ``status`` is "ok"; "not learned" when the test selection metric does not beat the task's
+    ``best_epoch`` is the epoch of ``best.pt`` (:func:`medseg.runs.best_epoch`). ``status`` is
+    "ok"; "not learned" when the test selection metric does not beat the task's
     chance score by :data:`~medseg.tasks.LEARNED_MARGIN` (:meth:`medseg.tasks.Task.learned`);
     or "diverged" (the record says the guard stopped it: no test metrics). ``note`` says why
     a run is not "ok". ``val_curve_area`` is the validation curve's average height
@@ -75,16 +60,15 @@ def run_row(spec: RunSpec) -> dict[str, Any]:
         return {"method": spec.method, "seed": spec.seed, "status": "diverged",
                 "note": str(record["diverged"]), "best_val_metric": math.nan,
                 "wall_time_s": record.get("wall_time_s", math.nan), "run_dir": str(spec.run_dir)}
-    metrics_path = spec.run_dir / "metrics.json"
+    metrics_path = spec.folder.metrics_file
     if not metrics_path.exists():
         raise MedsegError(f"{metrics_path}: missing; the run {spec.label} did not finish")
     metrics = _read_metrics(metrics_path)
-    history = read_history(spec.run_dir / "history.csv")
+    history = spec.folder.read_history()
     task = get_task(spec.cfg.task)
     val_key = f"val_{task.selection_metric}"
-    scores = [(row[val_key], row["epoch"]) for row in history if val_key in row]
-    best_val, best_epoch = max(scores, key=lambda item: (item[0], -item[1])) if scores else (
-        math.nan, metrics.get("epoch", 0))
+    best = best_epoch(history, val_key)
+    best_at, best_val = best if best is not None else (int(metrics.get("epoch", 0)), math.nan)
     row: dict[str, Any] = {"method": spec.method, "seed": spec.seed, "status": "ok"}
     if not task.learned(metrics):
         metric = task.selection_metric
@@ -99,7 +83,7 @@ def run_row(spec: RunSpec) -> dict[str, Any]:
     row.update(
         val_metric=val_key,
         best_val_metric=best_val,
-        best_epoch=int(best_epoch),
+        best_epoch=best_at,
         val_curve_area=curve_area([epoch.get(val_key, math.nan) for epoch in history]),
         epochs=len(history),
         wall_time_s=record.get("wall_time_s", math.nan),
@@ -143,7 +127,7 @@ def collect_rows(specs: Sequence[RunSpec], *, target: float | None) -> list[dict
     for spec, row in zip(specs, rows, strict=True):
         if row["status"] == "diverged":
             continue
-        history = read_history(spec.run_dir / "history.csv")
+        history = spec.folder.read_history()
         reached = epochs_to_target(history, row["val_metric"], target)
         row.update(target_metric=target, epochs_to_target=reached,
                    seconds_to_target=seconds_to(history, reached))
@@ -230,8 +214,8 @@ def collect_overlap(specs: Sequence[RunSpec]) -> list[dict[str, Any]]:
     return [
         {"method": spec.method, "seed": spec.seed, **row}
         for spec in specs
-        if (spec.run_dir / GRAD_STATS_FILE).exists()
-        for row in read_overlap(spec.run_dir / GRAD_STATS_FILE)
+        if spec.folder.grad_stats_file.exists()
+        for row in read_overlap(spec.folder.grad_stats_file)
     ]
 
 
@@ -247,7 +231,7 @@ def write_plots(
     val_curves: dict[str, list[list[float]]] = {}
     loss_curves: dict[str, list[list[float]]] = {}
     for spec in specs:
-        history = read_history(spec.run_dir / "history.csv")
+        history = spec.folder.read_history()
         val_curves.setdefault(spec.method, []).append([r.get(val_key, math.nan) for r in history])
         loss_curves.setdefault(spec.method, []).append(
             [r.get("train_loss", math.nan) for r in history])
@@ -272,9 +256,9 @@ def _grad_flow(specs: Sequence[RunSpec], path: Path) -> Path | None:
     """Gradient flow of the first seed's runs, centred on the ZNorm method when there is one."""
     first_seed = min(spec.seed for spec in specs)
     snapshots = {
-        spec.method: read_grad_stats(spec.run_dir / GRAD_STATS_FILE)
+        spec.method: read_grad_stats(spec.folder.grad_stats_file)
         for spec in specs
-        if spec.seed == first_seed and (spec.run_dir / GRAD_STATS_FILE).exists()
+        if spec.seed == first_seed and spec.folder.grad_stats_file.exists()
     }
     snapshots = {method: snaps for method, snaps in snapshots.items() if snaps}
     if not snapshots:

@@ -1,7 +1,7 @@
 """What every part of a comparison shares: a planned run and its record on disk.
 
 A run lives in ``<out>/runs/<method>/seed<k>`` and carries ``compare_run.json``
-(:data:`RUN_RECORD`): its method, seed and full config, plus facts of its training
+(:attr:`~medseg.runs.RunFolder.compare_record`): its method, seed and full config, plus facts of its training
 (``resumed``, ``wall_time_s``). Planning compares the record with the planned config,
 the worker process rebuilds the run from it, and the report reads the wall time back.
 
@@ -21,9 +21,8 @@ from typing import Any
 from medseg.config import Config, config_from_dict
 from medseg.errors import ConfigError, MedsegError
 from medseg.files import write_text
+from medseg.runs import RunFolder
 
-#: the record of one run, in its run directory
-RUN_RECORD = "compare_run.json"
 #: the method every other one is paired against in the report (when it is run)
 BASELINE = "adam"
 
@@ -57,6 +56,11 @@ class RunSpec:
         return self.cfg.run_dir
 
     @property
+    def folder(self) -> RunFolder:
+        """The run's folder, which knows where each of its files is."""
+        return RunFolder(self.cfg.run_dir)
+
+    @property
     def label(self) -> str:
         return f"{self.method} seed {self.seed}"
 
@@ -68,7 +72,7 @@ def write_record(spec: RunSpec, **extra: Any) -> Path:
     """
     spec.run_dir.mkdir(parents=True, exist_ok=True)
     record = {"method": spec.method, "seed": spec.seed, "config": spec.cfg.to_dict(), **extra}
-    return write_text(spec.run_dir / RUN_RECORD, json.dumps(record, indent=2))
+    return write_text(spec.folder.compare_record, json.dumps(record, indent=2))
 
 
 def read_record(run_dir: Path) -> dict[str, Any]:
@@ -77,7 +81,7 @@ def read_record(run_dir: Path) -> dict[str, Any]:
     Raises:
         MedsegError: when the record is missing, unreadable or lacks one of those keys.
     """
-    path = run_dir / RUN_RECORD
+    path = RunFolder(run_dir).compare_record
     try:
         record = json.loads(path.read_text())
     except (OSError, ValueError) as err:
@@ -109,5 +113,5 @@ def load_spec(run_dir: Path) -> RunSpec:
     try:
         cfg = config_from_dict(record["config"])
     except ConfigError as err:
-        raise MedsegError(f"{run_dir / RUN_RECORD}: {err}") from None
+        raise MedsegError(f"{RunFolder(run_dir).compare_record}: {err}") from None
     return RunSpec(record["method"], record["seed"], cfg)

@@ -29,6 +29,7 @@ from medseg.data.pcam import (
 from medseg.data.splits import SPLIT_NAMES, read_split_file, save_split, split_patients
 from medseg.data.transforms import lgg_transforms, pcam_transforms
 from medseg.errors import DataError
+from medseg.runs import split_path
 
 
 def _dataset(records: Sequence[Any], transform: Compose, data_cfg: DataConfig) -> Dataset:
@@ -58,7 +59,7 @@ def _build_lgg(data_cfg: DataConfig, seed: int, run_dir: Path | None) -> dict[st
     patients = {p.name: p for p in list_patients(data_cfg.root)}
     split, split_seed = _lgg_split(data_cfg, list(patients), seed)
     if run_dir is not None:
-        save_split(split, run_dir / "split.json", seed=split_seed)
+        save_split(split, split_path(run_dir), seed=split_seed)
     datasets = {}
     for name in SPLIT_NAMES:
         records = [

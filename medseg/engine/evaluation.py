@@ -1,8 +1,8 @@
 """``medseg evaluate``: score a checkpoint on a split of a dataset.
 
-LGG: the split comes from the ``split.json`` saved beside the checkpoint (the run's own
-patient split); without one, every patient is scored and the result says so. PCam: the
-official splits. Images go through the evaluation transform of the run's config; masks stay
+LGG: the split comes from the ``split.json`` of the checkpoint's run folder (the run's own
+patient split, :attr:`medseg.runs.RunFolder.split_file`); without one, every patient is scored
+and the result says so. PCam: the official splits. Images go through the evaluation transform of the run's config; masks stay
 at their native size and the probabilities are resized to it, so scores equal those of
 ``medseg predict``'s masks and of the app, whatever the training size.
 
@@ -31,6 +31,7 @@ from medseg.engine.distributed import resolve_device
 from medseg.engine.inference import score_loader
 from medseg.engine.loaders import build_eval_loader
 from medseg.errors import CheckpointError, DataError, MedsegError
+from medseg.runs import RunFolder, split_path
 from medseg.tasks import get_task
 
 SPLITS = ("test", "val", "train", "all")
@@ -48,17 +49,17 @@ def check_data_matches(cfg: Config, checkpoint: Path, data_root: Path) -> None:
 
 def _lgg_split_dataset(data_cfg: Any, checkpoint: Path, split: str, seed: int) -> tuple[Dataset, str, str | None]:
     """The dataset of an LGG split, the split actually used, and a note for the user."""
-    split_file = checkpoint.parent / "split.json"
+    split_file = RunFolder.of_checkpoint(checkpoint).split_file
     note = None
     if split != "all" and not split_file.is_file():
-        note = f"no split.json beside {checkpoint.name}: scoring all patients of {data_cfg.root}"
+        note = f"no {split_file.name} beside {checkpoint.name}: scoring all patients of {data_cfg.root}"
         split = "all"
     if split != "all":
         datasets = build_datasets(dataclasses.replace(data_cfg, split_file=str(split_file)), seed=seed)
         return datasets[split], split, note
     patients = [patient.name for patient in list_patients(data_cfg.root)]
     with tempfile.TemporaryDirectory() as tmp:
-        every = Path(tmp) / "split.json"
+        every = split_path(tmp)
         save_split({"train": [], "val": [], "test": patients}, every)
         datasets = build_datasets(dataclasses.replace(data_cfg, split_file=str(every)), seed=seed)
     return datasets["test"], split, note

@@ -1,7 +1,7 @@
 """The rules of a run folder: one writer at a time, no overwriting, what a resume may change.
 
-**The lock.** ``train`` (fresh or ``--resume``) and ``medseg compare`` hold :data:`LOCK_NAME`
-in every run folder they write, from before their first write until they end. The file is
+**The lock.** ``train`` (fresh or ``--resume``) and ``medseg compare`` hold the lock file
+(:attr:`~medseg.runs.RunFolder.lock_file`) in every run folder they write, from before their first write until they end. The file is
 created with ``O_CREAT | O_EXCL`` (exactly one process succeeds) and holds its owner as JSON::
 
     {"pid": 4242, "host": "gpu-node-3", "since": "2025-01-31T09:12:45+00:00"}
@@ -13,8 +13,8 @@ re-entrant within a process: ``medseg compare`` holds a run folder's lock while
 :func:`medseg.engine.train` takes it again inside. The holder removes the temporary files of
 interrupted writes (:func:`remove_orphaned_temps`).
 
-**A fresh start** refuses a folder holding any of :data:`RESULT_FILES`
-(:func:`check_fresh_start`). **A resume** continues with the run's own config, stored in its
+**A fresh start** refuses a folder holding any of its
+:attr:`~medseg.runs.RunFolder.result_files` (:func:`check_fresh_start`). **A resume** continues with the run's own config, stored in its
 ``last.pt``; only the settings of :data:`RESUME_MAY_CHANGE` may differ
 (:func:`resumed_config`).
 
@@ -41,13 +41,7 @@ from typing import Any
 from medseg.config import Config, config_from_dict
 from medseg.errors import ConfigError, MedsegError
 from medseg.files import TEMP_PREFIX
-
-#: the lock file in a run folder
-LOCK_NAME = ".medseg.lock"
-
-#: what a run writes once an epoch is done; a fresh start refuses a folder holding any
-#: (config.yaml, split.json and TensorBoard files are written at the start and replaced)
-RESULT_FILES = ("last.pt", "best.pt", "history.csv", "metrics.json")
+from medseg.runs import RunFolder
 
 #: the settings a resume may change: the length of the run, where it runs and reads its data
 #: from, logging, the divergence guard, and where the run folder now is
@@ -141,7 +135,7 @@ def _reclaim(lock_path: Path, stale: LockHolder) -> None:
     The lock is first renamed to a private name (atomic), so of two processes reclaiming
     at once only one moves it; a lock that turns out not to be ``stale``'s is put back.
     """
-    private = lock_path.with_name(f"{LOCK_NAME}-reclaim-{uuid.uuid4().hex[:12]}")
+    private = lock_path.with_name(f"{lock_path.name}-reclaim-{uuid.uuid4().hex[:12]}")
     try:
         os.rename(lock_path, private)
     except FileNotFoundError:
@@ -167,7 +161,7 @@ def _read_settled(lock_path: Path) -> LockHolder | None:
 
 
 def _acquire(run_dir: Path) -> None:
-    lock_path = run_dir / LOCK_NAME
+    lock_path = RunFolder(run_dir).lock_file
     try:
         for _ in range(3):  # create, or reclaim a stale lock and try again
             if _create(lock_path, _this_process()):
@@ -190,7 +184,9 @@ def _reason(err: OSError) -> str:
 
 
 def _release(run_dir: Path) -> None:
-    lock_path = run_dir / LOCK_NAME
+    """Remove ``run_dir``'s lock file if it still names this process (one that another
+    process took over, after someone removed this one's, stays)."""
+    lock_path = RunFolder(run_dir).lock_file
     try:
         holder = read_holder(lock_path)
     except MedsegError:
@@ -221,7 +217,7 @@ def run_lock(run_dir: str | Path) -> Iterator[Path]:
         _HELD[key] = 0
     _HELD[key] += 1
     try:
-        yield key / LOCK_NAME
+        yield RunFolder(key).lock_file
     finally:
         _HELD[key] -= 1
         if _HELD[key] == 0:
@@ -249,15 +245,18 @@ def check_fresh_start(run_dir: Path) -> None:
     """Refuse to start a new run in a folder that holds results of another one.
 
     Raises:
-        MedsegError: naming the files found, when any of :data:`RESULT_FILES` is there.
+        MedsegError: naming the files found, when any of its
+            :attr:`~medseg.runs.RunFolder.result_files` is there.
     """
-    found = [name for name in RESULT_FILES if (run_dir / name).exists()]
+    run = RunFolder(run_dir)
+    found = [path.name for path in run.result_files if path.exists()]
     if not found:
         return
-    if "last.pt" in found:
+    if run.last_checkpoint.exists():
         advice = "pass --resume to continue it, or choose another output.run_name / output.dir"
     else:
-        advice = "it has no last.pt to resume from; choose another output.run_name / output.dir"
+        advice = (f"it has no {run.LAST_NAME} to resume from; choose another output.run_name / "
+                  "output.dir")
     raise MedsegError(f"{run_dir} already holds a run ({', '.join(found)}): {advice}")
 
 

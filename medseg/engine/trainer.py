@@ -61,6 +61,7 @@ from medseg.engine.step import TrainStep, resolve_precision
 from medseg.errors import CheckpointError, ConfigError, DataError, MedsegError
 from medseg.models import build_model
 from medseg.optim import build_optimizer
+from medseg.runs import RunFolder, improves
 from medseg.tasks import Task, get_task, scalar_metrics
 
 T = TypeVar("T")
@@ -75,7 +76,7 @@ class TrainResult:
     """What a finished run produced (the files are in ``run_dir``)."""
 
     run_dir: Path
-    best_metric: float  # the task's validation selection metric of best.pt
+    best_metric: float  # the task's validation selection metric of best.pt (NaN: none had one)
     best_epoch: int
     history: list[dict[str, Any]]  # the rows of history.csv
     test_metrics: dict[str, Any]  # metrics.json: best.pt on the test split
@@ -93,8 +94,8 @@ class RunState:
 
     epoch: int = 0  # epochs completed
     global_step: int = 0  # optimizer steps taken
-    best_metric: float = -math.inf
-    best_epoch: int = 0
+    best_metric: float = -math.inf  # the score of best_epoch (see medseg.runs.improves)
+    best_epoch: int = 0  # 0: no epoch finished yet
     history: list[dict[str, Any]] = field(default_factory=list)
 
 
@@ -107,7 +108,8 @@ def train(cfg: Config, *, resume: bool = False, callbacks: Sequence[TrainCallbac
 
     ``last.pt`` is the one commit point of an epoch; ``best.pt``, ``history.csv`` and
     ``metrics.json`` are derived from it and rebuilt by a resume when a crash left them
-    behind (see docs/training.md).
+    behind (see docs/training.md). ``best.pt`` is the epoch of the best validation score by
+    :func:`medseg.runs.improves` (a tie keeps the earlier epoch; NaN never beats a number).
 
     Args:
         cfg: the validated run config; the run is written to ``cfg.run_dir``.
@@ -140,7 +142,8 @@ def _train(cfg: Config, ctx: DistContext, resume: bool, callbacks: list[TrainCal
 
     progress = Progress(enabled=ctx.is_main, log_every=cfg.train.log_every)
     cfg, resume_from = _open_run(cfg, ctx, resume, progress)
-    run_dir, last_path, best_path = cfg.run_dir, cfg.run_dir / "last.pt", cfg.run_dir / "best.pt"
+    run_dir, run = cfg.run_dir, RunFolder(cfg.run_dir)
+    last_path, best_path = run.last_checkpoint, run.best_checkpoint
     seed_everything(cfg.seed + ctx.rank, deterministic=cfg.train.deterministic)
 
     datasets = _build_datasets(cfg, ctx, resume)
@@ -178,7 +181,7 @@ def _train(cfg: Config, ctx: DistContext, resume: bool, callbacks: list[TrainCal
             val_metrics = score_loader(model, val_loader, task) if ctx.is_main else {}
             row = broadcast_from_main(_history_row(epoch, stats, val_metrics, task, epoch_start), ctx)
             score = row[f"val_{metric}"]
-            is_best = state.best_epoch == 0 or score > state.best_metric
+            is_best = improves(score, state.best_metric if state.best_epoch else None)
             if is_best:
                 state.best_metric, state.best_epoch = score, epoch
             state.epoch, state.global_step = epoch, stats.global_step
@@ -192,7 +195,7 @@ def _train(cfg: Config, ctx: DistContext, resume: bool, callbacks: list[TrainCal
                 save_checkpoint(payload, last_path)
                 if is_best:
                     copy_checkpoint(last_path, best_path)
-                write_history(state.history, run_dir / "history.csv")
+                write_history(state.history, run.history_file)
                 _log_epoch(writer, row, state.global_step)
                 progress.end_epoch(_epoch_line(row, cfg.train.epochs, metric, is_best))
             barrier(ctx)
@@ -244,7 +247,8 @@ def _open_run(
     Nothing is written when a check fails: the folder holds another run (fresh start), or
     ``last.pt`` is missing or unusable, or the config changes what a resume may not.
     """
-    last_path = cfg.run_dir / "last.pt"
+    run = RunFolder(cfg.run_dir)
+    last_path = run.last_checkpoint
     if resume and not last_path.is_file():
         _nothing_to_resume(cfg.run_dir)
     payload = _resume_checkpoint(last_path, cfg) if resume else None
@@ -262,15 +266,17 @@ def _open_run(
             progress.message(f"removed unfinished temporary files of an interrupted run: {names}")
         if payload is not None:
             _rebuild_derived(payload, run_cfg, progress)
-        with reporting_write_errors(run_cfg.run_dir / "config.yaml"):
-            save_config(run_cfg, run_cfg.run_dir / "config.yaml")
+        config_file = RunFolder(run_cfg.run_dir).config_file
+        with reporting_write_errors(config_file):
+            save_config(run_cfg, config_file)
         return run_cfg.to_dict()
 
     return config_from_dict(_on_main(prepare, ctx)), payload
 
 
 def _nothing_to_resume(run_dir: Path) -> NoReturn:
-    raise CheckpointError(f"{run_dir / 'last.pt'}: nothing to resume (no last.pt in {run_dir})")
+    last = RunFolder(run_dir).last_checkpoint
+    raise CheckpointError(f"{last}: nothing to resume (no {last.name} in {run_dir})")
 
 
 def _stored_epoch(path: Path) -> int | None:
@@ -289,8 +295,8 @@ def _rebuild_derived(payload: dict[str, Any], cfg: Config, progress: Progress) -
         CheckpointError: when ``best.pt`` is of another epoch than ``last.pt`` records as
             the best and ``last.pt`` can no longer provide it.
     """
-    run_dir = cfg.run_dir
-    last_path, best_path = run_dir / "last.pt", run_dir / "best.pt"
+    run = RunFolder(cfg.run_dir)
+    last_path, best_path = run.last_checkpoint, run.best_checkpoint
     epoch, best_epoch = int(payload["epoch"]), int(payload["best_epoch"])
     found = _stored_epoch(best_path)
     if found != best_epoch:
@@ -303,8 +309,8 @@ def _rebuild_derived(payload: dict[str, Any], cfg: Config, progress: Progress) -
             )
         copy_checkpoint(last_path, best_path)
         progress.message(f"rebuilt {best_path} from {last_path.name} (epoch {epoch})")
-    write_history(payload["history"], run_dir / "history.csv")
-    metrics_path = run_dir / "metrics.json"
+    write_history(payload["history"], run.history_file)
+    metrics_path = run.metrics_file
     if epoch < cfg.train.epochs and metrics_path.exists():
         metrics_path.unlink()
         progress.message(f"removed {metrics_path}: it scored the shorter run; rewritten at the end")
@@ -314,7 +320,7 @@ def _build_datasets(cfg: Config, ctx: DistContext, resume: bool) -> dict[str, An
     """Rank 0 builds the splits (writing ``split.json``), then the other ranks read it. A
     resumed run reads its own ``split.json`` (drawn again from the seed if it was lost)."""
     if ctx.is_main:
-        own_split = resume and (cfg.run_dir / "split.json").is_file()
+        own_split = resume and RunFolder(cfg.run_dir).split_file.is_file()
         datasets = build_datasets(_data_config(cfg, own_split), seed=cfg.seed, run_dir=cfg.run_dir)
     barrier(ctx)
     if not ctx.is_main:
@@ -329,7 +335,7 @@ def _data_config(cfg: Config, own_split: bool) -> DataConfig:
     """``cfg.data``, reading the run folder's ``split.json`` when ``own_split`` and the task
     splits by patient without a ``data.split_file`` of its own."""
     if own_split and get_task(cfg.task).patient_split and cfg.data.split_file is None:
-        return dataclasses.replace(cfg.data, split_file=str(cfg.run_dir / "split.json"))
+        return dataclasses.replace(cfg.data, split_file=str(RunFolder(cfg.run_dir).split_file))
     return cfg.data
 
 
@@ -480,14 +486,15 @@ def _test_metrics(
 ) -> dict[str, Any]:
     """The run's ``metrics.json``: kept when it already scores the best epoch (a finished run
     resumed), else written by testing ``best.pt``."""
-    path = cfg.run_dir / "metrics.json"
+    run = RunFolder(cfg.run_dir)
+    path = run.metrics_file
     try:
         kept = json.loads(path.read_text())
     except (OSError, ValueError):
         kept = None
     if isinstance(kept, dict) and kept.get("epoch") == state.best_epoch:
         return kept
-    return _test_best(cfg, model, test_data, cfg.run_dir / "best.pt", ctx)
+    return _test_best(cfg, model, test_data, run.best_checkpoint, ctx)
 
 
 def _test_best(cfg: Config, model: nn.Module, test_data: Any, best_path: Path, ctx: DistContext) -> dict[str, Any]:
@@ -502,5 +509,5 @@ def _test_best(cfg: Config, model: nn.Module, test_data: Any, best_path: Path, c
         result.update({key: value for key, value in metrics.items() if isinstance(value, (int, float))})
         if "per_patient" in metrics:
             result["per_patient"] = {str(k): float(v) for k, v in metrics["per_patient"].items()}
-    write_json(result, cfg.run_dir / "metrics.json")
+    write_json(result, RunFolder(cfg.run_dir).metrics_file)
     return result

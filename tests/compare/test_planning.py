@@ -16,7 +16,7 @@ from medseg.compare.planning import (
     plan_runs,
     run_state,
 )
-from medseg.compare.spec import RUN_RECORD, write_record
+from medseg.compare.spec import write_record
 from medseg.config import config_from_dict
 from medseg.errors import ConfigError, MedsegError
 from tests.support import write_lgg
@@ -159,11 +159,11 @@ def test_a_record_written_before_new_settings_existed_still_matches(tmp_path):
     cfg = config_from_dict(tiny_config(tmp_path))
     (spec,) = plan_runs(cfg, ["adam"], [0], tmp_path / "out", None)
     write_record(spec, resumed=False)
-    record = json.loads((spec.run_dir / RUN_RECORD).read_text())
+    record = json.loads(spec.folder.compare_record.read_text())
     del record["config"]["model"]["bgn"], record["config"]["optim"]["clip_factor"]
-    (spec.run_dir / RUN_RECORD).write_text(json.dumps(record))
+    spec.folder.compare_record.write_text(json.dumps(record))
     assert run_state(spec) == "new"  # the missing keys are at their defaults: same config
     record["config"]["optim"]["lr"] = 0.5
-    (spec.run_dir / RUN_RECORD).write_text(json.dumps(record))
+    spec.folder.compare_record.write_text(json.dumps(record))
     with pytest.raises(MedsegError, match=r"different config \(optim.lr: 0.5 != 0.001\)"):
         run_state(spec)

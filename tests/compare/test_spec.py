@@ -6,11 +6,13 @@ import json
 
 import pytest
 
-from medseg.compare.spec import RUN_RECORD, RunSpec, load_spec, read_record, write_record
+from medseg.compare.spec import RunSpec, load_spec, read_record, write_record
 from medseg.config import config_from_dict
 from medseg.errors import MedsegError
 
 from .conftest import tiny_config
+
+RUN_RECORD = "compare_run.json"
 
 
 def _spec(tmp_path):

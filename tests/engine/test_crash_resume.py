@@ -13,8 +13,8 @@ import torch
 from medseg.cli.main import main
 from medseg.engine import TrainCallback, load_checkpoint
 from medseg.engine import trainer as trainer_module
-from medseg.engine.run_folder import LOCK_NAME
 from medseg.errors import CheckpointError
+from medseg.runs import RunFolder
 from tests.support import train_tiny
 
 #: every function through which the trainer writes a file of the run folder
@@ -81,7 +81,7 @@ def _assert_same_run(a, b):
             assert torch.equal(tensor, weights_b["model"][key]), f"{name}: {key}"
     assert _history(a) == _history(b)
     assert json.loads((a / "metrics.json").read_text()) == json.loads((b / "metrics.json").read_text())
-    assert not list(b.glob(".tmp-*")) and not (b / LOCK_NAME).exists()
+    assert not list(b.glob(".tmp-*")) and not RunFolder(b).lock_file.exists()
 
 
 def test_a_kill_between_any_two_writes_resumes_bit_for_bit(tiny_lgg, tmp_path, lgg_settings,

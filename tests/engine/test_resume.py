@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import hashlib
+import random
 
+import numpy as np
 import pytest
 import torch
 
 from medseg.engine import TrainCallback, load_checkpoint, train
 from medseg.errors import MedsegError
 from medseg.tasks import Task
+from tests.support import lgg_settings, train_tiny
 
 
 class Crash(Exception):
@@ -105,3 +108,42 @@ def test_nan_in_the_first_epoch_says_no_checkpoint_exists(tiny_lgg, tmp_path, mo
     with pytest.raises(MedsegError, match="loss became inf at epoch 1 step 1; last good checkpoint: none"):
         train(lgg_config(tiny_lgg, tmp_path / "run"))
     assert not (tmp_path / "run" / "last.pt").exists()
+
+
+class DrawGlobalRandom(TrainCallback):
+    """Draws from Python's, NumPy's and torch's global generators after every step (as a
+    user's augmentation or dropout would), recording the draws by step."""
+
+    def __init__(self):
+        self.draws = {}
+
+    def on_step_end(self, info):
+        self.draws[info.step] = (random.random(), float(np.random.random()), float(torch.rand(1)))
+
+
+@pytest.fixture(scope="module")
+def fp16_runs(tiny_lgg, tmp_path_factory):
+    """One step per epoch with fp16 loss scaling (on the CPU): a straight 2-epoch run, and one
+    stopped after epoch 1 then resumed; each with a :class:`DrawGlobalRandom`."""
+    root = tmp_path_factory.mktemp("fp16_resume")
+    settings = lambda name: lgg_settings(tiny_lgg, root / name, amp="fp16", max_steps_per_epoch=1)  # noqa: E731
+    straight, stopped, resumed = DrawGlobalRandom(), DrawGlobalRandom(), DrawGlobalRandom()
+    train_tiny(settings("straight"), callbacks=[straight])
+    with pytest.raises(Crash):
+        train_tiny(settings("resumed"), callbacks=[stopped, CrashAfterEpoch(1)])
+    train_tiny(settings("resumed"), resume=True, callbacks=[resumed])
+    return {"straight": (root / "straight", straight.draws), "resumed": (root / "resumed", resumed.draws)}
+
+
+def test_resume_restores_the_loss_scaler(fp16_runs):
+    (straight, _), (resumed, _) = fp16_runs["straight"], fp16_runs["resumed"]
+    scaler = load_checkpoint(straight / "last.pt")["scaler"]
+    # two steps without overflow: the scaler counts them towards its next growth
+    assert scaler["scale"] == 2.0**16 and scaler["_growth_tracker"] == 2
+    assert load_checkpoint(resumed / "last.pt")["scaler"] == scaler
+
+
+def test_resume_restores_the_global_random_generators(fp16_runs):
+    (_, straight), (_, resumed) = fp16_runs["straight"], fp16_runs["resumed"]
+    assert sorted(straight) == [1, 2] and sorted(resumed) == [2]
+    assert resumed[2] == straight[2]  # python, numpy and torch draw what they would have

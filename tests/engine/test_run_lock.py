@@ -15,11 +15,13 @@ import pytest
 
 from medseg.cli.main import main
 from medseg.compare.execution import execute_run
-from medseg.compare.spec import RUN_RECORD, RunSpec
+from medseg.compare.spec import RunSpec
 from medseg.config import config_from_dict
 from medseg.engine import train
-from medseg.engine.run_folder import LOCK_NAME, run_lock
+from medseg.engine.run_folder import run_lock
 from medseg.errors import MedsegError
+
+LOCK_NAME = ".medseg.lock"
 
 
 @pytest.fixture
@@ -65,6 +67,17 @@ def test_nested_locks_of_one_process_share_the_file(tmp_path):
             assert inner == outer
         assert outer.exists()
     assert not outer.exists()
+
+
+def test_release_leaves_a_lock_that_another_process_took_over(tmp_path, other_process):
+    # someone removed this process's lock while it ran, and another process took the folder
+    with run_lock(tmp_path) as lock:
+        lock.unlink()
+        theirs = _hold(tmp_path, other_process.pid).read_text()
+    assert lock.read_text() == theirs
+    refused = f"in use by another medseg process \\(pid {other_process.pid} "
+    with pytest.raises(MedsegError, match=refused), run_lock(tmp_path):
+        pass
 
 
 def test_a_live_holder_is_refused_by_name(tmp_path, other_process):
@@ -127,4 +140,4 @@ def test_compare_takes_the_lock_before_its_first_write(tiny_lgg, tmp_path, lgg_c
     _hold(spec.run_dir, other_process.pid)
     with pytest.raises(MedsegError, match="in use by another medseg process"):
         execute_run(spec, resume=False)
-    assert not (spec.run_dir / RUN_RECORD).exists()
+    assert not spec.folder.compare_record.exists()

@@ -13,6 +13,7 @@ from medseg.config import config_from_dict, load_config
 from medseg.engine import StepInfo, TrainCallback, load_checkpoint, train
 from medseg.engine import trainer as trainer_module
 from medseg.errors import CheckpointError, ConfigError, MedsegError
+from medseg.runs import RunFolder
 from tests.support import LGG_SLICES as SLICES_PER_PATIENT
 from tests.support import PCAM_SIZES
 
@@ -95,6 +96,39 @@ def test_best_checkpoint_stays_on_an_earlier_better_epoch(tiny_lgg, tmp_path, mo
     metrics = json.loads((run_dir / "metrics.json").read_text())
     assert metrics["checkpoint"] == "best.pt" and metrics["epoch"] == 1
     assert result.test_metrics["epoch"] == 1
+
+
+@pytest.mark.parametrize(("val_dice", "best_epoch", "is_best"), [
+    ((0.5, 0.5), 1, {1: True, 2: False}),  # a tie keeps the earlier epoch
+    ((math.nan, 0.3), 2, {1: True, 2: True}),  # a NaN is best only until an epoch has a number
+], ids=["tie", "nan_first"])
+def test_best_checkpoint_follows_the_one_best_epoch_rule(tiny_lgg, tmp_path, monkeypatch, lgg_config,
+                                                         val_dice, best_epoch, is_best):
+    """best.pt, metrics.json and the comparison's reading of history.csv agree on the best
+    epoch of medseg.runs.improves."""
+    real_score_loader = trainer_module.score_loader
+    scores = iter(val_dice)  # epochs 1 and 2; the test split is then scored for real
+
+    def score_loader(*args, **kwargs):
+        metrics = real_score_loader(*args, **kwargs)
+        return {**metrics, "dice": next(scores, metrics["dice"])}
+
+    seen = {}
+
+    class IsBest(TrainCallback):
+        def on_epoch_end(self, info):
+            seen[info.epoch] = info.is_best
+
+    monkeypatch.setattr(trainer_module, "score_loader", score_loader)
+    run = RunFolder(tmp_path / "run")
+    result = train(lgg_config(tiny_lgg, run.path, max_steps_per_epoch=1), callbacks=[IsBest()])
+
+    assert seen == is_best
+    assert (result.best_epoch, result.best_metric) == (best_epoch, val_dice[best_epoch - 1])
+    assert load_checkpoint(run.best_checkpoint)["epoch"] == best_epoch
+    assert load_checkpoint(run.last_checkpoint)["best_epoch"] == best_epoch
+    assert json.loads(run.metrics_file.read_text())["epoch"] == best_epoch
+    assert run.best_epoch("val_dice") == (best_epoch, val_dice[best_epoch - 1])
 
 
 def test_metrics_json_scores_best_on_the_test_patients(trained_lgg):

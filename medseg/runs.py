@@ -1,0 +1,238 @@
+"""A training run's folder as a type: where every file is, its history and its best epoch.
+
+``medseg train`` writes one folder per run (``output.dir/output.run_name``); ``evaluate``,
+``compare`` and the app read it. All of them find every file through :class:`RunFolder`,
+so each name below is spelled once::
+
+    models/demo_lgg/
+        config.yaml           the run's config (written at the start, again on a resume)
+        split.json            the patient split it trains on (tasks split by patient)
+        last.pt               the last finished epoch, with all a resume needs (the commit point)
+        best.pt               the best epoch by :func:`best_epoch` (a copy of that epoch's last.pt)
+        history.csv           one row per finished epoch (:meth:`RunFolder.read_history`)
+        metrics.json          best.pt scored on the test split, once the run ends
+        events.out.tfevents.* TensorBoard's logs
+        .medseg.lock          the writing process (:mod:`medseg.engine.run_folder`)
+        app_cache/            the app's scores of the run's checkpoints
+        compare_run.json, grad_stats.jsonl, compare_train.log: a run of ``medseg compare``
+
+**The best epoch** is the one with the highest validation selection metric; a tie keeps the
+earlier epoch; NaN (no score) never beats a number, and a number always beats NaN. The first
+epoch is the best of one, so a run whose every score is NaN keeps epoch 1 as ``best.pt``
+(:func:`improves`, used by the trainer as epochs end and by the comparison on ``history.csv``).
+
+This module imports nothing heavy (no torch, no MONAI): the app and the comparison report
+read runs through it.
+
+Example:
+    >>> run = RunFolder("models/demo_lgg")
+    >>> run.best_checkpoint
+    PosixPath('models/demo_lgg/best.pt')
+    >>> run.best_epoch("val_dice")                                       # doctest: +SKIP
+    (7, 0.861)
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import ClassVar
+
+from medseg.errors import MedsegError
+
+#: the file in which a folder keeps a patient split (see :func:`split_path`)
+SPLIT_NAME = "split.json"
+
+
+def split_path(folder: str | Path) -> Path:
+    """Where ``folder`` keeps its patient split: ``split.json`` in it. A run folder keeps the
+    split it trains on there (``evaluate`` reads it beside the checkpoint), a comparison
+    folder the one split all its runs share."""
+    return Path(folder) / SPLIT_NAME
+
+
+def improves(score: float, best: float | None) -> bool:
+    """Whether an epoch scoring ``score`` replaces the best epoch so far, which scored
+    ``best`` (None: there is none yet). Higher is better; a tie keeps the earlier epoch; NaN
+    never beats a number and a number always beats NaN.
+
+    Example:
+        >>> improves(0.5, None), improves(0.5, 0.5), improves(math.nan, 0.1), improves(0.1, math.nan)
+        (True, False, False, True)
+    """
+    if best is None:
+        return True
+    if math.isnan(score):
+        return False
+    return math.isnan(best) or score > best
+
+
+def best_epoch(history: Sequence[Mapping[str, float]], key: str) -> tuple[int, float] | None:
+    """The best epoch of ``history`` by its ``key`` column (:func:`improves`; a row without
+    ``key`` counts as NaN) and its score; None for an empty history.
+
+    Example:
+        >>> best_epoch([{"epoch": 1, "val_dice": 0.4}, {"epoch": 2, "val_dice": 0.6},
+        ...             {"epoch": 3, "val_dice": 0.6}], "val_dice")
+        (2, 0.6)
+    """
+    best: tuple[int, float] | None = None
+    for row in history:
+        score = row.get(key, math.nan)
+        if improves(score, None if best is None else best[1]):
+            best = (int(row["epoch"]), score)
+    return best
+
+
+def parse_history(text: str, source: Path) -> list[dict[str, float]]:
+    """The rows of a ``history.csv`` text as numbers, one dict per epoch; an empty cell (a
+    column the epoch did not record) is left out. ``nan`` and ``inf`` are numbers.
+
+    Raises:
+        MedsegError: naming ``source``, the row and the column, when a cell is not a number
+            or the text is not CSV with a header.
+    """
+    rows: list[dict[str, float]] = []
+    try:
+        for number, row in enumerate(csv.DictReader(io.StringIO(text, newline="")), start=1):
+            values = {}
+            for column, value in row.items():
+                if column is None:
+                    raise MedsegError(f"{source}: cannot read the run history: row {number} has "
+                                      "more cells than the header has columns")
+                if value in ("", None):
+                    continue
+                try:
+                    values[column] = float(value)
+                except ValueError:
+                    raise MedsegError(f"{source}: cannot read the run history: row {number} "
+                                      f"holds {value!r} in {column}, not a number") from None
+            rows.append(values)
+    except csv.Error as err:
+        raise MedsegError(f"{source}: cannot read the run history: not CSV ({err})") from None
+    return rows
+
+
+@dataclass(frozen=True)
+class RunFolder:
+    """One run's folder (it need not exist yet): the path of each of its files, and readers
+    of its history and best epoch.
+
+    Args:
+        path: the folder (``cfg.run_dir`` of the run's config).
+    """
+
+    CONFIG_NAME: ClassVar[str] = "config.yaml"
+    LAST_NAME: ClassVar[str] = "last.pt"
+    BEST_NAME: ClassVar[str] = "best.pt"
+    HISTORY_NAME: ClassVar[str] = "history.csv"
+    METRICS_NAME: ClassVar[str] = "metrics.json"
+    LOCK_NAME: ClassVar[str] = ".medseg.lock"
+    APP_CACHE_NAME: ClassVar[str] = "app_cache"
+    COMPARE_RECORD_NAME: ClassVar[str] = "compare_run.json"
+    GRAD_STATS_NAME: ClassVar[str] = "grad_stats.jsonl"
+    WORKER_LOG_NAME: ClassVar[str] = "compare_train.log"
+    TENSORBOARD_PATTERN: ClassVar[str] = "events.out.tfevents.*"
+    #: the checkpoints, in the order a reader picks one: best.pt, else last.pt
+    CHECKPOINT_NAMES: ClassVar[tuple[str, str]] = (BEST_NAME, LAST_NAME)
+    #: what a run writes once an epoch is done: a fresh start refuses a folder holding any
+    RESULT_NAMES: ClassVar[tuple[str, ...]] = (LAST_NAME, BEST_NAME, HISTORY_NAME, METRICS_NAME)
+
+    path: Path
+
+    def __init__(self, path: str | Path) -> None:
+        object.__setattr__(self, "path", Path(path))
+
+    @classmethod
+    def of_checkpoint(cls, checkpoint: str | Path) -> RunFolder:
+        """The run folder a checkpoint was written in: its parent folder."""
+        return cls(Path(checkpoint).parent)
+
+    @property
+    def config_file(self) -> Path:
+        return self.path / self.CONFIG_NAME
+
+    @property
+    def split_file(self) -> Path:
+        """The patient split the run trains on (:func:`split_path`)."""
+        return split_path(self.path)
+
+    @property
+    def last_checkpoint(self) -> Path:
+        return self.path / self.LAST_NAME
+
+    @property
+    def best_checkpoint(self) -> Path:
+        return self.path / self.BEST_NAME
+
+    @property
+    def checkpoints(self) -> tuple[Path, Path]:
+        """``best.pt`` and ``last.pt``, in the order a reader picks one."""
+        return self.best_checkpoint, self.last_checkpoint
+
+    @property
+    def history_file(self) -> Path:
+        return self.path / self.HISTORY_NAME
+
+    @property
+    def metrics_file(self) -> Path:
+        return self.path / self.METRICS_NAME
+
+    @property
+    def lock_file(self) -> Path:
+        return self.path / self.LOCK_NAME
+
+    @property
+    def app_cache(self) -> Path:
+        """The folder of the app's cached scores."""
+        return self.path / self.APP_CACHE_NAME
+
+    @property
+    def compare_record(self) -> Path:
+        """The record of a comparison's run (method, seed, config, wall time)."""
+        return self.path / self.COMPARE_RECORD_NAME
+
+    @property
+    def grad_stats_file(self) -> Path:
+        return self.path / self.GRAD_STATS_NAME
+
+    @property
+    def worker_log(self) -> Path:
+        """The output of a comparison's worker process that trained the run."""
+        return self.path / self.WORKER_LOG_NAME
+
+    @property
+    def result_files(self) -> tuple[Path, ...]:
+        """What a run writes once an epoch is done (a fresh start refuses a folder holding any)."""
+        return tuple(self.path / name for name in self.RESULT_NAMES)
+
+    def tensorboard_events(self) -> list[Path]:
+        """TensorBoard's event files in the folder, by name."""
+        return sorted(self.path.glob(self.TENSORBOARD_PATTERN))
+
+    def read_history(self) -> list[dict[str, float]]:
+        """``history.csv`` as numbers, one dict per epoch (:func:`parse_history`).
+
+        Raises:
+            MedsegError: when the file is missing or unreadable, or holds a cell that is not a
+                number.
+        """
+        try:
+            text = self.history_file.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as err:
+            reason = err.strerror if isinstance(err, OSError) and err.strerror else err
+            raise MedsegError(f"{self.history_file}: cannot read the run history ({reason})") from None
+        return parse_history(text, self.history_file)
+
+    def best_epoch(self, key: str) -> tuple[int, float] | None:
+        """The best epoch in ``history.csv`` by column ``key`` (:func:`best_epoch`) and its
+        score; None when the history has no row.
+
+        Raises:
+            MedsegError: as :meth:`read_history`.
+        """
+        return best_epoch(self.read_history(), key)
