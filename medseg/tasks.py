@@ -88,7 +88,7 @@ class Task(Generic[MeterT]):
         """The training loss, taking logits."""
         return self._loss()
 
-    def build_meter(self, threshold: float = 0.5) -> MeterT:
+    def build_meter(self, threshold: float) -> MeterT:
         """A fresh meter that scores probabilities at ``threshold`` (``>=`` is positive)."""
         return self._meter(threshold)
 

@@ -33,8 +33,12 @@ from medseg.data.lgg import Patient
 from medseg.files import write_text
 from medseg.runs import RunFolder
 
-#: the probability thresholds the app offers (its slider: 0.05 to 0.95 in steps of 0.05)
-THRESHOLDS: tuple[float, ...] = tuple(round(0.05 * step, 2) for step in range(1, 20))
+#: the step of the app's threshold slider, which offers every multiple of it between 0 and 1
+THRESHOLD_STEP = 0.05
+#: the probability thresholds the app offers, lowest first: its slider's positions (0.05 to
+#: 0.95), each of which the cohort is scored at
+THRESHOLDS: tuple[float, ...] = tuple(
+    round(THRESHOLD_STEP * step, 2) for step in range(1, round(1 / THRESHOLD_STEP)))
 #: the run's sub-folder for files the app writes (nothing else of the run is ever written)
 CACHE_FOLDER = RunFolder.APP_CACHE_NAME
 #: bumped when the cache file's content changes meaning

@@ -32,7 +32,7 @@ from medseg.app.cohort import (
     stale,
 )
 from medseg.app.run_cards import RunCard
-from medseg.app.scoring import binarize, score_volume
+from medseg.app.scoring import score_volume
 from medseg.app.slice_view import EMPTY_SLICE_NOTE, Display, slice_metrics, slice_view
 from medseg.app.text import code_span, escape_markdown
 from medseg.app.widgets import (
@@ -54,6 +54,7 @@ from medseg.app.widgets import (
 )
 from medseg.data.lgg import Patient
 from medseg.errors import MedsegError
+from medseg.metrics import binarize
 
 #: the subsets of a run's split.json, in the views' order
 SPLIT_CHOICES = ("test", "val", "train")

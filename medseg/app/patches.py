@@ -16,8 +16,13 @@ from typing import Any
 import numpy as np
 import torch
 
-from medseg.data.pcam import inspect_pcam_split, open_h5, pcam_files
-from medseg.demo.pcam import CENTRE as PCAM_CENTRE
+from medseg.data.pcam import (
+    LABEL_REGION_SIZE,
+    inspect_pcam_split,
+    label_region,
+    open_h5,
+    pcam_files,
+)
 from medseg.tasks import CLASSIFICATION
 
 #: split label shown in the app -> medseg split name
@@ -58,12 +63,10 @@ def score_patches(probs: np.ndarray, labels: np.ndarray, threshold: float) -> di
 
 
 def outline_centre(
-    patches: np.ndarray, size: int = PCAM_CENTRE, rgb: tuple[int, int, int] = CENTRE_OUTLINE_RGB
+    patches: np.ndarray, size: int = LABEL_REGION_SIZE, rgb: tuple[int, int, int] = CENTRE_OUTLINE_RGB
 ) -> np.ndarray:
-    """Draw the 1-px border of the centre ``size`` x ``size`` square, which PCam's label is about.
-
-    For 96 x 96 patches and size 32 the border is rows and columns 32..63; with an odd margin
-    the square sits one pixel nearer the top-left corner.
+    """Draw the 1-px border of the centre ``size`` x ``size`` square, which PCam's label is about
+    (:func:`medseg.data.pcam.label_region`: rows and columns 32..63 of a 96 x 96 patch).
 
     Args:
         patches: (N, H, W, 3) or (H, W, 3) uint8.
@@ -80,10 +83,8 @@ def outline_centre(
     if patches.ndim not in (3, 4) or patches.shape[-1] != 3:
         raise ValueError(f"expected (N, H, W, 3) or (H, W, 3) patches, got {patches.shape}")
     height, width = patches.shape[-3:-1]
-    if not 1 <= size <= min(height, width):
-        raise ValueError(f"centre size {size} does not fit a {height}x{width} patch")
-    top, left = (height - size) // 2, (width - size) // 2
-    bottom, right = top + size - 1, left + size - 1
+    rows, cols = label_region(height, width, size)
+    top, bottom, left, right = rows.start, rows.stop - 1, cols.start, cols.stop - 1
     out = patches.copy()
     colour = np.asarray(rgb, dtype=patches.dtype)
     out[..., [top, bottom], left : right + 1, :] = colour

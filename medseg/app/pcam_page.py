@@ -21,11 +21,11 @@ from medseg.app.widgets import (
     show_error,
     synthetic_note,
 )
-from medseg.data.pcam import inspect_pcam_split, pcam_files
+from medseg.data.pcam import LABEL_REGION_SIZE, inspect_pcam_split, pcam_files
 from medseg.engine import patch_probabilities
 from medseg.engine.checkpoint import LoadedModel
 from medseg.errors import MedsegError
-from medseg.metrics.classification import confusion_counts, roc_curve
+from medseg.metrics import binarize, roc_curve, sample_confusion_counts
 
 PATCHES_PER_BATCH = 64
 PATCH_GRID_COLUMNS = 8
@@ -51,7 +51,8 @@ def count_slider(column, size: int) -> int:
 
 
 def roc_chart(probs: np.ndarray, labels: np.ndarray, scores: dict) -> None:
-    """The ROC curve, with the operating point of the threshold (``scores``: the meter's)."""
+    """The ROC curve, with the operating point of the threshold (``scores``: the meter's, whose
+    AUC is the area under this curve)."""
     fpr, tpr, _ = roc_curve(probs, labels)
     point = {"fpr": 1 - scores["specificity"], "tpr": scores["sensitivity"]}
     axis = {"type": "quantitative", "scale": {"domain": [0, 1]}}
@@ -68,7 +69,7 @@ def roc_chart(probs: np.ndarray, labels: np.ndarray, scores: dict) -> None:
 
 def confusion_table(probs: np.ndarray, labels: np.ndarray, threshold: float) -> None:
     """The 2x2 confusion matrix at the threshold (rows: label; columns: prediction)."""
-    counts = confusion_counts(probs, labels, threshold)
+    counts = sample_confusion_counts(probs, labels, threshold)
     st.table(pd.DataFrame(
         {"predicted tumour": [counts["tp"], counts["fp"]], "predicted normal": [counts["fn"], counts["tn"]]},
         index=pd.Index(["label tumour", "label normal"]),
@@ -122,13 +123,15 @@ def pcam_view(loaded: LoadedModel, checkpoint: CheckpointKey, threshold: float) 
         st.caption(f"Confusion matrix at p ≥ {threshold:.2f}")
         confusion_table(probs, labels, threshold)
     st.caption("Under each patch: ✓ right or ✗ wrong, the predicted probability, the label. The "
-               "outlined centre 32×32 square is what a PCam label describes.")
+               f"outlined centre {LABEL_REGION_SIZE}×{LABEL_REGION_SIZE} square is what a PCam label "
+               "describes.")
     order = st.radio("Order", ["As stored", "Worst first"], horizontal=True, key="pcam_order")
     shown = np.arange(len(probs))
     if order == "Worst first":
         shown = np.argsort(-np.abs(probs - labels), kind="stable")
     grid = st.columns(PATCH_GRID_COLUMNS)
+    predicted = binarize(probs, threshold)
     for slot, index in enumerate(shown[: PATCH_GRID_COLUMNS * 4]):
-        correct = (probs[index] >= threshold) == bool(labels[index])
+        correct = predicted[index] == labels[index]
         picture(grid[slot % PATCH_GRID_COLUMNS], outline_centre(patches[index]),
                 f"{'✓' if correct else '✗'} {probs[index]:.2f} · {'tumour' if labels[index] else 'normal'}")

@@ -51,11 +51,6 @@ def read_patient_slices(patient: Patient) -> PatientSlices:
                          np.stack(images), np.stack(masks))
 
 
-def binarize(probs: np.ndarray, threshold: float) -> np.ndarray:
-    """Masks in {0, 1} (uint8): probability >= threshold."""
-    return (np.asarray(probs) >= threshold).astype(np.uint8)
-
-
 def score_volume(
     probs: np.ndarray, masks: np.ndarray, name: str, slice_numbers: Sequence[int], threshold: float
 ) -> dict[str, Any]:

@@ -11,7 +11,6 @@ from typing import Literal, cast
 import numpy as np
 import streamlit as st
 
-from medseg.app.scoring import binarize
 from medseg.app.viewer import (
     SEQUENCE_CHANNELS,
     compose,
@@ -22,6 +21,7 @@ from medseg.app.viewer import (
 )
 from medseg.app.widgets import EXPERT, area_metric, legend, picture, score_text
 from medseg.imaging.palette import ERROR_KINDS, PREDICTED, LegendEntry
+from medseg.metrics import binarize
 
 EMPTY_SLICE_NOTE = (
     "Dice and IoU per slice: 1 when neither the reference nor the model marks tumour, 0 when "

@@ -23,6 +23,7 @@ from typing import cast
 import streamlit as st
 
 from medseg.app import settings
+from medseg.app.cohort import THRESHOLD_STEP, THRESHOLDS
 from medseg.app.curves import curve_label, history_frames
 from medseg.app.lgg_page import VIEWS, Scorer, case_view, cohort_view, open_cases, runs_view
 from medseg.app.pcam_page import pcam_view
@@ -39,6 +40,7 @@ from medseg.app.widgets import (
 )
 from medseg.engine.checkpoint import LoadedModel
 from medseg.errors import MedsegError
+from medseg.metrics import DEFAULT_THRESHOLD
 from medseg.tasks import SEGMENTATION
 
 NOTICE = (
@@ -90,7 +92,8 @@ def pick_run() -> tuple[RunCard, float, list[RunCard]] | None:
         if names:
             st.radio("Checkpoint", names, horizontal=True, key=f"checkpoint:{run.name}")
         threshold = st.slider(
-            "Probability threshold", 0.05, 0.95, 0.5, 0.05, key="threshold",
+            "Probability threshold", THRESHOLDS[0], THRESHOLDS[-1], DEFAULT_THRESHOLD, THRESHOLD_STEP,
+            key="threshold",
             help="A pixel (or patch) is tumour when its probability is at least this. "
                  "Moving it re-scores at once; the model is not run again.",
         )

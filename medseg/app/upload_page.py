@@ -12,7 +12,7 @@ import numpy as np
 import streamlit as st
 
 from medseg.app import settings
-from medseg.app.scoring import binarize, score_volume
+from medseg.app.scoring import score_volume
 from medseg.app.slice_view import EMPTY_SLICE_NOTE, Display, slice_metrics, slice_view
 from medseg.app.text import escape_markdown
 from medseg.app.uploads import (
@@ -38,6 +38,7 @@ from medseg.engine.checkpoint import LoadedModel
 from medseg.errors import MedsegError
 from medseg.imaging.nifti import Volume
 from medseg.imaging.sequences import SEQUENCE_TITLES, SEQUENCES
+from medseg.metrics import binarize
 from medseg.predict import (
     DICOM_SEG,
     MASK_NIFTI,

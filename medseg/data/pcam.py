@@ -28,9 +28,33 @@ from medseg.errors import DataError
 
 #: medseg split name -> the split name in PCam's file names.
 PCAM_SPLITS = {"train": "train", "val": "valid", "test": "test"}
-PATCH_SHAPE = (96, 96, 3)
+#: side of a PCam patch in pixels: patches are (PATCH_SIZE, PATCH_SIZE, 3) uint8
+PATCH_SIZE = 96
+#: side of the centre square a PCam label describes (tumour tissue in it or not)
+LABEL_REGION_SIZE = 32
+PATCH_SHAPE = (PATCH_SIZE, PATCH_SIZE, 3)
 LABEL_SHAPE = (1, 1, 1)
 _CHUNK_CACHE_BYTES = 32 * 2**20
+
+
+def label_region(
+    height: int = PATCH_SIZE, width: int = PATCH_SIZE, size: int = LABEL_REGION_SIZE
+) -> tuple[slice, slice]:
+    """The rows and columns of the centre ``size`` x ``size`` square of a patch, the region
+    a PCam label is about: rows and columns 32..63 of a 96 x 96 patch. With an odd margin the
+    square sits one pixel nearer the top-left corner.
+
+    Raises:
+        ValueError: when the square is empty or bigger than the patch.
+
+    Example:
+        >>> label_region()
+        (slice(32, 64, None), slice(32, 64, None))
+    """
+    if not 1 <= size <= min(height, width):
+        raise ValueError(f"centre size {size} does not fit a {height}x{width} patch")
+    top, left = (height - size) // 2, (width - size) // 2
+    return slice(top, top + size), slice(left, left + size)
 
 
 def pcam_file_name(split: str, kind: str) -> str:

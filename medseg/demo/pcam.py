@@ -31,14 +31,18 @@ from scipy import ndimage
 from skimage import data as skdata
 from skimage.color import rgb2hed
 
-from medseg.data.pcam import PCAM_SPLITS, pcam_file_name
+from medseg.data.pcam import (
+    LABEL_REGION_SIZE,
+    PATCH_SIZE,
+    PCAM_SPLITS,
+    label_region,
+    pcam_file_name,
+)
 from medseg.demo.marker import start_demo
 from medseg.files import atomic_path, write_text
 
 SPLIT_SIZES = {"train": 768, "val": 192, "test": 192}
 CELL = 128
-PATCH = 96
-CENTRE = 32
 
 README = """\
 # medseg demo data: PatchCamelyon format (HDF5)
@@ -93,12 +97,12 @@ def _sample_patches(
 ) -> np.ndarray:
     """``n`` patches (n, 96, 96, 3) uint8 whose centre regions lie inside ``cells``."""
     chosen = np.array(cells)[rng.integers(len(cells), size=n)]
-    margin = CENTRE * 1.25 * np.sqrt(2) / 2  # the rotated, scaled centre region stays inside
+    margin = LABEL_REGION_SIZE * 1.25 * np.sqrt(2) / 2  # the rotated, scaled centre region stays inside
     centres = chosen * CELL + rng.uniform(margin, CELL - margin, size=(n, 2))
     angles, scales = rng.uniform(0, 2 * np.pi, size=n), rng.uniform(0.8, 1.25, size=n)
     flips = np.where(rng.random(n) < 0.5, -1.0, 1.0)
     gains = rng.uniform(0.95, 1.05, size=(n, 1, 1, 3))
-    grid = np.arange(PATCH) - (PATCH - 1) / 2
+    grid = np.arange(PATCH_SIZE) - (PATCH_SIZE - 1) / 2
     rows, cols = np.meshgrid(grid, grid, indexing="ij")
     cos, sin = (scales * np.cos(angles))[:, None, None], (scales * np.sin(angles))[:, None, None]
     cols = cols[None] * flips[:, None, None]
@@ -113,9 +117,9 @@ def _sample_patches(
 
 
 def _centre_haematoxylin(patches: np.ndarray) -> np.ndarray:
-    lo = (PATCH - CENTRE) // 2
-    centres = patches[:, lo : lo + CENTRE, lo : lo + CENTRE]
-    return rgb2hed(centres)[..., 0].mean(axis=(1, 2))
+    """Mean haematoxylin density of each patch's labelled centre region."""
+    rows, cols = label_region()
+    return rgb2hed(patches[:, rows, cols])[..., 0].mean(axis=(1, 2))
 
 
 def _write_h5(path: Path, key: str, array: np.ndarray) -> None:

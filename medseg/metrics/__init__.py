@@ -1,28 +1,38 @@
-"""Metrics: Dice / IoU per slice and per patient from confusion counts, classification scores.
-
-``confusion_counts`` here is the segmentation one (pixel counts per image); the classification
-counts at a threshold are :func:`medseg.metrics.classification.confusion_counts`.
+"""Metrics: the decision rule (:mod:`medseg.metrics.threshold`), Dice / IoU per slice and per
+patient from pixel confusion counts, classification scores from sample confusion counts and
+the ROC curve.
 """
 
 from __future__ import annotations
 
-from medseg.metrics.classification import ClassificationMeter, roc_curve
+from medseg.metrics.classification import (
+    ClassificationMeter,
+    roc_auc,
+    roc_curve,
+    sample_confusion_counts,
+)
 from medseg.metrics.segmentation import (
     SegmentationMeter,
-    confusion_counts,
     dice_from_counts,
     dice_score,
     iou_from_counts,
     iou_score,
+    pixel_confusion_counts,
 )
+from medseg.metrics.threshold import DEFAULT_THRESHOLD, binarize, check_threshold
 
 __all__ = [
+    "DEFAULT_THRESHOLD",
     "ClassificationMeter",
     "SegmentationMeter",
-    "confusion_counts",
+    "binarize",
+    "check_threshold",
     "dice_from_counts",
     "dice_score",
     "iou_from_counts",
     "iou_score",
+    "pixel_confusion_counts",
+    "roc_auc",
     "roc_curve",
+    "sample_confusion_counts",
 ]

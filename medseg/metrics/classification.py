@@ -1,16 +1,19 @@
-"""Binary classification metrics: accuracy, sensitivity, specificity and ROC AUC (MONAI),
-the confusion counts at a threshold and the ROC curve.
+"""Binary classification metrics: accuracy, sensitivity, specificity and ROC AUC, the sample
+confusion counts at a threshold and the ROC curve. The AUC is the area under the ROC curve
+that :func:`roc_curve` returns (the one the app draws), so the two always agree.
 
 Example:
     >>> meter = ClassificationMeter()
     >>> meter.update(torch.tensor([0.9, 0.2, 0.6]), torch.tensor([1, 0, 0]))
     >>> meter.compute()["accuracy"]
     0.6666666666666666
-    >>> confusion_counts([0.9, 0.2, 0.6], [1, 0, 0], threshold=0.5)
+    >>> sample_confusion_counts([0.9, 0.2, 0.6], [1, 0, 0], threshold=0.5)
     {'tp': 1, 'fp': 1, 'tn': 1, 'fn': 0}
     >>> fpr, tpr, thresholds = roc_curve([0.9, 0.2, 0.6], [1, 0, 0])
     >>> fpr.tolist(), tpr.tolist()
     ([0.0, 0.0, 0.5, 1.0], [0.0, 1.0, 1.0, 1.0])
+    >>> roc_auc([0.9, 0.2, 0.6], [1, 0, 0])
+    1.0
 """
 
 from __future__ import annotations
@@ -19,6 +22,8 @@ from collections.abc import Sequence
 
 import numpy as np
 import torch
+
+from medseg.metrics.threshold import DEFAULT_THRESHOLD, binarize, check_threshold
 
 #: what the functions here take: a tensor, an array or a list, (B,) or (B, 1)
 Scores = torch.Tensor | np.ndarray | Sequence[float]
@@ -43,8 +48,10 @@ def _checked(probs: Scores, labels: Scores) -> tuple[torch.Tensor, torch.Tensor]
     return probs_flat, labels_flat
 
 
-def confusion_counts(probs: Scores, labels: Scores, threshold: float = 0.5) -> dict[str, int]:
-    """True/false positives and negatives at ``threshold``: the decision rule of this module.
+def sample_confusion_counts(
+    probs: Scores, labels: Scores, threshold: float = DEFAULT_THRESHOLD
+) -> dict[str, int]:
+    """True/false positive and negative samples at ``threshold`` (:func:`binarize`'s rule).
 
     Args:
         probs: positive-class probabilities (B,) or (B, 1): tensor, array or list. Compared in
@@ -59,7 +66,7 @@ def confusion_counts(probs: Scores, labels: Scores, threshold: float = 0.5) -> d
         ValueError: on mismatched lengths, bad shapes or labels other than 0 and 1.
     """
     probs_flat, labels_flat = _checked(probs, labels)
-    predicted = probs_flat >= threshold
+    predicted = binarize(probs_flat, threshold)
     positive = labels_flat == 1
     return {
         "tp": int((predicted & positive).sum()),
@@ -73,9 +80,9 @@ def roc_curve(probs: Scores, labels: Scores) -> tuple[np.ndarray, np.ndarray, np
     """The ROC curve: one point per distinct probability, tied probabilities as one step.
 
     Point ``i`` holds the rates when a sample is positive iff its probability is
-    ``>= thresholds[i]`` (the rule of :func:`confusion_counts`). The first threshold is
+    ``>= thresholds[i]`` (the rule of :func:`sample_confusion_counts`). The first threshold is
     ``inf`` (point (0, 0)); the last is the smallest probability (point (1, 1)). Every point is
-    kept (no thinning of collinear points). ``np.trapezoid(tpr, fpr)`` is the ROC AUC, ties
+    kept (no thinning of collinear points). The area under it is :func:`roc_auc`, ties
     counting half.
 
     With one class only, the rate of the missing class is undefined: NaN at every point (no
@@ -110,6 +117,20 @@ def roc_curve(probs: Scores, labels: Scores) -> tuple[np.ndarray, np.ndarray, np
     return fpr, tpr, np.append(np.inf, scores[ends])
 
 
+def roc_auc(probs: Scores, labels: Scores) -> float:
+    """The area under :func:`roc_curve` (trapezoids: a tied positive-negative pair counts
+    half), i.e. the share of positive-negative pairs ranked in the right order.
+
+    Returns:
+        the AUC; NaN when only one class is present.
+
+    Raises:
+        ValueError: as :func:`roc_curve`.
+    """
+    fpr, tpr, _ = roc_curve(probs, labels)
+    return float(np.sum(np.diff(fpr) * (tpr[1:] + tpr[:-1]) / 2))
+
+
 class ClassificationMeter:
     """Accumulate (probability, label) pairs; report accuracy, sensitivity, specificity, AUC.
 
@@ -118,10 +139,13 @@ class ClassificationMeter:
 
     Args:
         threshold: a sample is predicted positive when its probability is ``>= threshold``.
+
+    Raises:
+        MedsegError: a threshold outside (0, 1) (:func:`check_threshold`).
     """
 
-    def __init__(self, threshold: float = 0.5) -> None:
-        self.threshold = threshold
+    def __init__(self, threshold: float = DEFAULT_THRESHOLD) -> None:
+        self.threshold = check_threshold(threshold)
         self.reset()
 
     def reset(self) -> None:
@@ -147,27 +171,24 @@ class ClassificationMeter:
         """Scores over every sample added.
 
         Returns:
-            ``accuracy``, ``auc`` (MONAI ``compute_roc_auc``; NaN with one class),
+            ``accuracy``, ``auc`` (:func:`roc_auc`; NaN with one class),
             ``sensitivity`` (TP / positives), ``specificity`` (TN / negatives), ``n``,
             ``n_positive``.
 
         Raises:
             ValueError: when no sample was added.
         """
-        from monai.metrics import compute_roc_auc
-
         if not self._probs:
             raise ValueError("ClassificationMeter.compute(): no samples were added")
         probs = torch.tensor(self._probs)
         labels = torch.tensor(self._labels)
-        counts = confusion_counts(probs, labels, self.threshold)
+        counts = sample_confusion_counts(probs, labels, self.threshold)
         n_positive = counts["tp"] + counts["fn"]
         n_negative = counts["tn"] + counts["fp"]
         nan = float("nan")
-        both_classes = n_positive > 0 and n_negative > 0
         return {
             "accuracy": (counts["tp"] + counts["tn"]) / len(labels),
-            "auc": float(torch.as_tensor(compute_roc_auc(probs, labels))) if both_classes else nan,
+            "auc": roc_auc(probs, labels),
             "sensitivity": counts["tp"] / n_positive if n_positive else nan,
             "specificity": counts["tn"] / n_negative if n_negative else nan,
             "n": len(labels),

@@ -24,6 +24,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from medseg.metrics.threshold import DEFAULT_THRESHOLD, binarize, check_threshold
+
 
 def dice_from_counts(tp: int, fp: int, fn: int) -> float:
     """Dice ``2TP / (2TP + FP + FN)``; 1.0 when there is nothing to find and nothing found."""
@@ -35,7 +37,7 @@ def iou_from_counts(tp: int, fp: int, fn: int) -> float:
     return 1.0 if tp + fp + fn == 0 else tp / (tp + fp + fn)
 
 
-def confusion_counts(pred: torch.Tensor, truth: torch.Tensor) -> torch.Tensor:
+def pixel_confusion_counts(pred: torch.Tensor, truth: torch.Tensor) -> torch.Tensor:
     """Per-image (TP, FP, FN) pixel counts of boolean masks (N, ...) as an int64 (N, 3) tensor."""
     pred, truth = pred.flatten(1), truth.flatten(1)
     tp = (pred & truth).sum(1)
@@ -62,7 +64,7 @@ def dice_score(pred: np.ndarray | torch.Tensor, target: np.ndarray | torch.Tenso
     Raises:
         ValueError: when the shapes differ.
     """
-    tp, fp, fn = confusion_counts(*_binary_pair(pred, target))[0].tolist()
+    tp, fp, fn = pixel_confusion_counts(*_binary_pair(pred, target))[0].tolist()
     return dice_from_counts(tp, fp, fn)
 
 
@@ -76,7 +78,7 @@ def iou_score(pred: np.ndarray | torch.Tensor, target: np.ndarray | torch.Tensor
     Raises:
         ValueError: when the shapes differ.
     """
-    tp, fp, fn = confusion_counts(*_binary_pair(pred, target))[0].tolist()
+    tp, fp, fn = pixel_confusion_counts(*_binary_pair(pred, target))[0].tolist()
     return iou_from_counts(tp, fp, fn)
 
 
@@ -89,14 +91,17 @@ class SegmentationMeter:
     Args:
         threshold: a pixel is foreground when its probability is ``>= threshold``.
 
+    Raises:
+        MedsegError: a threshold outside (0, 1) (:func:`check_threshold`).
+
     Example:
         >>> meter = SegmentationMeter()
         >>> meter.update(probs, labels, patients=["TCGA_CS_4941"] * 2, slices=[10, 11])
         >>> meter.compute()["patient_dice"]
     """
 
-    def __init__(self, threshold: float = 0.5) -> None:
-        self.threshold = threshold
+    def __init__(self, threshold: float = DEFAULT_THRESHOLD) -> None:
+        self.threshold = check_threshold(threshold)
         self.reset()
 
     def reset(self) -> None:
@@ -146,7 +151,8 @@ class SegmentationMeter:
             if (patient, number) in self._keys or (patient, number) in keys:
                 raise ValueError(f"slice {number} of patient {patient} was already added")
             keys.append((patient, number))
-        counts = confusion_counts(probs_t.detach() >= self.threshold, labels_t.detach() > 0.5)
+        counts = pixel_confusion_counts(binarize(probs_t.detach(), self.threshold),
+                                        labels_t.detach() > 0.5)
         for (patient, number), (tp, fp, fn) in zip(keys, counts.tolist(), strict=True):
             self._rows.append((patient, number, tp, fp, fn))
             self._keys.add((patient, number))

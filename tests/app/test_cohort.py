@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 from medseg.app.cohort import (
+    THRESHOLD_STEP,
     THRESHOLDS,
     CohortCache,
     cohort_frame,
@@ -24,7 +25,7 @@ from medseg.app.cohort import (
 )
 from medseg.app.scoring import score_volume
 from medseg.data.lgg import Patient, Slice
-from medseg.metrics import SegmentationMeter
+from medseg.metrics import DEFAULT_THRESHOLD, SegmentationMeter, check_threshold
 
 
 def patient_arrays(seed: int, n: int = 3, size: int = 8) -> tuple[np.ndarray, np.ndarray]:
@@ -45,6 +46,17 @@ def test_thresholds_are_the_sliders_and_index_by_value():
     assert threshold_index(0.5) == 9 and threshold_index(0.1 + 0.2) == 5  # float noise tolerated
     with pytest.raises(ValueError, match="not one of"):
         threshold_index(0.52)
+
+
+def test_every_position_of_the_slider_is_a_scored_threshold():
+    # the sidebar's slider runs from THRESHOLDS[0] to THRESHOLDS[-1] in steps of THRESHOLD_STEP
+    # and opens on DEFAULT_THRESHOLD: each value it can give indexes its own cohort score
+    positions = round((THRESHOLDS[-1] - THRESHOLDS[0]) / THRESHOLD_STEP) + 1
+    assert positions == len(THRESHOLDS)
+    for k in range(positions):
+        assert threshold_index(THRESHOLDS[0] + k * THRESHOLD_STEP) == k
+    assert THRESHOLDS[threshold_index(DEFAULT_THRESHOLD)] == 0.5
+    assert all(check_threshold(t) == t for t in THRESHOLDS)
 
 
 def test_patient_record_equals_the_case_browser_at_every_threshold():

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from medseg.app.patches import outline_centre
+from medseg.data.pcam import LABEL_REGION_SIZE, PATCH_SHAPE, label_region
 
 CYAN = [0, 229, 255]
 
@@ -50,3 +51,13 @@ def test_bad_shapes_and_sizes_are_refused():
         outline_centre(np.zeros((8, 8, 3), np.uint8), size=9)
     with pytest.raises(ValueError, match="does not fit"):
         outline_centre(np.zeros((8, 8, 3), np.uint8), size=0)
+
+
+def test_the_outline_is_the_border_of_pcam_s_label_region():
+    rows, cols = label_region()
+    assert (rows, cols) == (slice(32, 64), slice(32, 64))
+    assert LABEL_REGION_SIZE == 32 and PATCH_SHAPE == (96, 96, 3)
+    drawn = outline_centre(np.zeros(PATCH_SHAPE, np.uint8)).any(axis=-1)
+    assert drawn[rows, cols].sum() == drawn.sum() == 4 * 32 - 4
+    assert drawn[rows.start, cols].all() and drawn[rows.stop - 1, cols].all()
+    assert drawn[rows, cols.start].all() and drawn[rows, cols.stop - 1].all()

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from medseg.app.patches import read_patches, score_patches
-from medseg.app.scoring import binarize, format_area, read_patient_slices, score_volume
+from medseg.app.scoring import format_area, read_patient_slices, score_volume
 from medseg.data.lgg import list_patients
 
 
@@ -38,8 +38,7 @@ def test_score_volume_hand_computed():
     assert score_volume(probs, masks, "P", [4, 5, 6], threshold=0.85)["per_slice"][0]["pred_pixels"] == 1
 
 
-def test_binarize_and_area_text():
-    assert binarize(np.array([0.49, 0.5, 0.51]), 0.5).tolist() == [0, 1, 1]
+def test_area_text():
     assert format_area(412, None) == "412 px (spacing unknown)"
     assert format_area(412, 0.25) == "412 px (103.0 mm²)"
 

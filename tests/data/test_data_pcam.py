@@ -13,7 +13,7 @@ from monai.data import DataLoader
 
 from medseg.config import DataConfig
 from medseg.data.datasets import build_datasets
-from medseg.data.pcam import LoadPCamPatchd, pcam_files
+from medseg.data.pcam import LABEL_REGION_SIZE, PATCH_SIZE, LoadPCamPatchd, label_region, pcam_files
 from medseg.errors import DataError
 
 
@@ -126,3 +126,22 @@ def test_wrong_shape_and_not_hdf5(pcam):
     (pcam.root / "camelyonpatch_level_2_split_test_x.h5").write_bytes(b"not hdf5")
     with pytest.raises(DataError, match=r"split_test_x\.h5: not a readable HDF5 file"):
         build_datasets(pcam_cfg(pcam.root), seed=0)
+
+
+@pytest.mark.parametrize(("height", "width", "size", "rows", "cols"), [
+    (96, 96, 32, (32, 64), (32, 64)),  # PCam: the centre 32 x 32 of a 96 x 96 patch
+    (8, 8, 4, (2, 6), (2, 6)),
+    (9, 8, 4, (2, 6), (2, 6)),  # odd margin (5): one pixel nearer the top
+    (8, 11, 3, (2, 5), (4, 7)),
+    (5, 5, 5, (0, 5), (0, 5)),
+])
+def test_label_region_is_the_centre_square(height, width, size, rows, cols):
+    assert label_region(height, width, size) == (slice(*rows), slice(*cols))
+
+
+def test_label_region_defaults_to_pcam_and_refuses_a_square_that_does_not_fit():
+    assert label_region() == label_region(PATCH_SIZE, PATCH_SIZE, LABEL_REGION_SIZE)
+    assert (PATCH_SIZE, LABEL_REGION_SIZE) == (96, 32)
+    for size in (0, 9):
+        with pytest.raises(ValueError, match=f"centre size {size} does not fit a 8x8 patch"):
+            label_region(8, 8, size)

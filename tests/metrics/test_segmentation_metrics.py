@@ -10,7 +10,8 @@ from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 from monai.metrics import compute_dice, compute_iou
 
-from medseg.metrics import SegmentationMeter, dice_score, iou_score
+from medseg.errors import MedsegError
+from medseg.metrics import SegmentationMeter, dice_score, iou_score, pixel_confusion_counts
 
 PRED = np.array([[1, 1, 0], [0, 0, 0]])
 GT = np.array([[1, 0, 0], [1, 0, 0]])
@@ -85,6 +86,36 @@ def test_meter_by_hand() -> None:
     assert result["empty_fp_rate"] == 0.5
     assert (result["n_empty_slices"], result["n_empty_fp_slices"]) == (2, 1)
     assert (result["n_slices"], result["n_patients"]) == (5, 2)
+
+
+def test_patient_scores_are_means_not_medians_over_three_patients() -> None:
+    # A: exact (Dice 1, IoU 1). B: slice 1 exact (2 px), slice 2 one false positive ->
+    # pooled TP 2, FP 1, FN 0: Dice 4/5, IoU 2/3 (its slices' mean Dice is 0.5).
+    # C: one pixel predicted beside the one true pixel: TP 0, FP 1, FN 1 -> Dice 0, IoU 0.
+    # Mean Dice (1 + 0.8 + 0) / 3 = 0.6 (the median would be 0.8); mean IoU 5/9 (median 2/3).
+    meter = SegmentationMeter()
+    meter.update(_batch(FULL_ROWS), _labels(FULL_ROWS), ["A"])
+    meter.update(_batch(TWO_PIXELS, ONE_PIXEL), _labels(TWO_PIXELS, EMPTY), ["B", "B"])
+    meter.update(_batch(np.array([[0, 0, 0], [0, 1, 0]])), _labels(ONE_PIXEL), ["C"])
+    result = meter.compute()
+    assert result["per_patient"] == {"A": 1.0, "B": pytest.approx(0.8), "C": 0.0}
+    assert result["patient_dice"] == pytest.approx(0.6)
+    assert result["patient_iou"] == pytest.approx(5 / 9)
+    # slice means: Dice (1 + 1 + 0 + 0) / 4, IoU the same
+    assert (result["dice"], result["iou"]) == (pytest.approx(0.5), pytest.approx(0.5))
+
+
+def test_pixel_confusion_counts_by_hand() -> None:
+    pred = torch.from_numpy(np.stack([PRED, EMPTY, FULL_ROWS])).bool()
+    truth = torch.from_numpy(np.stack([GT, EMPTY, ONE_PIXEL])).bool()
+    # (TP, FP, FN): PRED vs GT (1, 1, 1); empty (0, 0, 0); full vs one pixel (1, 5, 0)
+    assert pixel_confusion_counts(pred, truth).tolist() == [[1, 1, 1], [0, 0, 0], [1, 5, 0]]
+
+
+@pytest.mark.parametrize("threshold", [0.0, 1.0, -0.1, 1.5, float("nan")])
+def test_a_threshold_outside_zero_one_is_refused(threshold) -> None:
+    with pytest.raises(MedsegError, match=r"threshold: .* must be between 0 and 1"):
+        SegmentationMeter(threshold)
 
 
 def test_per_slice_rows_are_sorted_and_complete() -> None:
