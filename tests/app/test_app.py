@@ -32,7 +32,7 @@ from medseg.data.splits import SPLIT_NAMES, read_split_file
 from medseg.engine import load_model, predict_probabilities
 from medseg.engine.lesions import lesion_report
 from medseg.imaging.images import read_mask, read_slice_image
-from medseg.imaging.sequences import load_sequence_mask, load_sequences, plan_sequences
+from medseg.imaging.sequences import SEQUENCES, load_sequence_mask, load_sequences, plan_sequences
 from medseg.metrics import ClassificationMeter, dice_score, iou_score
 from medseg.metrics.classification import confusion_counts
 from medseg.predict import SINGLE_SEQUENCE_MARK, predict_paths
@@ -400,7 +400,7 @@ def sequence_files(tmp_path: Path, images: np.ndarray, masks: np.ndarray,
     """The kaggle slices' channels as pre/flair/post NIfTI files on SEQUENCE_AFFINE's grid (the
     FLAIR as a zipped DICOM series with ``dicom_flair``), and the masks as mask.nii.gz."""
     paths = {}
-    for channel, key in enumerate(("pre", "flair", "post")):
+    for channel, key in enumerate(SEQUENCES):
         paths[key] = tmp_path / f"{key}.nii.gz"
         nib.save(nib.Nifti1Image(images[..., channel].transpose(2, 1, 0), SEQUENCE_AFFINE), paths[key])
     if dicom_flair:
@@ -415,7 +415,7 @@ def upload_sequences(at: AppTest, paths: dict[str, Path]) -> None:
     """Three-sequence mode, each path uploaded under its own name ("upload_sequence_mask" for
     the mask); the uploaders of the keys not given are emptied."""
     at.radio(key="upload_mode").set_value("Three sequences").run()
-    for key in ("pre", "flair", "post", "mask"):
+    for key in (*SEQUENCES, "mask"):
         uploader = at.file_uploader(key="upload_sequence_mask" if key == "mask" else f"upload_{key}")
         path = paths.get(key)
         uploader.set_value((path.name, path.read_bytes(), "application/octet-stream") if path else None)
@@ -428,7 +428,7 @@ def check_sequence_upload(at: AppTest, downloads, segmentation_run: Path, paths:
     """The page's scores, areas, tumour volume and lesion count equal the library's over
     load_sequences(plan_sequences(...)) of the same files; its mask and report downloads
     equal what medseg predict writes for them. Returns the page's report."""
-    sequences = {key: paths[key] for key in ("pre", "flair", "post")}
+    sequences = {key: paths[key] for key in SEQUENCES}
     volume = load_sequences(plan_sequences(sequences))
     images = list(volume.slices)
     probs = library_probabilities(segmentation_run / "best.pt", images)
