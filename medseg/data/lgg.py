@@ -11,7 +11,9 @@ Layout (``kaggle_3m``)::
           ...
 
 Slice numbers ``k`` sort numerically (10 after 9). Hidden entries (``._*`` AppleDouble files,
-``.DS_Store``) and ``__MACOSX`` folders are skipped (:data:`SKIPPED_NAMES`); images are
+``.DS_Store``) and ``__MACOSX`` folders are skipped (:data:`SKIPPED_NAMES`); a slice or mask
+that is not a regular file (a FIFO, a device, a folder) is refused when the patient folder is
+listed (:func:`~medseg.paths.regular_file`), so nothing ever waits on opening it; images are
 decoded only after their header passed :func:`~medseg.imaging.limits.load_image`'s size check.
 
 Example:
@@ -29,6 +31,7 @@ from pathlib import Path
 
 from medseg.errors import DataError
 from medseg.imaging.files import SKIPPED_NAMES, list_folder
+from medseg.paths import regular_file
 
 #: Explains both layouts ``medseg`` reads; part of every "unrecognised folder" error.
 EXPECTED_LAYOUTS = (
@@ -148,7 +151,7 @@ def _patient_slices(folder: Path, skipped: list[Path]) -> list[Slice]:
             )
         if k in target:
             raise DataError(f"{path}: slice {k} appears twice (also {target[k].name})")
-        target[k] = path
+        target[k] = regular_file(path)
     for k, image in images.items():
         if k not in masks:
             raise DataError(f"{image}: image has no mask (expected {folder.name}_{k}_mask.tif)")
@@ -165,9 +168,9 @@ def scan_lgg(root: str | Path) -> LggScan:
     skipping hidden entries and ``__MACOSX`` (:data:`SKIPPED_NAMES`) and recording them.
 
     Raises:
-        DataError: on an unreadable folder, a slice without its mask or the reverse, an
-            unexpected ``.tif`` name, a duplicated slice number or an empty patient folder
-            (the message names the file or folder).
+        DataError: on an unreadable folder, a slice or mask that is not a regular file, a
+            slice without its mask or the reverse, an unexpected ``.tif`` name, a duplicated
+            slice number or an empty patient folder (the message names the file or folder).
     """
     root = find_lgg_root(root)
     skipped = [p for p in list_folder(root) if SKIPPED_NAMES.fullmatch(p.name)]

@@ -24,9 +24,20 @@ Geometry, from the headers alone (file names and InstanceNumber are ignored):
 Values are the stored pixels with RescaleSlope / RescaleIntercept applied (pydicom's
 ``apply_rescale``), as float32.
 
+Only regular files are opened (:func:`~medseg.paths.regular_file`): a FIFO or a device among
+a series' files, or given as the input, is refused by name instead of blocking the process.
+Every read is bounded by what the header declares before the value is read: a header element
+over :data:`DEFERRED_ELEMENT_BYTES` is skipped, not read (and a file's header reads take at most
+:data:`HEADER_BYTES` in all), and the pixel data's declared length is checked against Rows ×
+Columns × BitsAllocated / 8 (uncompressed, plus :data:`PIXEL_SLACK_BYTES`; encapsulated data
+may take :data:`ENCAPSULATED_FACTOR` times that) and against the bytes the file holds, so a
+small (or sparse) file declaring gigabytes is refused without allocating them.
+
 Refused with a :class:`~medseg.errors.DataError` naming the file, before any pixel data is
 decoded: a file that is not DICOM, several series (each listed: UID, SeriesDescription,
-files), multi-frame or colour images, a missing ImagePositionPatient, ImageOrientationPatient
+files), multi-frame or colour images, a NumberOfFrames, SamplesPerPixel or BitsAllocated that is not
+a whole number, a SpacingBetweenSlices or SliceThickness that is not a number, a missing
+ImagePositionPatient, ImageOrientationPatient
 or PixelSpacing, images that differ in size, spacing or orientation, two slices at one
 position, slice positions not evenly spaced (beyond :data:`POSITION_TOLERANCE_MM` +
 :data:`SPACING_RTOL` of the step), Rows × Columns × files over the voxel cap of
@@ -46,23 +57,26 @@ Example:
 
 from __future__ import annotations
 
+import warnings
 import zipfile
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path, PurePosixPath
-from typing import IO
+from typing import IO, Any
 
 import numpy as np
-import pydicom
+from pydicom.dataelem import RawDataElement
 from pydicom.dataset import Dataset
 from pydicom.errors import InvalidDicomError
+from pydicom.filereader import read_partial
 from pydicom.pixels import apply_rescale, get_decoder
 
 from medseg.errors import DataError
 from medseg.imaging.files import SKIPPED_NAMES, list_folder
 from medseg.imaging.limits import VOLUME_VOXELS_ENV, check_volume_shape, max_volume_voxels
+from medseg.paths import regular_file
 
 #: direction cosines of two images (or two inputs) agree within this, per component
 ORIENTATION_TOLERANCE = 1e-3
@@ -75,6 +89,20 @@ DICOM_TO_SLICES = np.array([[2.0, 1.0], [1.0, 1.0], [0.0, 1.0]])
 #: a zip may declare this many uncompressed bytes per voxel of the cap, plus the slack
 ZIP_BYTES_PER_VOXEL = 4
 ZIP_SLACK_BYTES = 64 * 2**20
+#: a header element longer than this is skipped while reading, not read (pydicom's ``defer_size``)
+DEFERRED_ELEMENT_BYTES = 64 * 2**10
+#: the most bytes read from one file besides its pixel data (elements nested in sequences,
+#: which pydicom cannot skip, included)
+HEADER_BYTES = 16 * 2**20
+#: uncompressed pixel data may run this many bytes past Rows x Columns x BitsAllocated / 8
+PIXEL_SLACK_BYTES = 64 * 2**10
+#: encapsulated (compressed) pixel data may take this many times the uncompressed size, + slack
+ENCAPSULATED_FACTOR = 2
+#: the elements that hold pixels, and their bits per pixel (None: BitsAllocated)
+_PIXEL_ELEMENTS = {"PixelData": None, "FloatPixelData": 32, "DoubleFloatPixelData": 64}
+_PIXEL_TAGS = frozenset({0x7FE00010, 0x7FE00008, 0x7FE00009})
+#: the length pydicom reports for an element of undefined length (encapsulated pixel data)
+_UNDEFINED_LENGTH = 0xFFFFFFFF
 #: DICOM's patient axes (LPS) to NIfTI's world axes (RAS)
 _LPS_TO_RAS = np.diag([-1.0, -1.0, 1.0, 1.0])
 
@@ -113,10 +141,36 @@ class DicomVolume:
 
 @dataclass(frozen=True)
 class _Member:
-    """A file of the input: its name in messages and how to open it (binary)."""
+    """A file of the input: its name in messages, how to open it (binary) and its size."""
 
     name: str
     open: Callable[[], IO[bytes]]
+    size: int
+
+
+class _BoundedReader:
+    """A member's open file for pydicom whose reads may take ``budget`` bytes in all: a
+    declared length past it is refused before anything is read (seeks, which skip deferred
+    elements, cost nothing)."""
+
+    def __init__(self, handle: IO[bytes], member: _Member, budget: int) -> None:
+        self._handle, self._member, self.budget = handle, member, budget
+
+    def read(self, size: int | None = -1) -> bytes:
+        wanted = self._member.size - self.tell() if size is None or size < 0 else size
+        if wanted > self.budget:
+            raise DataError(f"{self._member.name}: an element declares {wanted} bytes, over the "
+                            f"{self.budget} left of the bound on what medseg reads from a DICOM "
+                            "file; refused before reading")
+        data = self._handle.read(wanted)
+        self.budget -= len(data)
+        return data
+
+    def seek(self, offset: int, whence: int = 0) -> int:
+        return self._handle.seek(offset, whence)
+
+    def tell(self) -> int:
+        return self._handle.tell()
 
 
 @dataclass(frozen=True)
@@ -138,7 +192,17 @@ def _reason(err: BaseException) -> str:
 
 
 def is_dicom_file(path: str | Path) -> bool:
-    """True when ``path`` is a file with the DICOM marker (``DICM`` at byte 128)."""
+    """True when ``path`` is a regular file with the DICOM marker (``DICM`` at byte 128);
+    False when it is missing, a folder or unreadable.
+
+    Raises:
+        DataError: when ``path`` is a FIFO, a device or a socket (never opened:
+            :func:`~medseg.paths.regular_file`).
+    """
+    path = Path(path)
+    if path.is_dir() or not path.exists():
+        return False
+    regular_file(path)
     try:
         with open(path, "rb") as handle:
             return handle.read(132)[128:] == b"DICM"
@@ -146,8 +210,10 @@ def is_dicom_file(path: str | Path) -> bool:
         return False
 
 
-def _opener(path: Path) -> Callable[[], IO[bytes]]:
-    return lambda: path.open("rb")
+def _file_member(path: Path) -> _Member:
+    """A file of the input, refused unless it is a regular file (never opened otherwise)."""
+    size = regular_file(path).stat().st_size
+    return _Member(str(path), lambda: path.open("rb"), size)
 
 
 def _folder_members(folder: Path) -> list[_Member]:
@@ -158,7 +224,7 @@ def _folder_members(folder: Path) -> list[_Member]:
         if path.is_dir():
             raise DataError(f"{path}: a folder inside the DICOM series folder {folder}; give the "
                             "folder that holds one series' files")
-        members.append(_Member(str(path), _opener(path)))
+        members.append(_file_member(path))
     return members
 
 
@@ -179,7 +245,7 @@ def _zip_members(source: Path, archive: zipfile.ZipFile) -> list[_Member]:
         if parts[-1].upper() == "DICOMDIR":
             continue
         declared += info.file_size
-        members.append(_Member(f"{source}:{info.filename}", partial(archive.open, info)))
+        members.append(_Member(f"{source}:{info.filename}", partial(archive.open, info), info.file_size))
     budget = _zip_budget()
     if declared > budget:
         raise DataError(
@@ -199,44 +265,111 @@ def _nonempty(source: Path, members: list[_Member]) -> list[_Member]:
 @contextmanager
 def _members(source: Path) -> Iterator[list[_Member]]:
     """The files of a folder, zip or single file (a zip stays open while they are read)."""
-    if source.is_file() and source.suffix.lower() == ".zip":
-        try:
-            archive = zipfile.ZipFile(source)
-        except (zipfile.BadZipFile, OSError) as err:
-            raise DataError(f"{source}: cannot read zip ({_reason(err)})") from None
-        with archive:
-            yield _nonempty(source, _zip_members(source, archive))
-    elif source.is_dir():
+    if source.is_dir():
         yield _nonempty(source, _folder_members(source))
-    elif source.is_file():
-        yield [_Member(str(source), _opener(source))]
-    else:
+        return
+    if not source.exists():
         raise DataError(f"{source}: no such file or folder")
+    member = _file_member(source)
+    if source.suffix.lower() != ".zip":
+        yield [member]
+        return
+    try:
+        archive = zipfile.ZipFile(source)
+    except (zipfile.BadZipFile, OSError) as err:
+        raise DataError(f"{source}: cannot read zip ({_reason(err)})") from None
+    with archive:
+        yield _nonempty(source, _zip_members(source, archive))
 
 
-def _read(member: _Member, *, pixels: bool) -> Dataset:
-    """The member's dataset (headers only unless ``pixels``); it keeps no hold on the file
-    (pydicom's ``buffer``: a closed zip member still holds its decompressor).
+class _StopRule:
+    """Where pydicom stops reading a dataset: at its pixel data (``pixels`` False) or just
+    after it, and at an element whose tag does not follow the one before (tags ascend in a
+    dataset: what follows is not DICOM, such as the zeros of a sparse tail)."""
+
+    def __init__(self, pixels: bool) -> None:
+        self._pixels, self._last, self._past_pixels = pixels, -1, False
+
+    def __call__(self, tag: int, vr: str | None, length: int) -> bool:
+        if self._past_pixels or tag <= self._last:
+            return True
+        self._last = tag
+        if tag in _PIXEL_TAGS:
+            self._past_pixels = True
+            return not self._pixels
+        return False
+
+
+def _dcmread(reader: _BoundedReader, *, pixels: bool) -> Dataset:
+    """The dataset pydicom reads through ``reader`` (:class:`_StopRule`), elements over
+    :data:`DEFERRED_ELEMENT_BYTES` skipped (read, bounded, only when asked for while the file is
+    open)."""
+    return read_partial(reader, _StopRule(pixels), defer_size=DEFERRED_ELEMENT_BYTES)  # type: ignore[arg-type]
+
+
+def _not_dicom(member: _Member) -> DataError:
+    return DataError(f"{member.name}: not a DICOM file (no 'DICM' marker at byte 128)")
+
+
+def _read(member: _Member) -> Dataset:
+    """The member's header, read within :data:`HEADER_BYTES`; it keeps no hold on the file
+    (pydicom's ``buffer``: a closed zip member still holds its decompressor), so a skipped
+    element stays unread.
 
     Raises:
-        DataError: naming the member when it is not DICOM or cannot be read.
+        DataError: naming the member when it is not DICOM, cannot be read or declares more
+            than the bound.
     """
     try:
         with member.open() as handle:
-            dataset = pydicom.dcmread(handle, stop_before_pixels=not pixels)
+            dataset = _dcmread(_BoundedReader(handle, member, HEADER_BYTES), pixels=False)
         dataset.buffer = None
         return dataset
+    except DataError:
+        raise
     except InvalidDicomError:
-        raise DataError(f"{member.name}: not a DICOM file (no 'DICM' marker at byte 128)") from None
+        raise _not_dicom(member) from None
     except Exception as err:  # pydicom, zipfile (CRC, encryption) and OS errors
         raise DataError(f"{member.name}: cannot read DICOM ({_reason(err)})") from None
 
 
-def _floats(member: _Member, header: Dataset, keyword: str, count: int) -> np.ndarray:
-    value = header.get(keyword)
+def _value(header: Dataset, keyword: str) -> Any:
+    """A header value (None when absent), without pydicom's warnings on invalid values: the
+    caller refuses those in its own words.
+
+    Raises:
+        TypeError, ValueError, OverflowError: when pydicom cannot convert the stored value.
+    """
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return header.get(keyword)
+
+
+def _whole(member: _Member, header: Dataset, keyword: str, default: int) -> int:
+    """A whole-number header value, at least 0 (``default`` when absent or empty).
+
+    Raises:
+        DataError: naming the file and the value when it is not a whole number.
+    """
+    value: Any = "(unreadable)"
     try:
+        value = _value(header, keyword)
+        if value is None or value == "":
+            return default
+        number = int(str(value).strip())
+    except (TypeError, ValueError, OverflowError):
+        raise DataError(f"{member.name}: {keyword} {str(value)[:40]!r} is not a whole "
+                        "number") from None
+    if number < 0:
+        raise DataError(f"{member.name}: {keyword} {number} is negative")
+    return number
+
+
+def _floats(member: _Member, header: Dataset, keyword: str, count: int) -> np.ndarray:
+    try:
+        value = _value(header, keyword)
         numbers = np.array([float(v) for v in value], dtype=float) if value is not None else None
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):
         numbers = None
     if numbers is None or numbers.shape != (count,) or not np.isfinite(numbers).all():
         raise DataError(f"{member.name}: no usable {keyword} ({count} numbers); cannot place the "
@@ -267,14 +400,14 @@ def _image(member: _Member, header: Dataset) -> _Image:
     Raises:
         DataError: naming the file.
     """
-    frames = int(header.get("NumberOfFrames") or 1)
+    frames = _whole(member, header, "NumberOfFrames", 1)
     if frames > 1:
         raise DataError(f"{member.name}: a multi-frame image ({frames} frames); expected one file "
                         "per slice")
     if "Rows" not in header or "Columns" not in header:
         kind = getattr(header.get("SOPClassUID"), "name", "unknown SOP class")
         raise DataError(f"{member.name}: holds no image ({kind})")
-    samples = int(header.get("SamplesPerPixel") or 1)
+    samples = _whole(member, header, "SamplesPerPixel", 1)
     photometric = str(header.get("PhotometricInterpretation", "MONOCHROME2"))
     if samples != 1 or photometric != "MONOCHROME2":
         raise DataError(f"{member.name}: a {photometric} image with {samples} sample(s) per pixel; "
@@ -324,12 +457,31 @@ def _check_alike(first: _Image, image: _Image) -> None:
                         f"{other}'s {first.cosines.tolist()}; a series is one stack of parallel slices")
 
 
+def _one_slice_thickness(image: _Image) -> float:
+    """The step of a one-slice series: SpacingBetweenSlices, else SliceThickness, else 1 mm
+    (a value of 0 counts as absent).
+
+    Raises:
+        DataError: naming the file when the value is not a finite number.
+    """
+    for keyword in ("SpacingBetweenSlices", "SliceThickness"):
+        value: Any = "(unreadable)"
+        try:
+            value = _value(image.header, keyword)
+            thickness = abs(float(value)) if value not in (None, "") else 0.0
+        except (TypeError, ValueError, OverflowError):
+            thickness = np.nan
+        if not np.isfinite(thickness):
+            raise DataError(f"{image.member.name}: {keyword} {str(value)[:40]!r} is not a number")
+        if thickness > 0:
+            return thickness
+    return 1.0
+
+
 def _slice_step(source: Path, images: list[_Image], normal: np.ndarray) -> np.ndarray:
     """The step (LPS mm) between consecutive sorted slices, checked to be even."""
     if len(images) == 1:
-        header = images[0].header
-        thickness = header.get("SpacingBetweenSlices") or header.get("SliceThickness") or 1.0
-        return normal * abs(float(thickness))
+        return normal * _one_slice_thickness(images[0])
     positions = np.array([image.position for image in images])
     steps = np.diff(positions, axis=0)
     along = steps @ normal
@@ -357,7 +509,7 @@ def _slice_step(source: Path, images: list[_Image], normal: np.ndarray) -> np.nd
 
 def _scan(source: Path, members: list[_Member]) -> tuple[DicomSeries, list[_Image]]:
     """Check the headers and sort the slices (module docstring); no pixel data is read."""
-    headers = _one_series(source, [(member, _read(member, pixels=False)) for member in members])
+    headers = _one_series(source, [(member, _read(member)) for member in members])
     images = [_image(member, header) for member, header in headers]
     first = images[0]
     check_volume_shape(source, (first.columns, first.rows, len(images)))
@@ -396,14 +548,58 @@ def scan_dicom_series(path: str | Path) -> DicomSeries:
         return _scan(source, members)[0]
 
 
+def _pixel_bytes(image: _Image, dataset: Dataset) -> int:
+    """The bytes the (skipped, unread) pixel data of ``dataset`` may take, its declared length
+    checked against the image's size and the bytes the file holds (module docstring).
+
+    Raises:
+        DataError: naming the file when no pixel data is present, or it declares more than
+            the image needs or the file holds.
+    """
+    member = image.member
+    keyword = next((keyword for keyword in _PIXEL_ELEMENTS if keyword in dataset), None)
+    if keyword is None:
+        raise DataError(f"{member.name}: holds no pixel data")
+    element = dataset.get_item(keyword, keep_deferred=True)
+    if not isinstance(element, RawDataElement) or element.value is not None:
+        return 0  # short enough to have been read with the header
+    bits = _PIXEL_ELEMENTS[keyword] or _whole(member, dataset, "BitsAllocated", 0)
+    expected = -(-image.rows * image.columns * bits // 8)  # one frame, one sample (checked)
+    remaining = member.size - element.value_tell
+    shape = f"{image.rows}x{image.columns} pixels of {bits} bits take {expected}"
+    if element.length == _UNDEFINED_LENGTH:
+        bound = ENCAPSULATED_FACTOR * expected + PIXEL_SLACK_BYTES
+        if remaining > bound:
+            raise DataError(f"{member.name}: its encapsulated {keyword} may take {remaining} bytes "
+                            f"(to the end of the file), over {bound} ({shape}); refused before reading")
+        return remaining
+    if element.length > expected + expected % 2 + PIXEL_SLACK_BYTES:
+        raise DataError(f"{member.name}: {keyword} declares {element.length} bytes, but {shape}; "
+                        "refused before reading")
+    if element.length > remaining:
+        raise DataError(f"{member.name}: cannot decode the pixel data ({keyword} declares "
+                        f"{element.length} bytes, the file holds {remaining} after its header: "
+                        "truncated)")
+    return int(element.length)
+
+
 def _pixels(image: _Image) -> np.ndarray:
-    """One slice's pixels (Rows, Columns), rescaled, as float32."""
-    name = image.member.name
-    dataset = _read(image.member, pixels=True)
+    """One slice's pixels (Rows, Columns), rescaled, as float32; the pixel data is read only
+    after :func:`_pixel_bytes` bounded it."""
+    member = image.member
+    name = member.name
     try:
-        stored = dataset.pixel_array
-        values = np.asarray(apply_rescale(stored, dataset), dtype=np.float32)
-    except Exception as err:  # truncated data, a decoder failing
+        with member.open() as handle:
+            reader = _BoundedReader(handle, member, HEADER_BYTES)
+            dataset = _dcmread(reader, pixels=True)
+            reader.budget += _pixel_bytes(image, dataset)
+            stored = dataset.pixel_array
+            values = np.asarray(apply_rescale(stored, dataset), dtype=np.float32)
+    except DataError:
+        raise
+    except InvalidDicomError:
+        raise _not_dicom(member) from None
+    except Exception as err:  # truncated data, a decoder failing, zipfile and OS errors
         raise DataError(f"{name}: cannot decode the pixel data ({_reason(err)})") from None
     if values.shape != (image.rows, image.columns):
         raise DataError(f"{name}: pixel data of shape {values.shape}, the header declares "

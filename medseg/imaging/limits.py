@@ -30,6 +30,7 @@ from pathlib import Path
 from PIL import Image
 
 from medseg.errors import ConfigError, DataError
+from medseg.paths import regular_file
 
 DEFAULT_MAX_IMAGE_PIXELS = 25_000_000
 DEFAULT_MAX_VOLUME_VOXELS = 100_000_000
@@ -74,7 +75,7 @@ def max_volume_voxels() -> int:
 
 
 def check_image_size(path: str | Path, size: tuple[int, int], *, frames: bool = False) -> None:
-    """Refuse an image whose header declares too many pixels or several frames.
+    """Refuse an image whose header declares no pixel, too many pixels or several frames.
 
     Args:
         path: the file (named in the message).
@@ -82,9 +83,11 @@ def check_image_size(path: str | Path, size: tuple[int, int], *, frames: bool = 
         frames: True when the file holds more than one frame (multi-page TIFF, animation).
 
     Raises:
-        DataError: over :func:`max_image_pixels`, or several frames.
+        DataError: no pixel, over :func:`max_image_pixels`, or several frames.
     """
     width, height = size
+    if width < 1 or height < 1:
+        raise DataError(f"{path}: the image declares {width}x{height} pixels; there is no image")
     limit = max_image_pixels()
     if width * height > limit:
         raise DataError(
@@ -96,16 +99,20 @@ def check_image_size(path: str | Path, size: tuple[int, int], *, frames: bool = 
 
 
 def check_volume_shape(path: str | Path, shape: Sequence[int]) -> None:
-    """Refuse a volume whose header declares more voxels than :func:`max_volume_voxels`.
+    """Refuse a volume whose header declares no voxel or more than :func:`max_volume_voxels`.
 
     Raises:
-        DataError: naming the file, its shape and the limit.
+        DataError: naming the file, its shape and, when too large, the limit.
     """
+    declared = "x".join(str(int(n)) for n in shape)
+    if min((int(n) for n in shape), default=0) < 1:
+        raise DataError(f"{path}: the volume declares shape {declared}, holding no voxel; there is "
+                        "no image")
     voxels = math.prod(int(n) for n in shape)
     limit = max_volume_voxels()
     if voxels > limit:
         raise DataError(
-            f"{path}: the volume declares shape {'x'.join(str(int(n)) for n in shape)} = {voxels} "
+            f"{path}: the volume declares shape {declared} = {voxels} "
             f"voxels, over the limit of {limit} ({VOLUME_VOXELS_ENV}); refused before reading"
         )
 
@@ -124,17 +131,20 @@ def _bomb_error(path: Path, err: Image.DecompressionBombError) -> DataError:
 def load_image(path: str | Path) -> Image.Image:
     """Open an image file lazily, check its header (:func:`check_image_size`), then decode it.
 
+    Only a regular file is opened (:func:`~medseg.paths.regular_file`): a FIFO would block the
+    open forever, a device would read without end.
+
     Returns:
         the decoded PIL image (its file closed), in the mode stored.
 
     Raises:
-        DataError: naming the file when it is missing, unreadable, truncated, too large or
-            holds several frames.
+        DataError: naming the file when it is missing, not a regular file, unreadable,
+            truncated, empty, too large or holds several frames.
 
     Example:
         >>> pixels = np.asarray(load_image("slice.tif"))
     """
-    path = Path(path)
+    path = regular_file(path)
     unreadable = f"{path}: cannot read {_FORMAT_NAMES.get(path.suffix.lower(), 'image')}"
     try:
         with warnings.catch_warnings():

@@ -17,9 +17,14 @@ kaggle_3m training slices: a channel whose voxels are all integers within 0..255
 is (a volume built from kaggle_3m pixels reads back exactly), any other is rescaled robustly
 (0.5th..99.5th percentile over the whole volume to 0..255).
 
-Headers are checked before any voxel is read (the voxel cap of :mod:`medseg.imaging.limits`, an
-affine that maps the voxel axes onto three world axes); volumes holding NaN or infinite
-voxels are refused rather than silently zeroed.
+Only a regular file is opened (:func:`~medseg.paths.regular_file`: a FIFO would block
+forever). Headers are checked before any voxel is read: the voxel cap of
+:mod:`medseg.imaging.limits` (and at least one voxel), one real number per voxel (RGB24 and
+complex voxels are refused), finite ``scl_slope`` / ``scl_inter``, an affine that maps the voxel
+axes onto three world axes. Stored NaN or infinite voxels (registration tools pad with NaN) read
+as background and are counted (:attr:`Volume.nonfinite_voxels`); a volume holding nothing else
+is refused. Voxel values that scaling makes infinite, or that lie beyond float32's range (the
+precision intensities are normalised in), are refused rather than silently zeroed.
 
 Example:
     >>> volume = load_volume("flair.nii.gz")
@@ -35,14 +40,19 @@ from pathlib import Path
 
 import nibabel as nib
 import numpy as np
+from nibabel.arrayproxy import ArrayProxy
+from nibabel.openers import ImageOpener
 from nibabel.orientations import apply_orientation, axcodes2ornt, io_orientation, ornt_transform
 
 from medseg.errors import DataError
 from medseg.files import atomic_path
 from medseg.imaging.limits import check_volume_shape
+from medseg.paths import regular_file
 
 #: Slice-stack axes: inferior->Superior, anterior->Posterior (rows), right->Left (columns).
 SLICE_AXCODES = ("S", "P", "L")
+#: the largest magnitude a voxel may have: intensities are normalised in float32
+FLOAT32_MAX = float(np.finfo(np.float32).max)
 
 
 @dataclass
@@ -121,15 +131,42 @@ def inverse_transform(ornt: np.ndarray) -> np.ndarray:
     return inverse
 
 
+def _check_voxel_type(path: Path, image: nib.Nifti1Image) -> None:
+    """Refuse voxels that are not one real number each (RGB24, RGBA32, complex)."""
+    dtype = image.get_data_dtype()
+    if dtype.fields is not None or dtype.kind not in "biuf":
+        code = int(image.header["datatype"])
+        raise DataError(f"{path}: stores voxels of NIfTI datatype {code} "
+                        f"({image.header.get_value_label('datatype')}); expected one grey value per "
+                        "voxel (an integer or floating-point datatype)")
+
+
+def _check_scaling(path: Path, image: nib.Nifti1Image) -> None:
+    """Refuse an infinite ``scl_slope`` or ``scl_inter``, read from the header as stored (nibabel
+    ignores such a slope; NaN or 0 mean "not scaled" and pass)."""
+    header_class = type(image.header)
+    try:
+        with ImageOpener(str(path)) as handle:
+            stored = header_class(handle.read(header_class.sizeof_hdr), check=False)
+        slope, inter = float(stored["scl_slope"]), float(stored["scl_inter"])
+    except Exception as err:  # a header nibabel read a moment ago: damaged or changed since
+        raise DataError(f"{path}: cannot read NIfTI ({err})") from None
+    for name, value in (("scl_slope", slope), ("scl_inter", inter)):
+        if np.isinf(value):
+            raise DataError(f"{path}: {name} is {value:g}; the voxel values cannot be scaled")
+
+
 def open_nifti(path: Path) -> nib.Nifti1Image:
-    """The NIfTI image at ``path``, its header only: voxel count and affine checked.
+    """The NIfTI image at ``path``, its header only: voxel count and type, scaling and affine
+    checked (module docstring).
 
     Raises:
-        DataError: naming the file when it is missing, not NIfTI, over
-            :func:`~medseg.imaging.limits.max_volume_voxels` or has an unusable affine.
+        DataError: naming the file when it is missing or not a regular file, not NIfTI, holds
+            no voxel or more than :func:`~medseg.imaging.limits.max_volume_voxels`, stores
+            voxels that are not one real number each, has an infinite scaling or an unusable
+            affine.
     """
-    if not path.is_file():
-        raise DataError(f"{path}: no such file")
+    path = regular_file(path)
     try:
         image = nib.load(path)
     except Exception as err:  # nibabel raises many types for damaged files
@@ -137,6 +174,8 @@ def open_nifti(path: Path) -> nib.Nifti1Image:
     if not isinstance(image, nib.Nifti1Image):
         raise DataError(f"{path}: not a NIfTI file (.nii or .nii.gz)")
     check_volume_shape(path, image.shape)
+    _check_voxel_type(path, image)
+    _check_scaling(path, image)
     affine = image.affine
     if not np.isfinite(affine).all() or np.isnan(io_orientation(affine)).any():
         raise DataError(
@@ -146,32 +185,62 @@ def open_nifti(path: Path) -> nib.Nifti1Image:
     return image
 
 
+def _scaling(image: nib.Nifti1Image) -> tuple[float, float]:
+    """The (slope, intercept) nibabel applies when reading ``image``'s voxels."""
+    return float(getattr(image.dataobj, "slope", 1.0)), float(getattr(image.dataobj, "inter", 0.0))
+
+
+def _stored_nonfinite(image: nib.Nifti1Image) -> int:
+    """How many voxels are NaN or infinite as stored, before scaling."""
+    proxy = image.dataobj
+    if not isinstance(proxy, ArrayProxy):  # voxels in memory: nothing scaled them
+        return 0
+    stored = np.asanyarray(proxy.get_unscaled())
+    if not np.issubdtype(stored.dtype, np.floating):
+        return 0
+    return int(stored.size - np.count_nonzero(np.isfinite(stored)))
+
+
+def _out_of_range(path: Path, image: nib.Nifti1Image, peak: float) -> DataError:
+    slope, inter = _scaling(image)
+    scaled = f" once scaled by scl_slope {slope:g} and scl_inter {inter:g}" if (slope, inter) != (1.0, 0.0) else ""
+    return DataError(f"{path}: voxel values reach {peak:.3g}{scaled}, beyond the float32 range "
+                     f"(±{FLOAT32_MAX:.3g}) intensities are computed in; refused, not read as zeros")
+
+
 def read_voxels(path: Path, image: nib.Nifti1Image) -> tuple[np.ndarray, int]:
     """The voxel array of ``image`` (scaled as stored), NaN and infinite voxels replaced by
     the lowest finite intensity (background: registration tools pad with NaN), and how many
     there were.
 
     Raises:
-        DataError: when the data cannot be read, or holds no finite voxel at all (an image of
-            nothing, which a model would still segment).
+        DataError: when the data cannot be read, holds no finite voxel at all (an image of
+            nothing, which a model would still segment), or values beyond float32's range
+            (:data:`FLOAT32_MAX`), stored or made so by scaling (a voxel that scaling makes
+            infinite is not NaN padding).
     """
     try:
         data = np.asanyarray(image.dataobj)
     except Exception as err:  # truncated or damaged data
         raise DataError(f"{path}: cannot read NIfTI ({err})") from None
     if not np.issubdtype(data.dtype, np.floating):
-        return data, 0
+        return data, 0  # integers, unscaled: finite and within float32's range
     finite = np.isfinite(data)
     nonfinite = int(data.size - np.count_nonzero(finite))
-    if nonfinite == 0:
-        return data, 0
+    if nonfinite and _scaling(image) != (1.0, 0.0) and _stored_nonfinite(image) < nonfinite:
+        raise _out_of_range(path, image, np.inf)
     if nonfinite == data.size:
         nan = int(np.isnan(data).sum())
         raise DataError(
             f"{path}: every voxel is NaN or infinite ({nan} NaN, {data.size - nan} infinite); "
             "there is no image to segment"
         )
-    return np.where(finite, data, data[finite].min()), nonfinite
+    if nonfinite:
+        data = np.where(finite, data, data[finite].min())
+    peak = max(abs(float(data.min())), abs(float(data.max())))
+    if peak > FLOAT32_MAX:
+        raise _out_of_range(path, image, peak)
+    return data, nonfinite
 
 
 def _channels(path: Path, shape: tuple[int, ...]) -> int:
