@@ -34,7 +34,7 @@ from medseg.engine.lesions import lesion_report
 from medseg.imaging.images import read_mask, read_slice_image
 from medseg.imaging.sequences import SEQUENCES, load_sequence_mask, load_sequences, plan_sequences
 from medseg.metrics import ClassificationMeter, dice_score, iou_score
-from medseg.metrics.classification import confusion_counts
+from medseg.metrics.classification import sample_confusion_counts
 from medseg.predict import SINGLE_SEQUENCE_MARK, predict_paths
 from tests.app.page_driver import (
     FRAME_OF_REFERENCE,
@@ -561,7 +561,7 @@ def test_pcam_mode_scores_match_the_library(monkeypatch, classification_run, tin
     assert shown["Accuracy"] == f"{expected['accuracy']:.3f}"
     assert shown["AUC"] == f"{expected['auc']:.3f}"
     assert len(labels) == 12 and len(at.image) == 12  # every patch of the split, in the grid
-    counts = confusion_counts(probs, labels, 0.5)  # the confusion matrix at the threshold
+    counts = sample_confusion_counts(probs, labels, 0.5)  # the confusion matrix at the threshold
     matrix = at.table[0].value
     assert matrix.to_numpy().tolist() == [[counts["tp"], counts["fn"]], [counts["fp"], counts["tn"]]]
     assert [spec["title"] for spec in chart_specs(at)] == ["ROC curve"]
