@@ -29,10 +29,11 @@ import torch
 from medseg.engine.checkpoint import load_model
 from medseg.engine.distributed import resolve_device
 from medseg.engine.inference import slice_probabilities
-from medseg.errors import CheckpointError, DataError, MedsegError
+from medseg.errors import CheckpointError, DataError
 from medseg.files import write_bytes, write_text
 from medseg.imaging.nifti import Volume, load_volume
 from medseg.imaging.sequences import load_sequences
+from medseg.metrics.threshold import binarize, check_threshold
 from medseg.predict.formats import (
     mask_picture,
     overlay_picture,
@@ -72,12 +73,6 @@ class Prediction:
     dicom_seg_skipped: str | None = None  # why a DICOM input got no SEG
 
 
-def check_threshold(threshold: float) -> None:
-    """Raise :class:`MedsegError` for a threshold outside (0, 1)."""
-    if not 0.0 < threshold < 1.0:
-        raise MedsegError(f"--threshold: {threshold} must be between 0 and 1")
-
-
 def _write_error(path: Path, err: OSError) -> DataError:
     return DataError(f"{path}: cannot write the prediction ({err.strerror or err})")
 
@@ -102,7 +97,7 @@ class Predictor:
     """
 
     def __init__(self, model: torch.nn.Module, image_size: int, threshold: float = 0.5) -> None:
-        check_threshold(threshold)
+        check_threshold(threshold, "--threshold")
         self.model = model
         self.image_size = image_size
         self.threshold = threshold
@@ -116,7 +111,7 @@ class Predictor:
             CheckpointError: for an unreadable or classification checkpoint.
             MedsegError: for an unknown device or a threshold outside (0, 1).
         """
-        check_threshold(threshold)
+        check_threshold(threshold, "--threshold")
         loaded = load_model(checkpoint, device=resolve_device(device, option="--device"))
         if loaded.task != SEGMENTATION.name:
             raise CheckpointError(
@@ -134,7 +129,7 @@ class Predictor:
         for indices in by_size.values():
             probs = slice_probabilities(self.model, [images[i] for i in indices], self.image_size)
             for index, prob in zip(indices, probs, strict=True):
-                masks[index] = (prob >= self.threshold).astype(np.uint8)
+                masks[index] = binarize(prob, self.threshold)
         return masks
 
     def predict(self, jobs: Sequence[Job]) -> list[Prediction]:
@@ -276,7 +271,7 @@ def predict_paths(
             are written; for an output that cannot be written.
         MedsegError: for a threshold outside (0, 1).
     """
-    check_threshold(threshold)
+    check_threshold(threshold, "--threshold")
     jobs = plan_jobs(inputs, Path(out_dir), sequences=sequences, single_sequence=single_sequence,
                      overwrite=overwrite)
     return Predictor.from_checkpoint(checkpoint, threshold=threshold, device=device).predict(jobs)
