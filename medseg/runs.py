@@ -210,9 +210,14 @@ class RunFolder:
         """What a run writes once an epoch is done (a fresh start refuses a folder holding any)."""
         return tuple(self.path / name for name in self.RESULT_NAMES)
 
+    @property
+    def tensorboard_dir(self) -> Path:
+        """Where TensorBoard's event files go: the run folder itself."""
+        return self.path
+
     def tensorboard_events(self) -> list[Path]:
-        """TensorBoard's event files in the folder, by name."""
-        return sorted(self.path.glob(self.TENSORBOARD_PATTERN))
+        """TensorBoard's event files, by name."""
+        return sorted(self.tensorboard_dir.glob(self.TENSORBOARD_PATTERN))
 
     def read_history(self) -> list[dict[str, float]]:
         """``history.csv`` as numbers, one dict per epoch (:func:`parse_history`).

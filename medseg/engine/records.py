@@ -44,7 +44,9 @@ def reporting_write_errors(path: str | Path) -> Iterator[None]:
 
 
 def write_history(rows: Sequence[dict[str, Any]], path: str | Path) -> None:
-    """Write one CSV row per epoch; the columns are the union of the rows' keys, in order.
+    """Write one CSV row per epoch; the columns are the union of the rows' keys, in order (a
+    row without a column leaves its cell empty). Read back by
+    :meth:`medseg.runs.RunFolder.read_history`.
 
     Raises:
         MedsegError: when the file cannot be written.

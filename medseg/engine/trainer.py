@@ -160,7 +160,7 @@ def _train(cfg: Config, ctx: DistContext, resume: bool, callbacks: list[TrainCal
         progress.message(f"resuming {run_dir} after epoch {state.epoch} (step {state.global_step})")
     # on resume, TensorBoard drops what the interrupted epoch logged after the checkpoint
     purge_step = state.global_step + 1 if resume else None
-    writer = SummaryWriter(str(run_dir), purge_step=purge_step) if ctx.is_main else None
+    writer = SummaryWriter(str(run.tensorboard_dir), purge_step=purge_step) if ctx.is_main else None
     task = get_task(cfg.task)
     metric = task.selection_metric
 

@@ -10,6 +10,7 @@ import textwrap
 import torch
 
 from medseg.engine import load_checkpoint
+from medseg.runs import RunFolder
 
 SCRIPT = textwrap.dedent('''
     import sys
@@ -53,7 +54,7 @@ def test_two_cpu_ranks_end_with_identical_weights(tiny_lgg, tmp_path, lgg_settin
     for name, tensor in rank0.items():
         assert torch.equal(saved["model"][name], tensor), name
     # rank 0 alone writes: one TensorBoard file, one epoch line
-    assert len(list(run_dir.glob("events.out.tfevents.*"))) == 1
+    assert len(RunFolder(run_dir).tensorboard_events()) == 1
     assert done.stderr.count("epoch 1/1  train_loss") == 1
     # rank 0 alone held the run folder's lock (rank 1 would have been refused) and removed it
     assert not (run_dir / ".medseg.lock").exists()
