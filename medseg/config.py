@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import datetime
+import math
 import os
 import types
 import typing
@@ -22,7 +24,73 @@ import yaml
 from medseg.errors import ConfigError
 from medseg.files import write_text
 from medseg.optim.settings import ZNORM_DEFAULTS, Granularity, check_znorm_settings
+from medseg.paths import plain_name
 from medseg.tasks import TaskName, task_for_format
+
+#: the largest ``seed``: numpy seeds its generator with 0 <= seed < 2**32, and MONAI's
+#: ``set_determinism`` reduces any seed modulo 2**32
+MAX_SEED = 2**32 - 1
+#: the channels of every image medseg trains on: LGG slices (pre-contrast, FLAIR,
+#: post-contrast) and PCam patches are RGB, and so is every upload the app and predict give
+IMAGE_CHANNELS = 3
+#: the largest ``data.image_size``: one 4096 x 4096 RGB slice is 200 MB as float32 before
+#: the network's activations; LGG slices are 256 x 256
+MAX_IMAGE_SIZE = 4096
+#: the largest count that has no natural bound (epochs, steps, samples): a C ``int``, which
+#: every torch and numpy argument takes
+MAX_COUNT = 2**31 - 1
+#: YAML 1.1 reads these words as booleans (in files and in ``--set`` values alike)
+_YAML_BOOLEAN_WORDS = {True: ("yes", "true", "on"), False: ("no", "false", "off")}
+
+
+@dataclass(frozen=True)
+class Range:
+    """The values a number setting may take; the rule :func:`config_from_dict` applies.
+
+    Attributes:
+        low: the smallest value (``None``: no lower bound); excluded when ``low_open``.
+        high: the largest value (``None``: no upper bound); excluded when ``high_open``.
+        multiple_of: the value must be a multiple of this.
+        why: appended to the message when the value is refused.
+    """
+
+    low: float | None = None
+    high: float | None = None
+    low_open: bool = False
+    high_open: bool = False
+    multiple_of: int | None = None
+    why: str = ""
+
+    def check(self, value: float, key: str) -> None:
+        """Raise a one-line ConfigError naming ``key`` and the bound ``value`` breaks.
+
+        Example:
+            >>> Range(low=0, low_open=True, high=1).check(2.0, "train.lr_gamma")
+            Traceback (most recent call last):
+            medseg.errors.ConfigError: train.lr_gamma must be <= 1, got 2.0
+        """
+        if self.low is not None and self.low == self.high:
+            rule = f"be {self.low}" if value != self.low else ""
+        elif self.low is not None and (value <= self.low if self.low_open else value < self.low):
+            rule = f"be {'>' if self.low_open else '>='} {self.low}"
+        elif self.high is not None and (value >= self.high if self.high_open else value > self.high):
+            rule = f"be {'<' if self.high_open else '<='} {self.high}"
+        elif self.multiple_of is not None and value % self.multiple_of:
+            rule = f"be a multiple of {self.multiple_of}"
+        else:
+            rule = ""
+        if rule:
+            raise ConfigError(f"{key} must {rule}, got {_shown(value)}{self.why}")
+
+
+def setting(default: Any, **bounds: Any) -> Any:
+    """A dataclass field holding ``default`` whose values must lie in ``Range(**bounds)``."""
+    return field(default=default, metadata={"range": Range(**bounds)})
+
+
+def checked_by(default: Any, rule: str) -> Any:
+    """A dataclass field whose values a rule outside this module checks (named for readers)."""
+    return field(default=default, metadata={"checked_by": rule})
 
 
 @dataclass
@@ -31,14 +99,14 @@ class DataConfig:
 
     format: Literal["lgg", "pcam"] = "lgg"
     root: str = "demo_data/lgg"
-    image_size: int = 256
-    val_fraction: float = 0.1
-    test_fraction: float = 0.1
+    image_size: int = setting(256, low=32, high=MAX_IMAGE_SIZE, multiple_of=32)  # U-Net: 5 halvings
+    val_fraction: float = setting(0.1, low=0, high=1, high_open=True)
+    test_fraction: float = setting(0.1, low=0, high=1, high_open=True)
     split_file: str | None = None  # reuse a split written by an earlier run
     augment: bool = True
     cache: bool = False  # MONAI CacheDataset for the deterministic part of the pipeline
-    num_workers: int = 2
-    max_samples: int | None = None  # cap per split (PCam subsets, quick runs)
+    num_workers: int = setting(2, low=0, high=256)
+    max_samples: int | None = setting(None, low=1, high=MAX_COUNT)  # cap per split (PCam subsets, quick runs)
 
 
 @dataclass
@@ -48,9 +116,11 @@ class ModelConfig:
     arch: Literal["unet", "resnet", "deep_resnet"] = "unet"
     encoder: str = "resnet50"
     encoder_weights: str | None = None  # None, "imagenet" (cached copy only) or a local file
-    in_channels: int = 3
-    depth: int = 20  # deep_resnet: residual blocks
-    width: int = 32  # deep_resnet: channels
+    in_channels: int = setting(IMAGE_CHANNELS, low=IMAGE_CHANNELS, high=IMAGE_CHANNELS,
+                               why=": LGG slices and PCam patches are RGB images, and only 3 "
+                                   "channels reach the model end to end")
+    depth: int = setting(20, low=1, high=1000)  # deep_resnet: residual blocks
+    width: int = setting(32, low=1, high=1024)  # deep_resnet: channels
     bgn: bool = False  # a backward-gradient-normalization node after every residual block / decoder stage
 
 
@@ -59,38 +129,42 @@ class OptimConfig:
     """The optimizer from :func:`medseg.optim.build_optimizer`."""
 
     name: str = "adam+znorm"
-    lr: float = 1e-3
-    weight_decay: float = 0.0
-    momentum: float = 0.9  # sgd only
+    lr: float = setting(1e-3, low=0, low_open=True)
+    weight_decay: float = setting(0.0, low=0)
+    momentum: float = setting(0.9, low=0, high=1, high_open=True)  # sgd only
     granularity: Granularity = ZNORM_DEFAULTS.granularity  # znorm
-    eps: float = ZNORM_DEFAULTS.eps  # znorm / blocknorm (Adam keeps its own eps)
-    min_ndim: int = ZNORM_DEFAULTS.min_ndim  # znorm / blocknorm
-    max_norm: float = 1.0  # adam+clip
-    clip_factor: float = 0.01  # adam+agc: largest gradient / weight norm ratio per unit
+    # znorm / blocknorm (Adam keeps its own eps)
+    eps: float = checked_by(ZNORM_DEFAULTS.eps, "medseg.optim.settings.check_znorm_settings")
+    min_ndim: int = checked_by(ZNORM_DEFAULTS.min_ndim, "medseg.optim.settings.check_znorm_settings")
+    max_norm: float = setting(1.0, low=0, low_open=True)  # adam+clip
+    # adam+agc: largest gradient / weight norm ratio per unit
+    clip_factor: float = setting(0.01, low=0, low_open=True)
 
 
 @dataclass
 class TrainConfig:
     """The training loop."""
 
-    epochs: int = 10
-    batch_size: int = 8
-    accumulate: int = 1
+    epochs: int = setting(10, low=1, high=MAX_COUNT)
+    batch_size: int = setting(8, low=1, high=4096)
+    accumulate: int = setting(1, low=1, high=MAX_COUNT)
     scheduler: Literal["cosine", "step", "none"] = "cosine"  # stepped per optimizer step
-    warmup_epochs: int = 0  # linear warmup from lr/steps to lr
-    lr_step_epochs: int | None = None  # step: decay every N epochs (default: a third of them)
-    lr_gamma: float = 0.1  # step: the decay factor
+    warmup_epochs: int = setting(0, low=0, high=MAX_COUNT)  # linear warmup from lr/steps to lr
+    lr_step_epochs: int | None = setting(None, low=1, high=MAX_COUNT)  # step: decay every N epochs (default: a third of them)
+    lr_gamma: float = setting(0.1, low=0, low_open=True, high=1)  # step: the decay factor
     amp: Literal["auto", "bf16", "fp16", "off"] = "auto"  # auto: bf16 on GPU, off on CPU
     channels_last: Literal["auto", "on", "off"] = "auto"  # auto: on for GPU
     compile: bool = False
     device: str = "auto"  # auto, cpu, cuda, cuda:1
     deterministic: bool = True
-    max_steps_per_epoch: int | None = None
-    log_every: int = 10
+    max_steps_per_epoch: int | None = setting(None, low=1, high=MAX_COUNT)
+    log_every: int = setting(10, low=1, high=MAX_COUNT)
     log_grad_stats: bool = False
-    target_metric: float | None = None  # epochs-to-target in compare reports
-    divergence_factor: float | None = 1000.0  # stop when a step loss exceeds this x the lowest smoothed loss (null: off)
-    max_nonfinite_steps: int = 10  # consecutive steps with non-finite gradients skipped before stopping
+    target_metric: float | None = setting(None, low=0, high=1)  # epochs-to-target in compare reports
+    # stop when a step loss exceeds this x the lowest smoothed loss (null: off)
+    divergence_factor: float | None = setting(1000.0, low=1, low_open=True,
+                                              why=" (or null to turn the check off)")
+    max_nonfinite_steps: int = setting(10, low=0, high=MAX_COUNT)  # consecutive steps with non-finite gradients skipped before stopping
 
 
 @dataclass
@@ -105,7 +179,7 @@ class OutputConfig:
 class Config:
     """A whole run. ``task`` follows from ``data.format``."""
 
-    seed: int = 0
+    seed: int = setting(0, low=0, high=MAX_SEED)
     data: DataConfig = field(default_factory=DataConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
@@ -125,6 +199,21 @@ class Config:
         return asdict(self)
 
 
+def _shown(value: Any) -> str:
+    """``repr(value)``, cut to 80 characters: a message stays one short line."""
+    text = repr(value)
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
+def _literal_word(value: Any, allowed: tuple[Any, ...]) -> Any:
+    """The allowed word that YAML 1.1 read as the boolean ``value`` (``off`` -> False ->
+    ``"off"``), when exactly one allowed word reads so; else ``value`` unchanged."""
+    if not isinstance(value, bool):
+        return value
+    words = [word for word in allowed if isinstance(word, str) and word.lower() in _YAML_BOOLEAN_WORDS[value]]
+    return words[0] if len(words) == 1 else value
+
+
 def _check_value(value: Any, annotation: Any, where: str) -> Any:
     """Return ``value`` converted to ``annotation`` or raise ConfigError naming ``where``."""
     origin = typing.get_origin(annotation)
@@ -140,30 +229,37 @@ def _check_value(value: Any, annotation: Any, where: str) -> Any:
                 return _check_value(value, option, where)
             except ConfigError as err:
                 errors.append(str(err))
-        raise ConfigError(errors[0] if errors else f"{where}: invalid value {value!r}")
+        raise ConfigError(errors[0] if errors else f"{where}: invalid value {_shown(value)}")
     if origin is Literal:
         allowed = typing.get_args(annotation)
-        if value not in allowed:
-            raise ConfigError(f"{where}: {value!r} is not one of {', '.join(map(repr, allowed))}")
+        value = _literal_word(value, allowed)
+        if isinstance(value, bool) or value not in allowed:
+            raise ConfigError(f"{where}: {_shown(value)} is not one of {', '.join(map(repr, allowed))}")
         return value
     if annotation is bool:
         if not isinstance(value, bool):
-            raise ConfigError(f"{where}: expected true or false, got {value!r}")
+            raise ConfigError(f"{where}: expected true or false, got {_shown(value)}")
         return value
     if annotation is int:
         if isinstance(value, bool) or not isinstance(value, int):
-            raise ConfigError(f"{where}: expected an integer, got {value!r}")
+            raise ConfigError(f"{where}: expected an integer, got {_shown(value)}")
         return value
     if annotation is float:
         if isinstance(value, str):  # YAML 1.1 reads "1e-4" (no dot) as a string
             with contextlib.suppress(ValueError):
                 value = float(value)
         if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise ConfigError(f"{where}: expected a number, got {value!r}")
+            raise ConfigError(f"{where}: expected a number, got {_shown(value)}")
+        if not math.isfinite(value):
+            raise ConfigError(f"{where}: expected a finite number, got {value}")
         return float(value)
     if annotation is str:
         if not isinstance(value, str):
-            raise ConfigError(f"{where}: expected a string, got {value!r}")
+            scalar = isinstance(value, (int, float, datetime.date))  # YAML typed a bare word
+            hint = " (put it in quotes to keep it as text)" if scalar else ""
+            raise ConfigError(f"{where}: expected a string, got {_shown(value)}{hint}")
+        if not value.strip():
+            raise ConfigError(f"{where}: an empty string; leave the key out (or null where allowed)")
         return value
     raise ConfigError(f"{where}: unsupported type {annotation}")
 
@@ -172,35 +268,44 @@ def _build(cls: type, raw: Any, where: str) -> Any:
     if not isinstance(raw, dict):
         raise ConfigError(f"{where}: expected a mapping of keys, got {type(raw).__name__}")
     hints = typing.get_type_hints(cls)
-    valid = {f.name for f in fields(cls)}
-    unknown = sorted(set(raw) - valid)
+    known = {f.name: f for f in fields(cls)}
+    # keys of any YAML type (1, null, a date) sort by their text: no comparison error
+    unknown = sorted((key for key in raw if not isinstance(key, str) or key not in known), key=str)
     if unknown:
         prefix = f"{where}." if where else ""
         raise ConfigError(
-            f"unknown key {prefix}{unknown[0]}; valid keys{' of ' + where if where else ''}: "
-            f"{', '.join(sorted(valid))}"
+            f"unknown key {prefix}{str(unknown[0])[:80]}; valid keys{' of ' + where if where else ''}: "
+            f"{', '.join(sorted(known))}"
         )
     kwargs = {}
     for name, value in raw.items():
         key = f"{where}.{name}" if where else name
         if dataclasses.is_dataclass(hints[name]):
             kwargs[name] = _build(hints[name], value, key)
-        else:
-            kwargs[name] = _check_value(value, hints[name], key)
+            continue
+        kwargs[name] = _check_value(value, hints[name], key)
+        bounds = known[name].metadata.get("range")
+        if bounds is not None and kwargs[name] is not None:
+            bounds.check(kwargs[name], key)
     return cls(**kwargs)
 
 
 def config_from_dict(raw: dict[str, Any]) -> Config:
     """Build and validate a :class:`Config`.
 
-    A leading ``~`` in ``data.root``, ``data.split_file`` and ``output.dir`` is expanded to
-    the home folder (shells leave ``--set data.root=~/data`` unexpanded).
+    Every value is checked by type, then by the :class:`Range` its field declares, then by
+    the rules that tie settings together; ``output.run_name`` must be a plain folder name
+    (:func:`medseg.paths.plain_name`): the run is written to ``models/<run_name>``. A leading
+    ``~`` in ``data.root``, ``data.split_file`` and ``output.dir`` is expanded to the home
+    folder (shells leave ``--set data.root=~/data`` unexpanded).
 
     Raises:
-        ConfigError: on an unknown key (the message lists the valid ones) or a wrong type.
+        ConfigError: one line naming the key: an unknown key (the message lists the valid
+            ones), a wrong type, a value out of range, or settings that do not go together.
     """
     cfg = _build(Config, raw, "")
-    _check_ranges(cfg)
+    plain_name(cfg.output.run_name, "output.run_name")
+    _check_combinations(cfg)
     cfg.data.root = os.path.expanduser(cfg.data.root)
     if cfg.data.split_file is not None:
         cfg.data.split_file = os.path.expanduser(cfg.data.split_file)
@@ -209,35 +314,16 @@ def config_from_dict(raw: dict[str, Any]) -> Config:
     return cfg
 
 
-def _check_ranges(cfg: Config) -> None:
+def _check_combinations(cfg: Config) -> None:
+    """The rules between settings (each value's own range is its field's :class:`Range`)."""
     task = task_for_format(cfg.data.format)
     checks = [
-        (cfg.data.image_size >= 32 and cfg.data.image_size % 32 == 0,
-         "data.image_size must be a multiple of 32 and at least 32"),
-        (0 <= cfg.data.val_fraction < 1 and 0 <= cfg.data.test_fraction < 1
-         and cfg.data.val_fraction + cfg.data.test_fraction < 1,
-         "data.val_fraction and data.test_fraction must be in [0, 1) and sum below 1"),
-        (cfg.data.num_workers >= 0, "data.num_workers must be >= 0"),
-        (cfg.data.max_samples is None or cfg.data.max_samples > 0, "data.max_samples must be > 0"),
-        (cfg.optim.lr > 0, "optim.lr must be > 0"),
-        (cfg.optim.max_norm > 0, "optim.max_norm must be > 0"),
-        (cfg.optim.clip_factor > 0, "optim.clip_factor must be > 0"),
+        (cfg.data.val_fraction + cfg.data.test_fraction < 1,
+         "data.val_fraction + data.test_fraction must be below 1, got "
+         f"{cfg.data.val_fraction} + {cfg.data.test_fraction}"),
         (not (cfg.model.bgn and cfg.train.amp == "fp16"),
          "model.bgn does not work with train.amp fp16: its nodes discard the loss scale that "
          "fp16's GradScaler divides out again; use bf16 or off"),
-        (cfg.train.epochs >= 1, "train.epochs must be >= 1"),
-        (cfg.train.batch_size >= 1, "train.batch_size must be >= 1"),
-        (cfg.train.accumulate >= 1, "train.accumulate must be >= 1"),
-        (cfg.train.warmup_epochs >= 0, "train.warmup_epochs must be >= 0"),
-        (cfg.train.lr_step_epochs is None or cfg.train.lr_step_epochs >= 1,
-         "train.lr_step_epochs must be >= 1"),
-        (0 < cfg.train.lr_gamma <= 1, "train.lr_gamma must be in (0, 1]"),
-        (cfg.train.max_steps_per_epoch is None or cfg.train.max_steps_per_epoch >= 1,
-         "train.max_steps_per_epoch must be >= 1"),
-        (cfg.train.log_every >= 1, "train.log_every must be >= 1"),
-        (cfg.train.divergence_factor is None or cfg.train.divergence_factor > 1,
-         "train.divergence_factor must be > 1 (or null to turn the check off)"),
-        (cfg.train.max_nonfinite_steps >= 0, "train.max_nonfinite_steps must be >= 0"),
         (cfg.model.arch in task.architectures,
          f"model.arch {cfg.model.arch!r} does not serve data.format {cfg.data.format!r} "
          f"({task.name}); choose one of {', '.join(task.architectures)}"),
