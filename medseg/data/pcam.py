@@ -88,20 +88,49 @@ def pcam_files(root: str | Path, split: str) -> tuple[Path, Path]:
 
 @contextmanager
 def open_h5(path: Path, key: str) -> Iterator[h5py.Dataset]:
-    """Open dataset ``key`` of an HDF5 file read-only.
+    """Open dataset ``key`` of an HDF5 file read-only (checked by :func:`stored_dataset`).
 
     Raises:
-        DataError: when the file is not HDF5 or lacks ``key`` (the message lists its keys).
+        DataError: when the file is not HDF5 or ``key`` is not a dataset stored in it.
     """
     try:
         handle = h5py.File(path, "r")
     except OSError as err:
         raise DataError(f"{path}: not a readable HDF5 file ({err})") from None
     with handle:
-        if key not in handle:
-            found = ", ".join(repr(k) for k in handle) or "none"
-            raise DataError(f"{path}: no HDF5 dataset {key!r} (found {found})")
-        yield handle[key]
+        yield stored_dataset(handle, path, key)
+
+
+def stored_dataset(handle: h5py.File, path: Path, key: str) -> h5py.Dataset:
+    """The dataset ``key`` of the open file ``handle``, its data stored in that file.
+
+    PCam's files hold plain datasets: a group, a named type, a broken link, a link into
+    another file, or a dataset whose data lie in other files (external storage, a virtual
+    dataset) is refused, so that reading a patch never opens another file.
+
+    Raises:
+        DataError: naming ``path`` and what ``key`` is instead (for a missing key, the keys
+            the file holds).
+    """
+    link = handle.get(key, getlink=True)
+    if link is None:
+        keys = list(handle)
+        found = ", ".join(repr(k) for k in keys[:5]) + (f" and {len(keys) - 5} more" if len(keys) > 5 else "")
+        raise DataError(f"{path}: no HDF5 dataset {key!r} (found {found or 'none'})")
+    if isinstance(link, h5py.ExternalLink):
+        raise DataError(f"{path}: {key!r} is a link into another file, not a dataset stored in this one")
+    try:
+        item = handle[key]
+    except (KeyError, OSError) as err:
+        detail = " ".join(str(err).split()) or type(err).__name__
+        raise DataError(f"{path}: {key!r} cannot be opened ({detail})") from None
+    if not isinstance(item, h5py.Dataset):
+        kind = "a group" if isinstance(item, h5py.Group) else f"a {type(item).__name__}"
+        raise DataError(f"{path}: {key!r} is {kind}, not a dataset")
+    if item.is_virtual or item.external:
+        raise DataError(f"{path}: dataset {key!r} keeps its data in other files; PCam data must be "
+                        "stored in the file itself")
+    return item
 
 
 def _check_shape(path: Path, dataset: h5py.Dataset, item_shape: tuple[int, ...]) -> int:
@@ -117,11 +146,14 @@ def inspect_pcam_split(x_path: Path, y_path: Path) -> int:
     """Check the keys, shapes and dtypes of one split's files (metadata only); return N.
 
     Raises:
-        DataError: naming the file: not HDF5, wrong dataset key, shape or dtype, or x and y
-            of different lengths.
+        DataError: naming the file: not HDF5, ``x`` or ``y`` not a dataset stored in it
+            (:func:`stored_dataset`), wrong shape or dtype, no patches, or x and y of
+            different lengths.
     """
     with open_h5(x_path, "x") as x:
         n_x = _check_shape(x_path, x, PATCH_SHAPE)
+    if n_x == 0:
+        raise DataError(f"{x_path}: holds no patches")
     with open_h5(y_path, "y") as y:
         n_y = _check_shape(y_path, y, LABEL_SHAPE)
     if n_x != n_y:
@@ -178,7 +210,7 @@ class LoadPCamPatchd:
                 x_file = h5py.File(self.x_path, "r", rdcc_nbytes=_CHUNK_CACHE_BYTES)
             with _read_errors(self.y_path, "open it"):
                 y_file = h5py.File(self.y_path, "r")
-            self._datasets = (x_file["x"], y_file["y"])
+            self._datasets = (stored_dataset(x_file, self.x_path, "x"), stored_dataset(y_file, self.y_path, "y"))
             self._pid = os.getpid()
         return self._datasets
 
@@ -187,7 +219,8 @@ class LoadPCamPatchd:
 
         Raises:
             DataError: naming the file and the index when HDF5 cannot read it (a corrupt
-                chunk, a truncated file, an I/O error).
+                chunk, a truncated file, an I/O error) or the label is not 0 or 1; naming
+                the file when ``x`` or ``y`` is not a dataset stored in it.
         """
         x, y = self._open()
         index = int(data["index"])
@@ -195,6 +228,8 @@ class LoadPCamPatchd:
             patch = x[index]
         with _read_errors(self.y_path, f"read label {index}"):
             label = y[index].reshape(1)
+        if label[0] > 1:
+            raise DataError(f"{self.y_path}: label {int(label[0])} at index {index}; labels must be 0 or 1")
         return {
             **data,
             "index": index,

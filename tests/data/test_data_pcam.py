@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gzip
+import re
 import shutil
 
 import h5py
@@ -145,3 +146,61 @@ def test_label_region_defaults_to_pcam_and_refuses_a_square_that_does_not_fit():
     for size in (0, 9):
         with pytest.raises(ValueError, match=f"centre size {size} does not fit a 8x8 patch"):
             label_region(8, 8, size)
+
+
+# --- issue 22: x or y that is not a dataset stored in its file ------------------------------
+
+
+def _replace_key(path, key, make):
+    """Rewrite ``path`` so that ``key`` is what ``make(file, key)`` puts there."""
+    path.unlink()
+    with h5py.File(path, "w") as f:
+        make(f, key)
+
+
+NOT_A_STORED_DATASET = {
+    "group": (lambda f, k: f.create_group(k).create_dataset(k, data=np.zeros((8, 1, 1, 1), np.uint8)),
+              "{key!r} is a group, not a dataset"),
+    "named type": (lambda f, k: f.__setitem__(k, np.dtype("u1")), "{key!r} is a Datatype, not a dataset"),
+    "broken link": (lambda f, k: f.__setitem__(k, h5py.SoftLink("/nowhere")), "{key!r} cannot be opened"),
+    "link into another file": (lambda f, k: f.__setitem__(k, h5py.ExternalLink("other.h5", "/x")),
+                               "{key!r} is a link into another file"),
+    "external storage": (lambda f, k: f.create_dataset(k, shape=(8, 96, 96, 3), dtype=np.uint8,
+                                                       external=[("/dev/zero", 0, h5py.h5f.UNLIMITED)]),
+                         "dataset {key!r} keeps its data in other files"),
+}
+
+
+@pytest.mark.parametrize("key", ["x", "y"])
+@pytest.mark.parametrize("case", sorted(NOT_A_STORED_DATASET))
+def test_x_or_y_that_is_not_a_dataset_stored_in_the_file_is_named(pcam, case, key):
+    path = pcam.root / f"camelyonpatch_level_2_split_test_{key}.h5"
+    make, problem = NOT_A_STORED_DATASET[case]
+    _replace_key(path, key, make)
+    with pytest.raises(DataError) as err:
+        build_datasets(pcam_cfg(pcam.root), seed=0)
+    assert str(err.value).startswith(f"{path}: {problem.format(key=key)}") and "\n" not in str(err.value)
+    with pytest.raises(DataError, match=re.escape(f"{path}: ")):  # also when read without the check
+        LoadPCamPatchd(*pcam_files(pcam.root, "test"))({"index": 0})
+
+
+def test_an_empty_split_and_a_label_that_is_not_0_or_1_are_named(pcam):
+    x_path, y_path = pcam_files(pcam.root, "val")
+    with h5py.File(y_path, "r+") as f:
+        f["y"][3] = 7
+    with pytest.raises(DataError, match=re.escape(f"{y_path}: label 7 at index 3; labels must be 0 or 1")):
+        LoadPCamPatchd(x_path, y_path)({"index": 3})
+    for path, key, shape in ((x_path, "x", (0, 96, 96, 3)), (y_path, "y", (0, 1, 1, 1))):
+        _replace_key(path, key, lambda f, k, shape=shape: f.create_dataset(k, shape=shape, dtype=np.uint8))
+    with pytest.raises(DataError, match=re.escape(f"{x_path}: holds no patches")):
+        build_datasets(pcam_cfg(pcam.root), seed=0)
+
+
+def test_a_file_with_many_keys_lists_five(pcam):
+    path = pcam.root / "camelyonpatch_level_2_split_valid_x.h5"
+    with h5py.File(path, "w") as f:
+        for i in range(12):
+            f.create_dataset(f"k{i:02d}", data=np.zeros(1, np.uint8))
+    with pytest.raises(DataError, match=re.escape(
+            f"{path}: no HDF5 dataset 'x' (found 'k00', 'k01', 'k02', 'k03', 'k04' and 7 more)")):
+        build_datasets(pcam_cfg(pcam.root), seed=0)

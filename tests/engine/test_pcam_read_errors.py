@@ -55,3 +55,24 @@ def test_training_into_a_corrupt_chunk_exits_2(damaged_pcam, tmp_path, pcam_sett
     err = capsys.readouterr().err
     assert err.startswith(f"medseg: error: {pcam_path(damaged_pcam, 'train', 'x')}: cannot read patch ")
     assert err.count("\n") == 1 and "Traceback" not in err
+
+
+@pytest.fixture
+def pcam_with_a_group_x(tmp_path):
+    """A PCam folder whose training ``x`` is a group holding the patches, not a dataset."""
+    root = write_pcam(tmp_path / "pcam").root
+    path = pcam_path(root, "train", "x")
+    with h5py.File(path, "r") as f:
+        x = f["x"][()]
+    with h5py.File(path, "w") as f:
+        f.create_group("x").create_dataset("patches", data=x)
+    return root
+
+
+def test_data_check_and_train_name_an_x_that_is_a_group(pcam_with_a_group_x, tmp_path, pcam_settings,
+                                                       write_config, capsys):
+    expected = f"medseg: error: {pcam_path(pcam_with_a_group_x, 'train', 'x')}: 'x' is a group, not a dataset\n"
+    config = write_config(pcam_settings(pcam_with_a_group_x, tmp_path / "run"), tmp_path / "run.yaml")
+    for args in (["data", "check", str(pcam_with_a_group_x)], ["train", str(config)]):
+        assert main(args) == 2
+        assert capsys.readouterr().err == expected
