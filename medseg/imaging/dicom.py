@@ -159,9 +159,9 @@ class _BoundedReader:
     def read(self, size: int | None = -1) -> bytes:
         wanted = self._member.size - self.tell() if size is None or size < 0 else size
         if wanted > self.budget:
-            raise DataError(f"{self._member.name}: an element declares {wanted} bytes, over the "
-                            f"{self.budget} left of the bound on what medseg reads from a DICOM "
-                            "file; refused before reading")
+            raise DataError(f"{self._member.name}: declares more data than its image needs (a read "
+                            f"of {wanted} bytes, {self.budget} left of the bound); refused before "
+                            "reading")
         data = self._handle.read(wanted)
         self.budget -= len(data)
         return data

@@ -13,6 +13,7 @@ from medseg.data.check import check_dataset
 from medseg.data.formats import detect_format
 from medseg.engine import evaluation
 from medseg.errors import DataError
+from tests.imaging.hostile import fifo, no_hang
 from tests.support import write_lgg
 
 
@@ -154,3 +155,14 @@ def test_pcam_wrong_label_dtype(pcam):
     with pytest.raises(DataError, match=r"split_train_y\.h5: dataset /y has dtype float32, "
                                         r"expected uint8"):
         check_dataset(pcam.root)
+
+
+def test_data_check_refuses_a_fifo_slice_by_name_without_blocking(tmp_path):
+    lgg = write_lgg(tmp_path / "lgg", {"TCGA_AA_0001_20000101": 2, "TCGA_BB_0002_20010101": 1})
+    pipe = lgg.root / "TCGA_BB_0002_20010101" / "TCGA_BB_0002_20010101_1.tif"
+    pipe.unlink()
+    fifo(pipe)
+    with no_hang(), pytest.raises(DataError) as err:
+        check_dataset(lgg.top)
+    assert str(err.value) == f"{pipe}: not a regular file (a FIFO); medseg reads only regular files"
+    assert detect_format(lgg.top) == "lgg"  # detection reads names only: it does not block either

@@ -11,6 +11,8 @@ import tifffile
 from medseg.data.lgg import find_lgg_root, list_patients, scan_lgg
 from medseg.errors import DataError
 from medseg.imaging.images import read_mask, read_slice_image
+from tests.imaging.hostile import fifo, no_hang
+from tests.support import write_lgg
 
 
 def test_find_lgg_root_accepts_the_top_folder_and_kaggle_3m(lgg):
@@ -157,3 +159,17 @@ def test_an_unreadable_kaggle_3m_folder_is_reported_as_such(lgg, monkeypatch):
             find_lgg_root(lgg.top)
     finally:
         lgg.root.chmod(0o755)
+
+
+@pytest.mark.parametrize("role", ["image", "mask"])
+def test_a_fifo_named_like_a_slice_is_refused_when_listed_without_blocking(tmp_path, role):
+    """``data check``, ``evaluate`` and training list patients first: a FIFO named like a
+    slice is refused there by name, never opened (opening it would wait forever)."""
+    lgg = write_lgg(tmp_path / "lgg", {"TCGA_AA_0001_20000101": 2})
+    folder = lgg.root / "TCGA_AA_0001_20000101"
+    pipe = folder / f"TCGA_AA_0001_20000101_2{'' if role == 'image' else '_mask'}.tif"
+    pipe.unlink()
+    fifo(pipe)
+    with no_hang(), pytest.raises(DataError) as err:
+        scan_lgg(lgg.top)
+    assert str(err.value) == f"{pipe}: not a regular file (a FIFO); medseg reads only regular files"
