@@ -81,6 +81,15 @@ def confined(base: Path, relative: str | PurePath, what: str) -> Path:
     return target
 
 
+def is_regular_file(path: str | Path) -> bool:
+    """True when ``path`` is a regular file (or a link to one), by ``stat`` alone: for
+    probes that must not open a FIFO or a device (is this one of our outputs?)."""
+    try:
+        return stat.S_ISREG(os.stat(path).st_mode)
+    except (OSError, ValueError):
+        return False
+
+
 def regular_file(path: str | Path) -> Path:
     """Return ``path`` when it is a regular file (or a link to one), else refuse it.
 

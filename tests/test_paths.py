@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from medseg.errors import ConfigError, DataError
-from medseg.paths import confined, plain_name, regular_file
+from medseg.paths import confined, is_regular_file, plain_name, regular_file
 
 
 @pytest.mark.parametrize("name", ["demo_lgg", "adam+znorm-seed0", "run-2.b", "A", "x" * 128])
@@ -67,3 +67,13 @@ def test_a_fifo_a_device_a_socket_a_folder_and_nothing_are_refused_without_block
         regular_file(tmp_path)
     with pytest.raises(DataError, match=r"missing: no such file"):
         regular_file(tmp_path / "missing")
+
+
+def test_is_regular_file_probes_without_opening(tmp_path):
+    (tmp_path / "f").write_text("x")
+    os.mkfifo(tmp_path / "fifo")
+    assert is_regular_file(tmp_path / "f")
+    assert not is_regular_file(tmp_path / "fifo")
+    assert not is_regular_file(tmp_path)
+    assert not is_regular_file(tmp_path / "missing")
+    assert not is_regular_file(Path("/dev/null"))

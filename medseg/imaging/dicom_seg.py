@@ -47,6 +47,7 @@ from medseg import __version__
 from medseg.errors import DataError
 from medseg.files import atomic_path
 from medseg.imaging.dicom import DicomSeries
+from medseg.paths import is_regular_file
 
 SEGMENT_LABEL = "Tumour (research model prediction)"
 SERIES_DESCRIPTION = "medseg tumour mask - RESEARCH USE ONLY"
@@ -182,7 +183,9 @@ def segmentation_bytes(seg: hd.seg.Segmentation) -> bytes:
 
 def seg_model_name(path: str | Path) -> str | None:
     """The ManufacturerModelName of the DICOM SEG at ``path`` (header only), or None when it
-    is not a readable DICOM SEG."""
+    is not a readable DICOM SEG (or not a regular file: never opened)."""
+    if not is_regular_file(path):
+        return None
     try:
         header = pydicom.dcmread(path, stop_before_pixels=True)
     except Exception:  # not DICOM, unreadable

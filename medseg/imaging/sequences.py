@@ -68,6 +68,7 @@ from medseg.imaging.nifti import (
     read_voxels,
     slice_transform,
 )
+from medseg.paths import is_regular_file
 
 #: the sequences in channel order (R, G, B of a kaggle_3m slice); the one table of them that
 #: every module reads (CLI flags ``--pre``/``--flair``/``--post``, the app's uploaders and views)
@@ -364,8 +365,10 @@ def load_sequence_mask(path: str | Path, plan: SequencePlan) -> np.ndarray:
 
 def slice_sequences(path: str | Path) -> int | None:
     """The MR sequences a 2-D slice image holds, from its header: 1 for a grey image
-    (:data:`GREY_MODES`), 3 for RGB; None for any other or an unreadable file (the slice
-    reader then says what is wrong)."""
+    (:data:`GREY_MODES`), 3 for RGB; None for any other or an unreadable file, or anything
+    but a regular file (the slice reader then says what is wrong)."""
+    if not is_regular_file(path):
+        return None
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)

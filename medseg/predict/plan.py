@@ -36,6 +36,7 @@ from PIL import Image
 from medseg.errors import DataError
 from medseg.imaging.dicom import DicomSeries, scan_dicom_series
 from medseg.imaging.sequences import Grid, SequencePlan, grid_difference, plan_sequences
+from medseg.paths import is_regular_file
 from medseg.predict.formats import PREDICTION_MARK
 from medseg.predict.inputs import Input, classify_input
 from medseg.predict.outputs import (
@@ -159,7 +160,9 @@ def _seg_sources(plan: SequencePlan) -> DicomSeries:
 def is_prediction(path: Path) -> bool:
     """True when ``path`` is a file written by ``medseg predict`` (see
     :data:`~medseg.predict.formats.PREDICTION_MARK`); only its header is read (a report: the
-    whole file, when under 64 MiB)."""
+    whole file, when under 64 MiB); anything but a regular file is not (never opened)."""
+    if not is_regular_file(path):
+        return False
     name = path.name.lower()
     if name.endswith(".json"):
         return _report_writer(path) == PREDICTION_MARK

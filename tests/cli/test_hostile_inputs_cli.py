@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from PIL import Image
 
 from medseg.cli.main import main
 from tests.imaging.hostile import (
@@ -101,3 +102,21 @@ def test_predict_refuses_a_number_of_frames_that_is_not_a_number(trained_lgg, tm
     path = write_mr_small(tmp_path / "flair.dcm", NumberOfFrames="abc")
     assert _predict(trained_lgg, tmp_path, "--flair", str(path), "--single-sequence") == 2
     _one_line_error(capsys, f"{path}: NumberOfFrames 'abc' is not a whole number")
+
+
+def test_predict_refuses_a_fifo_slice_and_a_fifo_in_out_named_like_an_output(trained_lgg, tmp_path, capsys):
+    pipe = fifo(tmp_path / "in" / "scan.png")
+    assert _predict(trained_lgg, tmp_path, str(pipe)) == 2
+    _one_line_error(capsys, f"{pipe}: {FIFO_REFUSAL}")
+    rng = np.random.default_rng(0)
+    image = tmp_path / "s_1.png"
+    Image.fromarray(rng.integers(0, 256, (40, 40, 3), dtype=np.uint8)).save(image)
+    out = tmp_path / "fifo_out"
+    for name in ("s_1_pred.png", "s_1_pred_overlay.png"):
+        pipe = fifo(out / name)
+        with no_hang():
+            code = main(["predict", str(trained_lgg.run_dir / "best.pt"), str(image), "--out", str(out),
+                         "--overwrite"])
+        assert code == 2
+        assert "exists and was not written by medseg predict" in capsys.readouterr().err
+        pipe.unlink()
