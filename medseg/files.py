@@ -16,6 +16,7 @@ Example:
 from __future__ import annotations
 
 import os
+import re
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -24,6 +25,8 @@ from typing import IO, Any
 
 #: the prefix of every temporary file :func:`atomic_path` creates
 TEMP_PREFIX = ".tmp-"
+#: the name of every temporary file :func:`atomic_path` creates: ``.tmp-<12 hex digits>-<name>``
+TEMP_NAME = re.compile(rf"{re.escape(TEMP_PREFIX)}[0-9a-f]{{12}}-(?P<target>.+)", re.DOTALL)
 
 
 def fsync_dir(directory: str | Path) -> None:

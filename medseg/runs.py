@@ -12,7 +12,7 @@ so each name below is spelled once::
         history.csv           one row per finished epoch (:meth:`RunFolder.read_history`)
         metrics.json          best.pt scored on the test split, once the run ends
         events.out.tfevents.* TensorBoard's logs
-        .medseg.lock          the writing process (:mod:`medseg.engine.run_folder`)
+        .medseg.lock          the writing process (:mod:`medseg.locks`)
         app_cache/            the app's scores of the run's checkpoints
         compare_run.json, grad_stats.jsonl, compare_train.log: a run of ``medseg compare``
 
@@ -35,14 +35,19 @@ Example:
 from __future__ import annotations
 
 import csv
+import fnmatch
 import io
+import json
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import ClassVar
+from typing import Any, ClassVar
 
 from medseg.errors import MedsegError
+from medseg.files import TEMP_NAME
+from medseg.locks import LOCK_NAME
+from medseg.paths import regular_file
 
 #: the file in which a folder keeps a patient split (see :func:`split_path`)
 SPLIT_NAME = "split.json"
@@ -131,7 +136,7 @@ class RunFolder:
     BEST_NAME: ClassVar[str] = "best.pt"
     HISTORY_NAME: ClassVar[str] = "history.csv"
     METRICS_NAME: ClassVar[str] = "metrics.json"
-    LOCK_NAME: ClassVar[str] = ".medseg.lock"
+    LOCK_NAME: ClassVar[str] = LOCK_NAME
     APP_CACHE_NAME: ClassVar[str] = "app_cache"
     COMPARE_RECORD_NAME: ClassVar[str] = "compare_run.json"
     GRAD_STATS_NAME: ClassVar[str] = "grad_stats.jsonl"
@@ -141,6 +146,12 @@ class RunFolder:
     CHECKPOINT_NAMES: ClassVar[tuple[str, str]] = (BEST_NAME, LAST_NAME)
     #: what a run writes once an epoch is done: a fresh start refuses a folder holding any
     RESULT_NAMES: ClassVar[tuple[str, ...]] = (LAST_NAME, BEST_NAME, HISTORY_NAME, METRICS_NAME)
+    #: every name a run folder's entries may have (besides TensorBoard's events and the
+    #: temporary files of medseg's writes: :meth:`is_run_entry`)
+    ENTRY_NAMES: ClassVar[frozenset[str]] = frozenset({
+        CONFIG_NAME, SPLIT_NAME, *RESULT_NAMES, LOCK_NAME, APP_CACHE_NAME, COMPARE_RECORD_NAME,
+        GRAD_STATS_NAME, WORKER_LOG_NAME,
+    })
 
     path: Path
 
@@ -210,6 +221,22 @@ class RunFolder:
         """What a run writes once an epoch is done (a fresh start refuses a folder holding any)."""
         return tuple(self.path / name for name in self.RESULT_NAMES)
 
+    @classmethod
+    def is_run_entry(cls, name: str) -> bool:
+        """True when ``name`` is one a run folder's entry may have: one of
+        :data:`ENTRY_NAMES`, TensorBoard's events, or a temporary file of a write of one of
+        those (:data:`medseg.files.TEMP_NAME`).
+
+        Example:
+            >>> RunFolder.is_run_entry("last.pt"), RunFolder.is_run_entry(".tmp-0123456789ab-last.pt")
+            (True, True)
+            >>> RunFolder.is_run_entry("notes.txt"), RunFolder.is_run_entry(".tmp-mine-last.pt")
+            (False, False)
+        """
+        temp = TEMP_NAME.fullmatch(name)
+        name = temp.group("target") if temp else name
+        return name in cls.ENTRY_NAMES or fnmatch.fnmatchcase(name, cls.TENSORBOARD_PATTERN)
+
     @property
     def tensorboard_dir(self) -> Path:
         """Where TensorBoard's event files go: the run folder itself."""
@@ -223,15 +250,26 @@ class RunFolder:
         """``history.csv`` as numbers, one dict per epoch (:func:`parse_history`).
 
         Raises:
-            MedsegError: when the file is missing or unreadable, or holds a cell that is not a
-                number.
+            MedsegError: when the file is missing, not a regular file (never opened: a FIFO
+                would block) or unreadable, or holds a cell that is not a number.
         """
+        return parse_history(_read_text(self.history_file, "the run history"), self.history_file)
+
+    def read_metrics(self) -> dict[str, Any]:
+        """``metrics.json``: the test scores of the run's best epoch, as a JSON object.
+
+        Raises:
+            MedsegError: when the file is missing, not a regular file, unreadable, or not a
+                JSON object.
+        """
+        text = _read_text(self.metrics_file, "the test metrics")
         try:
-            text = self.history_file.read_text(encoding="utf-8")
-        except (OSError, UnicodeDecodeError) as err:
-            reason = err.strerror if isinstance(err, OSError) and err.strerror else err
-            raise MedsegError(f"{self.history_file}: cannot read the run history ({reason})") from None
-        return parse_history(text, self.history_file)
+            metrics = json.loads(text)
+        except (ValueError, RecursionError):
+            raise MedsegError(f"{self.metrics_file}: cannot read the test metrics (not JSON)") from None
+        if not isinstance(metrics, dict):
+            raise MedsegError(f"{self.metrics_file}: cannot read the test metrics (not a JSON object)")
+        return metrics
 
     def best_epoch(self, key: str) -> tuple[int, float] | None:
         """The best epoch in ``history.csv`` by column ``key`` (:func:`best_epoch`) and its
@@ -241,3 +279,18 @@ class RunFolder:
             MedsegError: as :meth:`read_history`.
         """
         return best_epoch(self.read_history(), key)
+
+
+def _read_text(path: Path, what: str) -> str:
+    """The UTF-8 text of a run's file, checked to be a regular file before it is opened.
+
+    Raises:
+        MedsegError: naming ``path`` and ``what`` it should hold.
+    """
+    try:
+        return regular_file(path).read_text(encoding="utf-8")
+    except MedsegError as err:  # missing, or not a regular file
+        raise MedsegError(f"{path}: cannot read {what} ({str(err).removeprefix(f'{path}: ')})") from None
+    except (OSError, UnicodeDecodeError) as err:
+        reason = err.strerror if isinstance(err, OSError) and err.strerror else err
+        raise MedsegError(f"{path}: cannot read {what} ({reason})") from None

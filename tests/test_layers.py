@@ -14,9 +14,9 @@ PACKAGE = Path(medseg.__file__).parent
 #: top-level module or subpackage of medseg -> its floor (lower floors know nothing above)
 FLOORS: dict[str, int] = {
     "errors": 0,
-    "__init__": 1, "lazy": 1, "files": 1, "paths": 1, "runs": 1,
-    "metrics": 2,
-    "tasks": 3,
+    "__init__": 1, "lazy": 1, "files": 1, "paths": 1,
+    "locks": 2, "metrics": 2,
+    "runs": 3, "tasks": 3,
     "config": 4,
     "imaging": 5,
     "data": 6,

@@ -10,7 +10,6 @@ Read :func:`train` top to bottom: it is the whole recipe. The pieces live beside
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -29,6 +28,9 @@ from medseg import __version__
 from medseg.analysis.overlap import OVERLAP_VALUES
 from medseg.config import Config, DataConfig, config_from_dict, save_config
 from medseg.data.datasets import build_datasets
+from medseg.data.lgg import find_lgg_root
+from medseg.data.pcam import PCAM_SPLITS, pcam_files
+from medseg.data.splits import read_split_file
 from medseg.engine.callbacks import EpochInfo, StepInfo, TrainCallback
 from medseg.engine.checkpoint import (
     checkpoint_config,
@@ -49,16 +51,12 @@ from medseg.engine.loaders import build_eval_loader, build_train_loader
 from medseg.engine.loop import DivergenceGuard, EpochStats, epoch_length, train_one_epoch
 from medseg.engine.progress import Progress
 from medseg.engine.records import reporting_write_errors, write_history, write_json
-from medseg.engine.run_folder import (
-    check_fresh_start,
-    remove_orphaned_temps,
-    resumed_config,
-    run_lock,
-)
+from medseg.engine.run_folder import check_fresh_start, resumed_config, run_lock
 from medseg.engine.schedule import build_scheduler
 from medseg.engine.seeding import capture_rng_state, restore_rng_state, seed_everything
 from medseg.engine.step import TrainStep, resolve_precision
 from medseg.errors import CheckpointError, ConfigError, DataError, MedsegError
+from medseg.locks import remove_orphaned_temps
 from medseg.models import build_model
 from medseg.optim import build_optimizer
 from medseg.runs import RunFolder, improves
@@ -131,6 +129,7 @@ def train(cfg: Config, *, resume: bool = False, callbacks: Sequence[TrainCallbac
         _nothing_to_resume(cfg.run_dir)
     ctx = init_distributed(cfg.train.device)
     try:
+        _on_main(lambda: _check_before_writing(cfg, resume), ctx)
         with _folder_lock(cfg.run_dir, ctx):
             return _train(cfg, ctx, resume, list(callbacks))
     finally:
@@ -230,6 +229,28 @@ def _on_main(work: Callable[[], T], ctx: DistContext) -> T:
     return cast(T, result)
 
 
+def _check_before_writing(cfg: Config, resume: bool) -> None:
+    """Check what can be checked before the lock creates anything: the run folder (a fresh
+    start: :func:`~medseg.engine.run_folder.check_fresh_start`), the data root (there, of
+    ``data.format``) and ``data.split_file``. :func:`_open_run` checks the folder again
+    under the lock.
+
+    Raises:
+        MedsegError: as :func:`~medseg.engine.run_folder.check_fresh_start`.
+        DataError: when the data root is missing or not of ``data.format``, or the split
+            file is missing or malformed.
+    """
+    if not resume:
+        check_fresh_start(cfg.run_dir)
+    if cfg.data.format == "lgg":
+        find_lgg_root(cfg.data.root)
+    else:
+        for split in PCAM_SPLITS:
+            pcam_files(cfg.data.root, split)
+    if cfg.data.split_file is not None:
+        read_split_file(cfg.data.split_file)
+
+
 @contextmanager
 def _folder_lock(run_dir: Path, ctx: DistContext) -> Iterator[None]:
     """Hold the run folder's lock on rank 0 (see :mod:`medseg.engine.run_folder`)."""
@@ -244,8 +265,10 @@ def _open_run(
     """Check the (locked) run folder, bring it in line with ``last.pt`` and write
     ``config.yaml``; return the config the run continues with and, on resume, ``last.pt``.
 
-    Nothing is written when a check fails: the folder holds another run (fresh start), or
-    ``last.pt`` is missing or unusable, or the config changes what a resume may not.
+    Nothing is written when a check fails: the folder holds another run or is not medseg's
+    (fresh start), or ``last.pt`` is missing or unusable, or the config changes what a
+    resume may not. Temporary files of interrupted writes are removed only after these
+    checks, from a folder they showed to be medseg's.
     """
     run = RunFolder(cfg.run_dir)
     last_path = run.last_checkpoint
@@ -374,7 +397,7 @@ def _wrap(model: nn.Module, ctx: DistContext, compile_model: bool) -> nn.Module:
 
 def _resume_checkpoint(path: Path, cfg: Config) -> dict[str, Any]:
     """Read ``last.pt`` and check that it can continue ``cfg``'s run (before anything is built)."""
-    payload = load_checkpoint(path)
+    payload = load_checkpoint(path, resume=True)
     missing = [key for key in RESUME_KEYS if key not in payload]
     if missing:
         raise CheckpointError(f"{path}: cannot resume from it: it lacks {', '.join(missing)}")
@@ -487,12 +510,11 @@ def _test_metrics(
     """The run's ``metrics.json``: kept when it already scores the best epoch (a finished run
     resumed), else written by testing ``best.pt``."""
     run = RunFolder(cfg.run_dir)
-    path = run.metrics_file
     try:
-        kept = json.loads(path.read_text())
-    except (OSError, ValueError):
-        kept = None
-    if isinstance(kept, dict) and kept.get("epoch") == state.best_epoch:
+        kept = run.read_metrics()
+    except MedsegError:  # none yet, or unusable: scored again
+        kept = {}
+    if kept and kept.get("epoch") == state.best_epoch:
         return kept
     return _test_best(cfg, model, test_data, run.best_checkpoint, ctx)
 
