@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import math
 import os
 import pickle
 import stat
 import warnings
 
+import numpy as np
 import pytest
 import segmentation_models_pytorch as smp
 import torch
+from PIL import Image
 
 from medseg.cli.main import main
 from medseg.config import Config
@@ -249,3 +252,104 @@ def test_a_failed_copy_leaves_the_old_target_intact(tmp_path):
         copy_checkpoint(tmp_path / "missing.pt", best)
     assert best.read_bytes() == before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["best.pt"]
+
+
+# --- every field checked by type and range when loading ------------------------------------
+
+
+@pytest.mark.parametrize(("field", "value", "problem"), [
+    ("model", 5, "must be a mapping of parameter names to tensors, got 5"),
+    ("model", {"w": [1.0, 2.0]}, "must be a mapping of parameter names to tensors, got "
+                                 "{'w': [1.0, 2.0]}"),
+    ("config", [], "must be a mapping of config sections, got []"),
+    ("task", 5, "must be one of 'segmentation', 'classification', got 5"),
+    ("task", "detection", "must be one of 'segmentation', 'classification', got 'detection'"),
+    ("epoch", "x", "must be a whole number >= 1, got 'x'"),
+    ("epoch", True, "must be a whole number >= 1, got True"),
+    ("epoch", 0, "must be a whole number >= 1, got 0"),
+    ("metrics", 5, "must be a mapping of metric names to numbers, got 5"),
+    ("metrics", {"val_dice": "high"}, "must be a mapping of metric names to numbers, got "
+                                      "{'val_dice': 'high'}"),
+    ("metrics", {"val_dice": None}, "must be a mapping of metric names to numbers, got "
+                                    "{'val_dice': None}"),
+    ("medseg_version", 1, "must be a string, got 1"),
+], ids=lambda value: repr(value)[:30])
+def test_a_field_of_the_wrong_type_is_refused_by_name(tmp_path, field, value, problem):
+    path = save_checkpoint(_payload(**{field: value}), tmp_path / "best.pt")
+    with pytest.raises(CheckpointError) as err:
+        load_checkpoint(path)
+    assert str(err.value) == f"{path}: checkpoint field '{field}' {problem}"
+
+
+def test_metrics_of_the_wrong_type_exit_2_in_predict(trained_lgg, tmp_path, capsys):
+    payload = load_checkpoint(trained_lgg.run_dir / "best.pt")
+    bad = save_checkpoint({**payload, "metrics": 5}, tmp_path / "run" / "best.pt")
+    image = tmp_path / "slice.png"
+    Image.fromarray(np.full((32, 32, 3), 60, np.uint8)).save(image)
+    assert main(["predict", str(bad), str(image), "--out", str(tmp_path / "out")]) == 2
+    assert capsys.readouterr().err == (f"medseg: error: {bad}: checkpoint field 'metrics' must be a "
+                                       "mapping of metric names to numbers, got 5\n")
+
+
+def _unet(dtype=torch.float32):
+    torch.manual_seed(0)
+    return smp.Unet("resnet18", encoder_weights=None, classes=1).eval().to(dtype)
+
+
+def _unet_payload(model):
+    cfg = Config()
+    cfg.model.encoder = "resnet18"
+    cfg.data.image_size = 32
+    return {**_payload(), "model": model.state_dict(), "config": cfg.to_dict()}
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+def test_half_precision_weights_are_cast_exactly_to_float32(tmp_path, dtype):
+    stored = _unet(dtype)
+    path = save_checkpoint(_unet_payload(stored), tmp_path / "best.pt")
+    loaded = load_model(path)
+    assert {t.dtype for t in loaded.model.parameters()} == {torch.float32}
+    reference = _unet().eval()  # the stored values, widened: float32 holds each exactly
+    reference.load_state_dict({k: v.to(torch.float32) if v.is_floating_point() else v
+                               for k, v in stored.state_dict().items()})
+    images = torch.randn(1, 3, 32, 32, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        assert torch.equal(loaded.model(images), reference(images))
+
+
+def test_float64_weights_are_refused_not_rounded(tmp_path):
+    weights = {"a": torch.zeros(2), "b": torch.full((2,), 0.1, dtype=torch.float64)}
+    path = save_checkpoint(_payload(model=weights), tmp_path / "best.pt")
+    with pytest.raises(CheckpointError) as err:
+        load_checkpoint(path)
+    assert str(err.value) == (f"{path}: checkpoint field 'model' holds b in float64; medseg models "
+                              "are float32, which holds float16 and bfloat16 exactly but not "
+                              "float64 (refused, not rounded): save the weights in float32")
+
+
+@pytest.mark.parametrize("bad", [math.nan, math.inf, -math.inf])
+def test_a_non_finite_weight_is_refused(tmp_path, bad):
+    weights = {"a": torch.zeros(3), "b.weight": torch.tensor([0.5, bad, 1.0])}
+    path = save_checkpoint(_payload(model=weights), tmp_path / "best.pt")
+    with pytest.raises(CheckpointError) as err:
+        load_checkpoint(path)
+    assert str(err.value) == (f"{path}: checkpoint field 'model' holds a non-finite value in "
+                              "b.weight; a non-finite model is refused, not scored")
+
+
+def test_a_nan_model_exits_2_in_predict_instead_of_finding_no_lesion(trained_lgg, tmp_path, capsys):
+    payload = load_checkpoint(trained_lgg.run_dir / "best.pt")
+    nan = {key: torch.full_like(value, math.nan) if value.is_floating_point() else value
+           for key, value in payload["model"].items()}
+    bad = tmp_path / "run" / "best.pt"
+    bad.parent.mkdir()
+    torch.save({**payload, "model": nan}, bad)
+    image = tmp_path / "slice.png"
+    Image.fromarray(np.full((32, 32, 3), 60, np.uint8)).save(image)
+    assert main(["predict", str(bad), str(image), "--out", str(tmp_path / "out")]) == 2
+    captured = capsys.readouterr()
+    assert captured.err.startswith(f"medseg: error: {bad}: checkpoint field 'model' holds a "
+                                   "non-finite value in ")
+    assert captured.err.endswith("; a non-finite model is refused, not scored\n")
+    assert captured.err.count("\n") == 1 and "lesion" not in captured.out
+    assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import random
+import shutil
 
 import numpy as np
 import pytest
@@ -147,3 +148,37 @@ def test_resume_restores_the_global_random_generators(fp16_runs):
     (_, straight), (_, resumed) = fp16_runs["straight"], fp16_runs["resumed"]
     assert sorted(straight) == [1, 2] and sorted(resumed) == [2]
     assert resumed[2] == straight[2]  # python, numpy and torch draw what they would have
+
+
+@pytest.mark.parametrize(("field", "value", "problem"), [
+    ("epoch", "x", "must be a whole number >= 1, got 'x'"),
+    ("history", 5, "must be a list of epoch rows (mappings of names to numbers), got 5"),
+    ("history", [{"epoch": "one"}], "must be a list of epoch rows (mappings of names to numbers), "
+                                    "got [{'epoch': 'one'}]"),
+    ("best_epoch", None, "must be a whole number from 1 to the checkpoint's epoch (1), got None"),
+    ("best_epoch", 2, "must be a whole number from 1 to the checkpoint's epoch (1), got 2"),
+    ("rng", [], "must be a non-empty list of random generator states (one per process), got []"),
+    ("rng", [{"python": 5}], "holds an unusable random generator state (python), got "
+                             "[{'python': 5}]"),
+    ("global_step", -1, "must be a whole number >= 0, got -1"),
+    ("best_metric", "x", "must be a number, got 'x'"),
+    ("optimizer", 5, "must be an optimizer state (a mapping with state and param_groups), got 5"),
+    ("scheduler", [], "must be a learning-rate schedule state (a mapping with last_epoch), got []"),
+    ("scaler", 5, "must be a loss scaler state (a mapping, empty when scaling is off), got 5"),
+    ("guard", 5, "must be a divergence guard state (smoothed, floor, nonfinite_streak), got 5"),
+], ids=lambda value: repr(value)[:30])
+def test_resume_refuses_a_field_of_the_wrong_type_by_name(trained_pcam, tiny_pcam, tmp_path, field,
+                                                          value, problem, capsys):
+    from medseg.cli.main import main
+    from medseg.engine import save_checkpoint
+    from tests.support import pcam_settings, write_config
+
+    run_dir = tmp_path / "run"
+    shutil.copytree(trained_pcam.run_dir, run_dir)
+    last = run_dir / "last.pt"
+    save_checkpoint({**load_checkpoint(last), field: value}, last)
+    config = write_config(pcam_settings(tiny_pcam, run_dir, epochs=2), tmp_path / "run.yaml")
+    assert main(["train", str(config), "--resume"]) == 2
+    assert capsys.readouterr().err == f"medseg: error: {last}: checkpoint field '{field}' {problem}\n"
+    assert load_checkpoint(run_dir / "best.pt")["epoch"] == 1  # nothing was trained or rebuilt
+    assert sorted(p.name for p in run_dir.iterdir()) == sorted(p.name for p in trained_pcam.run_dir.iterdir())
