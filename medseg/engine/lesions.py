@@ -1,8 +1,9 @@
 """Lesions of a predicted tumour mask: 3-D connected components, their volume and size.
 
-- Lesions are the connected components of the mask in 3-D with 26-connectivity
-  (:func:`scipy.ndimage.label`, a 3x3x3 structure: voxels that share a face, an edge or a
-  corner belong to one lesion), counted in voxel index space whatever the spacing.
+- Lesions are the connected components of the mask in 3-D with 26-connectivity (voxels that
+  share a face, an edge or a corner belong to one lesion), counted in voxel index space
+  whatever the spacing, numbered largest first: :func:`medseg.metrics.lesions.label_lesions`,
+  the labelling the lesion-wise measures use too.
 - Volumes: voxels x the voxel volume, ``|det|`` of the affine's 3x3 in mm^3 / 1000, in mL (for
   an orthogonal grid, the product of the voxel sizes).
 - Largest in-plane diameter: the largest Feret diameter of the lesion over its slices, the
@@ -29,9 +30,9 @@ import numpy as np
 from scipy import ndimage
 from scipy.spatial.distance import pdist
 
-#: 26-connectivity: face, edge and corner neighbours
-STRUCTURE = ndimage.generate_binary_structure(3, 3)
-_MM3_PER_ML = 1000.0
+from medseg.metrics.lesions import label_lesions
+from medseg.metrics.volume import MM3_PER_ML
+from medseg.metrics.volume import voxel_volume_ml as spacing_voxel_ml
 
 
 @dataclass(frozen=True)
@@ -93,25 +94,21 @@ def find_lesions(
     """
     mask = np.asarray(mask_nhw) != 0
     if voxel_volume_ml is None:
-        voxel_volume_ml = float(np.prod(spacing_nhw)) / _MM3_PER_ML
-    labels, _ = ndimage.label(mask, structure=STRUCTURE)
+        voxel_volume_ml = spacing_voxel_ml(spacing_nhw)
+    labels, count = label_lesions(mask)
     found = []
-    for index, box in enumerate(ndimage.find_objects(labels), start=1):
-        if box is None:
-            continue
-        inside = labels[box] == index
-        voxels = int(inside.sum())
+    for label, box in enumerate(ndimage.find_objects(labels, max_label=count), start=1):
+        assert box is not None  # label_lesions numbers its lesions 1..count
+        inside = labels[box] == label
         diameter = max(feret_diameter_mm(plane, (spacing_nhw[1], spacing_nhw[2])) for plane in inside)
         offset = np.array([s.start for s in box], dtype=float)
         centroid = np.argwhere(inside).mean(axis=0) + offset
         planes = np.flatnonzero(inside.any(axis=(1, 2))) + box[0].start + 1
-        found.append((voxels, int(planes[0]), int(planes[-1]), diameter, centroid))
-    found.sort(key=lambda item: (-item[0], item[1]))
-    return [
-        Lesion(label, voxels, voxels * voxel_volume_ml, diameter, (first, last),
-               (float(centroid[0]), float(centroid[1]), float(centroid[2])))
-        for label, (voxels, first, last, diameter, centroid) in enumerate(found, start=1)
-    ]
+        voxels = int(inside.sum())
+        found.append(Lesion(label, voxels, voxels * voxel_volume_ml, diameter,
+                            (int(planes[0]), int(planes[-1])),
+                            (float(centroid[0]), float(centroid[1]), float(centroid[2]))))
+    return found
 
 
 def _stack_spacing(spacing: np.ndarray, to_slices: np.ndarray) -> tuple[float, float, float]:
@@ -154,7 +151,7 @@ def lesion_report(mask_nhw: np.ndarray, affine: np.ndarray, to_slices: np.ndarra
     """
     mask = np.asarray(mask_nhw) != 0
     spacing = np.linalg.norm(np.asarray(affine, dtype=float)[:3, :3], axis=0)
-    voxel_ml = abs(float(np.linalg.det(np.asarray(affine, dtype=float)[:3, :3]))) / _MM3_PER_ML
+    voxel_ml = abs(float(np.linalg.det(np.asarray(affine, dtype=float)[:3, :3]))) / MM3_PER_ML
     lesions = find_lesions(mask, _stack_spacing(spacing, to_slices), voxel_ml)
     listed = []
     for lesion in lesions:

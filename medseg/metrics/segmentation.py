@@ -151,12 +151,15 @@ class SegmentationMeter:
             if (patient, number) in self._keys or (patient, number) in keys:
                 raise ValueError(f"slice {number} of patient {patient} was already added")
             keys.append((patient, number))
-        counts = pixel_confusion_counts(binarize(probs_t.detach(), self.threshold),
-                                        labels_t.detach() > 0.5)
+        self._add(keys, binarize(probs_t.detach(), self.threshold), labels_t.detach() > 0.5)
+        self._keys.update(keys)
+        self._last_slice.update(last)
+
+    def _add(self, keys: list[tuple[str, int]], pred: torch.Tensor, truth: torch.Tensor) -> None:
+        """Record the checked slices ``keys`` from their (B, H, W) bool masks."""
+        counts = pixel_confusion_counts(pred, truth)
         for (patient, number), (tp, fp, fn) in zip(keys, counts.tolist(), strict=True):
             self._rows.append((patient, number, tp, fp, fn))
-            self._keys.add((patient, number))
-        self._last_slice.update(last)
 
     def compute(self) -> dict[str, Any]:
         """Slice and patient scores.

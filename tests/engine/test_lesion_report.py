@@ -13,6 +13,7 @@ from scipy.spatial.distance import pdist
 from medseg.engine.lesions import feret_diameter_mm, find_lesions, lesion_report
 from medseg.imaging.dicom import DICOM_TO_SLICES
 from medseg.imaging.nifti import inverse_transform, slice_transform
+from medseg.metrics.lesions import label_lesions
 
 #: a DICOM-like grid: columns 2 mm apart (x), rows 0.5 mm (y), slices 3 mm (z)
 AFFINE = np.diag([-2.0, -0.5, 3.0, 1.0])
@@ -112,3 +113,16 @@ def test_centroid_is_in_the_files_voxel_order_under_flips():
     assert lesion["centroid_voxel"] == pytest.approx(expected.tolist())
     assert lesion["centroid_mm"] == pytest.approx((affine @ np.r_[expected, 1])[:3].tolist())
     assert report["voxel_size_mm"] == [1.0, 2.0, 1.5]
+
+
+def test_the_report_numbers_lesions_as_the_lesion_wise_measures_do():
+    """One labelling (medseg.metrics.lesions.label_lesions) for the report and the measures."""
+    rng = np.random.default_rng(7)
+    mask = rng.random((5, 12, 12)) < 0.15
+    labels, count = label_lesions(mask)
+    lesions = find_lesions(mask, (3.0, 1.0, 1.0))
+    assert len(lesions) == count > 2
+    for lesion in lesions:
+        inside = np.argwhere(labels == lesion.label)
+        assert lesion.voxels == len(inside)
+        assert lesion.centroid == pytest.approx(tuple(inside.mean(axis=0)))

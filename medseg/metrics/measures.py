@@ -1,0 +1,187 @@
+"""Every measure of one patient in one row, its slices' boundary distances, and the summary.
+
+A patient's row (:func:`patient_measures`) holds its 3-D Dice and IoU
+(:func:`~medseg.metrics.segmentation.dice_from_counts`), HD95, ASSD and NSD
+(:mod:`medseg.metrics.surface`), volumes (:mod:`medseg.metrics.volume`) and lesion-wise
+detection (:mod:`medseg.metrics.lesions`), each with that module's empty-mask rule; NaN marks
+a value that is undefined. Column names carry their unit: ``hd95_mm`` / ``pred_volume_ml``
+when the spacing is known, ``hd95_px`` / ``pred_volume_voxels`` when it is not (kaggle_3m:
+distances in grid steps, the slice step counting as one pixel), so one column never mixes
+the two. :func:`summarize` gives mean, median, 25th and 75th percentiles over the patients
+where a measure is defined, with how many it was computed on and how many were undefined.
+:class:`PatientMeasureMeter` collects the slices of ``medseg evaluate`` and scores them all.
+
+Example:
+    >>> row = patient_measures(pred_nhw, ref_nhw, spacing=(3.0, 0.9, 0.9))
+    >>> row["hd95_mm"], row["pred_volume_ml"], row["lesion_f1"]
+    >>> summarize([row])["hd95_mm"]["median"]
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+import numpy as np
+import torch
+
+from medseg.metrics.lesions import lesion_detection, match_lesions
+from medseg.metrics.segmentation import SegmentationMeter, dice_from_counts, iou_from_counts
+from medseg.metrics.surface import DEFAULT_TOLERANCE, surface_measures
+from medseg.metrics.threshold import DEFAULT_THRESHOLD
+from medseg.metrics.volume import volume_measures, voxel_volume_ml
+
+#: the row keys that name a patient or a slice, not a measure
+KEYS = ("patient", "slice")
+
+
+def surface_columns(spacing_known: bool, tolerance: float = DEFAULT_TOLERANCE) -> tuple[str, str, str]:
+    """The HD95, ASSD and NSD column names: ``("hd95_mm", "assd_mm", "nsd_2mm")`` with a
+    spacing, ``("hd95_px", "assd_px", "nsd_2px")`` without."""
+    unit = "mm" if spacing_known else "px"
+    return f"hd95_{unit}", f"assd_{unit}", f"nsd_{tolerance:g}{unit}"
+
+
+def slice_measures(
+    pred_hw: np.ndarray, ref_hw: np.ndarray, spacing_hw: Sequence[float] | None = None,
+    tolerance: float = DEFAULT_TOLERANCE,
+) -> dict[str, float]:
+    """HD95, ASSD and NSD of one slice, in 2-D (:func:`surface_columns` names them).
+
+    Args:
+        pred_hw: predicted (H, W) mask; nonzero is tumour.
+        ref_hw: reference mask of the same shape.
+        spacing_hw: mm between rows and between columns; None when unknown.
+        tolerance: the NSD tolerance in the distances' unit.
+    """
+    surface = surface_measures(pred_hw, ref_hw, spacing_hw, tolerance)
+    names = surface_columns(spacing_hw is not None, tolerance)
+    return dict(zip(names, (surface.hd95, surface.assd, surface.nsd), strict=True))
+
+
+def patient_measures(
+    pred_nhw: np.ndarray, ref_nhw: np.ndarray, spacing: Sequence[float] | None = None,
+    tolerance: float = DEFAULT_TOLERANCE,
+) -> dict[str, float | int]:
+    """Every measure of one patient's stacked slices (module docstring).
+
+    Args:
+        pred_nhw: predicted (N, H, W) mask; nonzero is tumour.
+        ref_nhw: reference mask of the same shape.
+        spacing: mm between slices, rows and columns; None when unknown.
+        tolerance: the NSD tolerance in the distances' unit.
+
+    Returns:
+        ``dice``, ``iou``, ``hd95_*``, ``assd_*``, ``nsd_*``, ``pred_volume_*``,
+        ``ref_volume_*``, ``abs_volume_diff_*``, ``rel_volume_diff``, ``ref_lesions``,
+        ``pred_lesions``, ``detected_lesions``, ``missed_lesions``, ``spurious_lesions``,
+        ``lesion_sensitivity``, ``lesion_precision``, ``lesion_f1``.
+
+    Raises:
+        ValueError: when the shapes differ or are not 3-D, or the spacing is not 3 sizes.
+    """
+    pred, ref = np.asarray(pred_nhw) != 0, np.asarray(ref_nhw) != 0
+    if pred.ndim != 3:
+        raise ValueError(f"expected (slices, rows, columns) masks, got shape {pred.shape}")
+    tp = int((pred & ref).sum())
+    fp, fn = int(pred.sum()) - tp, int(ref.sum()) - tp
+    row: dict[str, float | int] = {"dice": dice_from_counts(tp, fp, fn), "iou": iou_from_counts(tp, fp, fn)}
+    row.update(slice_measures(pred, ref, spacing, tolerance))
+    row.update(volume_measures(pred, ref, None if spacing is None else voxel_volume_ml(tuple(spacing))))
+    row.update(lesion_detection(match_lesions(pred, ref)))
+    return row
+
+
+def summarize(rows: Iterable[Mapping[str, Any]]) -> dict[str, dict[str, float | int]]:
+    """Mean, median, 25th and 75th percentile (numpy's linear rule) of each measure of
+    ``rows`` over the rows where it is defined.
+
+    Returns:
+        {measure: {``mean``, ``median``, ``q25``, ``q75``, ``n`` (rows where defined),
+        ``n_undefined`` (rows where NaN)}}, measures in the rows' order; the four statistics
+        are NaN when no row defines the measure.
+
+    Example:
+        >>> summarize([{"hd95_px": 1.0}, {"hd95_px": 3.0}, {"hd95_px": math.nan}])["hd95_px"]
+        {'mean': 2.0, 'median': 2.0, 'q25': 1.5, 'q75': 2.5, 'n': 2, 'n_undefined': 1}
+    """
+    columns: dict[str, list[float]] = {}
+    for row in rows:
+        for key, value in row.items():
+            if key not in KEYS and isinstance(value, (int, float)) and not isinstance(value, bool):
+                columns.setdefault(key, []).append(float(value))
+    summary: dict[str, dict[str, float | int]] = {}
+    for key, values in columns.items():
+        defined = np.asarray([v for v in values if not math.isnan(v)])
+        stats = ([float(defined.mean()), *(float(q) for q in np.percentile(defined, [50, 25, 75]))]
+                 if defined.size else [math.nan] * 4)
+        summary[key] = {**dict(zip(("mean", "median", "q25", "q75"), stats, strict=True)),
+                        "n": int(defined.size), "n_undefined": len(values) - int(defined.size)}
+    return summary
+
+
+class PatientMeasureMeter(SegmentationMeter):
+    """A :class:`SegmentationMeter` that also keeps each slice's masks (bit-packed: 8 KB per
+    256 x 256 slice pair) and scores every patient with :func:`patient_measures`.
+
+    Args:
+        threshold: a pixel is foreground when its probability is ``>= threshold``.
+        spacing: mm between slices, rows and columns, the same for every patient; None when
+            unknown (kaggle_3m).
+        tolerance: the NSD tolerance in the distances' unit.
+
+    Example:
+        >>> meter = PatientMeasureMeter()
+        >>> meter.update(probs, labels, patients=["TCGA_CS_4941"] * 2, slices=[10, 11])
+        >>> meter.compute()["measure_summary"]["hd95_px"]["median"]
+    """
+
+    def __init__(self, threshold: float = DEFAULT_THRESHOLD, spacing: Sequence[float] | None = None,
+                 tolerance: float = DEFAULT_TOLERANCE) -> None:
+        self.spacing = None if spacing is None else tuple(float(s) for s in spacing)
+        self.tolerance = tolerance
+        super().__init__(threshold)
+
+    def reset(self) -> None:
+        """Forget every slice."""
+        super().reset()
+        self._masks: dict[tuple[str, int], tuple[tuple[int, int], np.ndarray, np.ndarray]] = {}
+
+    def _add(self, keys: list[tuple[str, int]], pred: torch.Tensor, truth: torch.Tensor) -> None:
+        super()._add(keys, pred, truth)
+        for key, pred_hw, truth_hw in zip(keys, pred.cpu().numpy(), truth.cpu().numpy(), strict=True):
+            self._masks[key] = (pred_hw.shape, np.packbits(pred_hw), np.packbits(truth_hw))
+
+    def _unpacked(self, key: tuple[str, int]) -> tuple[np.ndarray, np.ndarray]:
+        shape, pred, truth = self._masks[key]
+        size = shape[0] * shape[1]
+        return (np.unpackbits(pred, count=size).reshape(shape).astype(bool),
+                np.unpackbits(truth, count=size).reshape(shape).astype(bool))
+
+    def compute(self) -> dict[str, Any]:
+        """:meth:`SegmentationMeter.compute`'s keys, each ``per_slice`` row with its 2-D
+        HD95, ASSD and NSD, and ``per_patient_measures`` ({patient: :func:`patient_measures`
+        row}) and ``measure_summary`` (:func:`summarize` of those rows).
+
+        Raises:
+            ValueError: when no slice was added, or a patient's slices differ in size.
+        """
+        result = super().compute()
+        in_plane = None if self.spacing is None else self.spacing[1:]
+        stacks: dict[str, tuple[list[np.ndarray], list[np.ndarray]]] = {}
+        for row in result["per_slice"]:
+            pred, truth = self._unpacked((row["patient"], row["slice"]))
+            row.update(slice_measures(pred, truth, in_plane, self.tolerance))
+            preds, truths = stacks.setdefault(row["patient"], ([], []))
+            if preds and preds[0].shape != pred.shape:
+                raise ValueError(f"patient {row['patient']}: slices of sizes {preds[0].shape} and {pred.shape}")
+            preds.append(pred)
+            truths.append(truth)
+        per_patient = {
+            patient: patient_measures(np.stack(preds), np.stack(truths), self.spacing, self.tolerance)
+            for patient, (preds, truths) in stacks.items()
+        }
+        result["per_patient_measures"] = per_patient
+        result["measure_summary"] = summarize(per_patient.values())
+        return result
