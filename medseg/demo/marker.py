@@ -32,6 +32,7 @@ from typing import Any
 from medseg import __version__
 from medseg.errors import DataError
 from medseg.files import write_text
+from medseg.locks import folder_lock
 
 DEMO_MARKER = "medseg_demo.json"
 WRITTEN_BY = "medseg demo-data"
@@ -96,6 +97,20 @@ def read_demo_marker(root: str | Path) -> dict[str, Any] | None:
     return None
 
 
+@contextmanager
+def demo_lock(out: str | Path) -> Iterator[Path]:
+    """Hold the lock of the demo folder ``out`` (:func:`medseg.locks.folder_lock`, creating
+    it); ``medseg demo-data`` holds it for the whole command, :func:`remove_demo` and
+    :func:`start_demo` take it too (re-entrant), so a folder another demo-data writes is
+    refused.
+
+    Raises:
+        MedsegError: when another medseg process holds ``out`` (naming it).
+    """
+    with folder_lock(out, what="demo folder") as lock:
+        yield lock
+
+
 def remove_demo(out: str | Path, kind: str) -> None:
     """Remove the files an earlier ``medseg demo-data`` wrote into ``out`` and its marker.
 
@@ -105,8 +120,14 @@ def remove_demo(out: str | Path, kind: str) -> None:
     Raises:
         DataError: when ``out`` has no marker (naming the folder), holds the other kind of
             demo, or a listed file changed, is not a plain file, or lies outside ``out``.
+        MedsegError: when another medseg process holds ``out``.
     """
     out = Path(out)
+    with demo_lock(out):
+        _remove_demo(out, kind)
+
+
+def _remove_demo(out: Path, kind: str) -> None:
     marker = read_demo_marker(out) if (out / DEMO_MARKER).is_file() else None
     if marker is None:
         raise DataError(
@@ -194,9 +215,10 @@ def start_demo(out: str | Path, kind: str, seed: int) -> DemoRecord:
 
     Raises:
         DataError: as :func:`remove_demo`, when ``out`` holds a marker.
+        MedsegError: when another medseg process holds ``out``.
     """
     out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    if (out / DEMO_MARKER).exists():
-        remove_demo(out, kind)
-    return DemoRecord(out, kind, seed)
+    with demo_lock(out):
+        if (out / DEMO_MARKER).exists():
+            _remove_demo(out, kind)
+        return DemoRecord(out, kind, seed)

@@ -8,6 +8,10 @@ written (:func:`plan_jobs`), and the whole run is refused
   (:func:`is_prediction`: the marks of :mod:`medseg.predict.formats`);
 - ``out_dir`` (or a folder planned in it) is a file or cannot be written.
 
+:func:`~medseg.predict.run.predict_paths` plans and writes while holding ``out_dir``'s lock
+(:func:`medseg.locks.folder_lock`), so a second prediction into the same folder is refused
+instead of replacing the first one's files.
+
 | input | written under ``out_dir`` (names: :mod:`medseg.predict.outputs`) |
 |---|---|
 | slice ``x.png`` | ``x_pred.png``, ``x_pred_overlay.png`` |
@@ -193,6 +197,16 @@ def _report_writer(path: Path) -> object:
     except (OSError, ValueError):
         return None
     return document.get("written_by") if isinstance(document, dict) else None
+
+
+def check_out_folder(out_dir: Path) -> None:
+    """Refuse an ``out_dir`` that is a file, or whose nearest existing folder is not
+    writable (before the folder's lock creates it).
+
+    Raises:
+        DataError: naming ``--out`` and the file or folder in the way.
+    """
+    _check_folder(out_dir, out_dir)
 
 
 def _check_folder(folder: Path, out_dir: Path) -> None:

@@ -33,6 +33,7 @@ from medseg.errors import CheckpointError, DataError
 from medseg.files import write_bytes, write_text
 from medseg.imaging.nifti import Volume, load_volume
 from medseg.imaging.sequences import load_sequences
+from medseg.locks import folder_lock
 from medseg.metrics.threshold import binarize, check_threshold
 from medseg.predict.formats import (
     mask_picture,
@@ -45,7 +46,7 @@ from medseg.predict.formats import (
 )
 from medseg.predict.inputs import read_slice
 from medseg.predict.outputs import MASK_PNG, OVERLAY_PNG, output_path
-from medseg.predict.plan import Job, plan_jobs
+from medseg.predict.plan import Job, check_out_folder, plan_jobs
 from medseg.tasks import SEGMENTATION
 
 if TYPE_CHECKING:  # highdicom (medseg.imaging.dicom_seg) is imported only for a DICOM input
@@ -241,7 +242,8 @@ def predict_paths(
 ) -> list[Prediction]:
     """Predict tumour masks for every input and write them under ``out_dir``: plan and check
     every output (:func:`~medseg.predict.plan.plan_jobs`), then load the model
-    (:meth:`Predictor.from_checkpoint`) and predict (:meth:`Predictor.predict`).
+    (:meth:`Predictor.from_checkpoint`) and predict (:meth:`Predictor.predict`), holding
+    ``out_dir``'s lock (:func:`medseg.locks.folder_lock`) from planning to the last write.
 
     Args:
         checkpoint: a segmentation checkpoint written by ``medseg train``.
@@ -269,9 +271,13 @@ def predict_paths(
             (:mod:`medseg.predict.plan`), checked before anything is written; for a DICOM
             series a SEG cannot be made of (highdicom refuses it), before that input's files
             are written; for an output that cannot be written.
-        MedsegError: for a threshold outside (0, 1).
+        MedsegError: for a threshold outside (0, 1), or when another medseg process writes
+            ``out_dir`` (naming it), before anything is written.
     """
     check_threshold(threshold, "--threshold")
-    jobs = plan_jobs(inputs, Path(out_dir), sequences=sequences, single_sequence=single_sequence,
-                     overwrite=overwrite)
-    return Predictor.from_checkpoint(checkpoint, threshold=threshold, device=device).predict(jobs)
+    out_dir = Path(out_dir)
+    check_out_folder(out_dir)
+    with folder_lock(out_dir, what="--out folder"):
+        jobs = plan_jobs(inputs, out_dir, sequences=sequences, single_sequence=single_sequence,
+                         overwrite=overwrite)
+        return Predictor.from_checkpoint(checkpoint, threshold=threshold, device=device).predict(jobs)

@@ -22,23 +22,9 @@ from medseg.demo.lgg import write_demo_lgg
 from medseg.demo.marker import read_demo_marker, remove_demo
 from medseg.demo.pcam import write_demo_pcam
 from medseg.errors import DataError
+from tests.demo.conftest import files_of
 
 MB = 2**20
-
-
-def files_of(folder: Path) -> dict[str, bytes]:
-    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*"))
-            if p.is_file()}
-
-
-@pytest.fixture(scope="module")
-def demo_lgg(tmp_path_factory) -> Path:
-    return write_demo_lgg(tmp_path_factory.mktemp("demo") / "lgg", seed=0)
-
-
-@pytest.fixture(scope="module")
-def demo_pcam(tmp_path_factory) -> Path:
-    return write_demo_pcam(tmp_path_factory.mktemp("demo") / "pcam", seed=0)
 
 
 def read_lgg(root: Path) -> dict[str, list[tuple[np.ndarray, np.ndarray]]]:
