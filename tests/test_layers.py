@@ -25,10 +25,11 @@ FLOORS: dict[str, int] = {
     "analysis": 9,
     "engine": 10,
     "predict": 11,
-    "compare": 12,
-    "app": 13,
-    "cli": 14, "healthcheck": 14,
-    "__main__": 15,
+    "export": 12,
+    "compare": 13,
+    "app": 14,
+    "cli": 15, "healthcheck": 15,
+    "__main__": 16,
 }
 
 

@@ -31,6 +31,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "data": ("medseg.cli.data", "Inspect and validate datasets (data check PATH)."),
     "demo-data": ("medseg.cli.demo_data", "Write the embedded demo datasets (LGG or PCam format)."),
     "app": ("medseg.cli.app", "Start the Streamlit app to inspect predictions."),
+    "export": ("medseg.cli.export", "Export a segmentation checkpoint as ONNX, TorchScript or a MONAI bundle, checked against PyTorch."),
 }
 
 #: subcommands that run MONAI data pipelines in this process: MONAI's MetaTensor tracking is

@@ -1,0 +1,176 @@
+"""``medseg export``: a segmentation checkpoint as ONNX, TorchScript or a MONAI bundle, each
+checked against PyTorch eager before it is kept (:mod:`medseg.export.parity`).
+
+| format | files in ``out`` |
+|---|---|
+| ``onnx`` | ``model.onnx`` (:class:`~medseg.export.graph.SliceModel`: input rule, network, sigmoid, resize back) |
+| ``torchscript`` | ``model.ts`` (the same module, traced) |
+| ``bundle`` | :data:`~medseg.export.bundle.BUNDLE_FILES` (``models/model.ts``: the network alone) |
+
+and, last, the record ``export.json`` (:data:`~medseg.predict.exported.EXPORT_RECORD`):
+format, source checkpoint and its SHA-256, the SHA-256 of every file, the parity check. Every
+file is written atomically; a folder that already holds an export (its record or any of
+these files) is refused, never overwritten. One checkpoint file only: CV folders (ensembles)
+do not exist yet.
+
+Example:
+    >>> result = export_checkpoint("models/demo_lgg/best.pt", "onnx", "exports/demo_onnx")
+    >>> print(result.parity.line())
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from medseg import __version__
+from medseg.demo.marker import file_sha256
+from medseg.engine.checkpoint import LoadedModel, load_model
+from medseg.errors import CheckpointError, DataError
+from medseg.export.bundle import BUNDLE_FILES, TORCHSCRIPT, check_bundle_network, write_bundle
+from medseg.export.graph import SliceModel
+from medseg.export.onnx import OPSET, write_onnx
+from medseg.export.parity import Parity, check_parity
+from medseg.export.torchscript import load_torchscript, write_torchscript
+from medseg.files import atomic_path, write_text
+from medseg.metrics.threshold import DEFAULT_THRESHOLD
+from medseg.predict.exported import (
+    EXPORT_RECORD,
+    META_IMAGE_SIZE,
+    META_INPUT,
+    META_OUTPUT,
+    META_TASK,
+    META_VERSION,
+    MODEL_ONNX,
+    OnnxSegmenter,
+)
+from medseg.tasks import SEGMENTATION
+
+MODEL_TS = "model.ts"
+#: format -> the files it writes (besides the record)
+FORMATS: dict[str, tuple[str, ...]] = {
+    "onnx": (MODEL_ONNX,),
+    "torchscript": (MODEL_TS,),
+    "bundle": BUNDLE_FILES,
+}
+INPUT_TEXT = ("image: (N, 3, H, W) float32, values 0..255; channels pre-contrast T1, FLAIR, "
+              "post-contrast T1; any N, H, W (resized to {size} x {size} and z-scored per slice "
+              "and channel inside the model)")
+OUTPUT_TEXT = "probability: (N, 1, H, W) float32 in [0, 1], tumour; a mask is probability >= threshold"
+
+
+@dataclass
+class ExportResult:
+    """What ``medseg export`` wrote."""
+
+    format: str
+    out: Path
+    files: list[Path] = field(default_factory=list)
+    parity: Parity | None = None
+
+
+def check_out(out: Path, fmt: str) -> None:
+    """Refuse an ``out`` that is a file or already holds an export.
+
+    Raises:
+        DataError: naming ``out`` and the file in the way.
+    """
+    if out.exists() and not out.is_dir():
+        raise DataError(f"--out {out}: exists and is not a folder")
+    for name in (EXPORT_RECORD, *FORMATS[fmt]):
+        if (out / name).exists() or (out / name).is_symlink():
+            raise DataError(f"--out {out}: already holds an export ({name}); exports are never "
+                            "overwritten: choose another --out")
+
+
+def _loaded(checkpoint: Path) -> LoadedModel:
+    if checkpoint.is_dir():
+        raise CheckpointError(f"{checkpoint}: a folder; medseg export takes one checkpoint file "
+                              "(.pt): cross-validation folders are not supported yet")
+    loaded = load_model(checkpoint, device="cpu")
+    if loaded.task != SEGMENTATION.name:
+        raise CheckpointError(f"{checkpoint}: a {loaded.task} checkpoint; medseg export exports "
+                              "segmentation checkpoints")
+    return loaded
+
+
+def _torch_probabilities(module: torch.nn.Module) -> Callable[[np.ndarray], np.ndarray]:
+    def probabilities(stack: np.ndarray) -> np.ndarray:
+        with torch.inference_mode():
+            batch = torch.from_numpy(np.ascontiguousarray(stack)).permute(0, 3, 1, 2).float()
+            return module(batch)[:, 0].numpy()
+
+    return probabilities
+
+
+def export_checkpoint(checkpoint: str | Path, fmt: str, out: str | Path) -> ExportResult:
+    """Export a segmentation checkpoint to ``out`` in format ``fmt`` (module docstring).
+
+    Raises:
+        MedsegError: for an unknown format.
+        DataError: when ``out`` is a file or already holds an export.
+        CheckpointError: for an unreadable, classification or (bundle) BGN checkpoint, a folder,
+            or an export that fails the parity check (then nothing is kept).
+    """
+    if fmt not in FORMATS:
+        raise DataError(f"--format {fmt}: unknown; choose one of {', '.join(FORMATS)}")
+    checkpoint, out = Path(checkpoint), Path(out)
+    check_out(out, fmt)
+    loaded = _loaded(checkpoint)
+    if fmt == "bundle":
+        check_bundle_network(loaded)
+    network, size = loaded.model, loaded.config.data.image_size
+    result = ExportResult(fmt, out)
+    out.mkdir(parents=True, exist_ok=True)
+    if fmt == "onnx":
+        import onnxruntime
+
+        meta = {META_TASK: SEGMENTATION.name, META_IMAGE_SIZE: str(size), META_VERSION: __version__,
+                META_INPUT: INPUT_TEXT.format(size=size), META_OUTPUT: OUTPUT_TEXT}
+        with atomic_path(out / MODEL_ONNX) as tmp:
+            write_onnx(SliceModel(network, size).eval(), tmp, meta)
+            engine = OnnxSegmenter.load(tmp)
+            result.parity = check_parity(engine.probabilities, network, size,
+                                         f"ONNX Runtime {onnxruntime.__version__}")
+        result.files.append(out / MODEL_ONNX)
+    elif fmt == "torchscript":
+        with atomic_path(out / MODEL_TS) as tmp:
+            write_torchscript(SliceModel(network, size).eval(), tmp, size)
+            module = load_torchscript(tmp)
+            result.parity = check_parity(_torch_probabilities(module), network, size, "TorchScript")
+        result.files.append(out / MODEL_TS)
+    else:
+        (out / TORCHSCRIPT).parent.mkdir(parents=True, exist_ok=True)
+        with atomic_path(out / TORCHSCRIPT) as tmp:
+            write_torchscript(network, tmp, size)
+            wrapped = SliceModel(load_torchscript(tmp), size).eval()
+            result.parity = check_parity(_torch_probabilities(wrapped), network, size,
+                                         "TorchScript (bundle)")
+        result.files.append(out / TORCHSCRIPT)
+        result.files += write_bundle(loaded, out, threshold=DEFAULT_THRESHOLD,
+                                     parity=result.parity.as_dict())
+    _write_record(result, loaded, size)
+    return result
+
+
+def _write_record(result: ExportResult, loaded: LoadedModel, size: int) -> None:
+    """``export.json``, written last: a folder holding it holds a complete export."""
+    assert result.parity is not None
+    record = {
+        "written_by": "medseg export", "version": __version__, "format": result.format,
+        "task": loaded.task, "image_size": size, "threshold": DEFAULT_THRESHOLD,
+        "checkpoint": str(loaded.checkpoint_path),
+        "checkpoint_sha256": file_sha256(loaded.checkpoint_path), "epoch": loaded.epoch,
+        "input": None if result.format == "bundle" else INPUT_TEXT.format(size=size),
+        "output": None if result.format == "bundle" else OUTPUT_TEXT,
+        "onnx_opset": OPSET if result.format == "onnx" else None,
+        "files": {path.relative_to(result.out).as_posix(): file_sha256(path) for path in result.files},
+        "parity": result.parity.as_dict(),
+    }
+    write_text(result.out / EXPORT_RECORD, json.dumps(record, indent=2) + "\n")
+    result.files.append(result.out / EXPORT_RECORD)
