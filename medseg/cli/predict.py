@@ -24,7 +24,8 @@ EXAMPLE = ("medseg predict models/demo_lgg/best.pt --pre t1.nii.gz --flair flair
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("checkpoint", help="a segmentation best.pt written by medseg train")
+    parser.add_argument("checkpoint", help="a segmentation best.pt written by medseg train, or an "
+                                           "ONNX export (model.onnx or its folder, medseg export)")
     parser.add_argument("inputs", nargs="*", metavar="INPUT",
                         help="slice (.tif/.png/.jpg, RGB), folder of slices (kaggle_3m patient "
                              "folder) or NIfTI volume (.nii/.nii.gz) holding the three sequences "
@@ -48,6 +49,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--threshold", type=float, default=0.5,
                         help="probability at or above which a pixel is tumour (default 0.5)")
     parser.add_argument("--device", default="auto", help="auto (default), cpu, cuda, cuda:1 ...")
+    parser.add_argument("--engine", default="auto", choices=("auto", "torch", "onnxruntime"),
+                        help="auto (default): an ONNX export runs in ONNX Runtime on the CPU, a "
+                             "checkpoint in torch")
     parser.add_argument("--overwrite", action="store_true",
                         help="replace files an earlier medseg predict wrote (never other files, "
                              "never inputs)")
@@ -68,11 +72,14 @@ def _volume_summary(record: Prediction) -> str:
 def run(args: argparse.Namespace) -> int:
     from medseg.imaging.sequences import SEQUENCES
     from medseg.predict import predict_paths
+    from medseg.predict.exported import resolve_engine
 
     sequences = {key: getattr(args, key) for key in SEQUENCES}
+    if resolve_engine(args.checkpoint, args.engine) == "onnxruntime":
+        print(f"{args.checkpoint}: an ONNX export: predicting with ONNX Runtime on the CPU")
     for record in predict_paths(args.checkpoint, args.inputs, args.out, sequences=sequences,
                                 single_sequence=args.single_sequence, threshold=args.threshold,
-                                device=args.device, overwrite=args.overwrite):
+                                device=args.device, overwrite=args.overwrite, engine=args.engine):
         kind = record.kind
         if record.sequences:
             kind += " (" + ", ".join(f"{key.upper()} {path}" for key, path in record.sequences.items()) + ")"

@@ -43,12 +43,33 @@ META_VERSION = "medseg.version"
 META_INPUT = "medseg.input"
 META_OUTPUT = "medseg.output"
 _CHUNK = 16  # slices per run
+#: ``medseg predict --engine``: auto follows the model file (an ONNX export: ONNX Runtime)
+ENGINES = ("auto", "torch", "onnxruntime")
 
 
 def is_onnx_model(path: str | Path) -> bool:
     """Whether ``path`` names an ONNX export: a ``.onnx`` file or a folder holding ``model.onnx``."""
     path = Path(path)
     return path.suffix.lower() == ".onnx" or (path / MODEL_ONNX).exists()
+
+
+def resolve_engine(model: str | Path, engine: str = "auto") -> str:
+    """The engine that runs ``model``: "onnxruntime" for an ONNX export, "torch" for a
+    checkpoint.
+
+    Raises:
+        MedsegError: for an unknown engine, or one that cannot run that file.
+    """
+    if engine not in ENGINES:
+        raise MedsegError(f"--engine {engine}: unknown; choose one of {', '.join(ENGINES)}")
+    needed = "onnxruntime" if is_onnx_model(model) else "torch"
+    if engine not in ("auto", needed):
+        if needed == "torch":
+            raise MedsegError(f"{model}: a checkpoint runs in torch; for ONNX Runtime export it "
+                              f"first: medseg export {model} --format onnx --out DIR")
+        raise MedsegError(f"{model}: an ONNX export runs in ONNX Runtime (--engine onnxruntime), "
+                          "not torch")
+    return needed
 
 
 def read_record(folder: Path) -> dict[str, Any] | None:

@@ -35,6 +35,7 @@ from medseg.imaging.nifti import Volume, load_volume
 from medseg.imaging.sequences import load_sequences
 from medseg.locks import folder_lock
 from medseg.metrics.threshold import binarize, check_threshold
+from medseg.predict.exported import OnnxSegmenter, resolve_engine
 from medseg.predict.formats import (
     mask_picture,
     overlay_picture,
@@ -89,7 +90,7 @@ class Predictor:
     """A segmentation model that predicts tumour masks for planned inputs.
 
     Args:
-        model: the network, in eval mode on its device.
+        model: the network, in eval mode on its device, or an ONNX export in ONNX Runtime.
         image_size: the side the model was trained at (slices are resized to it and back).
         threshold: probability at or above which a pixel is tumour, in (0, 1).
 
@@ -97,7 +98,8 @@ class Predictor:
         MedsegError: for a threshold outside (0, 1).
     """
 
-    def __init__(self, model: torch.nn.Module, image_size: int, threshold: float = 0.5) -> None:
+    def __init__(self, model: torch.nn.Module | OnnxSegmenter, image_size: int,
+                 threshold: float = 0.5) -> None:
         check_threshold(threshold, "--threshold")
         self.model = model
         self.image_size = image_size
@@ -105,14 +107,18 @@ class Predictor:
 
     @classmethod
     def from_checkpoint(cls, checkpoint: str | Path, *, threshold: float = 0.5,
-                        device: str = "auto") -> Predictor:
-        """The predictor of a segmentation checkpoint written by ``medseg train``.
+                        device: str = "auto", engine: str = "auto") -> Predictor:
+        """The predictor of a segmentation checkpoint written by ``medseg train``, or of an
+        ONNX export (:mod:`medseg.predict.exported`, run by ONNX Runtime on the CPU).
 
         Raises:
-            CheckpointError: for an unreadable or classification checkpoint.
-            MedsegError: for an unknown device or a threshold outside (0, 1).
+            CheckpointError: for an unreadable or classification checkpoint or export.
+            MedsegError: for an unknown device or engine, or a threshold outside (0, 1).
         """
         check_threshold(threshold, "--threshold")
+        if resolve_engine(checkpoint, engine) == "onnxruntime":
+            exported = OnnxSegmenter.load(checkpoint)
+            return cls(exported, exported.image_size, threshold)
         loaded = load_model(checkpoint, device=resolve_device(device, option="--device"))
         if loaded.task != SEGMENTATION.name:
             raise CheckpointError(
@@ -128,7 +134,9 @@ class Predictor:
         for index, image in enumerate(images):
             by_size[image.shape[:2]].append(index)
         for indices in by_size.values():
-            probs = slice_probabilities(self.model, [images[i] for i in indices], self.image_size)
+            group = [images[i] for i in indices]
+            probs = (self.model.probabilities(group) if isinstance(self.model, OnnxSegmenter)
+                     else slice_probabilities(self.model, group, self.image_size))
             for index, prob in zip(indices, probs, strict=True):
                 masks[index] = binarize(prob, self.threshold)
         return masks
@@ -239,6 +247,7 @@ def predict_paths(
     threshold: float = 0.5,
     device: str = "auto",
     overwrite: bool = False,
+    engine: str = "auto",
 ) -> list[Prediction]:
     """Predict tumour masks for every input and write them under ``out_dir``: plan and check
     every output (:func:`~medseg.predict.plan.plan_jobs`), then load the model
@@ -246,7 +255,8 @@ def predict_paths(
     ``out_dir``'s lock (:func:`medseg.locks.folder_lock`) from planning to the last write.
 
     Args:
-        checkpoint: a segmentation checkpoint written by ``medseg train``.
+        checkpoint: a segmentation checkpoint written by ``medseg train``, or an ONNX export
+            (``model.onnx`` or its folder, written by ``medseg export``).
         inputs: slice images (.tif/.png/.jpg), folders of slices (a kaggle_3m patient
             folder: masks beside the slices are ignored) or NIfTI volumes (.nii/.nii.gz;
             3 channels last, or one sequence with ``single_sequence``).
@@ -263,6 +273,8 @@ def predict_paths(
         device: "auto", "cpu", "cuda", ...
         overwrite: replace outputs that an earlier ``medseg predict`` wrote (never any
             other file, never an input).
+        engine: "auto" (an ONNX export runs in ONNX Runtime, a checkpoint in torch), "torch"
+            or "onnxruntime" (:func:`~medseg.predict.exported.resolve_engine`).
 
     Raises:
         CheckpointError: for an unreadable or classification checkpoint.
@@ -275,9 +287,11 @@ def predict_paths(
             ``out_dir`` (naming it), before anything is written.
     """
     check_threshold(threshold, "--threshold")
+    resolve_engine(checkpoint, engine)
     out_dir = Path(out_dir)
     check_out_folder(out_dir)
     with folder_lock(out_dir, what="--out folder"):
         jobs = plan_jobs(inputs, out_dir, sequences=sequences, single_sequence=single_sequence,
                          overwrite=overwrite)
-        return Predictor.from_checkpoint(checkpoint, threshold=threshold, device=device).predict(jobs)
+        return Predictor.from_checkpoint(checkpoint, threshold=threshold, device=device,
+                                         engine=engine).predict(jobs)
