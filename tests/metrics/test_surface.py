@@ -7,6 +7,7 @@ import math
 
 import numpy as np
 import pytest
+import torch
 
 from medseg.metrics.surface import surface_measures
 
@@ -94,3 +95,28 @@ def test_bad_shapes_spacing_and_tolerance_are_refused():
         surface_measures(_square(), _square(), spacing=(1.0, 0.0))
     with pytest.raises(ValueError, match="tolerance"):
         surface_measures(_square(), _square(), tolerance=-1.0)
+
+
+@pytest.mark.parametrize(("shape", "spacing"), [((40, 40), None), ((6, 30, 30), (3.0, 0.7, 0.9))])
+def test_the_measures_equal_monai_s_three_metric_functions(shape, spacing):
+    """medseg reduces one get_edge_surface_distance pass as MONAI's compute_hausdorff_distance,
+    compute_average_surface_distance and compute_surface_dice do (random blobs)."""
+    from monai.metrics import (
+        compute_average_surface_distance,
+        compute_hausdorff_distance,
+        compute_surface_dice,
+    )
+    from scipy import ndimage
+
+    rng = np.random.default_rng(5)
+    for _ in range(4):
+        pred = ndimage.binary_dilation(rng.random(shape) < 0.01, iterations=2)
+        ref = ndimage.binary_dilation(rng.random(shape) < 0.01, iterations=2)
+        ours = surface_measures(pred, ref, spacing, tolerance=1.5)
+        y_pred, y = torch.from_numpy(pred)[None, None], torch.from_numpy(ref)[None, None]
+        theirs = (
+            compute_hausdorff_distance(y_pred, y, include_background=True, percentile=95, spacing=spacing),
+            compute_average_surface_distance(y_pred, y, include_background=True, symmetric=True, spacing=spacing),
+            compute_surface_dice(y_pred, y, [1.5], include_background=True, spacing=spacing),
+        )
+        assert (ours.hd95, ours.assd, ours.nsd) == pytest.approx([float(t) for t in theirs], rel=1e-5)
