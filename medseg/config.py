@@ -21,10 +21,10 @@ from typing import Any, Literal
 
 import yaml
 
-from medseg.errors import ConfigError
+from medseg.errors import ConfigError, DataError
 from medseg.files import write_text
 from medseg.optim.settings import ZNORM_DEFAULTS, Granularity, check_znorm_settings
-from medseg.paths import plain_name
+from medseg.paths import plain_name, regular_file
 from medseg.tasks import TaskName, task_for_format
 
 #: the largest ``seed``: numpy seeds its generator with 0 <= seed < 2**32, and MONAI's
@@ -370,12 +370,15 @@ def _read_config_file(path: Path) -> dict[str, Any]:
 
     Raises:
         ConfigError: when the file is missing, unreadable, binary, not UTF-8, not valid YAML,
-            not a mapping, or has none of the config's sections at the top level.
+            not a mapping, or has none of the config's sections at the top level; when it
+            is not a regular file (a FIFO or a device is never opened).
     """
-    if not path.is_file():
+    if not path.exists():
         raise ConfigError(f"{path}: config file not found")
     try:
-        data = path.read_bytes()
+        data = regular_file(path).read_bytes()
+    except DataError as err:  # a folder, a FIFO, a device: never opened
+        raise ConfigError(f"{err} (a config is a YAML file)") from None
     except OSError as err:
         raise ConfigError(f"{path}: cannot read config file ({err.strerror or err})") from None
     if b"\x00" in data:

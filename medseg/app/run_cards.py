@@ -24,6 +24,7 @@ from pathlib import Path
 
 from medseg.config import Config, load_config
 from medseg.errors import MedsegError
+from medseg.paths import is_regular_file
 from medseg.runs import RunFolder, parse_history
 from medseg.tasks import TASKS, metric_label
 
@@ -132,7 +133,7 @@ def _side_text(path: Path, problems: list[str]) -> str | None:
     try:
         if not path.exists():
             return None
-        if not path.is_file():
+        if not is_regular_file(path):  # a FIFO would block the page: never opened
             problems.append(f"{path.name} is not a regular file")
             return None
         if path.stat().st_size > MAX_SIDE_FILE_BYTES:
@@ -219,13 +220,6 @@ def _validation_of(row: dict[str, float]) -> dict[str, float]:
     return _card_metrics({k.removeprefix("val_"): v for k, v in row.items() if k.startswith("val_")})
 
 
-def _is_regular_file(path: Path) -> bool:
-    try:
-        return path.is_file()
-    except OSError:
-        return False
-
-
 def read_run(folder: str | Path, name: str | None = None) -> RunCard:
     """Describe one run folder. A ``best.pt`` or ``last.pt`` that is not a regular file, and
     unreadable side files, become ``problems``, not errors.
@@ -238,7 +232,7 @@ def read_run(folder: str | Path, name: str | None = None) -> RunCard:
     present = [path for path in run.checkpoints if os.path.lexists(path)]
     if not present:
         raise MedsegError(f"{folder}: no {' or '.join(run.CHECKPOINT_NAMES)} in this run folder")
-    checkpoints = tuple(path for path in present if _is_regular_file(path))
+    checkpoints = tuple(path for path in present if is_regular_file(path))
     problems = [f"{path.name} is not a regular file" for path in present if path not in checkpoints]
     config = _read_config(run.config_file, problems)
     history = _read_history(run.history_file, problems)

@@ -20,6 +20,7 @@ from typing import Any
 
 from medseg.errors import DataError
 from medseg.files import write_text
+from medseg.paths import regular_file
 
 SPLIT_NAMES = ("train", "val", "test")
 
@@ -74,12 +75,14 @@ def read_split_file(path: str | Path) -> tuple[dict[str, list[str]], int | None]
     """Return the split stored in ``path`` and its seed (None when not recorded).
 
     Raises:
-        DataError: when the file is missing, not JSON, lacks a subset, or lists a patient
-            twice.
+        DataError: when the file is missing, not a regular file (a FIFO is never opened),
+            not JSON, lacks a subset, or lists a patient twice.
     """
     path = Path(path)
+    if not path.exists():
+        raise DataError(f"{path}: split file not found")
     try:
-        raw = json.loads(path.read_text())
+        raw = json.loads(regular_file(path).read_text())
     except FileNotFoundError:
         raise DataError(f"{path}: split file not found") from None
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:

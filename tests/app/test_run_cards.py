@@ -11,6 +11,7 @@ import pytest
 from medseg.app.run_cards import find_runs, read_run
 from medseg.config import config_from_dict, save_config
 from medseg.errors import MedsegError
+from tests.imaging.hostile import fifo, no_hang
 
 
 def write_run(folder, *, checkpoints=("best.pt", "last.pt"), mtime=None, epochs=3):
@@ -204,3 +205,14 @@ def test_the_runs_split_labels_its_patients_and_a_broken_one_is_a_problem(tmp_pa
     card = read_run(folder)
     assert card.split == {}
     assert card.problems == ("split.json: patient A is in both 'train' and 'val'",)
+
+
+@pytest.mark.parametrize("side_file", ["config.yaml", "history.csv", "metrics.json", "split.json"])
+def test_a_fifo_side_file_is_a_problem_never_a_hang(tmp_path, side_file):
+    run_dir = write_run(tmp_path / "run")
+    (run_dir / side_file).unlink(missing_ok=True)
+    fifo(run_dir / side_file)
+    with no_hang():
+        card = read_run(run_dir)
+        assert card.problems == (f"{side_file} is not a regular file",)
+        assert [run.name for run in find_runs(tmp_path)] == ["run"]
