@@ -6,7 +6,8 @@ Writes ``<name>_pred.png`` and ``<name>_pred_overlay.png`` per slice (and
 ``<name>_pred.nii.gz`` and the lesion report ``<name>_pred.json`` per volume or sequence set,
 named after the FLAIR input, plus the DICOM SEG ``<name>_pred_seg.dcm`` when that input is a
 DICOM series), never over an existing file unless ``--overwrite`` and that file is an earlier
-prediction (see :mod:`medseg.predict`); prints a line per input and, per volume, its
+prediction (see :mod:`medseg.predict`), and never while another medseg process writes
+``--out`` (its lock, :mod:`medseg.locks`); prints a line per input and, per volume, its
 tumour volume (mL) and lesion count. An input holding one MR sequence (a 3-D volume, a grey slice,
 one of the sequence options) is refused unless ``--single-sequence``.
 """
@@ -45,7 +46,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
                         help="where the masks (*_pred.png, *_pred.nii.gz, DICOM SEG "
                              "*_pred_seg.dcm), overlays (*_pred_overlay.png) and lesion reports "
                              "(*_pred.json) go; existing files are never replaced unless "
-                             "--overwrite")
+                             "--overwrite; a folder another medseg command is writing is refused")
     parser.add_argument("--threshold", type=float, default=0.5,
                         help="probability at or above which a pixel is tumour (default 0.5)")
     parser.add_argument("--device", default="auto", help="auto (default), cpu, cuda, cuda:1 ...")

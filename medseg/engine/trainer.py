@@ -129,7 +129,8 @@ def train(cfg: Config, *, resume: bool = False, callbacks: Sequence[TrainCallbac
         _nothing_to_resume(cfg.run_dir)
     ctx = init_distributed(cfg.train.device)
     try:
-        _on_main(lambda: _check_before_writing(cfg, resume), ctx)
+        if not resume:  # checked before the lock creates the folder; a resume's under it
+            _on_main(lambda: _check_new_run(cfg), ctx)
         with _folder_lock(cfg.run_dir, ctx):
             return _train(cfg, ctx, resume, list(callbacks))
     finally:
@@ -229,26 +230,33 @@ def _on_main(work: Callable[[], T], ctx: DistContext) -> T:
     return cast(T, result)
 
 
-def _check_before_writing(cfg: Config, resume: bool) -> None:
-    """Check what can be checked before the lock creates anything: the run folder (a fresh
-    start: :func:`~medseg.engine.run_folder.check_fresh_start`), the data root (there, of
-    ``data.format``) and ``data.split_file``. :func:`_open_run` checks the folder again
-    under the lock.
+def _check_new_run(cfg: Config) -> None:
+    """What a fresh start checks before the lock creates anything: the run folder
+    (:func:`~medseg.engine.run_folder.check_fresh_start`, again under the lock) and the data
+    (:func:`_check_data`).
 
     Raises:
         MedsegError: as :func:`~medseg.engine.run_folder.check_fresh_start`.
-        DataError: when the data root is missing or not of ``data.format``, or the split
-            file is missing or malformed.
+        DataError: as :func:`_check_data`.
     """
-    if not resume:
-        check_fresh_start(cfg.run_dir)
-    if cfg.data.format == "lgg":
-        find_lgg_root(cfg.data.root)
+    check_fresh_start(cfg.run_dir)
+    _check_data(cfg.data)
+
+
+def _check_data(data: DataConfig) -> None:
+    """Check, before anything is written, that ``data.root`` exists and holds
+    ``data.format``'s files, and that ``data.split_file`` (when set) is a split file.
+
+    Raises:
+        DataError: naming the folder or file.
+    """
+    if data.format == "lgg":
+        find_lgg_root(data.root)
     else:
         for split in PCAM_SPLITS:
-            pcam_files(cfg.data.root, split)
-    if cfg.data.split_file is not None:
-        read_split_file(cfg.data.split_file)
+            pcam_files(data.root, split)
+    if data.split_file is not None:
+        read_split_file(data.split_file)
 
 
 @contextmanager
@@ -266,8 +274,8 @@ def _open_run(
     ``config.yaml``; return the config the run continues with and, on resume, ``last.pt``.
 
     Nothing is written when a check fails: the folder holds another run or is not medseg's
-    (fresh start), or ``last.pt`` is missing or unusable, or the config changes what a
-    resume may not. Temporary files of interrupted writes are removed only after these
+    (fresh start), or ``last.pt`` is missing or unusable, the config changes what a resume
+    may not, or the data is missing (:func:`_check_data`). Temporary files of interrupted writes are removed only after these
     checks, from a folder they showed to be medseg's.
     """
     run = RunFolder(cfg.run_dir)
@@ -283,6 +291,7 @@ def _open_run(
         else:
             stored = checkpoint_config(payload, last_path)
             run_cfg = resumed_config(cfg, stored, last_path, int(payload["epoch"]))
+            _check_data(run_cfg.data)
         removed = remove_orphaned_temps(cfg.run_dir)
         if removed:
             names = ", ".join(f"{name} ({size / 2**20:.1f} MiB)" for name, size in removed)
