@@ -16,7 +16,7 @@ FLOORS: dict[str, int] = {
     "errors": 0,
     "__init__": 1, "lazy": 1, "files": 1, "paths": 1,
     "locks": 2, "metrics": 2, "optim": 2,
-    "optim": 3, "runs": 3, "tasks": 3,
+    "runs": 3, "tasks": 3,
     "config": 4,
     "imaging": 5,
     "data": 6,
