@@ -31,6 +31,7 @@ import pandas as pd
 from medseg.app.scoring import score_volume
 from medseg.data.lgg import Patient
 from medseg.files import write_text
+from medseg.paths import is_regular_file
 from medseg.runs import RunFolder
 
 #: the step of the app's threshold slider, which offers every multiple of it between 0 and 1
@@ -187,7 +188,10 @@ class CohortCache:
 
     def load(self) -> dict[str, PatientRecord]:
         """The cached records; empty when there is no file, it belongs to another checkpoint
-        or folder, or it cannot be read (it is then rewritten by :meth:`save`)."""
+        or folder, or it cannot be read or is not a regular file (it is then rewritten by
+        :meth:`save`)."""
+        if not is_regular_file(self.path):
+            return {}
         try:
             payload = json.loads(self.path.read_text(encoding="utf-8"))
             if {k: payload.get(k) for k in self.identity} != self.identity:

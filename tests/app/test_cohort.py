@@ -26,6 +26,7 @@ from medseg.app.cohort import (
 from medseg.app.scoring import score_volume
 from medseg.data.lgg import Patient, Slice
 from medseg.metrics import DEFAULT_THRESHOLD, SegmentationMeter, check_threshold
+from tests.imaging.hostile import no_hang
 
 
 def patient_arrays(seed: int, n: int = 3, size: int = 8) -> tuple[np.ndarray, np.ndarray]:
@@ -150,3 +151,15 @@ def test_fingerprint_changes_with_the_files_and_stale_lists_them(tmp_path):
     assert before != after
     records = {"p": score_patient("p", *patient_arrays(0), [1, 2, 3], before)}
     assert stale(records, {"p": before}) == [] and stale(records, {"p": after, "q": "x"}) == ["p", "q"]
+
+
+def test_a_fifo_in_place_of_the_cache_is_ignored_without_blocking_then_replaced(tmp_path):
+    checkpoint = tmp_path / "best.pt"
+    checkpoint.write_bytes(b"weights")
+    cache = CohortCache(tmp_path, checkpoint, tmp_path)
+    cache.path.parent.mkdir()
+    os.mkfifo(cache.path)
+    with no_hang():
+        assert cache.load() == {}
+    assert cache.save({"a": record("a", 1)}) is None
+    assert cache.load() == {"a": record("a", 1)}
