@@ -38,6 +38,7 @@ from medseg.export.onnx import OPSET, write_onnx
 from medseg.export.parity import Parity, check_parity
 from medseg.export.torchscript import load_torchscript, write_torchscript
 from medseg.files import atomic_path, write_text
+from medseg.locks import folder_lock
 from medseg.metrics.threshold import DEFAULT_THRESHOLD
 from medseg.predict.exported import (
     EXPORT_RECORD,
@@ -124,9 +125,16 @@ def export_checkpoint(checkpoint: str | Path, fmt: str, out: str | Path) -> Expo
     loaded = _loaded(checkpoint)
     if fmt == "bundle":
         check_bundle_network(loaded)
+    with folder_lock(out, what="export folder"):
+        check_out(out, fmt)  # again, now that no other medseg process writes there
+        result = _export(loaded, fmt, out)
+        _write_record(result, loaded, loaded.config.data.image_size)
+    return result
+
+
+def _export(loaded: LoadedModel, fmt: str, out: Path) -> ExportResult:
     network, size = loaded.model, loaded.config.data.image_size
     result = ExportResult(fmt, out)
-    out.mkdir(parents=True, exist_ok=True)
     if fmt == "onnx":
         import onnxruntime
 
@@ -154,7 +162,6 @@ def export_checkpoint(checkpoint: str | Path, fmt: str, out: str | Path) -> Expo
         result.files.append(out / TORCHSCRIPT)
         result.files += write_bundle(loaded, out, threshold=DEFAULT_THRESHOLD,
                                      parity=result.parity.as_dict())
-    _write_record(result, loaded, size)
     return result
 
 

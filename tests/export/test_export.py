@@ -21,12 +21,14 @@ import torch
 from medseg.cli.main import main
 from medseg.engine.checkpoint import load_model
 from medseg.engine.inference import slice_probabilities
-from medseg.errors import CheckpointError, DataError
+from medseg.errors import CheckpointError, DataError, MedsegError
 from medseg.export import run as export_run
 from medseg.export.parity import PARITY_LIMIT, check_parity
 from medseg.export.run import export_checkpoint
+from medseg.locks import LOCK_NAME
 from medseg.predict.exported import OnnxSegmenter
 from medseg.predict.run import predict_paths
+from tests.locking import held_by_another_process
 from tests.support import LGG_PATIENTS
 
 PATIENT = next(iter(LGG_PATIENTS))
@@ -216,3 +218,11 @@ def test_an_unknown_format_and_a_file_as_out_are_refused(best_checkpoint, tmp_pa
     (tmp_path / "file").write_text("")
     with pytest.raises(DataError, match="not a folder"):
         export_checkpoint(best_checkpoint, "onnx", tmp_path / "file")
+
+
+def test_an_export_folder_another_medseg_process_writes_is_refused(best_checkpoint, tmp_path):
+    out = tmp_path / "export"
+    with held_by_another_process(out):
+        with pytest.raises(MedsegError, match=r"export: in use by another medseg process"):
+            export_checkpoint(best_checkpoint, "onnx", out)
+        assert [p.name for p in out.iterdir()] == [LOCK_NAME]  # the holder's lock, nothing else
