@@ -95,15 +95,20 @@ def best_epoch(history: Sequence[Mapping[str, float]], key: str) -> tuple[int, f
 
 def parse_history(text: str, source: Path) -> list[dict[str, float]]:
     """The rows of a ``history.csv`` text as numbers, one dict per epoch; an empty cell (a
-    column the epoch did not record) is left out. ``nan`` and ``inf`` are numbers.
+    column the epoch did not record) is left out. ``nan`` and ``inf`` are numbers, except in
+    the ``epoch`` column: every row holds its epoch, a whole number >= 1.
 
     Raises:
-        MedsegError: naming ``source``, the row and the column, when a cell is not a number
-            or the text is not CSV with a header.
+        MedsegError: naming ``source``, the row and the column, when a cell is not a number,
+            the header has no ``epoch`` column or a row no epoch, or the text is not CSV with
+            a header.
     """
     rows: list[dict[str, float]] = []
     try:
-        for number, row in enumerate(csv.DictReader(io.StringIO(text, newline="")), start=1):
+        reader = csv.DictReader(io.StringIO(text, newline=""))
+        if reader.fieldnames is not None and "epoch" not in reader.fieldnames:
+            raise MedsegError(f"{source}: cannot read the run history: no epoch column")
+        for number, row in enumerate(reader, start=1):
             values = {}
             for column, value in row.items():
                 if column is None:
@@ -116,6 +121,10 @@ def parse_history(text: str, source: Path) -> list[dict[str, float]]:
                 except ValueError:
                     raise MedsegError(f"{source}: cannot read the run history: row {number} "
                                       f"holds {value!r} in {column}, not a number") from None
+            epoch = values.get("epoch", math.nan)
+            if not (math.isfinite(epoch) and epoch.is_integer() and epoch >= 1):
+                raise MedsegError(f"{source}: cannot read the run history: row {number} holds "
+                                  f"{row['epoch']!r} in epoch, not an epoch number")
             rows.append(values)
     except csv.Error as err:
         raise MedsegError(f"{source}: cannot read the run history: not CSV ({err})") from None

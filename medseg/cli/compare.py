@@ -5,10 +5,11 @@ from __future__ import annotations
 import argparse
 import shlex
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from medseg.config import load_config
+from medseg.config import MAX_SEED, load_config
 from medseg.errors import ConfigError
 from medseg.tasks import get_task
 
@@ -30,7 +31,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
     seeds = parser.add_mutually_exclusive_group()
     seeds.add_argument("--seeds", type=int, default=3, metavar="N",
                        help="run seeds 0..N-1 (default: 3)")
-    seeds.add_argument("--seed-list", metavar="S,S,...", help="explicit seeds, e.g. 0,1,2")
+    seeds.add_argument("--seed-list", metavar="S,S,...",
+                       help=f"explicit seeds, e.g. 0,1,2 (each from 0 to {MAX_SEED})")
     parser.add_argument("--out", metavar="DIR",
                         help="comparison folder (default: runs/compare_<config name>); rerunning "
                         "with the same folder skips finished runs and resumes interrupted ones")
@@ -56,8 +58,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
                         "another in this process)")
 
 
-def parse_seeds(args: argparse.Namespace) -> list[int]:
-    """``--seed-list`` when given, else ``range(--seeds)``.
+def parse_seeds(args: argparse.Namespace) -> Sequence[int]:
+    """``--seed-list`` when given, else ``range(--seeds)`` (a range: nothing is allocated
+    before :func:`medseg.compare.planning.check_seeds` bounds the count).
 
     Raises:
         ConfigError: on a non-integer seed or a count below 1.
@@ -67,11 +70,11 @@ def parse_seeds(args: argparse.Namespace) -> list[int]:
             return [int(item) for item in args.seed_list.split(",") if item.strip()]
         except ValueError:
             raise ConfigError(
-                f"--seed-list {args.seed_list!r}: expected comma-separated integers, e.g. 0,1,2"
+                f"--seed-list {args.seed_list[:80]!r}: expected comma-separated integers, e.g. 0,1,2"
             ) from None
     if args.seeds < 1:
         raise ConfigError(f"--seeds {args.seeds}: expected a number of seeds >= 1")
-    return list(range(args.seeds))
+    return range(args.seeds)
 
 
 def parse_method_overrides(items: list[str]) -> dict[str, list[str]]:

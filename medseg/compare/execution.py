@@ -27,6 +27,8 @@ Example:
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 import subprocess
 import sys
@@ -39,23 +41,26 @@ import torch
 
 from medseg import engine
 from medseg.compare.grad_recorder import GradStatsRecorder
-from medseg.compare.planning import (
-    RunState,
-    check_method_overrides,
-    check_methods,
-    check_seeds,
-    plan_runs,
-    run_state,
-)
+from medseg.compare.planning import RunState, check_comparison, plan_runs, run_state
 from medseg.compare.results import collect_rows, write_outputs
-from medseg.compare.spec import RunSpec, load_spec, read_record, write_record
+from medseg.compare.spec import (
+    SPLIT_DIGEST,
+    RunSpec,
+    load_spec,
+    read_record,
+    write_record,
+)
 from medseg.config import Config
 from medseg.data.lgg import list_patients
-from medseg.data.splits import save_split, split_patients
+from medseg.data.splits import read_split_file, save_split, split_patients
 from medseg.engine.run_folder import run_lock
-from medseg.errors import DivergenceError, MedsegError
+from medseg.errors import ConfigError, DivergenceError, MedsegError
 from medseg.runs import RunFolder, split_path
 from medseg.tasks import get_task
+
+#: the most CUDA devices one comparison spreads runs over, and one above the largest index:
+#: more than any single machine holds (8 to 16 on the largest nodes)
+MAX_GPUS = 64
 
 
 def prepare_split(cfg: Config, out_dir: Path) -> str | None:
@@ -74,6 +79,22 @@ def prepare_split(cfg: Config, out_dir: Path) -> str | None:
     return path
 
 
+def split_digest(split_file: str | Path | None) -> str | None:
+    """The identity of a patient split: the SHA-256 of its canonical content, the train, val
+    and test lists as training reads them (:func:`~medseg.data.splits.read_split_file`), in
+    JSON with sorted keys and no spaces, so that the file's layout and its recorded seed do
+    not count. None for no split file (the data's own splits).
+
+    Raises:
+        DataError: when the split file is missing or malformed.
+    """
+    if split_file is None:
+        return None
+    split, _ = read_split_file(split_file)
+    canonical = json.dumps(split, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
+
+
 def _split_path(cfg: Config, out_dir: Path) -> str | None:
     """Where the shared split is: ``data.split_file``, else the comparison folder's own
     (:func:`medseg.runs.split_path`) for tasks split by patient, else None (the data's own
@@ -88,6 +109,47 @@ def _earlier_seconds(run: RunFolder) -> float:
     if not run.history_file.exists():
         return 0.0
     return sum(row.get("seconds", 0.0) for row in run.read_history())
+
+
+def _split_at_start(spec: RunSpec, resume: bool) -> str | None:
+    """The identity of the split ``spec`` trains on now (:func:`split_digest`).
+
+    Raises:
+        MedsegError: when ``resume`` and the run recorded another split when it started: one
+            run would train on two splits.
+    """
+    digest = split_digest(spec.cfg.data.split_file)
+    recorded = read_record(spec.run_dir).get(SPLIT_DIGEST) if resume and spec.folder.compare_record.exists() else None
+    if recorded is not None and recorded != digest:
+        raise MedsegError(
+            f"{spec.cfg.data.split_file}: changed since {spec.label} started ({spec.run_dir}); "
+            "resuming would train one run on two splits: restore the file, or remove that run "
+            "folder to train it anew"
+        )
+    return digest
+
+
+def check_same_split(specs: Sequence[RunSpec], split_file: str | None) -> None:
+    """Check that every run trained on ``split_file`` as it is now: the split identity each
+    recorded when it started (``split_sha256``) equals the file's. Records written before
+    medseg recorded it hold none and are not checked; tasks with official splits have none.
+
+    Raises:
+        MedsegError: naming the split file and every run that recorded another split (its
+            seeds were tested on other patients), or when the split file is missing or malformed.
+    """
+    recorded = {spec.label: read_record(spec.run_dir).get(SPLIT_DIGEST) for spec in specs}
+    known = {label: digest for label, digest in recorded.items() if digest is not None}
+    if not known:
+        return
+    current = split_digest(split_file)
+    other = [label for label, digest in known.items() if digest != current]
+    if other:
+        raise MedsegError(
+            f"{split_file}: {len(other)} of {len(specs)} runs trained on another version of this "
+            f"split ({', '.join(other)}), so not every seed was tested on the same patients; "
+            "restore the split they trained on, or remove those run folders and train them again"
+        )
 
 
 def execute_run(spec: RunSpec, resume: bool) -> float:
@@ -107,8 +169,9 @@ def execute_run(spec: RunSpec, resume: bool) -> float:
     """
     grad_path = spec.folder.grad_stats_file
     with run_lock(spec.run_dir):
+        split = _split_at_start(spec, resume)
         earlier = _earlier_seconds(spec.folder) if resume else 0.0
-        write_record(spec, resumed=resume)
+        write_record(spec, resumed=resume, **{SPLIT_DIGEST: split})
         if not resume:
             grad_path.unlink(missing_ok=True)
         callbacks = [GradStatsRecorder(grad_path)] if spec.cfg.train.log_grad_stats else []
@@ -119,9 +182,25 @@ def execute_run(spec: RunSpec, resume: bool) -> float:
         except DivergenceError as err:
             diverged = str(err)
         wall_time = earlier + time.perf_counter() - start
-        write_record(spec, wall_time_s=wall_time, resumed=resume,
+        write_record(spec, wall_time_s=wall_time, resumed=resume, **{SPLIT_DIGEST: split},
                      **({"diverged": diverged} if diverged else {}))
     return wall_time
+
+
+def check_gpus(gpus: Sequence[int]) -> list[int]:
+    """Validate CUDA device indices: each from 0 to :data:`MAX_GPUS` - 1, each once.
+
+    Raises:
+        ConfigError: naming the offending index.
+    """
+    checked: dict[int, None] = {}
+    for gpu in gpus:
+        if not 0 <= gpu < MAX_GPUS:
+            raise ConfigError(f"--gpus: device {gpu} is not an index from 0 to {MAX_GPUS - 1}")
+        if gpu in checked:
+            raise ConfigError(f"--gpus: device {gpu} is listed twice")
+        checked[gpu] = None
+    return list(checked)
 
 
 def _worker_command(run_dir: Path, resume: bool) -> list[str]:
@@ -144,7 +223,8 @@ def _run_on_gpus(
         for gpu in gpus:
             if gpu not in active and queue:
                 spec, resume = queue.pop(0)
-                write_record(spec, resumed=resume)
+                if not spec.folder.compare_record.exists():  # the worker reads the run from it
+                    write_record(spec, resumed=resume)
                 env = {**os.environ, "CUDA_VISIBLE_DEVICES": str(gpu)}
                 with spec.folder.worker_log.open("a") as log:
                     process = subprocess.Popen(
@@ -192,19 +272,18 @@ def planned_runs(
     cfg: Config, methods: Sequence[str], seeds: Sequence[int], out_dir: Path,
     method_overrides: Mapping[str, Sequence[str]] | None = None, *, write_split: bool = True,
 ) -> list[RunSpec]:
-    """Check the methods, seeds and per-method settings and lay out every run.
+    """Lay out every run of methods, seeds and per-method settings checked by
+    :func:`~medseg.compare.planning.check_comparison`.
 
     Args:
         write_split: write the shared ``split.json`` when missing (planning, training);
             collecting leaves the folder as it is.
 
     Raises:
-        ConfigError: on an unknown or duplicate method or seed, or a bad per-method setting.
+        ConfigError: on a bad per-method setting or run config.
     """
-    methods = check_methods(methods)
-    overrides = check_method_overrides(method_overrides or {}, methods)
     split = prepare_split(cfg, out_dir) if write_split else _split_path(cfg, out_dir)
-    return plan_runs(cfg, methods, check_seeds(seeds), out_dir, split, overrides)
+    return plan_runs(cfg, methods, seeds, out_dir, split, method_overrides)
 
 
 def plan_comparison(
@@ -217,17 +296,20 @@ def plan_comparison(
     that :func:`run_planned` can train any one run on any machine that sees ``out_dir``.
 
     Raises:
-        ConfigError: as :func:`planned_runs`.
+        ConfigError: as :func:`~medseg.compare.planning.check_comparison` (before anything is
+            created) and :func:`planned_runs`.
         MedsegError: when a run directory holds a different config, or ``out_dir`` is locked.
     """
-    out_dir = Path(out_dir)
+    methods, seeds, overrides = check_comparison(methods, seeds, method_overrides or {})
+    out_dir = Path(out_dir).expanduser()
     out_dir.mkdir(parents=True, exist_ok=True)
     with run_lock(out_dir):
-        specs = planned_runs(cfg, methods, seeds, out_dir, method_overrides)
+        specs = planned_runs(cfg, methods, seeds, out_dir, overrides)
         states = [run_state(spec) for spec in specs]
+        split = split_digest(specs[0].cfg.data.split_file)  # one split for every run
         for spec in specs:
             if not spec.folder.compare_record.exists():
-                write_record(spec, resumed=False)
+                write_record(spec, resumed=False, **{SPLIT_DIGEST: split})
     return list(zip(specs, states, strict=True))
 
 
@@ -267,11 +349,14 @@ def collect_comparison(
         One row per run, as :func:`run_comparison`.
 
     Raises:
+        ConfigError: as :func:`~medseg.compare.planning.check_comparison`.
         MedsegError: listing every unfinished run (not started, or interrupted) while any
-            is missing, or when a run directory holds a different config.
+            is missing; when a run directory holds a different config; or when runs trained
+            on another version of the split (:func:`check_same_split`).
     """
-    out_dir = Path(out_dir)
-    specs = planned_runs(cfg, methods, seeds, out_dir, method_overrides, write_split=False)
+    methods, seeds, overrides = check_comparison(methods, seeds, method_overrides or {})
+    out_dir = Path(out_dir).expanduser()
+    specs = planned_runs(cfg, methods, seeds, out_dir, overrides, write_split=False)
     states = [run_state(spec) for spec in specs]
     missing = [f"{spec.label} ({'interrupted' if state == 'resume' else 'not started'})"
                for spec, state in zip(specs, states, strict=True) if state != "done"]
@@ -280,10 +365,11 @@ def collect_comparison(
             f"{out_dir}: {len(missing)} of {len(specs)} runs unfinished: {', '.join(missing)}; "
             "run them (medseg compare-run RUN_DIR, see --plan) and collect again"
         )
+    check_same_split(specs, specs[0].cfg.data.split_file)
     out_dir.mkdir(parents=True, exist_ok=True)
     with run_lock(out_dir):
         rows = collect_rows(specs, target=cfg.train.target_metric)
-        write_outputs(rows, specs, cfg, out_dir, method_overrides)
+        write_outputs(rows, specs, cfg, out_dir, overrides)
     return rows
 
 
@@ -306,22 +392,26 @@ def run_comparison(
         out_dir: the comparison folder (``runs/``, ``split.json``, ``results.*``, PNGs).
         method_overrides: per-method ``optim.*`` settings, e.g.
             ``{"adamw": ["optim.weight_decay=0.01"]}`` (AdamW without weight decay is Adam).
-        gpus: CUDA device indices to spread runs over; ``None`` picks all visible ones when
-            more than one, else runs in this process one after another.
+        gpus: CUDA device indices to spread runs over (:func:`check_gpus`); ``None`` picks
+            all visible ones when more than one, else runs in this process one after another.
         progress: called with one line per run event (e.g. ``print``).
 
     Returns:
         One row per run (see :mod:`medseg.compare.report`), in seed-major order.
 
     Raises:
-        ConfigError: on an unknown or duplicate method or seed.
-        MedsegError: when a run directory holds a different config, or a run fails.
+        ConfigError: as :func:`~medseg.compare.planning.check_comparison` and
+            :func:`check_gpus`, before anything is created.
+        MedsegError: when a run directory holds a different config, a run fails, or finished
+            runs trained on another version of the split (:func:`check_same_split`).
     """
     progress = progress or (lambda line: None)
-    out_dir = Path(out_dir)
+    methods, seeds, overrides = check_comparison(methods, seeds, method_overrides or {})
+    chosen = None if gpus is None else check_gpus(gpus)
+    out_dir = Path(out_dir).expanduser()
     out_dir.mkdir(parents=True, exist_ok=True)
     with run_lock(out_dir):  # one comparison per folder; each run also locks its own folder
-        specs = planned_runs(cfg, methods, seeds, out_dir, method_overrides)
+        specs = planned_runs(cfg, methods, seeds, out_dir, overrides)
         for spec in [spec for spec in specs if spec.seed == specs[0].seed]:
             if spec.method.startswith("adamw") and spec.cfg.optim.weight_decay == 0:
                 progress(f"note: {spec.method} runs with optim.weight_decay=0, which makes it "
@@ -336,11 +426,12 @@ def run_comparison(
         progress(f"{len(specs)} runs: {len(specs) - len(pending)} finished earlier, "
                  f"{sum(resume for _, resume in pending)} to resume, "
                  f"{sum(not resume for _, resume in pending)} to train")
-        gpus = visible_gpus(cfg) if gpus is None else list(gpus)
-        if len(gpus) > 1:
-            _run_on_gpus(pending, gpus, progress)
+        devices = visible_gpus(cfg) if chosen is None else chosen
+        if len(devices) > 1:
+            _run_on_gpus(pending, devices, progress)
         else:
             _run_here(pending, progress)
+        check_same_split(specs, specs[0].cfg.data.split_file)
         rows = collect_rows(specs, target=cfg.train.target_metric)
-        write_outputs(rows, specs, cfg, out_dir, method_overrides)
+        write_outputs(rows, specs, cfg, out_dir, overrides)
     return rows

@@ -7,8 +7,13 @@ Each run has ``cfg.optim.name = method`` (plus that method's ``--method-set`` va
 :data:`~medseg.compare.spec.MODEL_METHODS` (``adam+bgn``: ``optim.name = adam`` and
 ``model.bgn = true``). Nothing here trains or writes.
 
+Every count and value is bounded before anything is allocated: at most :data:`MAX_SEEDS`
+seeds, each in the config's range for ``seed`` (0 to :data:`medseg.config.MAX_SEED`), each
+method once; every run's config is validated as :func:`medseg.config.load_config` validates
+a file.
+
 Example:
-    >>> methods, seeds = check_methods(["adam", "adam+znorm"]), check_seeds([0, 1, 2])
+    >>> methods, seeds, overrides = check_comparison(["adam", "adam+znorm"], range(3), {})
     >>> specs = plan_runs(cfg, methods, seeds, out_dir, split_file)     # doctest: +SKIP
     >>> [run_state(spec) for spec in specs]                              # doctest: +SKIP
     ['done', 'resume', 'new', ...]
@@ -17,12 +22,13 @@ Example:
 from __future__ import annotations
 
 import dataclasses
+import operator
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
 from medseg.compare.spec import MODEL_METHODS, RunSpec, read_record
-from medseg.config import Config, apply_overrides, config_from_dict
+from medseg.config import Config, Range, apply_overrides, config_from_dict
 from medseg.errors import ConfigError, MedsegError
 from medseg.optim import OPTIMIZER_NAMES
 
@@ -38,6 +44,11 @@ STANDARD_METHODS: tuple[str, ...] = (
 )
 #: the name that stands for :data:`STANDARD_METHODS`
 STANDARD = "standard"
+#: the most seeds one comparison runs: the report's statistics need tens of seeds, and a
+#: thousand seeds of each method is more training than any comparison it is made for
+MAX_SEEDS = 1000
+#: the values a seed may take: the config's rule for ``seed`` (0 to ``medseg.config.MAX_SEED``)
+SEED_RANGE: Range = next(f for f in dataclasses.fields(Config) if f.name == "seed").metadata["range"]
 
 
 def check_methods(methods: Sequence[str]) -> list[str]:
@@ -52,32 +63,42 @@ def check_methods(methods: Sequence[str]) -> list[str]:
         methods = list(STANDARD_METHODS)
     if not methods:
         raise ConfigError("--methods: give at least one optimizer, e.g. adam,adam+znorm")
+    seen: set[str] = set()
     for method in methods:
         if method not in METHOD_NAMES:
             raise ConfigError(
                 f"--methods: unknown optimizer {method!r}; choose from {', '.join(METHOD_NAMES)}"
             )
-    duplicates = sorted({m for m in methods if methods.count(m) > 1})
-    if duplicates:
-        raise ConfigError(f"--methods: {duplicates[0]!r} is listed twice")
+        if method in seen:
+            raise ConfigError(f"--methods: {method!r} is listed twice")
+        seen.add(method)
     return methods
 
 
 def check_seeds(seeds: Sequence[int]) -> list[int]:
-    """Validate the seed list (non-empty, non-negative, no duplicates).
+    """Validate the seeds: 1 to :data:`MAX_SEEDS` of them (counted before any is read, so
+    ``range(10**8)`` costs nothing), whole numbers in :data:`SEED_RANGE`, each once.
 
     Raises:
-        ConfigError: naming the offending seed.
+        ConfigError: naming the count or the offending seed.
     """
-    seeds = [int(s) for s in seeds]
+    if len(seeds) > MAX_SEEDS:
+        raise ConfigError(f"--seeds: {len(seeds)} seeds; a comparison runs at most {MAX_SEEDS}")
     if not seeds:
         raise ConfigError("--seeds: give at least one seed")
-    for seed in seeds:
-        if seed < 0:
-            raise ConfigError(f"--seeds: seed {seed} is negative")
-        if seeds.count(seed) > 1:
+    checked: dict[int, None] = {}  # the seeds in order, each once
+    for item in seeds:
+        try:
+            seed = operator.index(item)  # ints, numpy's too; not floats or text
+        except TypeError:
+            seed = None
+        if seed is None or isinstance(item, bool):
+            raise ConfigError(f"--seed-list: seed {item!r} is not a whole number")
+        SEED_RANGE.check(seed, "--seed-list: a seed")
+        if seed in checked:
             raise ConfigError(f"--seed-list: seed {seed} is listed twice")
-    return seeds
+        checked[seed] = None
+    return list(checked)
 
 
 def check_method_overrides(
@@ -106,6 +127,19 @@ def check_method_overrides(
     return checked
 
 
+def check_comparison(
+    methods: Sequence[str], seeds: Sequence[int], method_overrides: Mapping[str, Sequence[str]]
+) -> tuple[list[str], list[int], dict[str, list[str]]]:
+    """:func:`check_methods`, :func:`check_seeds` and :func:`check_method_overrides` in one:
+    what every entry point of a comparison checks before it creates or writes anything.
+
+    Raises:
+        ConfigError: as those functions.
+    """
+    methods = check_methods(methods)
+    return methods, check_seeds(seeds), check_method_overrides(method_overrides, methods)
+
+
 def _method_config(cfg: Config, method: str, overrides: Sequence[str]) -> Config:
     """``cfg`` with ``method``'s optimizer, model changes and ``--method-set`` values."""
     model_method = MODEL_METHODS.get(method)
@@ -127,30 +161,29 @@ def plan_runs(
 
     A method of :data:`~medseg.compare.spec.MODEL_METHODS` trains its optimizer on the
     model with its ``model.*`` changes (``adam+bgn``: Adam, ``model.bgn = true``); every
-    other method keeps the shared ``model`` section.
+    other method keeps the shared ``model`` section. Every run's config is built by
+    :func:`~medseg.config.config_from_dict`, so it is validated as a config file is.
 
     Raises:
-        ConfigError: when a method's ``optim.*`` overrides give an invalid value.
+        ConfigError: when a method's ``optim.*`` overrides give an invalid value, or a run's
+            config is invalid (a seed out of range), naming the method or the run.
     """
     method_overrides = method_overrides or {}
     configs = {m: _method_config(cfg, m, method_overrides.get(m, ())) for m in methods}
-    specs = []
-    for seed in seeds:
-        for method in methods:
-            run_cfg = dataclasses.replace(
-                cfg,
-                seed=seed,
-                data=dataclasses.replace(cfg.data, split_file=split_file),
-                model=configs[method].model,
-                optim=configs[method].optim,
-                output=dataclasses.replace(
-                    cfg.output,
-                    run_name=f"{method}-seed{seed}",
-                    dir=str(out_dir / "runs" / method / f"seed{seed}"),
-                ),
-            )
-            specs.append(RunSpec(method, seed, run_cfg))
-    return specs
+    return [RunSpec(method, seed, _run_config(configs[method], method, seed, out_dir, split_file))
+            for seed in seeds for method in methods]
+
+
+def _run_config(method_cfg: Config, method: str, seed: int, out_dir: Path, split_file: str | None) -> Config:
+    """``method_cfg`` for one seed: its seed, the shared split, its own run folder; validated."""
+    raw = method_cfg.to_dict()
+    raw["seed"] = seed
+    raw["data"]["split_file"] = split_file
+    raw["output"].update(run_name=f"{method}-seed{seed}", dir=str(out_dir / "runs" / method / f"seed{seed}"))
+    try:
+        return config_from_dict(raw)
+    except ConfigError as err:
+        raise ConfigError(f"{method} seed {seed}: {err}") from None
 
 
 def _first_difference(a: Any, b: Any, where: str = "") -> str | None:

@@ -12,7 +12,6 @@ Example:
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -25,8 +24,8 @@ from medseg.compare.spec import BASELINE, MODEL_METHODS, RunSpec, read_record
 from medseg.compare.stats import curve_area
 from medseg.config import Config
 from medseg.errors import MedsegError
-from medseg.runs import best_epoch
-from medseg.tasks import LEARNED_MARGIN, get_task
+from medseg.runs import RunFolder, best_epoch
+from medseg.tasks import LEARNED_MARGIN, Task, get_task
 
 DEFAULT_TARGET_FRACTION = 0.9
 ZNORM_METHODS = ("adam+znorm", "znorm", "adamw+znorm", "sgd+znorm")
@@ -35,11 +34,40 @@ NON_METRIC_KEYS = {"epoch", "n"}
 OVERLAP_CSV = "overlap.csv"
 
 
-def _read_metrics(path: Path) -> dict[str, Any]:
-    try:
-        return json.loads(path.read_text())
-    except (OSError, ValueError) as err:
-        raise MedsegError(f"{path}: cannot read ({err.__class__.__name__})") from None
+def _is_whole(value: Any, low: int) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= low
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def read_test_metrics(run: RunFolder, task: Task[Any]) -> dict[str, Any]:
+    """A finished run's ``metrics.json`` (:meth:`~medseg.runs.RunFolder.read_metrics`) with
+    the values the report uses checked: the task's metrics are numbers, null read as NaN
+    (medseg writes a NaN score as null); ``epoch`` is a whole number >= 1; ``n`` and the
+    ``n_*`` counts are whole numbers >= 0. Other keys (``split``, ``per_patient``...) are
+    kept as they are.
+
+    Raises:
+        MedsegError: naming the file and the key, when it is not a JSON object or one of those
+            values has the wrong type.
+    """
+    metrics = run.read_metrics()
+    for key, value in list(metrics.items()):
+        if key in task.metric_keys:
+            if value is None:
+                metrics[key] = math.nan
+            ok, rule = value is None or _is_number(value), "a number (or null)"
+        elif key == "epoch":
+            ok, rule = _is_whole(value, 1), "a whole number >= 1"
+        elif key in NON_METRIC_KEYS or key.startswith("n_"):
+            ok, rule = _is_whole(value, 0), "a count (a whole number >= 0)"
+        else:
+            continue
+        if not ok:
+            raise MedsegError(f"{run.metrics_file}: {key} is {str(value)[:60]!r}, not {rule}")
+    return metrics
 
 
 def run_row(spec: RunSpec) -> dict[str, Any]:
@@ -63,9 +91,9 @@ def run_row(spec: RunSpec) -> dict[str, Any]:
     metrics_path = spec.folder.metrics_file
     if not metrics_path.exists():
         raise MedsegError(f"{metrics_path}: missing; the run {spec.label} did not finish")
-    metrics = _read_metrics(metrics_path)
-    history = spec.folder.read_history()
     task = get_task(spec.cfg.task)
+    metrics = read_test_metrics(spec.folder, task)
+    history = spec.folder.read_history()
     val_key = f"val_{task.selection_metric}"
     best = best_epoch(history, val_key)
     best_at, best_val = best if best is not None else (int(metrics.get("epoch", 0)), math.nan)

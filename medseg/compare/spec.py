@@ -1,9 +1,12 @@
 """What every part of a comparison shares: a planned run and its record on disk.
 
 A run lives in ``<out>/runs/<method>/seed<k>`` and carries ``compare_run.json``
-(:attr:`~medseg.runs.RunFolder.compare_record`): its method, seed and full config, plus facts of its training
-(``resumed``, ``wall_time_s``). Planning compares the record with the planned config,
-the worker process rebuilds the run from it, and the report reads the wall time back.
+(:attr:`~medseg.runs.RunFolder.compare_record`): its method, seed and full config, plus facts
+of its training (``resumed``, ``wall_time_s``, ``diverged``, and ``split_sha256``: the identity
+of the patient split it trains on, :func:`medseg.compare.execution.split_digest`). Planning
+compares the record with the planned config, the worker process rebuilds the run from it, the
+report reads the wall time back, and collecting checks that every run trained on the
+comparison's split as it is now.
 
 Example:
     >>> spec = RunSpec("adam+znorm", 0, cfg)                            # doctest: +SKIP
@@ -14,6 +17,7 @@ Example:
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -25,6 +29,9 @@ from medseg.runs import RunFolder
 
 #: the method every other one is paired against in the report (when it is run)
 BASELINE = "adam"
+#: the record's key for the identity of the split the run trained on
+#: (:func:`medseg.compare.execution.split_digest`)
+SPLIT_DIGEST = "split_sha256"
 
 
 @dataclass(frozen=True)
@@ -75,11 +82,28 @@ def write_record(spec: RunSpec, **extra: Any) -> Path:
     return write_text(spec.folder.compare_record, json.dumps(record, indent=2))
 
 
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+#: the facts a record may hold beside method, seed and config, and what each must be
+_FACTS = {
+    "resumed": (lambda value: isinstance(value, bool), "true or false"),
+    "wall_time_s": (lambda value: _is_number(value) and (math.isnan(value) or value >= 0),
+                    "a number of seconds"),
+    "diverged": (lambda value: isinstance(value, str), "the divergence guard's message"),
+    SPLIT_DIGEST: (lambda value: value is None or (isinstance(value, str) and len(value) == 64),
+                   "a SHA-256 in hex, or null"),
+}
+
+
 def read_record(run_dir: Path) -> dict[str, Any]:
-    """The run record of ``run_dir``: a dict with at least ``method``, ``seed`` and ``config``.
+    """The run record of ``run_dir``: a dict with at least ``method``, ``seed`` and ``config``,
+    and facts of the types :data:`_FACTS` names.
 
     Raises:
-        MedsegError: when the record is missing, unreadable or lacks one of those keys.
+        MedsegError: when the record is missing, unreadable, lacks one of those keys or holds
+            a fact of the wrong type.
     """
     path = RunFolder(run_dir).compare_record
     try:
@@ -100,6 +124,10 @@ def read_record(run_dir: Path) -> dict[str, Any]:
             f"{path}: not a comparison run record (needs method, seed and config); "
             "remove that run directory"
         )
+    for key, (test, expected) in _FACTS.items():
+        if key in record and not test(record[key]):
+            raise MedsegError(f"{path}: {key} must be {expected}, got {str(record[key])[:60]!r}; "
+                              "remove that run directory")
     return record
 
 

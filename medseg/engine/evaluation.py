@@ -21,7 +21,7 @@ from typing import Any
 from monai.data import Dataset
 from torch.utils.data import ConcatDataset
 
-from medseg.config import Config
+from medseg.config import Config, DataConfig
 from medseg.data.datasets import build_datasets
 from medseg.data.formats import detect_format as data_format
 from medseg.data.lgg import list_patients
@@ -35,6 +35,9 @@ from medseg.runs import RunFolder, split_path
 from medseg.tasks import get_task
 
 SPLITS = ("test", "val", "train", "all")
+#: the rule for ``max_samples``: the config's for ``data.max_samples`` (the data config is
+#: changed with :func:`dataclasses.replace`, which checks nothing)
+_MAX_SAMPLES = next(f for f in dataclasses.fields(DataConfig) if f.name == "max_samples").metadata["range"]
 
 
 def check_data_matches(cfg: Config, checkpoint: Path, data_root: Path) -> None:
@@ -100,12 +103,16 @@ def evaluate(
     Raises:
         CheckpointError: for an unreadable checkpoint or one of the other task.
         DataError: for missing or malformed data.
-        MedsegError: for an unknown split or a threshold outside (0, 1).
+        MedsegError: for an unknown split, a threshold outside (0, 1) or ``max_samples``
+            outside the config's range for ``data.max_samples`` (a negative count would drop
+            samples from the end).
     """
     if split not in SPLITS:
         raise MedsegError(f"--split: {split!r} is not one of {', '.join(SPLITS)}")
     if not 0.0 < threshold < 1.0:
         raise MedsegError(f"--threshold: {threshold} must be between 0 and 1")
+    if max_samples is not None:
+        _MAX_SAMPLES.check(max_samples, "--max-samples")
     checkpoint_path, data_root = Path(checkpoint_path), Path(data_root)
     payload = load_checkpoint(checkpoint_path)
     cfg = checkpoint_config(payload, checkpoint_path)

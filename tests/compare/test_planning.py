@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import json
+import time
+import tracemalloc
 
 import pytest
 
 from medseg.cli.main import main
-from medseg.compare.execution import prepare_split
+from medseg.compare.execution import MAX_GPUS, check_gpus, prepare_split
 from medseg.compare.planning import (
+    MAX_SEEDS,
     METHOD_NAMES,
     check_method_overrides,
     check_methods,
@@ -17,7 +20,7 @@ from medseg.compare.planning import (
     run_state,
 )
 from medseg.compare.spec import write_record
-from medseg.config import config_from_dict
+from medseg.config import MAX_SEED, config_from_dict
 from medseg.errors import ConfigError, MedsegError
 from tests.support import write_lgg
 
@@ -60,7 +63,7 @@ def test_method_and_seed_lists_are_checked():
     assert check_seeds([2, 0]) == [2, 0]
     with pytest.raises(ConfigError, match="seed 1 is listed twice"):
         check_seeds([1, 1])
-    with pytest.raises(ConfigError, match="seed -1 is negative"):
+    with pytest.raises(ConfigError, match="seed must be >= 0, got -1"):
         check_seeds([-1])
 
 
@@ -167,3 +170,74 @@ def test_a_record_written_before_new_settings_existed_still_matches(tmp_path):
     spec.folder.compare_record.write_text(json.dumps(record))
     with pytest.raises(MedsegError, match=r"different config \(optim.lr: 0.5 != 0.001\)"):
         run_state(spec)
+
+
+def test_seed_counts_and_values_are_bounded_before_anything_is_allocated():
+    tracemalloc.start()
+    try:
+        with pytest.raises(ConfigError) as err:
+            check_seeds(range(10**8))
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert str(err.value) == f"--seeds: 100000000 seeds; a comparison runs at most {MAX_SEEDS}"
+    assert peak < 2**20  # counted, never listed
+    assert check_seeds(range(MAX_SEEDS)) == list(range(MAX_SEEDS))
+    with pytest.raises(ConfigError, match=f"^--seeds: {MAX_SEEDS + 1} seeds; a comparison runs at most"):
+        check_seeds(range(MAX_SEEDS + 1))
+    assert check_seeds([MAX_SEED, 0]) == [MAX_SEED, 0]
+    with pytest.raises(ConfigError) as err:
+        check_seeds([0, MAX_SEED + 1])
+    assert str(err.value) == f"--seed-list: a seed must be <= {MAX_SEED}, got {MAX_SEED + 1}"
+    for bad in (1.5, "3", True):
+        with pytest.raises(ConfigError, match=f"^--seed-list: seed {bad!r} is not a whole number$"):
+            check_seeds([bad])
+
+
+def test_a_long_method_list_is_refused_at_its_first_repeat_without_quadratic_work():
+    start = time.perf_counter()
+    with pytest.raises(ConfigError, match=r"^--methods: 'adam' is listed twice$"):
+        check_methods(["adam"] * 50_000)
+    assert time.perf_counter() - start < 0.5
+
+
+def test_every_run_config_is_validated_as_a_config_file_is(tmp_path):
+    cfg = config_from_dict(tiny_config(tmp_path))
+    with pytest.raises(ConfigError) as err:
+        plan_runs(cfg, ["adam"], [MAX_SEED + 1], tmp_path / "out", None)
+    assert str(err.value) == f"adam seed {MAX_SEED + 1}: seed must be <= {MAX_SEED}, got {MAX_SEED + 1}"
+
+
+def test_gpu_indices_are_bounded_and_given_once():
+    assert check_gpus([1, 0]) == [1, 0] and check_gpus([]) == []
+    with pytest.raises(ConfigError, match=f"^--gpus: device {MAX_GPUS} is not an index from 0 to {MAX_GPUS - 1}$"):
+        check_gpus([0, MAX_GPUS])
+    with pytest.raises(ConfigError, match=r"^--gpus: device -1 is not an index"):
+        check_gpus([-1])
+    with pytest.raises(ConfigError, match=r"^--gpus: device 1 is listed twice$"):
+        check_gpus([1, 1])
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (["--seeds", "100000000", "--plan"], f"--seeds: 100000000 seeds; a comparison runs at most {MAX_SEEDS}"),
+        (["--seeds", str(MAX_SEEDS + 1), "--collect"], f"--seeds: {MAX_SEEDS + 1} seeds"),
+        (["--seed-list", f"0,{MAX_SEED + 1}", "--plan"], f"--seed-list: a seed must be <= {MAX_SEED}"),
+        (["--seed-list", "0,2,0", "--plan"], "--seed-list: seed 0 is listed twice"),
+        (["--methods", ",".join(["adam"] * 1000), "--plan"], "--methods: 'adam' is listed twice"),
+        (["--gpus", "0,100000"], f"--gpus: device 100000 is not an index from 0 to {MAX_GPUS - 1}"),
+        (["--gpus", "0,-1"], "--gpus: device -1 is not an index"),
+        (["--gpus", "1,1"], "--gpus: device 1 is listed twice"),
+    ],
+    ids=["seeds-1e8-plan", "seeds-collect", "seed-value", "seed-twice", "methods-twice", "gpu-index",
+         "gpu-negative", "gpu-twice"],
+)
+def test_cli_bounds_every_count_and_value_before_creating_anything(tiny_config_file, tmp_path, capsys,
+                                                                   extra, message):
+    out = tmp_path / "out"
+    assert main(["compare", str(tiny_config_file), "--methods", "adam,adam+znorm", "--out", str(out),
+                 *extra]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"medseg: error: {message}") and err.count("\n") == 1
+    assert not out.exists()

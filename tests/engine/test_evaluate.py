@@ -154,3 +154,14 @@ def test_device_errors_name_the_option(trained_lgg, tiny_lgg, capsys, device, pr
     err = capsys.readouterr().err
     assert err.startswith(f"medseg: error: --device: {device!r} ") and problem in err
     assert "train.device" not in err
+
+
+@pytest.mark.parametrize("count", [-1, 0])
+def test_a_sample_count_below_one_is_refused_not_sliced(trained_lgg, tiny_lgg, count):
+    from medseg.engine.evaluation import evaluate
+    from medseg.errors import MedsegError
+
+    # [:-1] would score every slice but the last without a word
+    with pytest.raises(MedsegError) as err:
+        evaluate(trained_lgg.run_dir / "best.pt", tiny_lgg, max_samples=count)
+    assert str(err.value) == f"--max-samples must be >= 1, got {count}"
