@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import math
 from typing import Any
 
 from medseg.runs import SPLIT_NAME, RunFolder
@@ -44,11 +45,54 @@ def table(result: dict[str, Any]) -> str:
     for metric in task.metrics:
         if result.get(metric.key) is not None:
             lines.append(f"{metric.description:<{width}}  {result[metric.key]:.4f}")
+    measures = result.get("per_patient_measures") or {}
     per_patient = result.get("per_patient") or {}
-    if per_patient:
+    if measures:
+        lines += ["", *patient_table(measures, width), "", *summary_table(result["measure_summary"], width)]
+    elif per_patient:
         lines += ["", f"{'patient':<{width}}  Dice (3-D)"]
         lines += [f"{name:<{width}}  {dice:.4f}" for name, dice in sorted(per_patient.items())]
     return "\n".join(lines)
+
+
+def _cell(value: float, digits: int = 2) -> str:
+    """``value`` with ``digits`` decimals (one from 1000 on), or ``undefined`` for NaN."""
+    if math.isnan(value):
+        return "undefined"
+    return f"{value:.{digits if abs(value) < 1000 else 1}f}"
+
+
+def patient_table(measures: dict[str, dict[str, Any]], width: int) -> list[str]:
+    """One line per patient: Dice, HD95, ASSD, NSD, the relative volume difference and the
+    lesions (detected of reference, missed, spurious); undefined values say so."""
+    from medseg.metrics.measures import measure_label  # torch and scipy: not at the CLI's start
+
+    keys = list(next(iter(measures.values())))
+    hd95, assd, nsd = keys[2:5]
+    heads = ["Dice (3-D)", measure_label(hd95), measure_label(assd), measure_label(nsd),
+             "Δ volume", "lesions found", "missed", "spurious"]
+    lines = [f"{'patient':<{width}}  " + "  ".join(f"{head:>12}" for head in heads)]
+    for name, row in sorted(measures.items()):
+        cells = [_cell(row["dice"], 4), _cell(row[hd95]), _cell(row[assd]), _cell(row[nsd], 3),
+                 "undefined" if math.isnan(row["rel_volume_diff"]) else f"{row['rel_volume_diff']:+.1%}",
+                 f"{row['detected_lesions']} of {row['ref_lesions']}", str(row["missed_lesions"]),
+                 str(row["spurious_lesions"])]
+        lines.append(f"{name:<{width}}  " + "  ".join(f"{cell:>12}" for cell in cells))
+    return lines
+
+
+def summary_table(summary: dict[str, dict[str, float]], width: int) -> list[str]:
+    """Each measure's mean, median and quartiles over the patients where it is defined, and
+    on how many patients it was computed (and how many left it undefined)."""
+    from medseg.metrics.measures import measure_label
+
+    heads = ["mean", "median", "25th pct", "75th pct", "patients", "undefined"]
+    lines = [f"{'measure':<{width}}  " + "  ".join(f"{head:>9}" for head in heads)]
+    for key, stats in summary.items():
+        cells = [_cell(stats[s], 4) for s in ("mean", "median", "q25", "q75")]
+        cells += [str(stats["n"]), str(stats["n_undefined"])]
+        lines.append(f"{measure_label(key):<{width}}  " + "  ".join(f"{cell:>9}" for cell in cells))
+    return lines
 
 
 def run(args: argparse.Namespace) -> int:

@@ -31,6 +31,7 @@ from medseg.engine.distributed import resolve_device
 from medseg.engine.inference import score_loader
 from medseg.engine.loaders import build_eval_loader
 from medseg.errors import CheckpointError, DataError, MedsegError
+from medseg.metrics.measures import PatientMeasureMeter
 from medseg.runs import RunFolder, split_path
 from medseg.tasks import get_task
 
@@ -97,7 +98,10 @@ def evaluate(
     Returns:
         ``split``, ``n`` (slices or patches), ``threshold``, ``task``, ``checkpoint``,
         ``data``, ``note`` (or None); segmentation: ``dice``, ``iou`` (means over slices),
-        ``patient_dice``, ``per_patient``, ``per_slice``, ``empty_fp_rate`` ...;
+        ``patient_dice``, ``per_patient``, ``per_slice`` (with each slice's HD95, ASSD and
+        NSD), ``empty_fp_rate`` ..., ``per_patient_measures`` ({patient: every measure of
+        :func:`medseg.metrics.measures.patient_measures`}) and ``measure_summary`` (mean,
+        median, quartiles, ``n`` and ``n_undefined`` of each measure over the patients);
         classification: ``accuracy``, ``auc``, ``sensitivity``, ``specificity``.
 
     Raises:
@@ -133,7 +137,10 @@ def evaluate(
     torch_device = resolve_device(device, option="--device")
     loaded = model_from_checkpoint(payload, checkpoint_path, device=torch_device)
     loader = build_eval_loader(dataset, cfg.train.batch_size, cfg.data.num_workers, torch_device)
-    metrics = score_loader(loaded.model, loader, task, threshold=threshold)
+    # LGG: every patient also scored by boundary, volume and lesion-wise measures; kaggle_3m
+    # slices carry no spacing, so distances are in pixels and volumes in voxels
+    meter = PatientMeasureMeter(threshold) if task.patient_split else None
+    metrics = score_loader(loaded.model, loader, task, threshold=threshold, meter=meter)
     return {
         "checkpoint": str(checkpoint_path),
         "data": str(data_root),

@@ -110,7 +110,8 @@ def patch_probabilities(model: nn.Module, patches: np.ndarray) -> np.ndarray:
     return predict_probabilities(model, batch)[:, 0].numpy()
 
 
-def score_loader(model: nn.Module, loader: DataLoader, task: Task, threshold: float = 0.5) -> dict[str, Any]:
+def score_loader(model: nn.Module, loader: DataLoader, task: Task, threshold: float = 0.5,
+                 meter: Any = None) -> dict[str, Any]:
     """Run ``model`` over ``loader`` and return ``task``'s metrics.
 
     Segmentation batches carry their masks at native size (the evaluation datasets do not
@@ -121,8 +122,11 @@ def score_loader(model: nn.Module, loader: DataLoader, task: Task, threshold: fl
         loader: evaluation batches (``image``, ``label``; ``patient`` and ``slice`` for LGG).
         task: the task whose meter scores the batches.
         threshold: probability at or above which a pixel (patch) is positive.
+        meter: the meter to fill instead of ``task.build_meter(threshold)`` (``medseg
+            evaluate``'s :class:`~medseg.metrics.measures.PatientMeasureMeter`).
     """
-    meter = task.build_meter(threshold)
+    if meter is None:
+        meter = task.build_meter(threshold)
     for batch in loader:
         labels = batch["label"]
         if isinstance(meter, SegmentationMeter):

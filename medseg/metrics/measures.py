@@ -20,6 +20,7 @@ Example:
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
@@ -34,6 +35,18 @@ from medseg.metrics.volume import volume_measures, voxel_volume_ml
 
 #: the row keys that name a patient or a slice, not a measure
 KEYS = ("patient", "slice")
+#: on-screen names of the measures without a unit
+_LABELS = {
+    "dice": "Dice (3-D)", "iou": "IoU (3-D)", "rel_volume_diff": "Δ volume (relative)",
+    "ref_lesions": "Reference lesions", "pred_lesions": "Model lesions",
+    "detected_lesions": "Detected lesions", "missed_lesions": "Missed lesions",
+    "spurious_lesions": "Spurious lesions", "lesion_sensitivity": "Lesion sensitivity",
+    "lesion_precision": "Lesion precision", "lesion_f1": "Lesion F1",
+}
+#: on-screen names of the measures with a unit (the key's suffix)
+_UNIT_LABELS = {"hd95": "HD95", "assd": "ASSD", "pred_volume": "Model volume",
+                "ref_volume": "Reference volume", "abs_volume_diff": "|Δ volume|"}
+_UNITS = {"mm": "mm", "px": "px", "ml": "mL", "voxels": "voxels"}
 
 
 def surface_columns(spacing_known: bool, tolerance: float = DEFAULT_TOLERANCE) -> tuple[str, str, str]:
@@ -41,6 +54,20 @@ def surface_columns(spacing_known: bool, tolerance: float = DEFAULT_TOLERANCE) -
     spacing, ``("hd95_px", "assd_px", "nsd_2px")`` without."""
     unit = "mm" if spacing_known else "px"
     return f"hd95_{unit}", f"assd_{unit}", f"nsd_{tolerance:g}{unit}"
+
+
+def measure_label(key: str) -> str:
+    """The on-screen name of a measure: ``"HD95 (mm)"``, ``"NSD (2 px)"``, ``"Lesion F1"``;
+    the key itself when unknown."""
+    if key in _LABELS:
+        return _LABELS[key]
+    nsd = re.fullmatch(r"nsd_([0-9.]+)(mm|px)", key)
+    if nsd:
+        return f"NSD ({nsd[1]} {nsd[2]})"
+    name, _, unit = key.rpartition("_")
+    if name in _UNIT_LABELS and unit in _UNITS:
+        return f"{_UNIT_LABELS[name]} ({_UNITS[unit]})"
+    return key
 
 
 def slice_measures(

@@ -17,6 +17,7 @@ from medseg.data.preprocess import preprocess_image
 from medseg.engine import load_model
 from medseg.imaging.images import read_mask, read_slice_image
 from medseg.metrics import ClassificationMeter, SegmentationMeter, dice_from_counts
+from medseg.metrics.measures import patient_measures
 from tests.support import LGG_SLICES, PCAM_SIZES
 
 
@@ -165,3 +166,36 @@ def test_a_sample_count_below_one_is_refused_not_sliced(trained_lgg, tiny_lgg, c
     with pytest.raises(MedsegError) as err:
         evaluate(trained_lgg.run_dir / "best.pt", tiny_lgg, max_samples=count)
     assert str(err.value) == f"--max-samples must be >= 1, got {count}"
+
+
+def test_every_patient_gets_every_measure_from_the_one_definition(trained_lgg, tiny_lgg, capsys):
+    """The per-patient rows of ``--json`` are :func:`patient_measures` of the patient's stacked
+    predicted and expert masks (no spacing: pixels and voxels), and the summary counts every
+    patient, defined or not."""
+    best = trained_lgg.run_dir / "best.pt"
+    result = _evaluate_json(capsys, best, "--data", tiny_lgg)
+    split = json.loads((trained_lgg.run_dir / "split.json").read_text())
+    loaded = load_model(best)
+    for patient in split["test"]:
+        folder = find_lgg_root(tiny_lgg) / patient
+        preds, refs = [], []
+        for k in range(1, LGG_SLICES + 1):
+            image = read_slice_image(folder / f"{patient}_{k}.tif")
+            with torch.no_grad():
+                prob = torch.sigmoid(loaded.model(preprocess_image(image, loaded.config.data.image_size)[None]))
+            prob = F.interpolate(prob, size=image.shape[:2], mode="bilinear", align_corners=False)
+            preds.append(prob[0, 0].numpy() >= 0.5)
+            refs.append(read_mask(folder / f"{patient}_{k}_mask.tif"))
+        expected = patient_measures(np.stack(preds), np.stack(refs))
+        row = {key: np.nan if value is None else value
+               for key, value in result["per_patient_measures"][patient].items()}
+        assert list(row) == list(expected) and "hd95_px" in row and "pred_volume_voxels" in row
+        assert row == pytest.approx(expected, abs=1e-6, nan_ok=True)
+    for stats in result["measure_summary"].values():
+        assert stats["n"] + stats["n_undefined"] == len(split["test"])
+    assert main(["evaluate", str(best), "--data", str(tiny_lgg)]) == 0
+    table = capsys.readouterr().out
+    assert "HD95 (px)" in table and "NSD (2 px)" in table and "lesions found" in table
+    summary_head = next(line for line in table.splitlines() if line.startswith("measure "))
+    assert summary_head.split()[1:] == ["mean", "median", "25th", "pct", "75th", "pct", "patients", "undefined"]
+    assert any(line.startswith("Lesion F1 ") for line in table.splitlines())

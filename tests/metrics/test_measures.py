@@ -11,6 +11,7 @@ import pytest
 from medseg.metrics import SegmentationMeter
 from medseg.metrics.measures import (
     PatientMeasureMeter,
+    measure_label,
     patient_measures,
     summarize,
     surface_columns,
@@ -53,6 +54,16 @@ def test_a_patient_row_in_millimetres_and_millilitres():
 def test_column_names_say_the_unit():
     assert surface_columns(True) == ("hd95_mm", "assd_mm", "nsd_2mm")
     assert surface_columns(False, 1.5) == ("hd95_px", "assd_px", "nsd_1.5px")
+
+
+def test_every_measure_has_an_on_screen_name_with_its_unit():
+    pred, ref = _patient()
+    for spacing in (None, (5.0, 0.5, 0.5)):
+        for key in patient_measures(pred, ref, spacing):
+            assert measure_label(key) != key
+    assert measure_label("hd95_mm") == "HD95 (mm)" and measure_label("nsd_2px") == "NSD (2 px)"
+    assert measure_label("pred_volume_ml") == "Model volume (mL)"
+    assert measure_label("abs_volume_diff_voxels") == "|Δ volume| (voxels)"
 
 
 def test_the_summary_by_hand_counts_undefined_values():
