@@ -3,7 +3,9 @@ computed once per checkpoint and data folder and cached on disk beside the run.
 
 A patient's scores come from :func:`medseg.app.scoring.score_volume` (the case browser's own
 scoring), once per threshold of :data:`THRESHOLDS`, so the cohort table, the case browser and
-the Dice-versus-threshold curves show the same numbers. The cache file
+the Dice-versus-threshold curves show the same numbers. The measures beyond Dice (HD95, ASSD,
+NSD, volumes, lesions: :func:`medseg.metrics.measures.patient_measures`) cost more, so a
+record holds them only at the thresholds they were asked at (:func:`measure_patient`). The cache file
 (``<run>/app_cache/cohort-<checkpoint>-<folder digest>.json``) names the checkpoint's size and
 modification time and the data folder: a new checkpoint or another folder starts afresh, and
 a patient whose slice files changed is scored again.
@@ -22,7 +24,7 @@ import hashlib
 import json
 import math
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -31,6 +33,8 @@ import pandas as pd
 from medseg.app.scoring import score_volume
 from medseg.data.lgg import Patient
 from medseg.files import write_text
+from medseg.metrics import binarize
+from medseg.metrics.measures import patient_measures
 from medseg.paths import is_regular_file
 from medseg.runs import RunFolder
 
@@ -42,11 +46,16 @@ THRESHOLDS: tuple[float, ...] = tuple(
     round(THRESHOLD_STEP * step, 2) for step in range(1, round(1 / THRESHOLD_STEP)))
 #: the run's sub-folder for files the app writes (nothing else of the run is ever written)
 CACHE_FOLDER = RunFolder.APP_CACHE_NAME
-#: bumped when the cache file's content changes meaning
-CACHE_FORMAT = 1
-#: the cohort table's columns, in display order
-COLUMNS = ("Patient", "Subset", "Dice (3-D)", "IoU (3-D)", "Reference px", "Model px",
-           "Empty slices with FP", "Slices")
+#: bumped when the cache file's content changes meaning (2: the measures beyond Dice)
+CACHE_FORMAT = 2
+#: the cohort table's columns, in display order (kaggle slices carry no spacing: pixels)
+COLUMNS = ("Patient", "Subset", "Dice (3-D)", "IoU (3-D)", "HD95 (px)", "ASSD (px)", "NSD (2 px)",
+           "Δ volume", "Lesions found", "Missed lesions", "Spurious lesions", "Reference px",
+           "Model px", "Empty slices with FP", "Slices")
+#: the measures of :func:`~medseg.metrics.measures.patient_measures` the table shows, by column
+MEASURE_COLUMNS = {"HD95 (px)": "hd95_px", "ASSD (px)": "assd_px", "NSD (2 px)": "nsd_2px",
+                   "Δ volume": "rel_volume_diff", "Missed lesions": "missed_lesions",
+                   "Spurious lesions": "spurious_lesions"}
 
 
 @dataclass(frozen=True)
@@ -62,6 +71,29 @@ class PatientRecord:
     iou: tuple[float, ...]
     predicted_pixels: tuple[int, ...]
     empty_fp_slices: tuple[int, ...]
+    #: {:func:`measure_key` of a threshold: :func:`~medseg.metrics.measures.patient_measures` row}
+    measures: dict[str, dict[str, float]] = field(default_factory=dict)
+
+    def measures_at(self, threshold: float) -> dict[str, float] | None:
+        """The measures at ``threshold``; None when not computed there yet."""
+        return self.measures.get(measure_key(threshold))
+
+
+def measure_key(threshold: float) -> str:
+    """How a threshold names its measures in a record and the cache: ``"0.50"``."""
+    return f"{THRESHOLDS[threshold_index(threshold)]:.2f}"
+
+
+def measure_patient(record: PatientRecord, probs: np.ndarray, masks: np.ndarray,
+                    threshold: float) -> PatientRecord:
+    """``record`` with every measure of :func:`~medseg.metrics.measures.patient_measures` at
+    ``threshold`` (a threshold of :data:`THRESHOLDS`; the slices have no spacing: pixels).
+
+    Raises:
+        ValueError: when ``threshold`` is not one of :data:`THRESHOLDS`.
+    """
+    row = patient_measures(binarize(probs, threshold), masks)
+    return replace(record, measures={**record.measures, measure_key(threshold): row})
 
 
 def threshold_index(threshold: float) -> int:
@@ -140,15 +172,22 @@ def mean_dice_curve(records: Mapping[str, PatientRecord], names: Iterable[str]) 
 def cohort_frame(records: Mapping[str, PatientRecord], split: Mapping[str, str], threshold: float,
                  names: Iterable[str] | None = None) -> pd.DataFrame:
     """The cohort table at ``threshold``: one row per patient (``names``, default all
-    records), lowest Dice first, with :data:`COLUMNS`."""
+    records), lowest Dice first, with :data:`COLUMNS`; a measure not computed at ``threshold``
+    (:func:`measure_patient`) or undefined there is NaN (an empty cell)."""
     index = threshold_index(threshold)
     chosen = [records[name] for name in (names if names is not None else records) if name in records]
-    frame = pd.DataFrame(
-        [(r.name, split.get(r.name, ""), r.dice[index], r.iou[index], r.reference_pixels,
-          r.predicted_pixels[index], f"{r.empty_fp_slices[index]} of {r.n_empty_slices}", r.n_slices)
-         for r in chosen],
-        columns=list(COLUMNS),
-    )
+    rows = []
+    for r in chosen:
+        measures = r.measures_at(threshold) or {}
+        shown = {column: measures.get(key, math.nan) for column, key in MEASURE_COLUMNS.items()}
+        found = (f"{int(measures['detected_lesions'])} of {int(measures['ref_lesions'])}"
+                 if measures else "")
+        rows.append({"Patient": r.name, "Subset": split.get(r.name, ""), "Dice (3-D)": r.dice[index],
+                     "IoU (3-D)": r.iou[index], **shown, "Lesions found": found,
+                     "Reference px": r.reference_pixels, "Model px": r.predicted_pixels[index],
+                     "Empty slices with FP": f"{r.empty_fp_slices[index]} of {r.n_empty_slices}",
+                     "Slices": r.n_slices})
+    frame = pd.DataFrame(rows, columns=list(COLUMNS))
     return frame.sort_values(["Dice (3-D)", "Patient"], kind="stable").reset_index(drop=True)
 
 
@@ -222,6 +261,8 @@ def _record(name: str, fields: Mapping) -> PatientRecord:
         dice=tuple(float(v) for v in fields["dice"]), iou=tuple(float(v) for v in fields["iou"]),
         predicted_pixels=tuple(int(v) for v in fields["predicted_pixels"]),
         empty_fp_slices=tuple(int(v) for v in fields["empty_fp_slices"]),
+        measures={str(threshold): {str(k): float(v) for k, v in row.items()}
+                  for threshold, row in fields.get("measures", {}).items()},
     )
     per_threshold = (record.dice, record.iou, record.predicted_pixels, record.empty_fp_slices)
     if any(len(values) != len(THRESHOLDS) for values in per_threshold):

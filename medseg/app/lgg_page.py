@@ -27,6 +27,7 @@ from medseg.app.cohort import (
     fingerprint,
     lowest_dice,
     mean_dice_curve,
+    measure_patient,
     runs_frame,
     score_patient,
     stale,
@@ -55,6 +56,8 @@ from medseg.app.widgets import (
 from medseg.data.lgg import Patient
 from medseg.errors import MedsegError
 from medseg.metrics import binarize
+from medseg.metrics.lesions import LesionMatching, match_lesions
+from medseg.metrics.measures import measure_label
 
 #: the subsets of a run's split.json, in the views' order
 SPLIT_CHOICES = ("test", "val", "train")
@@ -147,6 +150,23 @@ class Scorer:
                              f"with {escape_markdown(self.run.name)}")
         if bar is not None:
             bar.empty()
+        problem = self.cache.save(self.records)
+        if problem is not None:
+            _unsaved_cohorts()[str(self.cache.path)] = dict(self.records)
+        return problem
+
+    def measure(self, names: list[str], threshold: float) -> str | None:
+        """Add the measures at ``threshold`` to the scored patients of ``names`` that lack
+        them and save; None, or why the cache file could not be written."""
+        lacking = [name for name in names
+                   if name in self.records and self.records[name].measures_at(threshold) is None]
+        if not lacking:
+            return None
+        prints = self.cases.fingerprints(lacking)
+        for name in lacking:
+            case = cached_case(self.cases.folder, name, prints[name])
+            probs = cached_probabilities(self.key, self.cases.folder, name, prints[name])
+            self.records[name] = measure_patient(self.records[name], probs, case.masks, threshold)
         problem = self.cache.save(self.records)
         if problem is not None:
             _unsaved_cohorts()[str(self.cache.path)] = dict(self.records)
@@ -303,6 +323,50 @@ def case_view(cases: Cases, run: RunCard, scorer: Scorer, threshold: float, disp
     )
     # keyed by the slice too: moving the slider drops the old row's highlight
     slice_table(volume, f"table:{cases.folder}:{name}:{number}", slider_key, cases.reference)
+    scorer.measure([name], threshold)
+    measures = scorer.records[name].measures_at(threshold)
+    if measures is not None:
+        measure_table(measures)
+    lesion_table(match_lesions(binarize(probs, threshold), case.masks), case.numbers,
+                 f"lesions:{cases.folder}:{name}:{threshold}:{number}", slider_key, cases.reference)
+
+
+def measure_table(measures: Mapping[str, float]) -> None:
+    """The patient's measures beyond Dice (docs/metrics.md), each with its unit."""
+    st.subheader("Measures of this patient (3-D)")
+    st.dataframe(pd.DataFrame({
+        "Measure": [measure_label(key) for key in measures],
+        "Value": ["undefined" if np.isnan(value) else f"{value:.4g}" for value in measures.values()],
+    }), hide_index=True)
+    st.caption("Distances in pixels and volumes in voxels (kaggle slices carry no spacing); "
+               "NSD within 2 px. Undefined: a distance to a mask that is empty. Lesions are 3-D "
+               "connected components (26-connectivity); one shared voxel matches two lesions.")
+
+
+def lesion_table(matching: LesionMatching, numbers: list[int], table_key: str, slider_key: str,
+                 reference: str = EXPERT) -> None:
+    """Every reference lesion (detected or missed) and model lesion (true or spurious),
+    largest first; clicking a row opens the slice where the lesion is widest."""
+    rows = [(f"{reference} {lesion.label}", "detected" if lesion.matched else "missed", lesion)
+            for lesion in matching.reference]
+    rows += [(f"Model {lesion.label}", "true" if lesion.matched else "spurious", lesion)
+             for lesion in matching.predicted]
+    if not rows:
+        st.caption("No lesion in either mask.")
+        return
+    st.subheader("Lesions")
+    widest = [numbers[lesion.widest_slice - 1] for _, _, lesion in rows]
+    shown = pd.DataFrame({
+        "Lesion": [name for name, _, _ in rows],
+        "Status": [status for _, status, _ in rows],
+        "Voxels": [lesion.voxels for _, _, lesion in rows],
+        "Slices": [f"{numbers[lesion.slices[0] - 1]}–{numbers[lesion.slices[1] - 1]}" for _, _, lesion in rows],
+        "Widest slice": widest,
+    })
+    st.dataframe(shown, hide_index=True, key=table_key, selection_mode=ROW_OR_CELL,
+                 height=min(420, 38 + 35 * len(shown)),
+                 on_select=functools.partial(jump_to_slice, table_key, slider_key, widest))
+    st.caption("Click a lesion to open the slice where it is widest.")
 
 
 # ---------------------------------------------------------------- the cohort view
@@ -344,17 +408,24 @@ def cohort_view(cases: Cases, run: RunCard, scorer: Scorer, threshold: float) ->
         st.info("No patient of this subset is in the case folder.")
         return
     scored = score_when_asked({run.name: scorer}, names, subset, "cohort_score")
+    problem = scorer.measure(names, threshold)
+    if problem:
+        st.caption(escape_markdown(problem))
     frame = cohort_frame(scorer.records, split, threshold, names)
     three = st.column_config.NumberColumn(format="%.3f")
+    two = st.column_config.NumberColumn(format="%.2f")
     table_key = f"cohort_table:{subset}"
     st.dataframe(frame, hide_index=True, key=table_key, selection_mode=ROW_OR_CELL,
-                 column_config={"Dice (3-D)": three, "IoU (3-D)": three},
+                 column_config={"Dice (3-D)": three, "IoU (3-D)": three, "HD95 (px)": two,
+                                "ASSD (px)": two, "NSD (2 px)": three,
+                                "Δ volume": st.column_config.NumberColumn(format="percent")},
                  on_select=functools.partial(open_patient, table_key, frame["Patient"].tolist()))
     st.caption(
         f"{len(frame)} of {len(names)} patients scored at p ≥ {threshold:.2f} by "
         f"{code_span(run.name)} / {code_span(scorer.checkpoint.name)}; {scorer.where()}. "
-        "Tumour in pixels summed over slices (kaggle slices carry no spacing). Click a row to "
-        "open the patient."
+        "Tumour in pixels summed over slices and distances in pixels (kaggle slices carry no "
+        "spacing); Δ volume is (model − reference) / reference; an empty cell is undefined "
+        "(docs/metrics.md). Click a row to open the patient."
     )
     if scored:
         threshold_chart({f"mean of the {subset} patients": mean_dice_curve(scorer.records, names)},

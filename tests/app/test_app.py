@@ -35,6 +35,8 @@ from medseg.imaging.images import read_mask, read_slice_image
 from medseg.imaging.sequences import SEQUENCES, load_sequence_mask, load_sequences, plan_sequences
 from medseg.metrics import ClassificationMeter, dice_score, iou_score
 from medseg.metrics.classification import sample_confusion_counts
+from medseg.metrics.lesions import match_lesions
+from medseg.metrics.measures import measure_label, patient_measures
 from medseg.predict import SINGLE_SEQUENCE_MARK, predict_paths
 from tests.app.page_driver import (
     FRAME_OF_REFERENCE,
@@ -640,3 +642,34 @@ def test_pcam_count_slider_is_bounded_by_the_split(monkeypatch, classification_r
     slider = at.slider(key="pcam_count")
     assert (slider.min, slider.max, slider.value) == (16, 40, 40)
     assert not at.error and len(at.image) == 32  # a grid of 4 rows of 8
+
+
+def test_case_view_shows_the_patients_measures_and_lesions(monkeypatch, segmentation_run, tiny_lgg):
+    """Below the slices: every measure of patient_measures (pixels and voxels) at the chosen
+    threshold, and every reference and model lesion with its status and the slice where it is
+    widest (the slice a click opens)."""
+    at = start(monkeypatch, segmentation_run.parent, lgg=tiny_lgg)
+    patient = list_patients(tiny_lgg)[1]
+    at.radio(key="patient_subset").set_value("all").run()
+    at.selectbox(key="patient").set_value(patient.name).run()
+    masks = np.stack([read_mask(s.mask_path) for s in patient.slices])
+    probs = library_probabilities(segmentation_run / "best.pt",
+                                  [read_slice_image(s.image_path) for s in patient.slices])
+    numbers = [s.index for s in patient.slices]
+    for threshold in (0.5, 0.3):
+        at.slider(key="threshold").set_value(threshold).run()
+        assert not at.exception and not at.error
+        pred = np.stack(probs) >= threshold
+        expected = patient_measures(pred, masks)
+        shown = at.dataframe[1].value.set_index("Measure")["Value"].to_dict()
+        assert list(shown) == [measure_label(key) for key in expected]
+        for key, value in expected.items():
+            assert shown[measure_label(key)] == ("undefined" if np.isnan(value) else f"{value:.4g}")
+        matching = match_lesions(pred, masks)
+        lesions = at.dataframe[2].value
+        assert len(lesions) == len(matching.reference) + len(matching.predicted)
+        statuses = list(lesions["Status"])
+        assert statuses.count("missed") == expected["missed_lesions"]
+        assert statuses.count("spurious") == expected["spurious_lesions"]
+        widest = [numbers[lesion.widest_slice - 1] for lesion in (*matching.reference, *matching.predicted)]
+        assert list(lesions["Widest slice"]) == widest

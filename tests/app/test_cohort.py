@@ -18,6 +18,7 @@ from medseg.app.cohort import (
     fingerprint,
     lowest_dice,
     mean_dice_curve,
+    measure_patient,
     runs_frame,
     score_patient,
     stale,
@@ -26,6 +27,7 @@ from medseg.app.cohort import (
 from medseg.app.scoring import score_volume
 from medseg.data.lgg import Patient, Slice
 from medseg.metrics import DEFAULT_THRESHOLD, SegmentationMeter, check_threshold
+from medseg.metrics.measures import patient_measures
 from tests.imaging.hostile import no_hang
 
 
@@ -163,3 +165,32 @@ def test_a_fifo_in_place_of_the_cache_is_ignored_without_blocking_then_replaced(
         assert cache.load() == {}
     assert cache.save({"a": record("a", 1)}) is None
     assert cache.load() == {"a": record("a", 1)}
+
+
+def test_measures_at_the_chosen_threshold_fill_the_table_and_survive_the_cache(tmp_path):
+    """The measures beyond Dice are patient_measures of the thresholded probabilities, kept
+    per threshold in the record and the cache file (format 2); a threshold not measured yet
+    shows empty cells, an undefined distance an empty cell too."""
+    probs, masks = patient_arrays(1)
+    a = measure_patient(record("a", 1), probs, masks, 0.5)
+    expected = patient_measures((probs >= 0.5).astype(np.uint8), masks)
+    assert a.measures_at(0.5) == pytest.approx(expected, nan_ok=True) and a.measures_at(0.3) is None
+    empty = np.zeros_like(masks)
+    b = measure_patient(score_patient("b", probs * 0.0, empty, [1, 2, 3], "x"), probs * 0.0, empty, 0.5)
+    records = {"a": a, "b": b}
+    frame = cohort_frame(records, {}, 0.5).set_index("Patient")
+    assert frame.loc["a", "HD95 (px)"] == pytest.approx(expected["hd95_px"])
+    assert frame.loc["a", "Lesions found"] == f"{expected['detected_lesions']} of {expected['ref_lesions']}"
+    assert frame.loc["a", "Missed lesions"] == expected["missed_lesions"]
+    assert frame.loc["b", "HD95 (px)"] == 0.0 and frame.loc["b", "NSD (2 px)"] == 1.0  # both empty
+    assert math.isnan(cohort_frame(records, {}, 0.3).set_index("Patient").loc["a", "HD95 (px)"])
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "best.pt").write_bytes(b"weights")
+    cache = CohortCache(run, run / "best.pt", tmp_path / "data")
+    assert cache.save(records) is None
+    assert json.loads(cache.path.read_text())["format"] == 2
+    loaded = cache.load()
+    assert loaded["a"].measures_at(0.5) == pytest.approx(expected, nan_ok=True)
+    with pytest.raises(ValueError):
+        measure_patient(a, probs, masks, 0.51)  # not a threshold of the slider
