@@ -8,7 +8,9 @@ named after the FLAIR input, plus the DICOM SEG ``<name>_pred_seg.dcm`` when tha
 DICOM series), never over an existing file unless ``--overwrite`` and that file is an earlier
 prediction (see :mod:`medseg.predict`), and never while another medseg process writes
 ``--out`` (its lock, :mod:`medseg.locks`); prints a line per input and, per volume, its
-tumour volume (mL) and lesion count. An input holding one MR sequence (a 3-D volume, a grey slice,
+tumour volume (mL) and lesion count. With ``--reference MASK`` (one input only) the prediction
+is scored against that mask: the report gains a ``reference`` section and a line gives Dice,
+HD95 and the lesions found and missed. An input holding one MR sequence (a 3-D volume, a grey slice,
 one of the sequence options) is refused unless ``--single-sequence``.
 """
 
@@ -53,6 +55,11 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--engine", default="auto", choices=("auto", "torch", "onnxruntime"),
                         help="auto (default): an ONNX export runs in ONNX Runtime on the CPU, a "
                              "checkpoint in torch")
+    parser.add_argument("--reference", metavar="MASK",
+                        help="score the prediction of the one input against this mask: a NIfTI "
+                             "mask on the volume's (or sequences') voxel grid, or a PNG/TIFF mask "
+                             "of the slice's size; the lesion report gains the measures (Dice, "
+                             "HD95, volumes, lesions detected/missed/spurious: docs/metrics.md)")
     parser.add_argument("--overwrite", action="store_true",
                         help="replace files an earlier medseg predict wrote (never other files, "
                              "never inputs)")
@@ -80,7 +87,8 @@ def run(args: argparse.Namespace) -> int:
         print(f"{args.checkpoint}: an ONNX export: predicting with ONNX Runtime on the CPU")
     for record in predict_paths(args.checkpoint, args.inputs, args.out, sequences=sequences,
                                 single_sequence=args.single_sequence, threshold=args.threshold,
-                                device=args.device, overwrite=args.overwrite, engine=args.engine):
+                                device=args.device, overwrite=args.overwrite, engine=args.engine,
+                                reference=args.reference):
         kind = record.kind
         if record.sequences:
             kind += " (" + ", ".join(f"{key.upper()} {path}" for key, path in record.sequences.items()) + ")"
@@ -93,5 +101,7 @@ def run(args: argparse.Namespace) -> int:
         if record.nonfinite_voxels:
             print(f"{record.input}: note: {record.nonfinite_voxels} NaN or infinite voxels were "
                   "read as background")
+        if record.reference is not None:
+            print(f"{record.input}: {record.reference.summary()}")
     print(f"written to {args.out}")
     return 0

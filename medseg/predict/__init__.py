@@ -11,6 +11,7 @@ and planned before anything is written, and one object built from a trained mode
 | :mod:`~medseg.predict.plan` | planning outputs; the overwrite policy (:func:`is_prediction`) |
 | :mod:`~medseg.predict.formats` | what each output holds: marks, pictures, NIfTI, report, DICOM SEG |
 | :mod:`~medseg.predict.run` | :class:`Predictor`, :func:`predict_paths`, :class:`Prediction` |
+| :mod:`~medseg.predict.reference` | scoring against a reference mask (``--reference``; imports SciPy) |
 
 The names below are imported on first use (PEP 562): ``medseg.predict.outputs`` loads
 neither torch nor the model code.

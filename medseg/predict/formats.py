@@ -103,6 +103,7 @@ def prediction_report(
     input: str, threshold: float, lesions: Mapping[str, Any], *,
     sequences: Mapping[str, str] | None = None, single_sequence: bool = False,
     dicom_seg: str | None = None, dicom_seg_skipped: str | None = None,
+    reference: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """The JSON report of a volume prediction (``<name>_pred.json``).
 
@@ -112,7 +113,10 @@ def prediction_report(
     (:func:`~medseg.engine.lesions.lesion_report`: ``voxel_size_mm``, ``voxel_volume_ml``,
     ``tumour_voxels``, ``tumour_volume_ml``, ``lesions``, ``n_lesions``), and for a DICOM
     reference ``dicom_seg``: ``{"file": "<name>_pred_seg.dcm"}`` (``dicom_seg``, a file
-    name), or ``{"file": null, "skipped": why}`` (``dicom_seg_skipped``).
+    name), or ``{"file": null, "skipped": why}`` (``dicom_seg_skipped``), and when the
+    prediction was scored against a reference mask ``reference``
+    (:meth:`~medseg.predict.reference.ReferenceScore.section`: ``mask``,
+    ``patient_measures``, ``lesions``).
 
     Example:
         >>> prediction_report("scan.nii.gz", 0.5, lesion_report(masks, affine, ornt))["n_lesions"]
@@ -127,6 +131,8 @@ def prediction_report(
         report["dicom_seg"] = {"file": dicom_seg}
     elif dicom_seg_skipped is not None:
         report["dicom_seg"] = {"file": None, "skipped": dicom_seg_skipped}
+    if reference is not None:
+        report["reference"] = dict(reference)
     return report
 
 

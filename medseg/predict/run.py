@@ -53,6 +53,8 @@ from medseg.tasks import SEGMENTATION
 if TYPE_CHECKING:  # highdicom (medseg.imaging.dicom_seg) is imported only for a DICOM input
     from highdicom.seg import Segmentation
 
+    from medseg.predict.reference import ReferenceScore
+
 _CHUNK = 32  # slice files read and predicted at a time
 
 
@@ -73,6 +75,7 @@ class Prediction:
     lesions: int | None = None
     dicom_seg: Path | None = None  # the DICOM SEG written
     dicom_seg_skipped: str | None = None  # why a DICOM input got no SEG
+    reference: ReferenceScore | None = None  # the prediction scored against --reference
 
 
 def _write_error(path: Path, err: OSError) -> DataError:
@@ -141,21 +144,26 @@ class Predictor:
                 masks[index] = binarize(prob, self.threshold)
         return masks
 
-    def predict(self, jobs: Sequence[Job]) -> list[Prediction]:
+    def predict(self, jobs: Sequence[Job], reference: tuple[str, np.ndarray] | None = None) -> list[Prediction]:
         """Predict planned jobs (:func:`~medseg.predict.plan.plan_jobs`) and write their outputs.
+
+        Args:
+            reference: (name, (N, H, W) mask) of the one job's reference
+                (:func:`~medseg.predict.reference.read_reference`): the prediction is scored
+                against it (:attr:`Prediction.reference`, the report's ``reference`` section).
 
         Raises:
             DataError: for an input that cannot be read, a DICOM series a SEG cannot be made
                 of (before that input's files are written), an output that cannot be written.
         """
-        return [self._run_job(job) for job in jobs]
+        return [self._run_job(job, reference) for job in jobs]
 
-    def _run_job(self, job: Job) -> Prediction:
+    def _run_job(self, job: Job, reference: tuple[str, np.ndarray] | None = None) -> Prediction:
         record = Prediction(job.input, job.kind, single_sequence=job.single_sequence)
         if job.plan is not None:
             record.sequences = {source.key: source.path for source in job.plan.inputs}
         if job.nifti is not None:  # a volume or sequences
-            self._run_volume(job, job.nifti, record)
+            self._run_volume(job, job.nifti, record, reference)
             return record
         for start in range(0, len(job.sources), _CHUNK):
             chunk = job.sources[start : start + _CHUNK]
@@ -164,11 +172,17 @@ class Predictor:
             stems = job.stems[start : start + _CHUNK]
             for path, image, mask, stem in zip(chunk, images, masks, stems, strict=True):
                 _write_slice_outputs(image, mask, job.folder, stem, record, path in job.grey)
+            if reference is not None:  # one slice (read_reference)
+                from medseg.predict.reference import score_reference
+
+                record.reference = score_reference(np.stack(masks), reference[1], None, reference[0])
         return record
 
-    def _run_volume(self, job: Job, nifti: Path, record: Prediction) -> None:
+    def _run_volume(self, job: Job, nifti: Path, record: Prediction,
+                    reference: tuple[str, np.ndarray] | None = None) -> None:
         """Predict a volume or sequence set and write its PNGs, mask ``nifti``, SEG and report
-        (in that order; the SEG is built before anything is written)."""
+        (in that order; the SEG is built before anything is written), the report scoring the
+        prediction against ``reference`` when given."""
         volume = load_sequences(job.plan) if job.plan is not None else load_volume(job.input)
         record.nonfinite_voxels = volume.nonfinite_voxels
         images = list(volume.slices)
@@ -198,13 +212,18 @@ class Predictor:
 
         lesions = lesion_report(stack, volume.affine, volume.slice_transform())
         record.tumour_volume_ml, record.lesions = lesions["tumour_volume_ml"], lesions["n_lesions"]
+        if reference is not None:
+            from medseg.predict.reference import score_reference, volume_spacing
+
+            record.reference = score_reference(stack, reference[1], volume_spacing(volume), reference[0])
         if job.report is not None:
             report = prediction_report(
                 str(record.input), self.threshold, lesions,
                 sequences={key: str(path) for key, path in record.sequences.items()},
                 single_sequence=record.single_sequence,
                 dicom_seg=record.dicom_seg.name if record.dicom_seg is not None else None,
-                dicom_seg_skipped=record.dicom_seg_skipped)
+                dicom_seg_skipped=record.dicom_seg_skipped,
+                reference=record.reference.section() if record.reference is not None else None)
             try:
                 write_text(job.report, report_text(report))
             except OSError as err:
@@ -248,6 +267,7 @@ def predict_paths(
     device: str = "auto",
     overwrite: bool = False,
     engine: str = "auto",
+    reference: str | Path | None = None,
 ) -> list[Prediction]:
     """Predict tumour masks for every input and write them under ``out_dir``: plan and check
     every output (:func:`~medseg.predict.plan.plan_jobs`), then load the model
@@ -275,12 +295,16 @@ def predict_paths(
             other file, never an input).
         engine: "auto" (an ONNX export runs in ONNX Runtime, a checkpoint in torch), "torch"
             or "onnxruntime" (:func:`~medseg.predict.exported.resolve_engine`).
+        reference: a reference mask of the one input (a NIfTI mask on a volume's or sequence
+            set's grid, a PNG/TIFF mask of a slice's size): the prediction is scored against
+            it (:mod:`medseg.predict.reference`; a volume's report gains ``reference``).
 
     Raises:
         CheckpointError: for an unreadable or classification checkpoint.
         DataError: for no input, a missing or unreadable input, one MR sequence without
             ``single_sequence``, sequences on different grids, or a refused plan
-            (:mod:`medseg.predict.plan`), checked before anything is written; for a DICOM
+            (:mod:`medseg.predict.plan`), a ``reference`` with several inputs or off the
+            input's grid or not binary, checked before anything is written; for a DICOM
             series a SEG cannot be made of (highdicom refuses it), before that input's files
             are written; for an output that cannot be written.
         MedsegError: for a threshold outside (0, 1), or when another medseg process writes
@@ -293,5 +317,10 @@ def predict_paths(
     with folder_lock(out_dir, what="--out folder"):
         jobs = plan_jobs(inputs, out_dir, sequences=sequences, single_sequence=single_sequence,
                          overwrite=overwrite)
+        mask = None
+        if reference is not None:  # here, not at the top: the measures import SciPy
+            from medseg.predict.reference import read_reference
+
+            mask = str(reference), read_reference(reference, jobs)
         return Predictor.from_checkpoint(checkpoint, threshold=threshold, device=device,
-                                         engine=engine).predict(jobs)
+                                         engine=engine).predict(jobs, mask)
