@@ -331,15 +331,20 @@ def case_view(cases: Cases, run: RunCard, scorer: Scorer, threshold: float, disp
                  f"lesions:{cases.folder}:{name}:{threshold}:{number}", slider_key, cases.reference)
 
 
-def measure_table(measures: Mapping[str, float]) -> None:
-    """The patient's measures beyond Dice (docs/metrics.md), each with its unit."""
-    st.subheader("Measures of this patient (3-D)")
+#: what the Case view says of its measures' units (kaggle slices carry no spacing)
+PIXEL_UNITS_NOTE = "Distances in pixels and volumes in voxels (kaggle slices carry no spacing); NSD within 2 px."
+
+
+def measure_table(measures: Mapping[str, float], units_note: str = PIXEL_UNITS_NOTE,
+                  title: str = "Measures of this patient (3-D)") -> None:
+    """A patient's measures beyond Dice (docs/metrics.md), each with its unit; ``units_note``
+    says where the units come from."""
+    st.subheader(title)
     st.dataframe(pd.DataFrame({
         "Measure": [measure_label(key) for key in measures],
         "Value": ["undefined" if np.isnan(value) else f"{value:.4g}" for value in measures.values()],
     }), hide_index=True)
-    st.caption("Distances in pixels and volumes in voxels (kaggle slices carry no spacing); "
-               "NSD within 2 px. Undefined: a distance to a mask that is empty. Lesions are 3-D "
+    st.caption(f"{units_note} Undefined: a distance to a mask that is empty. Lesions are 3-D "
                "connected components (26-connectivity); one shared voxel matches two lesions.")
 
 

@@ -1,6 +1,8 @@
 """The upload view: a slice or a NIfTI volume, or a scan's three MR sequences (NIfTI or zipped
 DICOM), read with the checks of ``medseg predict``; the model's mask, scores against an
-optional expert mask, tumour volume and lesions, and the downloads."""
+optional expert mask (for a volume also every measure of the Case view and the lesions, found
+or missed, as ``medseg predict --reference`` reports them), tumour volume and lesions, and the
+downloads."""
 
 from __future__ import annotations
 
@@ -12,6 +14,7 @@ import numpy as np
 import streamlit as st
 
 from medseg.app import settings
+from medseg.app.lgg_page import lesion_table, measure_table
 from medseg.app.scoring import score_volume
 from medseg.app.slice_view import EMPTY_SLICE_NOTE, Display, slice_metrics, slice_view
 from medseg.app.text import escape_markdown
@@ -22,9 +25,11 @@ from medseg.app.uploads import (
     dicom_seg_bytes,
     read_sequences,
     read_upload,
+    upload_reference,
     upload_report,
 )
 from medseg.app.widgets import (
+    EXPERT,
     SLICES_PER_BATCH,
     CheckpointKey,
     area_metric,
@@ -178,7 +183,8 @@ def upload_results(upload: Upload, probs: np.ndarray, threshold: float, key: tup
     predicted = binarize(probs, threshold)
     numbers = list(range(1, len(upload.images) + 1))
     reference = upload.masks if upload.masks is not None else predicted
-    number = choose_slice(numbers, largest_area_slice(numbers, reference), f"upload_slice:{files_id}",
+    slider_key = f"upload_slice:{files_id}"
+    number = choose_slice(numbers, largest_area_slice(numbers, reference), slider_key,
                           "Slice (as stored)" if upload.dicom else "Axial slice")
     position = number - 1
     if upload.masks is not None:
@@ -189,13 +195,17 @@ def upload_results(upload: Upload, probs: np.ndarray, threshold: float, key: tup
     else:
         more = list(st.columns(6))
         area_metric(more.pop(0), "Model", int(predicted[position].sum()), upload.pixel_area_mm2)
-    report, seg = None, None
+    report, seg, scored = None, None, None
     if upload.is_volume:
+        if upload.masks is not None:
+            scored = session_cached("upload_references", (key, threshold),
+                                    lambda: upload_reference(upload, predicted), size=2)
         seg, seg_skipped = session_cached("upload_segs", (key, threshold),
                                           lambda: dicom_seg_bytes(upload, predicted, threshold), size=2)
         seg_file = download_name(upload.name, DICOM_SEG) if seg is not None else None
         report = session_cached("upload_reports", (key, threshold), lambda: upload_report(
-            upload, predicted, threshold, seg_file=seg_file, seg_skipped=seg_skipped), size=2)
+            upload, predicted, threshold, seg_file=seg_file, seg_skipped=seg_skipped,
+            reference=scored.section() if scored is not None else None), size=2)
         more[0].metric("Model volume (mL)", f"{report['tumour_volume_ml']:.2f}",
                        help="Tumour volume of the predicted mask, all slices (the lesion report's "
                             "tumour_volume_ml).")
@@ -214,6 +224,12 @@ def upload_results(upload: Upload, probs: np.ndarray, threshold: float, key: tup
     if upload.pixel_area_mm2:
         spacing = f"Pixel spacing from the {'DICOM headers' if upload.dicom else 'NIfTI header'}"
     st.caption(f"{spacing}. {EMPTY_SLICE_NOTE}")
+    if scored is not None:
+        units = ("Distances in mm and volumes in mL from the file's voxel spacing." if upload.pixel_area_mm2
+                 else "Voxel spacing unknown: distances in pixels and volumes in voxels.")
+        measure_table(scored.measures, units, "Measures against the expert mask (3-D)")
+        lesion_table(scored.matching, numbers, f"upload_lesions:{files_id}:{threshold}:{number}",
+                     slider_key, EXPERT)
     upload_downloads(upload, predicted, report, seg)
 
 

@@ -68,6 +68,7 @@ from medseg.predict import (
     read_slice,
     seg_source,
 )
+from medseg.predict.reference import ReferenceScore, score_reference, volume_spacing
 
 #: longest file name most file systems accept, in bytes (UTF-8)
 MAX_NAME_BYTES = 255
@@ -96,6 +97,7 @@ class Upload:
         plan: the checked sequence inputs (their temporary files are gone).
         seg_series: the DICOM reference's headers, when a DICOM SEG can refer to them.
         seg_skipped: why a DICOM reference gets no DICOM SEG.
+        mask_name: the uploaded expert mask's name, when one was given.
     """
 
     name: str
@@ -108,6 +110,7 @@ class Upload:
     plan: SequencePlan | None = None
     seg_series: DicomSeries | None = None
     seg_skipped: str | None = None
+    mask_name: str | None = None
 
     @property
     def is_volume(self) -> bool:
@@ -291,7 +294,8 @@ def read_upload(
     if mask is not None and masks is not None:
         _check_same_size(shown_name(mask[0]), masks, shown_name(image[0]), images)
     pixel_area = _pixel_area(volume) if volume is not None else None
-    return Upload(image[0], images, masks, volume, pixel_area, single_sequence=single)
+    return Upload(image[0], images, masks, volume, pixel_area, single_sequence=single,
+                  mask_name=mask[0] if mask is not None else None)
 
 
 def _missing_refusal(given: Mapping[str, str], single_sequence: bool) -> DataError | None:
@@ -364,7 +368,8 @@ def read_sequences(
             skipped = folder.message(DataError(skipped))
     return Upload(given[plan.reference.key][0], volume.slices, masks, volume, _pixel_area(volume),
                   single_sequence=plan.single, sequences={key: name for key, (name, _) in given.items()},
-                  plan=plan, seg_series=series, seg_skipped=skipped)
+                  plan=plan, seg_series=series, seg_skipped=skipped,
+                  mask_name=mask[0] if mask is not None else None)
 
 
 def dicom_seg_bytes(upload: Upload, masks_nhw: np.ndarray, threshold: float) -> tuple[bytes | None, str | None]:
@@ -383,8 +388,22 @@ def dicom_seg_bytes(upload: Upload, masks_nhw: np.ndarray, threshold: float) -> 
     return segmentation_bytes(seg), None
 
 
+def upload_reference(upload: Upload, masks_nhw: np.ndarray) -> ReferenceScore:
+    """Masks predicted over a volume upload scored against its expert mask, as ``medseg
+    predict --reference`` scores them (:func:`~medseg.predict.reference.score_reference`): in
+    mm and mL when the file carries a pixel spacing, else in pixels and voxels.
+
+    Raises:
+        ValueError: for an upload without an expert mask or volume.
+    """
+    if upload.volume is None or upload.masks is None:
+        raise ValueError("scoring against an expert mask needs a volume and its mask")
+    spacing = volume_spacing(upload.volume) if upload.pixel_area_mm2 else None
+    return score_reference(masks_nhw, upload.masks, spacing, upload.mask_name or "expert mask")
+
+
 def upload_report(upload: Upload, masks_nhw: np.ndarray, threshold: float, *, seg_file: str | None = None,
-                  seg_skipped: str | None = None) -> dict[str, Any]:
+                  seg_skipped: str | None = None, reference: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """The lesion report ``medseg predict`` writes as ``<name>_pred.json``
     (:func:`~medseg.predict.formats.prediction_report`) for masks predicted over a volume
     upload; ``input`` and ``sequences`` are the uploaded names.
@@ -392,6 +411,8 @@ def upload_report(upload: Upload, masks_nhw: np.ndarray, threshold: float, *, se
     Args:
         seg_file: the DICOM SEG's download name, when one is offered.
         seg_skipped: why a DICOM reference has none.
+        reference: the ``reference`` section (:meth:`ReferenceScore.section` of
+            :func:`upload_reference`), when an expert mask was uploaded.
     """
     volume = upload.volume
     if volume is None:
@@ -399,4 +420,4 @@ def upload_report(upload: Upload, masks_nhw: np.ndarray, threshold: float, *, se
     lesions = lesion_report(masks_nhw, volume.affine, volume.slice_transform())
     return prediction_report(upload.name, threshold, lesions, sequences=upload.sequences,
                              single_sequence=upload.single_sequence, dicom_seg=seg_file or None,
-                             dicom_seg_skipped=seg_skipped)
+                             dicom_seg_skipped=seg_skipped, reference=reference)

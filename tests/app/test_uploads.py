@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import gzip
 import io
+import json
 import tempfile
 import zipfile
 from pathlib import Path
@@ -20,16 +21,25 @@ from medseg.app.uploads import (
     read_sequences,
     read_upload,
     upload_kind,
+    upload_reference,
     upload_report,
 )
 from medseg.errors import DataError
 from medseg.imaging.nifti import load_mask_volume, load_volume
 from medseg.imaging.sequences import SEQUENCES, load_sequences, plan_sequences
+from medseg.metrics.lesions import label_lesions
 from medseg.predict import (
     SINGLE_SEQUENCE_MARK,
     mask_nifti_bytes,
 )
-from tests.app.page_driver import BOMB_SIDE, SEQUENCE_AFFINE, bomb_png, dicom_zip
+from tests.app.page_driver import (
+    BOMB_SIDE,
+    SEQUENCE_AFFINE,
+    bomb_png,
+    dicom_zip,
+    record_downloads,
+    start,
+)
 
 
 def encode(array: np.ndarray, fmt: str = "PNG") -> bytes:
@@ -268,6 +278,54 @@ def test_three_nifti_sequences_and_a_mask_read_as_medseg_predict_reads_them(tmp_
     np.testing.assert_array_equal(np.asarray(back.dataobj), truth)
     np.testing.assert_allclose(back.affine, SEQUENCE_AFFINE)
     assert back.header["descrip"].item() == b"medseg predict"
+
+
+def test_an_expert_mask_scores_a_volume_upload_as_predict_reference_does(tmp_path):
+    truth = np.zeros(SHAPE, np.uint8)
+    truth[1:3, 2:4, 1] = 1  # 4 voxels: the lesion the "model" finds
+    truth[5, 0, 0] = 1  # 1 voxel it misses
+    upload = read_sequences(sequence_files(tmp_path), ("expert.nii", nifti_bytes(truth, SEQUENCE_AFFINE, tmp_path, "m.nii")))
+    assert upload.masks is not None and upload.mask_name == "expert.nii"
+    labels, _ = label_lesions(upload.masks)
+    predicted = (labels == 1).astype(np.uint8)  # the largest lesion only
+    scored = upload_reference(upload, predicted)
+    voxel_ml = 0.9 * 0.9 * 3.0 / 1000
+    assert scored.measures["lesion_sensitivity"] == 0.5 and scored.measures["missed_lesions"] == 1
+    assert scored.measures["pred_volume_ml"] == pytest.approx(4 * voxel_ml)
+    assert scored.measures["ref_volume_ml"] == pytest.approx(5 * voxel_ml)
+    assert scored.measures["dice"] == pytest.approx(8 / 9)
+    report = upload_report(upload, predicted, 0.5, reference=scored.section())
+    assert report["reference"]["mask"] == "expert.nii"
+    assert report["reference"]["patient_measures"]["lesion_precision"] == 1.0
+    assert [lesion["status"] for lesion in report["reference"]["lesions"]["reference"]] == ["detected", "missed"]
+    with pytest.raises(ValueError, match="needs a volume and its mask"):
+        upload_reference(read_sequences(sequence_files(tmp_path)), predicted)
+
+
+def test_the_upload_page_shows_and_reports_the_measures_against_an_expert_mask(
+        monkeypatch, segmentation_run, tiny_lgg, tmp_path):
+    at = start(monkeypatch, segmentation_run.parent, lgg=tiny_lgg, view="Upload a scan")
+    downloads = record_downloads(monkeypatch)
+    data = np.random.default_rng(1).integers(0, 80, (32, 32, 3)).astype(np.int16)
+    truth = np.zeros((32, 32, 3), np.uint8)
+    truth[10:20, 12:22, 1:] = 1
+    data[truth == 1] = 300
+    affine = np.diag([0.5, 0.5, 2.0, 1.0])
+    at.file_uploader(key="upload_image").set_value(
+        ("brain.nii.gz", nifti_bytes(data, affine, tmp_path, "brain.nii.gz"), "application/gzip"))
+    at.file_uploader(key="upload_mask").set_value(
+        ("brain_mask.nii.gz", nifti_bytes(truth, affine, tmp_path, "brain_mask.nii.gz"), "application/gzip"))
+    at.checkbox(key="upload_single").check()
+    at.run()
+    assert not at.exception and not at.error, [e.value for e in at.error]
+    assert "Measures against the expert mask (3-D)" in [h.value for h in at.subheader]
+    report = json.loads(downloads["brain_pred.json"]())
+    measures = report["reference"]["patient_measures"]
+    assert report["reference"]["mask"] == "brain_mask.nii.gz"
+    assert measures["ref_volume_ml"] == pytest.approx(200 * 0.5 * 0.5 * 2.0 / 1000)
+    assert measures["ref_lesions"] == 1 and "hd95_mm" in measures
+    shown = next(frame.value for frame in at.dataframe if "Measure" in frame.value.columns)
+    assert dict(zip(shown["Measure"], shown["Value"], strict=True))["Reference volume (mL)"] == "0.1"
 
 
 def test_one_of_the_three_sequences_is_refused_unless_single_sequence(tmp_path):
