@@ -111,7 +111,7 @@ def find_lesions(
     return found
 
 
-def _stack_spacing(spacing: np.ndarray, to_slices: np.ndarray) -> tuple[float, float, float]:
+def stack_spacing(spacing: np.ndarray, to_slices: np.ndarray) -> tuple[float, float, float]:
     """The file's voxel sizes in the stack's axes (slice, row, column)."""
     out = [0.0, 0.0, 0.0]
     for axis, (target, _) in enumerate(np.asarray(to_slices)):
@@ -152,7 +152,7 @@ def lesion_report(mask_nhw: np.ndarray, affine: np.ndarray, to_slices: np.ndarra
     mask = np.asarray(mask_nhw) != 0
     spacing = np.linalg.norm(np.asarray(affine, dtype=float)[:3, :3], axis=0)
     voxel_ml = abs(float(np.linalg.det(np.asarray(affine, dtype=float)[:3, :3]))) / MM3_PER_ML
-    lesions = find_lesions(mask, _stack_spacing(spacing, to_slices), voxel_ml)
+    lesions = find_lesions(mask, stack_spacing(spacing, to_slices), voxel_ml)
     listed = []
     for lesion in lesions:
         voxel = _file_voxel(lesion.centroid, to_slices, mask.shape)

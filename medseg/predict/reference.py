@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from medseg.engine.lesions import _stack_spacing
+from medseg.engine.lesions import stack_spacing
 from medseg.errors import DataError
 from medseg.imaging.images import read_mask
 from medseg.imaging.nifti import Volume, load_mask_volume, open_nifti, read_voxels, slice_transform
@@ -43,7 +43,7 @@ def volume_spacing(volume: Volume) -> tuple[float, float, float]:
     """mm between the slices, rows and columns of a volume's slice stack (the affine's column
     norms, in slice order)."""
     spacing = np.linalg.norm(np.asarray(volume.affine, dtype=float)[:3, :3], axis=0)
-    return _stack_spacing(spacing, volume.slice_transform())
+    return stack_spacing(spacing, volume.slice_transform())
 
 
 def _check_binary(path: Path) -> None:
