@@ -52,6 +52,11 @@ def configure(parser: argparse.ArgumentParser) -> None:
     mode.add_argument("--collect", action="store_true",
                       help="train nothing: write the tables and plots from the finished runs; "
                       "exit 2 listing the unfinished runs while any is missing")
+    parser.add_argument("--measures", metavar="NAME,NAME,...",
+                        help="segmentation: per-patient measures of the test split the report "
+                        "also compares, e.g. dice,hd95_px,lesion_f1 (medseg evaluate's names; "
+                        "each run's value is its mean over the test patients where defined). "
+                        "Default: the headline metrics only (Dice first)")
     parser.add_argument("--gpus", default="auto", metavar="auto|none|I,J",
                         help="CUDA devices to spread runs over, one run per device at a time "
                         "(default auto: all visible when more than one; none: one after "
@@ -124,6 +129,7 @@ def run(args: argparse.Namespace) -> int:
     out_dir = Path(args.out) if args.out else Path("runs") / f"compare_{Path(args.config).stem}"
     methods, seeds = args.methods.split(","), parse_seeds(args)
     overrides = parse_method_overrides(args.method_overrides)
+    measures = [name.strip() for name in (args.measures or "").split(",") if name.strip()]
     if args.plan:
         planned = plan_comparison(cfg, methods, seeds, out_dir, method_overrides=overrides)
         pending = [spec for spec, state in planned if state != "done"]
@@ -134,10 +140,11 @@ def run(args: argparse.Namespace) -> int:
                   "with the same arguments and --collect")
         return 0
     if args.collect:
-        rows = collect_comparison(cfg, methods, seeds, out_dir, method_overrides=overrides)
+        rows = collect_comparison(cfg, methods, seeds, out_dir, method_overrides=overrides,
+                                  measures=measures)
     else:
         rows = run_comparison(cfg, methods, seeds, out_dir, method_overrides=overrides,
-                              gpus=parse_gpus(args.gpus), progress=_progress)
+                              gpus=parse_gpus(args.gpus), progress=_progress, measures=measures)
     print_summary(cfg.task, rows)
     print(f"wrote {out_dir / 'results.csv'}, {out_dir / 'results.md'} and plots in {out_dir}")
     return 0

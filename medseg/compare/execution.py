@@ -42,6 +42,7 @@ import torch
 from medseg import engine
 from medseg.compare.grad_recorder import GradStatsRecorder
 from medseg.compare.planning import RunState, check_comparison, plan_runs, run_state
+from medseg.compare.report import check_measures
 from medseg.compare.results import collect_rows, write_outputs
 from medseg.compare.spec import (
     SPLIT_DIGEST,
@@ -341,20 +342,23 @@ def run_planned(run_dir: str | Path, progress: Callable[[str], None] | None = No
 
 def collect_comparison(
     cfg: Config, methods: Sequence[str], seeds: Sequence[int], out_dir: str | Path, *,
-    method_overrides: Mapping[str, Sequence[str]] | None = None,
+    method_overrides: Mapping[str, Sequence[str]] | None = None, measures: Sequence[str] = (),
 ) -> list[dict[str, Any]]:
-    """Write the tables and plots of a comparison whose runs all finished; nothing trains.
+    """Write the tables and plots of a comparison whose runs all finished; nothing trains;
+    ``measures`` as :func:`run_comparison`.
 
     Returns:
         One row per run, as :func:`run_comparison`.
 
     Raises:
-        ConfigError: as :func:`~medseg.compare.planning.check_comparison`.
+        ConfigError: as :func:`~medseg.compare.planning.check_comparison` and
+            :func:`~medseg.compare.report.check_measures`.
         MedsegError: listing every unfinished run (not started, or interrupted) while any
             is missing; when a run directory holds a different config; or when runs trained
             on another version of the split (:func:`check_same_split`).
     """
     methods, seeds, overrides = check_comparison(methods, seeds, method_overrides or {})
+    measures = check_measures(measures, cfg.task)
     out_dir = Path(out_dir).expanduser()
     specs = planned_runs(cfg, methods, seeds, out_dir, overrides, write_split=False)
     states = [run_state(spec) for spec in specs]
@@ -369,7 +373,7 @@ def collect_comparison(
     out_dir.mkdir(parents=True, exist_ok=True)
     with run_lock(out_dir):
         rows = collect_rows(specs, target=cfg.train.target_metric)
-        write_outputs(rows, specs, cfg, out_dir, overrides)
+        write_outputs(rows, specs, cfg, out_dir, overrides, measures)
     return rows
 
 
@@ -382,6 +386,7 @@ def run_comparison(
     method_overrides: Mapping[str, Sequence[str]] | None = None,
     gpus: Sequence[int] | None = None,
     progress: Callable[[str], None] | None = None,
+    measures: Sequence[str] = (),
 ) -> list[dict[str, Any]]:
     """Train and evaluate every method x seed, then write the tables and plots.
 
@@ -395,19 +400,24 @@ def run_comparison(
         gpus: CUDA device indices to spread runs over (:func:`check_gpus`); ``None`` picks
             all visible ones when more than one, else runs in this process one after another.
         progress: called with one line per run event (e.g. ``print``).
+        measures: per-patient measures of the test split
+            (:func:`medseg.metrics.measures.measure_names`, e.g. ``hd95_px``) that the report
+            also compares; none: the task's headline metrics only.
 
     Returns:
         One row per run (see :mod:`medseg.compare.report`), in seed-major order.
 
     Raises:
-        ConfigError: as :func:`~medseg.compare.planning.check_comparison` and
-            :func:`check_gpus`, before anything is created.
+        ConfigError: as :func:`~medseg.compare.planning.check_comparison`,
+            :func:`check_gpus` and :func:`~medseg.compare.report.check_measures`, before
+            anything is created.
         MedsegError: when a run directory holds a different config, a run fails, or finished
             runs trained on another version of the split (:func:`check_same_split`).
     """
     progress = progress or (lambda line: None)
     methods, seeds, overrides = check_comparison(methods, seeds, method_overrides or {})
     chosen = None if gpus is None else check_gpus(gpus)
+    measures = check_measures(measures, cfg.task)
     out_dir = Path(out_dir).expanduser()
     out_dir.mkdir(parents=True, exist_ok=True)
     with run_lock(out_dir):  # one comparison per folder; each run also locks its own folder
@@ -433,5 +443,5 @@ def run_comparison(
             _run_here(pending, progress)
         check_same_split(specs, specs[0].cfg.data.split_file)
         rows = collect_rows(specs, target=cfg.train.target_metric)
-        write_outputs(rows, specs, cfg, out_dir, overrides)
+        write_outputs(rows, specs, cfg, out_dir, overrides, measures)
     return rows

@@ -7,8 +7,11 @@ A row is a flat dict: ``method``, ``seed``, ``test_<metric>`` for every scalar t
 ``target_metric``, ``epochs_to_target`` and ``seconds_to_target`` (empty when never reached),
 ``wall_time_s``, ``run_dir``, ``status`` ("ok"; "not learned": the test score is not above
 chance, see :meth:`medseg.tasks.Task.learned`; "diverged": the training guard stopped the run,
-no test metrics) and ``note`` (why a run is not "ok"). Only "ok" runs enter a statistic; the
-report lists the others on their own.
+no test metrics) and ``note`` (why a run is not "ok"). A segmentation run whose
+``metrics.json`` holds ``measure_summary`` also carries, per measure, ``measure_<name>``
+(its mean over the test patients where defined) and ``measure_<name>_n_undefined`` (the
+patients where it is not). Only "ok" runs enter a statistic; the report lists the others on
+their own.
 
 Example:
     >>> rows = [{"method": "adam", "seed": 0, "test_auc": 0.8}]
@@ -27,7 +30,9 @@ from typing import Any
 
 from medseg.compare.grad_stats import OVERLAP_VALUES
 from medseg.compare.stats import PairedDifference, holm, paired_difference, summarize
+from medseg.errors import ConfigError
 from medseg.files import atomic_write, write_text
+from medseg.metrics.measures import HIGHER_IS_BETTER, measure_label, measure_names, measure_stem
 from medseg.tasks import LEARNED_MARGIN, get_task
 
 LEADING_COLUMNS = ("method", "seed")
@@ -48,15 +53,45 @@ TRAILING_COLUMNS = (
 OVERLAP_COLUMNS = ("method", "seed", "step", "block", *OVERLAP_VALUES)
 
 
-def csv_columns(rows: Sequence[dict[str, Any]]) -> list[str]:
-    """Columns in a stable order: method, seed, the test metrics (sorted), then run facts."""
+def measure_column(name: str) -> str:
+    """The row key of a per-patient measure's per-run value: ``"measure_hd95_px"``."""
+    return f"measure_{name}"
+
+
+def undefined_column(name: str) -> str:
+    """The row key of how many test patients a run's measure was undefined on."""
+    return f"{measure_column(name)}_n_undefined"
+
+
+def check_measures(names: Sequence[str], task: str) -> list[str]:
+    """``names`` once each, in order, when each is a per-patient measure
+    (:func:`medseg.metrics.measures.measure_names`) and the task is segmentation.
+
+    Raises:
+        ConfigError: naming the first unknown measure and listing the known ones, or when
+            measures are named for a task without them.
+    """
+    known = measure_names()
+    for name in names:
+        if name not in known:
+            raise ConfigError(f"--measures: unknown measure {name!r}; known: {', '.join(known)}")
+    if names and not get_task(task).patient_split:
+        raise ConfigError(f"--measures: the per-patient measures score segmentation, not {task}")
+    return list(dict.fromkeys(names))
+
+
+def csv_columns(rows: Sequence[dict[str, Any]], measures: Sequence[str] = ()) -> list[str]:
+    """Columns in a stable order: method, seed, the test metrics (sorted), each named
+    per-patient measure and its undefined count, then run facts."""
     test_columns = sorted({key for row in rows for key in row if key.startswith("test_")})
-    return [*LEADING_COLUMNS, *test_columns, *TRAILING_COLUMNS]
+    measure_columns = [key for name in measures for key in (measure_column(name), undefined_column(name))]
+    return [*LEADING_COLUMNS, *test_columns, *measure_columns, *TRAILING_COLUMNS]
 
 
-def write_results_csv(rows: Sequence[dict[str, Any]], path: str | Path) -> None:
-    """Write one line per run; a missing value (e.g. a target never reached) is left empty."""
-    columns = csv_columns(rows)
+def write_results_csv(rows: Sequence[dict[str, Any]], path: str | Path, measures: Sequence[str] = ()) -> None:
+    """Write one line per run; a missing value (e.g. a target never reached) is left empty;
+    ``measures``: the per-patient measures to add (:func:`csv_columns`)."""
+    columns = csv_columns(rows, measures)
     with atomic_write(path, newline="") as handle:
         writer = csv.DictWriter(handle, fieldnames=columns, extrasaction="ignore")
         writer.writeheader()
@@ -94,12 +129,13 @@ def table_metrics(task: str, rows: Sequence[dict[str, Any]]) -> list[str]:
 @dataclass(frozen=True)
 class Measure:
     """A per-run number the report compares between methods: a row key, its on-screen name
-    and its direction. ``miss_is_past_last``: a run without a value (a target never reached)
+    and its direction (None: neither higher nor lower is better; the verdict then says which
+    way it differs). ``miss_is_past_last``: a run without a value (a target never reached)
     counts as one epoch past its last, so it ranks behind every run that got there."""
 
     key: str
     label: str
-    higher_is_better: bool = True
+    higher_is_better: bool | None = True
     miss_is_past_last: bool = False
 
     def value(self, row: dict[str, Any]) -> float:
@@ -175,6 +211,7 @@ def render_results_md(
     baseline: str,
     setup_lines: Sequence[str] = (),
     images: Sequence[str] = (),
+    measures: Sequence[str] = (),
 ) -> str:
     """The per-method report as Markdown.
 
@@ -186,6 +223,7 @@ def render_results_md(
         baseline: the method every other one is paired against (same seeds).
         setup_lines: bullet points describing the comparison (config, data, epochs...).
         images: PNG file names (relative to the report) to show at the end.
+        measures: per-patient measures (:func:`check_measures`) to tabulate and test too.
     """
     metrics = table_metrics(task, rows)
     labels = {metric: get_task(task).label(metric) for metric in metrics}
@@ -221,14 +259,53 @@ def render_results_md(
         cells.append(format_summary(_values(counted, "wall_time_s"), 1))
         lines.append("| " + " | ".join(cells) + " |")
     lines += ["", *_target_note(rows)]
-    measures = [Measure(f"test_{metric}", f"test {label}") for metric, label in labels.items()]
+    tested = [Measure(f"test_{metric}", f"test {label}") for metric, label in labels.items()]
+    if measures:
+        lines += _measure_section(rows, methods, measures)
+        tested += [patient_measure(name) for name in measures]
     lines += ["", f"## Each method against `{baseline}`", ""]
-    lines += _paired_table(rows, methods, baseline, [*measures, *CURVE_MEASURES])
+    lines += _paired_table(rows, methods, baseline, [*tested, *CURVE_MEASURES])
     lines += _excluded_section(rows)
     if images:
         lines += ["", "## Plots", ""]
         lines += [f"![{Path(name).stem}]({name})" for name in images]
     return "\n".join(lines) + "\n"
+
+
+def patient_measure(name: str) -> Measure:
+    """The report's :class:`Measure` of a per-patient measure: its per-run mean, named with
+    its unit, with its direction from :data:`medseg.metrics.measures.HIGHER_IS_BETTER`."""
+    return Measure(measure_column(name), f"test {measure_label(name)} (patient mean)",
+                   higher_is_better=HIGHER_IS_BETTER[measure_stem(name)])
+
+
+def _direction(name: str) -> str:
+    rule = HIGHER_IS_BETTER[measure_stem(name)]
+    return "neither way is better" if rule is None else f"{'higher' if rule else 'lower'} is better"
+
+
+def _measure_section(rows: Sequence[dict[str, Any]], methods: Sequence[str], measures: Sequence[str]) -> list[str]:
+    """Each named per-patient measure per method: its per-run value over the runs that have
+    it, how many runs lack it (scored before the measures existed) and how many patients
+    were left out as undefined."""
+    lines = ["", "## Per-patient measures per method", "",
+             "A run's value is the mean of the measure over its test patients where it is "
+             "defined (e.g. HD95 is undefined when a mask is empty); those patients are left "
+             "out and counted. A run whose metrics.json predates the measures lacks them. "
+             "Directions: " + "; ".join(f"{measure_label(name)}: {_direction(name)}" for name in measures)
+             + ".", "",
+             "| method | measure | runs with it / learned | value | patients undefined |",
+             "|---|---|---|---|---|"]
+    for name in measures:
+        measure = patient_measure(name)
+        for method in methods:
+            counted = [row for row in rows if row["method"] == method and _counted(row)]
+            values = [measure.value(row) for row in counted]
+            undefined = sum(int(row.get(undefined_column(name), 0)) for row in counted)
+            lines.append(f"| `{method}` | {measure_label(name)} | "
+                         f"{sum(math.isfinite(v) for v in values)} / {len(counted)} | "
+                         f"{format_summary(values, 4)} | {undefined} |")
+    return lines
 
 
 def _excluded_section(rows: Sequence[dict[str, Any]]) -> list[str]:
@@ -295,9 +372,12 @@ def _paired_line(method: str, measure: Measure, test: PairedDifference, p_holm: 
         difference = f"{test.mean:+.4f}" if test.n == 1 else "n/a"
         cells = [difference, "n/a", "n/a", "n/a", "too few seeds"]
     else:
-        better = (test.mean > 0) == measure.higher_is_better
+        if measure.higher_is_better is None:
+            word = "higher" if test.mean > 0 else "lower"
+        else:
+            word = "better" if (test.mean > 0) == measure.higher_is_better else "worse"
         verdict = ("no evidence of a difference" if not p_holm < ALPHA
-                   else f"**{'better' if better else 'worse'}** than the baseline")
+                   else f"**{word}** than the baseline")
         cells = [
             f"{test.mean:+.4f} [{test.ci_low:+.4f}, {test.ci_high:+.4f}]",
             "n/a" if math.isnan(test.effect_size) else f"{test.effect_size:+.2f}",

@@ -19,7 +19,13 @@ from typing import Any
 
 from medseg.compare.grad_stats import read_grad_stats, read_overlap
 from medseg.compare.plots import plot_curves, plot_grad_flow, plot_overlap, plot_time_to_target
-from medseg.compare.report import write_overlap_csv, write_results_csv, write_results_md
+from medseg.compare.report import (
+    measure_column,
+    undefined_column,
+    write_overlap_csv,
+    write_results_csv,
+    write_results_md,
+)
 from medseg.compare.spec import BASELINE, MODEL_METHODS, RunSpec, read_record
 from medseg.compare.stats import curve_area
 from medseg.config import Config
@@ -31,6 +37,9 @@ DEFAULT_TARGET_FRACTION = 0.9
 ZNORM_METHODS = ("adam+znorm", "znorm", "adamw+znorm", "sgd+znorm")
 #: metrics.json keys that describe the run or the data (``n``, ``n_positive``...), not the model
 NON_METRIC_KEYS = {"epoch", "n"}
+#: the metrics.json key of the per-patient measures' summary (segmentation runs scored since
+#: issue 24): {measure: {mean, median, q25, q75, n, n_undefined}}
+MEASURE_SUMMARY = "measure_summary"
 OVERLAP_CSV = "overlap.csv"
 
 
@@ -46,8 +55,9 @@ def read_test_metrics(run: RunFolder, task: Task[Any]) -> dict[str, Any]:
     """A finished run's ``metrics.json`` (:meth:`~medseg.runs.RunFolder.read_metrics`) with
     the values the report uses checked: the task's metrics are numbers, null read as NaN
     (medseg writes a NaN score as null); ``epoch`` is a whole number >= 1; ``n`` and the
-    ``n_*`` counts are whole numbers >= 0. Other keys (``split``, ``per_patient``...) are
-    kept as they are.
+    ``n_*`` counts are whole numbers >= 0; each :data:`MEASURE_SUMMARY` entry has a ``mean``
+    (a number, null read as NaN) and whole ``n`` and ``n_undefined``. Other keys (``split``,
+    ``per_patient``...) are kept as they are.
 
     Raises:
         MedsegError: naming the file and the key, when it is not a JSON object or one of those
@@ -67,6 +77,15 @@ def read_test_metrics(run: RunFolder, task: Task[Any]) -> dict[str, Any]:
             continue
         if not ok:
             raise MedsegError(f"{run.metrics_file}: {key} is {str(value)[:60]!r}, not {rule}")
+    summary = metrics.get(MEASURE_SUMMARY, {})
+    if not isinstance(summary, dict):
+        raise MedsegError(f"{run.metrics_file}: {MEASURE_SUMMARY} is {str(summary)[:60]!r}, not an object")
+    for name, entry in summary.items():
+        ok = (isinstance(entry, dict) and (entry.get("mean") is None or _is_number(entry["mean"]))
+              and _is_whole(entry.get("n"), 0) and _is_whole(entry.get("n_undefined"), 0))
+        if not ok:
+            raise MedsegError(f"{run.metrics_file}: {MEASURE_SUMMARY}.{name} is {str(entry)[:60]!r}, "
+                              "not {mean: a number or null, n and n_undefined: counts}")
     return metrics
 
 
@@ -108,6 +127,9 @@ def run_row(spec: RunSpec) -> dict[str, Any]:
         is_count = key in NON_METRIC_KEYS or key.startswith("n_")
         if not is_count and isinstance(value, (int, float)) and not isinstance(value, bool):
             row[f"test_{key}"] = float(value)
+    for name, entry in metrics.get(MEASURE_SUMMARY, {}).items():
+        row[measure_column(name)] = math.nan if entry["mean"] is None else float(entry["mean"])
+        row[undefined_column(name)] = entry["n_undefined"]
     row.update(
         val_metric=val_key,
         best_val_metric=best_val,
@@ -191,13 +213,14 @@ def _setup_lines(cfg: Config, target_given: bool) -> list[str]:
 
 def write_outputs(
     rows: Sequence[dict[str, Any]], specs: Sequence[RunSpec], cfg: Config, out_dir: Path,
-    method_overrides: Mapping[str, Sequence[str]] | None = None,
+    method_overrides: Mapping[str, Sequence[str]] | None = None, measures: Sequence[str] = (),
 ) -> list[Path]:
     """Write ``results.csv``, ``overlap.csv`` (when the runs recorded the residual blocks'
-    gradient overlap), the plots and ``results.md`` into ``out_dir``; returns the files."""
+    gradient overlap), the plots and ``results.md`` into ``out_dir``; returns the files.
+    ``measures``: per-patient measures the tables and tests also compare."""
     methods = list(dict.fromkeys(spec.method for spec in specs))
     written = [out_dir / "results.csv"]
-    write_results_csv(rows, written[0])
+    write_results_csv(rows, written[0], measures)
     # runs that diverged or did not learn are listed in the report, never drawn or pooled
     learned = [spec for spec, row in zip(specs, rows, strict=True) if row["status"] == "ok"]
     overlap = collect_overlap(learned)
@@ -218,7 +241,7 @@ def write_outputs(
     write_results_md(
         out_dir / "results.md", rows, task=cfg.task, methods=methods, baseline=baseline,
         setup_lines=setup,
-        images=[image.name for image in images],
+        images=[image.name for image in images], measures=measures,
     )
     return [*written, *images, out_dir / "results.md"]
 

@@ -57,6 +57,7 @@ from medseg.engine.seeding import capture_rng_state, restore_rng_state, seed_eve
 from medseg.engine.step import TrainStep, resolve_precision
 from medseg.errors import CheckpointError, ConfigError, DataError, MedsegError
 from medseg.locks import remove_orphaned_temps
+from medseg.metrics.measures import PatientMeasureMeter
 from medseg.models import build_model
 from medseg.optim import build_optimizer
 from medseg.runs import RunFolder, improves
@@ -529,9 +530,15 @@ def _test_best(cfg: Config, model: nn.Module, test_data: Any, best_path: Path, c
                               "n": len(test_data)}
     if len(test_data):
         loader = build_eval_loader(test_data, cfg.train.batch_size, cfg.data.num_workers, ctx.device)
-        metrics = score_loader(model, loader, get_task(cfg.task))
+        task = get_task(cfg.task)
+        # LGG: every test patient also scored by medseg evaluate's measures (HD95, lesions...)
+        meter = PatientMeasureMeter() if task.patient_split else None
+        metrics = score_loader(model, loader, task, meter=meter)
         result.update({key: value for key, value in metrics.items() if isinstance(value, (int, float))})
         if "per_patient" in metrics:
             result["per_patient"] = {str(k): float(v) for k, v in metrics["per_patient"].items()}
+        for key in ("measure_summary", "per_patient_measures"):
+            if key in metrics:
+                result[key] = metrics[key]
     write_json(result, RunFolder(cfg.run_dir).metrics_file)
     return result

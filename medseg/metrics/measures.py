@@ -7,7 +7,8 @@ detection (:mod:`medseg.metrics.lesions`), each with that module's empty-mask ru
 a value that is undefined. Column names carry their unit: ``hd95_mm`` / ``pred_volume_ml``
 when the spacing is known, ``hd95_px`` / ``pred_volume_voxels`` when it is not (kaggle_3m:
 distances in grid steps, the slice step counting as one pixel), so one column never mixes
-the two. :func:`summarize` gives mean, median, 25th and 75th percentiles over the patients
+the two. :data:`HIGHER_IS_BETTER` gives each measure's direction (a comparison's verdict
+reads it). :func:`summarize` gives mean, median, 25th and 75th percentiles over the patients
 where a measure is defined, with how many it was computed on and how many were undefined.
 :class:`PatientMeasureMeter` collects the slices of ``medseg evaluate`` and scores them all.
 
@@ -47,6 +48,17 @@ _LABELS = {
 _UNIT_LABELS = {"hd95": "HD95", "assd": "ASSD", "pred_volume": "Model volume",
                 "ref_volume": "Reference volume", "abs_volume_diff": "|Δ volume|"}
 _UNITS = {"mm": "mm", "px": "px", "ml": "mL", "voxels": "voxels"}
+#: each measure's direction, by its name without the unit (:func:`measure_stem`): True when a
+#: higher value is better, False when lower is better (distances, volume errors, lesions
+#: missed or spurious), None when neither is (volumes and lesion counts describe the masks;
+#: the relative volume difference is signed)
+HIGHER_IS_BETTER: dict[str, bool | None] = {
+    "dice": True, "iou": True, "nsd": True, "hd95": False, "assd": False,
+    "pred_volume": None, "ref_volume": None, "abs_volume_diff": False, "rel_volume_diff": None,
+    "ref_lesions": None, "pred_lesions": None, "detected_lesions": True, "missed_lesions": False,
+    "spurious_lesions": False, "lesion_sensitivity": True, "lesion_precision": True,
+    "lesion_f1": True,
+}
 
 
 def surface_columns(spacing_known: bool, tolerance: float = DEFAULT_TOLERANCE) -> tuple[str, str, str]:
@@ -68,6 +80,23 @@ def measure_label(key: str) -> str:
     if name in _UNIT_LABELS and unit in _UNITS:
         return f"{_UNIT_LABELS[name]} ({_UNITS[unit]})"
     return key
+
+
+def measure_stem(key: str) -> str:
+    """A measure's name without its unit: ``"hd95_px"`` -> ``"hd95"``, ``"nsd_2mm"`` ->
+    ``"nsd"``, ``"lesion_f1"`` -> ``"lesion_f1"``."""
+    if re.fullmatch(r"nsd_([0-9.]+)(mm|px)", key):
+        return "nsd"
+    name, _, unit = key.rpartition("_")
+    return name if name in _UNIT_LABELS and unit in _UNITS else key
+
+
+def measure_names() -> tuple[str, ...]:
+    """Every column of :func:`patient_measures`, with a spacing and without (``dice``,
+    ``hd95_mm``, ``hd95_px``, ..., ``lesion_f1``), at the default NSD tolerance."""
+    empty = np.zeros((1, 1, 1), dtype=bool)
+    rows = (patient_measures(empty, empty, spacing) for spacing in ((1.0, 1.0, 1.0), None))
+    return tuple(dict.fromkeys(key for row in rows for key in row))
 
 
 def slice_measures(

@@ -9,6 +9,7 @@ import pytest
 from scipy import stats
 
 from medseg.compare.report import (
+    check_measures,
     csv_columns,
     format_summary,
     render_results_md,
@@ -16,6 +17,8 @@ from medseg.compare.report import (
     write_overlap_csv,
     write_results_csv,
 )
+from medseg.errors import ConfigError
+from medseg.metrics.measures import HIGHER_IS_BETTER, measure_names, measure_stem
 
 
 def _row(method, seed, auc, accuracy, reached=2):
@@ -172,3 +175,80 @@ def test_runs_that_did_not_learn_or_diverged_are_listed_never_pooled():
     left_out = text.split("## Runs left out")[1]
     assert "| `adam+gc` | 4 | not learned | test AUC 0.1000 is not 0.1 above chance" in left_out
     assert "| `adam` | 4 | diverged | loss 1e12 at step 3 |" in left_out
+
+
+def _seg_row(method, seed, hd95, f1, undefined=0):
+    """A segmentation run; ``hd95`` None: its metrics.json predates the per-patient measures."""
+    row = {"method": method, "seed": seed, "test_dice": 0.7, "test_iou": 0.6,
+           "test_patient_dice": 0.65, "status": "ok"}
+    if hd95 is not None:
+        row.update(measure_hd95_px=hd95, measure_hd95_px_n_undefined=undefined,
+                   measure_lesion_f1=f1, measure_lesion_f1_n_undefined=0)
+    return row
+
+
+# znorm - adam HD95 per seed: -2, -3, -4 (lower: better), t = -3 / (1 / sqrt 3);
+# Lesion F1: +0.1, +0.1, +0.2 (higher: better)
+SEG_ROWS = [
+    _seg_row("adam", 0, 10.0, 0.5, undefined=1), _seg_row("adam", 1, 12.0, 0.6),
+    _seg_row("adam", 2, 14.0, 0.6), _seg_row("adam+znorm", 0, 8.0, 0.6),
+    _seg_row("adam+znorm", 1, 9.0, 0.7, undefined=2), _seg_row("adam+znorm", 2, 10.0, 0.8),
+    _seg_row("adam+znorm", 3, None, None),
+]
+
+
+def test_named_measures_are_tabulated_and_tested_with_their_direction():
+    text = render_results_md(SEG_ROWS, task="segmentation", methods=["adam", "adam+znorm"],
+                             baseline="adam", measures=["hd95_px", "lesion_f1"])
+    assert "HD95 (px): lower is better; Lesion F1: higher is better" in text
+    # adam HD95 10, 12, 14 over patients where defined; one patient left out on seed 0
+    assert "| `adam` | HD95 (px) | 3 / 3 | 12.0000 ± 2.0000 [7.0317, 16.9683] | 1 |" in text
+    # seed 3's metrics.json has no measures: counted as lacking them, not as a value
+    assert "| `adam+znorm` | HD95 (px) | 3 / 4 | 9.0000 ± 1.0000 [6.5159, 11.4841] | 2 |" in text
+    p_hd95 = stats.ttest_rel([8, 9, 10], [10, 12, 14]).pvalue
+    assert f"| -3.0000 [-5.4841, -0.5159] | -3.00 | {p_hd95:.3f} | {p_hd95:.3f} | **better** than the baseline |" in text
+    assert "| `adam+znorm` | test HD95 (px) (patient mean) | 3 |" in text
+    p_f1 = stats.ttest_rel([0.6, 0.7, 0.8], [0.5, 0.6, 0.6]).pvalue
+    assert "| `adam+znorm` | test Lesion F1 (patient mean) | 3 | +0.1333" in text
+    assert f"| {p_f1:.3f} | {p_f1:.3f} | no evidence of a difference |" in text  # p = 0.057
+    # without --measures the report is the headline metrics only
+    plain = render_results_md(SEG_ROWS, task="segmentation", methods=["adam", "adam+znorm"],
+                              baseline="adam")
+    assert "HD95" not in plain and "Per-patient measures" not in plain
+
+
+def test_named_measures_get_csv_columns(tmp_path):
+    path = tmp_path / "results.csv"
+    write_results_csv(SEG_ROWS, path, measures=["hd95_px"])
+    with path.open(newline="") as handle:
+        reader = csv.DictReader(handle)
+        rows = list(reader)
+    assert reader.fieldnames[2:7] == ["test_dice", "test_iou", "test_patient_dice", "measure_hd95_px",
+                                      "measure_hd95_px_n_undefined"]
+    assert (rows[0]["measure_hd95_px"], rows[0]["measure_hd95_px_n_undefined"]) == ("10.0", "1")
+    assert rows[6]["measure_hd95_px"] == ""  # predates the measures
+
+
+def test_a_measure_without_direction_says_which_way_it_differs():
+    rows = [_seg_row(method, seed, 5.0, 0.5) for method in ("adam", "adam+gc") for seed in range(3)]
+    for seed, (ours, theirs) in enumerate([(2.0, 1.0), (2.5, 1.0), (3.0, 1.0)]):
+        rows[3 + seed]["measure_rel_volume_diff"], rows[seed]["measure_rel_volume_diff"] = ours, theirs
+    text = render_results_md(rows, task="segmentation", methods=["adam", "adam+gc"],
+                             baseline="adam", measures=["rel_volume_diff"])
+    assert "Δ volume (relative): neither way is better" in text
+    assert "**higher** than the baseline |" in text
+
+
+def test_unknown_measure_is_refused_in_one_line_listing_the_known_ones():
+    with pytest.raises(ConfigError) as err:
+        check_measures(["dice", "hd96_px"], "segmentation")
+    message = str(err.value)
+    assert "\n" not in message and "'hd96_px'" in message
+    assert message.endswith("known: " + ", ".join(measure_names()))
+    assert check_measures(["hd95_px", "dice", "hd95_px"], "segmentation") == ["hd95_px", "dice"]
+    with pytest.raises(ConfigError, match="segmentation, not classification"):
+        check_measures(["dice"], "classification")
+
+
+def test_every_measure_has_a_direction():
+    assert {measure_stem(name) for name in measure_names()} == set(HIGHER_IS_BETTER)

@@ -93,3 +93,29 @@ def test_a_run_is_not_resumed_on_another_split(lgg_compare, capsys):
         f"medseg: error: {split_file}: changed since adam seed 0 started ({run_dir}); resuming would "
         "train one run on two splits: restore the file, or remove that run folder to train it anew")
     assert {path.name: path.read_bytes() for path in run_dir.iterdir() if path.is_file()} == before
+
+
+def test_collect_compares_named_measures_and_reports_runs_without_them(lgg_compare, capsys):
+    compare, out = lgg_compare
+    _run_all(compare, capsys)
+    metrics_file = out / "runs/adam/seed1/metrics.json"
+    metrics = json.loads(metrics_file.read_text())
+    assert {"dice", "hd95_px", "lesion_f1"} <= set(metrics.pop("measure_summary"))
+    metrics_file.write_text(json.dumps(metrics))  # as scored before the measures existed
+    assert compare("--collect", "--measures", "dice,lesion_f1") == 0
+    report = (out / "results.md").read_text()
+    assert "Directions: Dice (3-D): higher is better; Lesion F1: higher is better." in report
+    assert "| `adam` | Dice (3-D) | 1 / 2 |" in report
+    with (out / "results.csv").open() as handle:
+        header = handle.readline().strip().split(",")
+    assert header[header.index("measure_dice"):][:4] == [
+        "measure_dice", "measure_dice_n_undefined", "measure_lesion_f1", "measure_lesion_f1_n_undefined"]
+
+
+def test_an_unknown_measure_is_refused_in_one_line(lgg_compare, capsys):
+    compare, out = lgg_compare
+    assert compare("--collect", "--measures", "dice,hd96_px") == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1
+    assert "unknown measure 'hd96_px'; known: dice, iou, hd95_mm" in err
+    assert not out.exists()  # refused before anything is created

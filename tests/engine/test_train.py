@@ -13,6 +13,7 @@ from medseg.config import config_from_dict, load_config
 from medseg.engine import StepInfo, TrainCallback, load_checkpoint, train
 from medseg.engine import trainer as trainer_module
 from medseg.errors import CheckpointError, ConfigError, MedsegError
+from medseg.metrics.measures import measure_names
 from medseg.runs import RunFolder
 from tests.support import LGG_SLICES as SLICES_PER_PATIENT
 from tests.support import PCAM_SIZES
@@ -141,6 +142,21 @@ def test_metrics_json_scores_best_on_the_test_patients(trained_lgg):
     split = json.loads((trained_lgg.run_dir / "split.json").read_text())
     assert list(metrics["per_patient"]) == split["test"]
     assert trained_lgg.test_metrics["dice"] == pytest.approx(metrics["dice"])
+
+
+def test_metrics_json_holds_the_per_patient_measures(trained_lgg):
+    """The test patients scored as medseg evaluate scores them: each patient's row and the
+    summary of those rows (kaggle_3m: distances in px, volumes in voxels)."""
+    metrics = json.loads((trained_lgg.run_dir / "metrics.json").read_text())
+    rows = metrics["per_patient_measures"]
+    assert list(rows) == list(metrics["per_patient"])
+    summary = metrics["measure_summary"]
+    assert set(measure_names()) >= set(summary) >= {"dice", "hd95_px", "lesion_f1"}
+    for name, entry in summary.items():  # each the summary of the rows, NaN written as null
+        defined = [row[name] for row in rows.values() if row[name] is not None]
+        assert (entry["n"], entry["n_undefined"]) == (len(defined), len(rows) - len(defined))
+        assert entry["mean"] == (pytest.approx(sum(defined) / len(defined)) if defined else None)
+    assert all(row["ref_volume_voxels"] > 0 for row in rows.values())
 
 
 def test_tensorboard_logs_grad_stats_and_callbacks_see_them(tiny_lgg, tmp_path, lgg_config):
