@@ -448,7 +448,7 @@ def check_sequence_upload(at: AppTest, downloads, segmentation_run: Path, paths:
     assert sequence_radio(at).options == ["FLAIR", "Pre-contrast", "Post-contrast", "RGB composite"]
 
     written = predict_paths(segmentation_run / "best.pt", [], paths["mask"].parent / "predicted",
-                            sequences=sequences, threshold=threshold)[0]
+                            sequences=sequences, threshold=threshold, reference=paths["mask"])[0]
     assert set(downloads) == {path.name for path in written.files if path.suffix in (".gz", ".json", ".dcm")}
     mask = nifti_download(downloads["flair_pred.nii.gz"])
     expected = nib.load(next(p for p in written.files if p.name == "flair_pred.nii.gz"))
@@ -460,6 +460,8 @@ def check_sequence_upload(at: AppTest, downloads, segmentation_run: Path, paths:
     assert report.pop("input") == paths["flair"].name and from_cli.pop("input") == str(paths["flair"])
     assert report.pop("sequences") == {key: path.name for key, path in sequences.items()}
     assert from_cli.pop("sequences") == {key: str(path) for key, path in sequences.items()}
+    assert report["reference"].pop("mask") == paths["mask"].name  # the expert mask, scored alike
+    assert from_cli["reference"].pop("mask") == str(paths["mask"])
     assert report == from_cli
     return report
 
