@@ -40,7 +40,7 @@ import numpy as np
 
 from medseg.app.text import one_line, shown_name
 from medseg.app.viewer import SEQUENCE_CHANNELS, VIEW_NAMES
-from medseg.engine.lesions import lesion_report
+from medseg.engine.lesions import lesion_report, stack_geometry
 from medseg.errors import DataError
 from medseg.imaging.dicom import DicomSeries
 from medseg.imaging.dicom_seg import segmentation_bytes
@@ -68,7 +68,7 @@ from medseg.predict import (
     read_slice,
     seg_source,
 )
-from medseg.predict.reference import ReferenceScore, score_reference, volume_spacing
+from medseg.predict.reference import ReferenceScore, score_reference
 
 #: longest file name most file systems accept, in bytes (UTF-8)
 MAX_NAME_BYTES = 255
@@ -398,8 +398,9 @@ def upload_reference(upload: Upload, masks_nhw: np.ndarray) -> ReferenceScore:
     """
     if upload.volume is None or upload.masks is None:
         raise ValueError("scoring against an expert mask needs a volume and its mask")
-    spacing = volume_spacing(upload.volume) if upload.pixel_area_mm2 else None
-    return score_reference(masks_nhw, upload.masks, spacing, upload.mask_name or "expert mask")
+    volume = upload.volume
+    geometry = stack_geometry(volume.affine, volume.slice_transform()) if upload.pixel_area_mm2 else None
+    return score_reference(masks_nhw, upload.masks, geometry, upload.mask_name or "expert mask")
 
 
 def upload_report(upload: Upload, masks_nhw: np.ndarray, threshold: float, *, seg_file: str | None = None,

@@ -111,14 +111,6 @@ def find_lesions(
     return found
 
 
-def stack_spacing(spacing: np.ndarray, to_slices: np.ndarray) -> tuple[float, float, float]:
-    """The file's voxel sizes in the stack's axes (slice, row, column)."""
-    out = [0.0, 0.0, 0.0]
-    for axis, (target, _) in enumerate(np.asarray(to_slices)):
-        out[int(target)] = float(spacing[axis])
-    return out[0], out[1], out[2]
-
-
 def _file_voxel(point: tuple[float, float, float], to_slices: np.ndarray,
                 stack_shape: tuple[int, ...]) -> np.ndarray:
     """A position in the stack's axes as a voxel position of the file (``to_slices`` undone)."""
@@ -127,6 +119,33 @@ def _file_voxel(point: tuple[float, float, float], to_slices: np.ndarray,
         value = point[int(target)]
         voxel[axis] = value if flip > 0 else stack_shape[int(target)] - 1 - value
     return voxel
+
+
+def _stack_spacing(spacing: np.ndarray, to_slices: np.ndarray) -> tuple[float, float, float]:
+    """The file's voxel sizes in the stack's axes (slice, row, column)."""
+    out = [0.0, 0.0, 0.0]
+    for axis, (target, _) in enumerate(np.asarray(to_slices)):
+        out[int(target)] = float(spacing[axis])
+    return out[0], out[1], out[2]
+
+
+@dataclass(frozen=True)
+class StackGeometry:
+    """A volume's slice stack in millimetres: ``spacing`` between slices, rows and columns
+    (the affine's column norms) and one voxel's volume ``voxel_ml`` (|det| of the affine / 1000:
+    the true volume, also under a gantry tilt's shear, where the norms' product is larger)."""
+
+    spacing: tuple[float, float, float]
+    voxel_ml: float
+
+
+def stack_geometry(affine: np.ndarray, to_slices: np.ndarray) -> StackGeometry:
+    """The :class:`StackGeometry` of a volume's slices (``to_slices``: a nibabel ``ornt``,
+    :meth:`~medseg.imaging.nifti.Volume.slice_transform`): the one voxel-size rule of the lesion
+    report and the reference measures."""
+    matrix = np.asarray(affine, dtype=float)[:3, :3]
+    spacing = _stack_spacing(np.linalg.norm(matrix, axis=0), to_slices)
+    return StackGeometry(spacing, abs(float(np.linalg.det(matrix))) / MM3_PER_ML)
 
 
 def lesion_report(mask_nhw: np.ndarray, affine: np.ndarray, to_slices: np.ndarray) -> dict[str, Any]:
@@ -151,8 +170,9 @@ def lesion_report(mask_nhw: np.ndarray, affine: np.ndarray, to_slices: np.ndarra
     """
     mask = np.asarray(mask_nhw) != 0
     spacing = np.linalg.norm(np.asarray(affine, dtype=float)[:3, :3], axis=0)
-    voxel_ml = abs(float(np.linalg.det(np.asarray(affine, dtype=float)[:3, :3]))) / MM3_PER_ML
-    lesions = find_lesions(mask, stack_spacing(spacing, to_slices), voxel_ml)
+    geometry = stack_geometry(affine, to_slices)
+    voxel_ml = geometry.voxel_ml
+    lesions = find_lesions(mask, geometry.spacing, voxel_ml)
     listed = []
     for lesion in lesions:
         voxel = _file_voxel(lesion.centroid, to_slices, mask.shape)

@@ -110,6 +110,9 @@ def slice_measures(
         ref_hw: reference mask of the same shape.
         spacing_hw: mm between rows and between columns; None when unknown.
         tolerance: the NSD tolerance in the distances' unit.
+        voxel_ml: one voxel's volume in mL when it is not the product of ``spacing`` (a
+            sheared grid: :func:`medseg.engine.lesions.stack_geometry`); ignored without
+            ``spacing``.
     """
     surface = surface_measures(pred_hw, ref_hw, spacing_hw, tolerance)
     names = surface_columns(spacing_hw is not None, tolerance)
@@ -118,7 +121,7 @@ def slice_measures(
 
 def patient_measures(
     pred_nhw: np.ndarray, ref_nhw: np.ndarray, spacing: Sequence[float] | None = None,
-    tolerance: float = DEFAULT_TOLERANCE,
+    tolerance: float = DEFAULT_TOLERANCE, voxel_ml: float | None = None,
 ) -> dict[str, float | int]:
     """Every measure of one patient's stacked slices (module docstring).
 
@@ -144,7 +147,11 @@ def patient_measures(
     fp, fn = int(pred.sum()) - tp, int(ref.sum()) - tp
     row: dict[str, float | int] = {"dice": dice_from_counts(tp, fp, fn), "iou": iou_from_counts(tp, fp, fn)}
     row.update(slice_measures(pred, ref, spacing, tolerance))
-    row.update(volume_measures(pred, ref, None if spacing is None else voxel_volume_ml(tuple(spacing))))
+    if spacing is None:
+        voxel_ml = None
+    elif voxel_ml is None:
+        voxel_ml = voxel_volume_ml(tuple(spacing))
+    row.update(volume_measures(pred, ref, voxel_ml))
     row.update(lesion_detection(match_lesions(pred, ref)))
     return row
 

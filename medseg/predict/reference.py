@@ -9,7 +9,8 @@ start.
 
 Example:
     >>> reference = read_reference("mask.nii.gz", jobs)
-    >>> score = score_reference(pred_nhw, reference, volume_spacing(volume), "mask.nii.gz")
+    >>> geometry = stack_geometry(volume.affine, volume.slice_transform())
+    >>> score = score_reference(pred_nhw, reference, geometry, "mask.nii.gz")
     >>> score.section()["patient_measures"]["lesion_sensitivity"], score.summary()
 """
 
@@ -23,10 +24,10 @@ from typing import Any
 
 import numpy as np
 
-from medseg.engine.lesions import stack_spacing
+from medseg.engine.lesions import StackGeometry
 from medseg.errors import DataError
 from medseg.imaging.images import read_mask
-from medseg.imaging.nifti import Volume, load_mask_volume, open_nifti, read_voxels, slice_transform
+from medseg.imaging.nifti import load_mask_volume, open_nifti, read_voxels, slice_transform
 from medseg.imaging.sequences import Grid, grid_difference, load_sequence_mask
 from medseg.metrics.lesions import LesionMatching, MatchedLesion, match_lesions
 from medseg.metrics.measures import patient_measures
@@ -37,13 +38,6 @@ from medseg.predict.plan import Job
 DETECTED, MISSED = "detected", "missed"
 #: a predicted lesion's status: on reference tumour or not
 TRUE, SPURIOUS = "true", "spurious"
-
-
-def volume_spacing(volume: Volume) -> tuple[float, float, float]:
-    """mm between the slices, rows and columns of a volume's slice stack (the affine's column
-    norms, in slice order)."""
-    spacing = np.linalg.norm(np.asarray(volume.affine, dtype=float)[:3, :3], axis=0)
-    return stack_spacing(spacing, volume.slice_transform())
 
 
 def _check_binary(path: Path) -> None:
@@ -141,13 +135,16 @@ class ReferenceScore:
                 f"spurious {m['spurious_lesions']}")
 
 
-def score_reference(pred_nhw: np.ndarray, ref_nhw: np.ndarray, spacing: Sequence[float] | None,
+def score_reference(pred_nhw: np.ndarray, ref_nhw: np.ndarray, geometry: StackGeometry | None,
                     mask: str) -> ReferenceScore:
     """Score a predicted (N, H, W) mask against a reference of the same shape.
 
     Args:
-        spacing: mm between slices, rows and columns (:func:`volume_spacing`); None for a
-            slice (distances in pixels, volumes in voxels).
+        geometry: the volume's slice spacing and voxel volume
+            (:func:`~medseg.engine.lesions.stack_geometry`, as the lesion report reads them);
+            None for a slice (distances in pixels, volumes in voxels).
         mask: the reference's name, for the report and the line.
     """
-    return ReferenceScore(mask, patient_measures(pred_nhw, ref_nhw, spacing), match_lesions(pred_nhw, ref_nhw))
+    measures = (patient_measures(pred_nhw, ref_nhw) if geometry is None else
+                patient_measures(pred_nhw, ref_nhw, geometry.spacing, voxel_ml=geometry.voxel_ml))
+    return ReferenceScore(mask, measures, match_lesions(pred_nhw, ref_nhw))

@@ -208,14 +208,15 @@ class Predictor:
         record.dicom_seg_skipped = job.seg_skipped
         # here, not at the top: SciPy's import is 0.3 s of a one-slice cold start, and only
         # volumes are measured
-        from medseg.engine.lesions import lesion_report
+        from medseg.engine.lesions import lesion_report, stack_geometry
 
         lesions = lesion_report(stack, volume.affine, volume.slice_transform())
         record.tumour_volume_ml, record.lesions = lesions["tumour_volume_ml"], lesions["n_lesions"]
         if reference is not None:
-            from medseg.predict.reference import score_reference, volume_spacing
+            from medseg.predict.reference import score_reference
 
-            record.reference = score_reference(stack, reference[1], volume_spacing(volume), reference[0])
+            record.reference = score_reference(
+                stack, reference[1], stack_geometry(volume.affine, volume.slice_transform()), reference[0])
         if job.report is not None:
             report = prediction_report(
                 str(record.input), self.threshold, lesions,

@@ -12,9 +12,10 @@ import torch
 from PIL import Image
 
 from medseg.cli.main import main
+from medseg.engine.lesions import lesion_report, stack_geometry
 from medseg.errors import DataError
 from medseg.predict.plan import plan_jobs
-from medseg.predict.reference import read_reference
+from medseg.predict.reference import read_reference, score_reference
 from medseg.predict.run import Predictor
 
 SPACING = (0.5, 2.0, 4.0)  # mm along the file's x, y, z: voxel 4 mm³ = 0.004 mL
@@ -130,3 +131,21 @@ def test_cli_refuses_a_reference_with_two_inputs_or_off_grid(trained_lgg, tmp_pa
     assert measures["ref_lesions"] == 0 and measures["ref_volume_ml"] == 0.0
     line = f"{scan}: against {tmp_path / 'ref.nii.gz'}: Dice {measures['dice']:.3f}, HD95 "
     assert any(printed.startswith(line) for printed in capsys.readouterr().out.splitlines())
+
+
+def test_a_sheared_grid_gives_the_report_s_volume_in_the_reference_measures():
+    """Under a gantry tilt's shear the voxel volume is |det| of the affine (2 mm³ here), not the
+    product of the column norms (2.24 mm³): the lesion report and the reference measures agree."""
+    affine = np.array([[1.0, 0, 0, 0], [0, 1, 1, 0], [0, 0, 2, 0], [0, 0, 0, 1]])
+    to_slices = np.array([[2, 1], [1, 1], [0, 1]])  # file (x, y, z) -> stack (column, row, slice)
+    pred = np.zeros((3, 4, 5), np.uint8)
+    pred[1, 1:3, 1:4] = 1  # 6 voxels
+    ref = pred.copy()
+    ref[2, 0, 0] = 1  # 7 voxels
+    geometry = stack_geometry(affine, to_slices)
+    assert geometry.voxel_ml == pytest.approx(0.002)
+    assert geometry.spacing == pytest.approx((5 ** 0.5, 1.0, 1.0))  # the z column (0, 1, 2)
+    measures = score_reference(pred, ref, geometry, "mask.nii.gz").section()["patient_measures"]
+    report = lesion_report(pred, affine, to_slices)
+    assert measures["pred_volume_ml"] == pytest.approx(report["tumour_volume_ml"]) == pytest.approx(0.012)
+    assert measures["ref_volume_ml"] == pytest.approx(0.014)
