@@ -9,6 +9,8 @@ from pathlib import Path
 
 import pytest
 
+from medseg.compare.grad_stats import read_grad_stats, read_overlap
+from medseg.compare.spec import read_record
 from medseg.config import load_config
 from medseg.data.splits import read_split_file
 from medseg.engine.checkpoint import load_checkpoint
@@ -65,3 +67,13 @@ def test_metrics_json_is_read_as_a_json_object(tmp_path):
     run.metrics_file.unlink()
     with pytest.raises(MedsegError, match=f"^{run.metrics_file}: cannot read the test metrics \\(no such file\\)"):
         run.read_metrics()
+
+
+def test_a_comparison_record_or_grad_stats_that_is_a_fifo(tmp_path):
+    record = fifo(tmp_path / "compare_run.json")
+    with no_hang(), pytest.raises(MedsegError, match=f"^{record}: unreadable comparison run record \\(not a regular"):
+        read_record(tmp_path)
+    stats = fifo(tmp_path / "grad_stats.jsonl")
+    for read in (read_grad_stats, read_overlap):
+        with no_hang(), pytest.raises(DataError, match=f"^{stats}: not a regular file \\(a FIFO\\)"):
+            read(stats)

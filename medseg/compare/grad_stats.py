@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from medseg.analysis.overlap import OVERLAP_VALUES
+from medseg.paths import regular_file
 
 
 @dataclass(frozen=True)
@@ -76,6 +77,12 @@ def append_grad_stats(
         handle.write(json.dumps(record) + "\n")
 
 
+def _lines(path: str | Path) -> list[str]:
+    """The lines of ``grad_stats.jsonl``, read only when it is a regular file (a FIFO would
+    block; :func:`medseg.paths.regular_file` names it)."""
+    return regular_file(path).read_text().splitlines()
+
+
 def read_grad_stats(path: str | Path, *, weights_only: bool = True) -> list[GradSnapshot]:
     """Read ``grad_stats.jsonl`` back, one snapshot per step in step order.
 
@@ -88,7 +95,7 @@ def read_grad_stats(path: str | Path, *, weights_only: bool = True) -> list[Grad
             usually do, so the x axis counts weight tensors from input to output.
     """
     by_step: dict[int, GradSnapshot] = {}
-    for line in Path(path).read_text().splitlines():
+    for line in _lines(path):
         try:
             record = json.loads(line)
         except ValueError:
@@ -114,7 +121,7 @@ def read_overlap(path: str | Path) -> list[dict[str, Any]]:
     logged without overlap rows give none.
     """
     by_step: dict[int, list[dict[str, Any]]] = {}
-    for line in Path(path).read_text().splitlines():
+    for line in _lines(path):
         try:
             record = json.loads(line)
         except ValueError:

@@ -25,6 +25,7 @@ from typing import Any
 from medseg.config import Config, config_from_dict
 from medseg.errors import ConfigError, MedsegError
 from medseg.files import write_text
+from medseg.paths import is_regular_file
 from medseg.runs import RunFolder
 
 #: the method every other one is paired against in the report (when it is run)
@@ -106,6 +107,9 @@ def read_record(run_dir: Path) -> dict[str, Any]:
             a fact of the wrong type.
     """
     path = RunFolder(run_dir).compare_record
+    if path.exists() and not is_regular_file(path):  # a FIFO would block the read
+        raise MedsegError(f"{path}: unreadable comparison run record (not a regular file); "
+                          "remove that run directory")
     try:
         record = json.loads(path.read_text())
     except (OSError, ValueError) as err:
