@@ -60,6 +60,10 @@ class Task(Generic[MeterT]):
             :data:`medseg.models.factory.MODELS`).
         chance: what a model that learned nothing scores on the selection metric, in words
             (:meth:`chance_score` computes it from a split's metrics).
+        tta_flips: the mirrorings that test-time augmentation (``--tta flip``) averages
+            over, as the spatial dimensions flipped in each pass (-1 width, -2 height; ``()``
+            the input as is): those the training augmentation used
+            (:mod:`medseg.data.transforms`), so the model saw mirrored data.
     """
 
     name: TaskName
@@ -72,6 +76,7 @@ class Task(Generic[MeterT]):
     patient_split: bool
     architectures: tuple[str, ...]
     chance: str
+    tta_flips: tuple[tuple[int, ...], ...]
     _loss: Callable[[], nn.Module]
     _meter: Callable[[float], MeterT]
     _chance: Callable[[Mapping[str, Any]], float]
@@ -158,6 +163,7 @@ SEGMENTATION: Task[SegmentationMeter] = Task(
     patient_split=True,
     architectures=("unet",),
     chance="Dice of predicting no tumour anywhere: the share of tumour-free slices",
+    tta_flips=((), (-1,)),  # left-right only: brains are near-symmetric, not upside down
     _loss=_dice_ce_loss,
     _meter=_segmentation_meter,
     _chance=lambda metrics: metrics["n_empty_slices"] / metrics["n_slices"],
@@ -179,6 +185,7 @@ CLASSIFICATION: Task[ClassificationMeter] = Task(
     patient_split=False,
     architectures=("resnet", "deep_resnet"),
     chance="AUC of a constant score: 0.5",
+    tta_flips=((), (-1,), (-2,), (-2, -1)),  # a patch has no up or left: every mirroring
     _loss=_bce_loss,
     _meter=_classification_meter,
     _chance=lambda metrics: 0.5,

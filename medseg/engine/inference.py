@@ -23,6 +23,7 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from medseg.data.preprocess import preprocess_image, preprocess_patch
+from medseg.engine.probability import as_probability_model
 from medseg.metrics import SegmentationMeter
 from medseg.tasks import Task
 
@@ -36,13 +37,14 @@ def predict_probabilities(
     size: tuple[int, int] | None = None,
     batch_size: int = _CHUNK,
 ) -> torch.Tensor:
-    """Sigmoid probabilities of ``model`` for preprocessed ``images`` (N, 3, S, S).
+    """Probabilities of ``model`` for preprocessed ``images`` (N, 3, S, S).
 
     Runs in eval mode under :func:`torch.inference_mode`, ``batch_size`` images at a time on
     the model's device.
 
     Args:
-        model: a medseg segmenter or classifier (logits).
+        model: a medseg segmenter or classifier (logits, read through a sigmoid), or a
+            :class:`~medseg.engine.probability.ProbabilityModel` (an ensemble, mirrored).
         images: preprocessed batch, e.g. from :func:`medseg.data.preprocess_image`.
         size: for a segmenter, the (H, W) to resize the probabilities to bilinearly: the
             native size of the slices; None keeps (S, S).
@@ -59,10 +61,11 @@ def predict_probabilities(
     was_training = model.training
     model.eval()
     device = next(model.parameters()).device
+    probability = as_probability_model(model)
     outputs = []
     with torch.inference_mode():
         for chunk in images.split(batch_size):
-            probs = torch.sigmoid(model(chunk.to(device, non_blocking=True)).float())
+            probs = probability(chunk.to(device, non_blocking=True)).float()
             if size is not None and probs.ndim == 4 and tuple(probs.shape[-2:]) != tuple(size):
                 probs = F.interpolate(probs, size=tuple(size), mode="bilinear", align_corners=False)
             outputs.append(probs.clamp_(0, 1).cpu())
