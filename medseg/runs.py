@@ -303,3 +303,84 @@ def _read_text(path: Path, what: str) -> str:
     except (OSError, UnicodeDecodeError) as err:
         reason = err.strerror if isinstance(err, OSError) and err.strerror else err
         raise MedsegError(f"{path}: cannot read {what} ({reason})") from None
+
+
+@dataclass(frozen=True)
+class CvFolder:
+    """One cross-validation's folder (``medseg cv``; it need not exist yet): the path of each
+    of its files, one :class:`RunFolder` per fold::
+
+        models/cv_demo_lgg/
+            config.yaml          the config every fold trains with (its own split aside)
+            folds.json           the seed, the held-out test patients and each fold's patients
+            fold_0/ .. fold_K-1/ one run folder per fold: its split.json trains on the other
+                                 folds, validates on this fold, tests on the test patients
+            cv_results.json      out-of-fold and test scores (cv_results.md: the same, to read)
+            postprocessing.json  the postprocessing chosen on the out-of-fold predictions,
+                                 with its evidence (:class:`medseg.postprocessing.Postprocessing`)
+            .medseg.lock         the writing process (:mod:`medseg.locks`)
+
+    A fold's member of the ensemble, and its out-of-fold predictor, is its ``last.pt`` (the
+    final epoch, nnU-Net's ``checkpoint_final``): its ``best.pt`` was chosen on the very
+    patients it predicts out of fold, which would flatter the cross-validation.
+
+    Args:
+        path: the folder.
+
+    Example:
+        >>> cv = CvFolder("models/cv_demo_lgg")
+        >>> cv.fold(2).path, cv.member_checkpoint(2)
+        (PosixPath('models/cv_demo_lgg/fold_2'), PosixPath('models/cv_demo_lgg/fold_2/last.pt'))
+    """
+
+    CONFIG_NAME: ClassVar[str] = RunFolder.CONFIG_NAME
+    FOLDS_NAME: ClassVar[str] = "folds.json"
+    RESULTS_NAME: ClassVar[str] = "cv_results.json"
+    REPORT_NAME: ClassVar[str] = "cv_results.md"
+    POSTPROCESSING_NAME: ClassVar[str] = "postprocessing.json"
+    LOCK_NAME: ClassVar[str] = LOCK_NAME
+    FOLD_PREFIX: ClassVar[str] = "fold_"
+    #: the checkpoint of a fold that joins the ensemble (see the class docstring)
+    MEMBER_NAME: ClassVar[str] = RunFolder.LAST_NAME
+
+    path: Path
+
+    def __init__(self, path: str | Path) -> None:
+        object.__setattr__(self, "path", Path(path))
+
+    @classmethod
+    def is_cv_folder(cls, path: str | Path) -> bool:
+        """True when ``path`` is a folder holding a ``folds.json`` (a cross-validation's)."""
+        return (Path(path) / cls.FOLDS_NAME).is_file()
+
+    @property
+    def config_file(self) -> Path:
+        return self.path / self.CONFIG_NAME
+
+    @property
+    def folds_file(self) -> Path:
+        return self.path / self.FOLDS_NAME
+
+    @property
+    def results_file(self) -> Path:
+        return self.path / self.RESULTS_NAME
+
+    @property
+    def report_file(self) -> Path:
+        return self.path / self.REPORT_NAME
+
+    @property
+    def postprocessing_file(self) -> Path:
+        return self.path / self.POSTPROCESSING_NAME
+
+    @property
+    def lock_file(self) -> Path:
+        return self.path / self.LOCK_NAME
+
+    def fold(self, index: int) -> RunFolder:
+        """The run folder of fold ``index`` (0-based)."""
+        return RunFolder(self.path / f"{self.FOLD_PREFIX}{index}")
+
+    def member_checkpoint(self, index: int) -> Path:
+        """The checkpoint of fold ``index`` that predicts out of fold and joins the ensemble."""
+        return self.fold(index).path / self.MEMBER_NAME

@@ -16,7 +16,7 @@ FLOORS: dict[str, int] = {
     "errors": 0,
     "__init__": 1, "lazy": 1, "files": 1, "paths": 1,
     "locks": 2, "metrics": 2, "optim": 2,
-    "runs": 3, "tasks": 3,
+    "postprocessing": 3, "runs": 3, "tasks": 3,
     "config": 4,
     "imaging": 5,
     "data": 6,
@@ -27,7 +27,7 @@ FLOORS: dict[str, int] = {
     "predict": 11,
     "export": 12,
     "compare": 13,
-    "app": 14,
+    "app": 14, "cv": 14,
     "cli": 15, "healthcheck": 15,
     "__main__": 16,
 }
