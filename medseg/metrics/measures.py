@@ -22,7 +22,8 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections import defaultdict
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -222,14 +223,23 @@ class PatientMeasureMeter(SegmentationMeter):
         return (np.unpackbits(pred, count=size).reshape(shape).astype(bool),
                 np.unpackbits(truth, count=size).reshape(shape).astype(bool))
 
-    def compute(self) -> dict[str, Any]:
+    def compute(self, postprocess: Callable[[np.ndarray], np.ndarray] | None = None) -> dict[str, Any]:
         """:meth:`SegmentationMeter.compute`'s keys, each ``per_slice`` row with its 2-D
         HD95, ASSD and NSD, and ``per_patient_measures`` ({patient: :func:`patient_measures`
         row}) and ``measure_summary`` (:func:`summarize` of those rows).
 
+        Args:
+            postprocess: applied to each patient's predicted mask stack (N, H, W), its slices
+                in order, before anything is counted (e.g.
+                :meth:`medseg.postprocessing.Postprocessing.apply`); every score then comes
+                from the postprocessed masks. The stored masks are not changed: compute again
+                with another step to compare steps on one set of predictions.
+
         Raises:
             ValueError: when no slice was added, or a patient's slices differ in size.
         """
+        if postprocess is not None:
+            return self._postprocessed(postprocess).compute()
         result = super().compute()
         in_plane = None if self.spacing is None else self.spacing[1:]
         stacks: dict[str, tuple[list[np.ndarray], list[np.ndarray]]] = {}
@@ -248,3 +258,19 @@ class PatientMeasureMeter(SegmentationMeter):
         result["per_patient_measures"] = per_patient
         result["measure_summary"] = summarize(per_patient.values())
         return result
+
+    def _postprocessed(self, postprocess: Callable[[np.ndarray], np.ndarray]) -> PatientMeasureMeter:
+        """A meter holding this one's slices with each patient's predicted stack postprocessed."""
+        by_patient: dict[str, list[int]] = defaultdict(list)
+        for patient, number in self._masks:
+            by_patient[patient].append(number)
+        meter = PatientMeasureMeter(self.threshold, self.spacing, self.tolerance)
+        for patient, numbers in by_patient.items():
+            numbers.sort()
+            pairs = [self._unpacked((patient, number)) for number in numbers]
+            if len({pred.shape for pred, _ in pairs}) > 1:
+                raise ValueError(f"patient {patient}: slices of several sizes")
+            preds = np.asarray(postprocess(np.stack([pred for pred, _ in pairs])), dtype=np.float32)
+            truths = np.stack([truth for _, truth in pairs]).astype(np.float32)
+            meter.update(preds, truths, [patient] * len(numbers), numbers)
+        return meter

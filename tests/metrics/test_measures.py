@@ -121,3 +121,27 @@ def test_the_meter_thresholds_with_the_ge_rule_and_takes_a_spacing():
     meter.reset()
     with pytest.raises(ValueError, match="no slices"):
         meter.compute()
+
+
+def test_compute_with_a_postprocess_scores_the_postprocessed_masks_and_keeps_the_raw_ones() -> None:
+    # patient A: a true 2x2 lesion on slice 1 and a 1-pixel false positive on slice 2
+    truth = np.zeros((2, 4, 4), np.float32)
+    truth[0, :2, :2] = 1
+    pred = truth.copy()
+    pred[1, 3, 3] = 1
+    meter = PatientMeasureMeter()
+    meter.update(pred, truth, ["A", "A"], [1, 2])
+
+    def drop_small(stack: np.ndarray) -> np.ndarray:
+        assert stack.shape == (2, 4, 4)  # the patient's whole stack, slices in order
+        out = stack.copy()
+        out[1] = 0
+        return out
+
+    raw, cleaned = meter.compute(), meter.compute(postprocess=drop_small)
+    assert raw["patient_dice"] == pytest.approx(8 / 9)
+    assert raw["n_empty_fp_slices"] == 1
+    assert cleaned["patient_dice"] == 1.0 and cleaned["n_empty_fp_slices"] == 0
+    assert cleaned["per_patient_measures"]["A"]["lesion_precision"] == 1.0
+    assert raw["per_patient_measures"]["A"]["lesion_precision"] == 0.5
+    assert meter.compute() == raw  # the stored masks are unchanged
