@@ -9,22 +9,37 @@ predict and the app apply that record identically.
 
 Keeping only the largest lesion is never a default: LGG tumours can be multifocal.
 
+A record (``postprocessing.json``) is a JSON object whose ``postprocessing`` key holds the
+chosen step (:meth:`Postprocessing.to_dict`); its other keys are the evidence the chooser
+wrote (the rule, each candidate's scores), which readers show but never act on.
+
 Example:
     >>> step = Postprocessing(min_voxels=20)
     >>> cleaned = step.apply(masks_nhw)
     >>> Postprocessing.from_dict(step.to_dict()) == step
     True
+    >>> save_postprocessing("models/cv_demo_lgg/postprocessing.json", step, {"rule": "..."})
+    >>> load_postprocessing("models/cv_demo_lgg/postprocessing.json")
+    Postprocessing(min_voxels=20, keep_largest=False)
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from medseg.errors import MedsegError
+from medseg.files import write_text
 from medseg.metrics.lesions import label_lesions
+from medseg.paths import regular_file
+
+#: the key of the chosen step in a postprocessing record (the rest is its evidence)
+CHOSEN_KEY = "postprocessing"
 
 
 @dataclass(frozen=True)
@@ -104,3 +119,37 @@ class Postprocessing:
         if not isinstance(data, Mapping) or set(data) != {"min_voxels", "keep_largest"}:
             raise ValueError("a postprocessing record holds exactly min_voxels and keep_largest")
         return cls(min_voxels=data["min_voxels"], keep_largest=data["keep_largest"])
+
+
+def save_postprocessing(path: str | Path, step: Postprocessing, evidence: Mapping[str, Any]) -> Path:
+    """Write a postprocessing record atomically: ``step`` under :data:`CHOSEN_KEY`, beside
+    ``evidence`` (JSON-serializable; it may not use that key).
+
+    Raises:
+        ValueError: when ``evidence`` holds :data:`CHOSEN_KEY`.
+    """
+    if CHOSEN_KEY in evidence:
+        raise ValueError(f"the evidence may not hold {CHOSEN_KEY!r}")
+    return write_text(path, json.dumps({CHOSEN_KEY: step.to_dict(), **evidence}, indent=2) + "\n")
+
+
+def load_postprocessing(path: str | Path) -> Postprocessing:
+    """The step a postprocessing record chose.
+
+    Raises:
+        MedsegError: naming ``path``, when it is missing, not a regular file, not JSON, or
+            holds no valid step.
+    """
+    path = Path(path)
+    try:
+        record = json.loads(regular_file(path).read_text(encoding="utf-8"))
+    except MedsegError as err:
+        raise MedsegError(f"{path}: cannot read the postprocessing record ({err})") from None
+    except (OSError, ValueError, RecursionError):
+        raise MedsegError(f"{path}: cannot read the postprocessing record (not JSON)") from None
+    try:
+        if not isinstance(record, dict):
+            raise ValueError("not a JSON object")
+        return Postprocessing.from_dict(record.get(CHOSEN_KEY, {}))
+    except ValueError as err:
+        raise MedsegError(f"{path}: not a postprocessing record ({err})") from None

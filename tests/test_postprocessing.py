@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import json
+import re
+
 import numpy as np
 import pytest
 
-from medseg.postprocessing import Postprocessing
+from medseg.errors import MedsegError
+from medseg.postprocessing import Postprocessing, load_postprocessing, save_postprocessing
 
 
 def _stack() -> np.ndarray:
@@ -60,3 +64,19 @@ def test_round_trip_and_refusals() -> None:
             Postprocessing.from_dict(bad)
     with pytest.raises(ValueError):
         Postprocessing().apply(np.zeros((1, 2, 3, 4)))
+
+
+def test_a_record_round_trips_and_bad_records_are_refused_naming_the_file(tmp_path) -> None:
+    path = tmp_path / "postprocessing.json"
+    step = Postprocessing(min_voxels=5)
+    save_postprocessing(path, step, {"rule": "kept only if patient Dice rises", "candidates": []})
+    assert load_postprocessing(path) == step
+    assert json.loads(path.read_text())["rule"] == "kept only if patient Dice rises"
+    with pytest.raises(ValueError):
+        save_postprocessing(path, step, {"postprocessing": {}})
+    for text in ("not json", "[]", '{"rule": 1}', '{"postprocessing": {"min_voxels": -2, "keep_largest": false}}'):
+        path.write_text(text)
+        with pytest.raises(MedsegError, match=re.escape(str(path))):
+            load_postprocessing(path)
+    with pytest.raises(MedsegError, match=r"missing\.json"):
+        load_postprocessing(tmp_path / "missing.json")
