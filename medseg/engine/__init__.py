@@ -19,6 +19,7 @@ from medseg.lazy import lazy_exports
 if TYPE_CHECKING:
     from medseg.engine.callbacks import EpochInfo, StepInfo, TrainCallback
     from medseg.engine.checkpoint import LoadedModel, load_checkpoint, load_model, save_checkpoint
+    from medseg.engine.ensemble import LoadedEnsemble, load_ensemble
     from medseg.engine.evaluation import evaluate
     from medseg.engine.inference import (
         patch_probabilities,
@@ -36,6 +37,8 @@ _EXPORTS: dict[str, str] = {
     "load_checkpoint": "medseg.engine.checkpoint",
     "load_model": "medseg.engine.checkpoint",
     "save_checkpoint": "medseg.engine.checkpoint",
+    "LoadedEnsemble": "medseg.engine.ensemble",
+    "load_ensemble": "medseg.engine.ensemble",
     "evaluate": "medseg.engine.evaluation",
     "patch_probabilities": "medseg.engine.inference",
     "predict_probabilities": "medseg.engine.inference",
@@ -46,12 +49,14 @@ _EXPORTS: dict[str, str] = {
 
 __all__ = [
     "EpochInfo",
+    "LoadedEnsemble",
     "LoadedModel",
     "StepInfo",
     "TrainCallback",
     "TrainResult",
     "evaluate",
     "load_checkpoint",
+    "load_ensemble",
     "load_model",
     "patch_probabilities",
     "predict_probabilities",
