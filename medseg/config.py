@@ -152,8 +152,8 @@ class TrainConfig:
     warmup_epochs: int = setting(0, low=0, high=MAX_COUNT)  # linear warmup from lr/steps to lr
     lr_step_epochs: int | None = setting(None, low=1, high=MAX_COUNT)  # step: decay every N epochs (default: a third of them)
     lr_gamma: float = setting(0.1, low=0, low_open=True, high=1)  # step: the decay factor
-    amp: Literal["auto", "bf16", "fp16", "off"] = "auto"  # auto: bf16 on GPU, off on CPU
-    channels_last: Literal["auto", "on", "off"] = "auto"  # auto: on for GPU
+    amp: Literal["auto", "bf16", "fp16", "off"] = "auto"  # auto: bf16 on GPU and on a CPU with native bf16, else off
+    channels_last: Literal["auto", "on", "off"] = "auto"  # auto: on for GPU, and with auto's bf16 on a CPU
     compile: bool = False
     device: str = "auto"  # auto, cpu, cuda, cuda:1
     deterministic: bool = True

@@ -2,7 +2,10 @@
 
 Mixed precision: bf16 autocast needs no loss scaling; fp16 scales the loss with a
 :class:`torch.amp.GradScaler`, whose ``step`` unscales the gradients before calling the
-optimizer, so gradient transforms inside the optimizer (ZNorm) see true gradients.
+optimizer, so gradient transforms inside the optimizer (ZNorm) see true gradients. Autocast
+leaves the parameters in fp32, so their gradients, and the statistics the transforms take of
+them, are fp32 too. ``train.amp: auto`` is bf16 on CUDA and on CPUs with native bf16
+(:func:`resolve_precision`).
 
 At logging steps the trainer asks for gradient statistics (``optimizer_step(with_stats=True)``)
 and for the gradient overlap of the residual blocks on the step's last micro-batch
@@ -18,6 +21,7 @@ Example:
 from __future__ import annotations
 
 import contextlib
+import platform
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -42,19 +46,52 @@ class Precision:
     def scales_loss(self) -> bool:
         return self.autocast_dtype is torch.float16
 
+    @property
+    def label(self) -> str:
+        """What a reader is told, e.g. "bf16 autocast, channels_last" or "fp32"."""
+        names = {torch.bfloat16: "bf16 autocast", torch.float16: "fp16 autocast, loss scaling"}
+        parts = [names[self.autocast_dtype] if self.autocast_dtype is not None else "fp32"]
+        return ", ".join(parts + ["channels_last"] * self.channels_last)
+
     def autocast(self) -> contextlib.AbstractContextManager:
         if self.autocast_dtype is None:
             return contextlib.nullcontext()
         return torch.autocast(self.device_type, dtype=self.autocast_dtype)
 
 
+def cpu_has_native_bf16() -> bool:
+    """Whether this CPU multiplies bf16 in hardware, by torch's own capability queries.
+
+    x86: AVX512_BF16 or AMX (``torch.cpu._is_avx512_bf16_supported``,
+    ``torch.cpu._is_amx_tile_supported``: cpuinfo's flags). oneDNN's own
+    ``torch.ops.mkldnn._is_mkldnn_bf16_supported`` is not used there: it also says yes for plain
+    AVX512 (Skylake), where oneDNN emulates bf16 more slowly than fp32. Arm: that oneDNN query,
+    which there is cpuinfo's BF16 extension. Either way oneDNN must be built in, since
+    autocast's bf16 convolutions on the CPU run in it.
+    """
+    if not torch.backends.mkldnn.is_available():
+        return False
+    if platform.machine().lower() in ("aarch64", "arm64"):
+        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    return torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported()
+
+
 def resolve_precision(amp: str, device: torch.device, channels_last: str = "auto") -> Precision:
-    """``train.amp`` and ``train.channels_last`` for ``device``: "auto" means bf16 autocast
-    and channels-last memory on CUDA, fp32 and the default layout on CPU."""
+    """``train.amp`` and ``train.channels_last`` for ``device``.
+
+    "auto" means bf16 autocast and channels-last memory on CUDA and on a CPU with native bf16
+    (:func:`cpu_has_native_bf16`), fp32 and the default layout on other CPUs. On the CPU
+    ``channels_last: auto`` follows the bf16 choice: it is on exactly when the forward runs
+    in bf16 on such a CPU.
+    """
     on_gpu = device.type == "cuda"
+    native_bf16 = on_gpu or (device.type == "cpu" and cpu_has_native_bf16())
     dtypes = {"bf16": torch.bfloat16, "fp16": torch.float16, "off": None}
-    dtype = (torch.bfloat16 if on_gpu else None) if amp == "auto" else dtypes[amp]
-    layout = on_gpu if channels_last == "auto" else channels_last == "on"
+    dtype = (torch.bfloat16 if native_bf16 else None) if amp == "auto" else dtypes[amp]
+    if channels_last == "auto":
+        layout = on_gpu or (native_bf16 and dtype is torch.bfloat16)
+    else:
+        layout = channels_last == "on"
     return Precision(device_type=device.type, autocast_dtype=dtype, channels_last=layout)
 
 

@@ -54,7 +54,7 @@ from medseg.engine.records import reporting_write_errors, write_history, write_j
 from medseg.engine.run_folder import check_fresh_start, resumed_config, run_lock
 from medseg.engine.schedule import build_scheduler
 from medseg.engine.seeding import capture_rng_state, restore_rng_state, seed_everything
-from medseg.engine.step import TrainStep, resolve_precision
+from medseg.engine.step import Precision, TrainStep, resolve_precision
 from medseg.errors import CheckpointError, ConfigError, DataError, MedsegError
 from medseg.locks import remove_orphaned_temps
 from medseg.metrics.measures import PatientMeasureMeter
@@ -138,6 +138,10 @@ def _train(cfg: Config, ctx: DistContext, resume: bool, callbacks: list[TrainCal
     from torch.utils.tensorboard import SummaryWriter
 
     progress = Progress(enabled=ctx.is_main, log_every=cfg.train.log_every)
+    # the first line of the log; train.amp and train.channels_last are the same on resume
+    precision = resolve_precision(cfg.train.amp, ctx.device, cfg.train.channels_last)
+    progress.message(f"precision: {precision.label} (train.amp {cfg.train.amp}, "
+                     f"train.channels_last {cfg.train.channels_last}, {ctx.device.type})")
     cfg, resume_from = _open_run(cfg, ctx, resume, progress)
     run_dir, run = cfg.run_dir, RunFolder(cfg.run_dir)
     last_path, best_path = run.last_checkpoint, run.best_checkpoint
@@ -148,7 +152,7 @@ def _train(cfg: Config, ctx: DistContext, resume: bool, callbacks: list[TrainCal
     val_loader = build_eval_loader(datasets["val"], cfg.train.batch_size, cfg.data.num_workers, ctx.device)
     _, steps_per_epoch = epoch_length(cfg.train, len(train_data.loader))
 
-    model, step, scheduler = _build_training(cfg, ctx, steps_per_epoch, pretrained=resume_from is None)
+    model, step, scheduler = _build_training(cfg, ctx, precision, steps_per_epoch, pretrained=resume_from is None)
 
     state = RunState()
     guard = DivergenceGuard(cfg.train.divergence_factor, cfg.train.max_nonfinite_steps)
@@ -369,14 +373,13 @@ def _data_config(cfg: Config, own_split: bool) -> DataConfig:
 
 
 def _build_training(
-    cfg: Config, ctx: DistContext, steps_per_epoch: int, *, pretrained: bool
+    cfg: Config, ctx: DistContext, precision: Precision, steps_per_epoch: int, *, pretrained: bool
 ) -> tuple[nn.Module, TrainStep, LRScheduler]:
-    """The network (unwrapped), its training step (optimizer, loss, precision, DDP/compile)
+    """The network (unwrapped), its training step (optimizer, loss, ``precision``, DDP/compile)
     and the learning-rate schedule. ``pretrained`` False (a resume: last.pt holds every
     weight) builds without ``model.encoder_weights``, so a moved weights file does not matter."""
     model_cfg = cfg.model if pretrained else dataclasses.replace(cfg.model, encoder_weights=None)
     model = build_model(model_cfg, cfg.task).to(ctx.device)
-    precision = resolve_precision(cfg.train.amp, ctx.device, cfg.train.channels_last)
     if precision.channels_last:
         model = model.to(memory_format=torch.channels_last)
     hparams = {key: value for key, value in dataclasses.asdict(cfg.optim).items() if key != "name"}
@@ -458,6 +461,7 @@ def _checkpoint_payload(
         "metrics": {key: value for key, value in row.items() if key.startswith("val_")},
         "history": list(state.history),
         "guard": guard.state_dict(),
+        "training_precision": step.precision.label,  # what train.amp and channels_last chose here
         "world_size": ctx.world_size,
         "medseg_version": __version__,
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
@@ -528,6 +532,8 @@ def _test_best(cfg: Config, model: nn.Module, test_data: Any, best_path: Path, c
     model.load_state_dict(payload["model"])
     result: dict[str, Any] = {"split": "test", "checkpoint": best_path.name, "epoch": int(payload["epoch"]),
                               "n": len(test_data)}
+    if "training_precision" in payload:  # how best.pt's epoch trained (older ones do not say)
+        result["training_precision"] = payload["training_precision"]
     if len(test_data):
         loader = build_eval_loader(test_data, cfg.train.batch_size, cfg.data.num_workers, ctx.device)
         task = get_task(cfg.task)

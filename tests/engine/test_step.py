@@ -6,6 +6,7 @@ import pytest
 import torch
 from torch import nn
 
+from medseg.engine import step as step_module
 from medseg.engine.step import TrainStep, resolve_precision
 
 
@@ -21,7 +22,8 @@ class RecordingSGD(torch.optim.SGD):
         return super().step(closure)
 
 
-def test_precision_settings():
+def test_precision_settings(monkeypatch):
+    monkeypatch.setattr(step_module, "cpu_has_native_bf16", lambda: False)  # see test_precision.py
     cpu, gpu = torch.device("cpu"), torch.device("cuda", 0)
     auto_cpu = resolve_precision("auto", cpu)
     assert auto_cpu.autocast_dtype is None and not auto_cpu.channels_last and not auto_cpu.scales_loss
