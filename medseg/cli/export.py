@@ -1,6 +1,7 @@
-"""``medseg export``: a segmentation checkpoint as ONNX, TorchScript or a MONAI bundle
-(:mod:`medseg.export`), checked against PyTorch eager before it is kept; prints the files
-written and the parity figures."""
+"""``medseg export``: a segmentation checkpoint as ONNX, TorchScript or a MONAI bundle, or a
+cross-validation folder's fold ensemble as ONNX or TorchScript (:mod:`medseg.export`),
+checked against PyTorch eager before it is kept; prints the files written and the parity
+figures."""
 
 from __future__ import annotations
 
@@ -11,7 +12,9 @@ FORMAT_CHOICES = ("onnx", "torchscript", "bundle")
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("checkpoint", help="a segmentation best.pt written by medseg train")
+    parser.add_argument("checkpoint", help="a segmentation best.pt written by medseg train, or a "
+                                           "cross-validation folder (medseg cv): the mean of its "
+                                           "folds' probabilities, as onnx or torchscript")
     parser.add_argument("--format", required=True, choices=FORMAT_CHOICES,
                         help="onnx: model.onnx for ONNX Runtime (input rule inside the graph); "
                              "torchscript: model.ts; bundle: a MONAI bundle (configs/, models/, docs/)")

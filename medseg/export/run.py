@@ -10,8 +10,15 @@ checked against PyTorch eager before it is kept (:mod:`medseg.export.parity`).
 and, last, the record ``export.json`` (:data:`~medseg.predict.exported.EXPORT_RECORD`):
 format, source checkpoint and its SHA-256, the SHA-256 of every file, the parity check. Every
 file is written atomically; a folder that already holds an export (its record or any of
-these files) is refused, never overwritten. One checkpoint file only: CV folders (ensembles)
-do not exist yet.
+these files) is refused, never overwritten.
+
+A cross-validation folder (:class:`medseg.runs.CvFolder`) exports its ensemble
+(:func:`medseg.engine.ensemble.load_ensemble`: the mean of its folds' probabilities,
+:class:`~medseg.engine.probability.Ensemble`) inside the ONNX or TorchScript graph, checked
+against the eager ensemble; the record names the members (``members``: checkpoint, SHA-256,
+epoch) and the CV folder's postprocessing step, which stays outside the graph (it acts on a
+patient's whole mask stack). A MONAI bundle holds one network (``network_def``): a CV folder
+is refused for it.
 
 Example:
     >>> result = export_checkpoint("models/demo_lgg/best.pt", "onnx", "exports/demo_onnx")
@@ -31,6 +38,7 @@ import torch
 from medseg import __version__
 from medseg.demo.marker import file_sha256
 from medseg.engine.checkpoint import LoadedModel, load_model
+from medseg.engine.ensemble import LoadedEnsemble, load_ensemble
 from medseg.errors import CheckpointError, DataError
 from medseg.export.bundle import BUNDLE_FILES, TORCHSCRIPT, check_bundle_network, write_bundle
 from medseg.export.graph import SliceModel
@@ -50,6 +58,7 @@ from medseg.predict.exported import (
     MODEL_ONNX,
     OnnxSegmenter,
 )
+from medseg.runs import CvFolder
 from medseg.tasks import SEGMENTATION
 
 MODEL_TS = "model.ts"
@@ -91,13 +100,31 @@ def check_out(out: Path, fmt: str) -> None:
 
 def _loaded(checkpoint: Path) -> LoadedModel:
     if checkpoint.is_dir():
-        raise CheckpointError(f"{checkpoint}: a folder; medseg export takes one checkpoint file "
-                              "(.pt): cross-validation folders are not supported yet")
+        raise CheckpointError(f"{checkpoint}: a folder but not a cross-validation folder (no "
+                              f"{CvFolder.FOLDS_NAME}); medseg export takes one checkpoint file "
+                              "(.pt) or a CV folder")
     loaded = load_model(checkpoint, device="cpu")
     if loaded.task != SEGMENTATION.name:
         raise CheckpointError(f"{checkpoint}: a {loaded.task} checkpoint; medseg export exports "
                               "segmentation checkpoints")
     return loaded
+
+
+def _ensemble(folder: Path, fmt: str) -> LoadedEnsemble:
+    """A CV folder's ensemble, refused for a bundle or a classification task.
+
+    Raises:
+        CheckpointError: one line naming the folder.
+    """
+    if fmt == "bundle":
+        raise CheckpointError(f"{folder}: a cross-validation folder is an ensemble, and a MONAI "
+                              "bundle holds one network (network_def); export it with --format "
+                              "onnx or torchscript, or export one fold's last.pt as a bundle")
+    ensemble = load_ensemble([folder], "cpu")
+    if ensemble.task.name != SEGMENTATION.name:
+        raise CheckpointError(f"{folder}: a {ensemble.task.name} cross-validation; medseg export "
+                              "exports segmentation models")
+    return ensemble
 
 
 def _torch_probabilities(module: torch.nn.Module) -> Callable[[np.ndarray], np.ndarray]:
@@ -115,25 +142,36 @@ def export_checkpoint(checkpoint: str | Path, fmt: str, out: str | Path) -> Expo
     Raises:
         MedsegError: for an unknown format.
         DataError: when ``out`` is a file or already holds an export.
-        CheckpointError: for an unreadable, classification or (bundle) BGN checkpoint, a folder,
-            or an export that fails the parity check (then nothing is kept).
+        CheckpointError: for an unreadable, classification or (bundle) BGN checkpoint, a folder
+            that is not a CV folder, a CV folder as a bundle or lacking a fold's member, or an
+            export that fails the parity check (then nothing is kept).
     """
     if fmt not in FORMATS:
         raise DataError(f"--format {fmt}: unknown; choose one of {', '.join(FORMATS)}")
     checkpoint, out = Path(checkpoint), Path(out)
     check_out(out, fmt)
-    loaded = _loaded(checkpoint)
+    source: LoadedModel | LoadedEnsemble
+    network: torch.nn.Module
+    if CvFolder.is_cv_folder(checkpoint):
+        source = _ensemble(checkpoint, fmt)
+        network = source.probability_model()
+    else:
+        source = _loaded(checkpoint)
+        network = source.model
     if fmt == "bundle":
-        check_bundle_network(loaded)
+        assert isinstance(source, LoadedModel)  # _ensemble refuses a bundle
+        check_bundle_network(source)
     with folder_lock(out, what="export folder"):
         check_out(out, fmt)  # again, now that no other medseg process writes there
-        result = _export(loaded, fmt, out)
-        _write_record(result, loaded, loaded.config.data.image_size)
+        result = _export(network, source, fmt, out)
+        _write_record(result, source, checkpoint)
     return result
 
 
-def _export(loaded: LoadedModel, fmt: str, out: Path) -> ExportResult:
-    network, size = loaded.model, loaded.config.data.image_size
+def _export(network: torch.nn.Module, source: LoadedModel | LoadedEnsemble, fmt: str,
+            out: Path) -> ExportResult:
+    """Write ``network`` (one checkpoint's, or an ensemble's probability model) as ``fmt``."""
+    size = source.config.data.image_size
     result = ExportResult(fmt, out)
     if fmt == "onnx":
         import onnxruntime
@@ -160,19 +198,37 @@ def _export(loaded: LoadedModel, fmt: str, out: Path) -> ExportResult:
             result.parity = check_parity(_torch_probabilities(wrapped), network, size,
                                          "TorchScript (bundle)")
         result.files.append(out / TORCHSCRIPT)
-        result.files += write_bundle(loaded, out, threshold=DEFAULT_THRESHOLD,
+        assert isinstance(source, LoadedModel)
+        result.files += write_bundle(source, out, threshold=DEFAULT_THRESHOLD,
                                      parity=result.parity.as_dict())
     return result
 
 
-def _write_record(result: ExportResult, loaded: LoadedModel, size: int) -> None:
-    """``export.json``, written last: a folder holding it holds a complete export."""
+def _write_record(result: ExportResult, source: LoadedModel | LoadedEnsemble, given: Path) -> None:
+    """``export.json``, written last: a folder holding it holds a complete export. For a CV
+    folder, ``checkpoint`` names the folder and ``members`` its folds' checkpoints."""
     assert result.parity is not None
+    size = source.config.data.image_size
+    if isinstance(source, LoadedModel):
+        origin: dict[str, object] = {
+            "checkpoint": str(source.checkpoint_path),
+            "checkpoint_sha256": file_sha256(source.checkpoint_path), "epoch": source.epoch}
+    else:
+        origin = {
+            "checkpoint": str(given), "checkpoint_sha256": None, "epoch": None,
+            "ensemble": "mean of the members' probabilities",
+            "members": [{"checkpoint": str(member.checkpoint_path),
+                         "sha256": file_sha256(member.checkpoint_path), "epoch": member.epoch}
+                        for member in source.members],
+            "postprocessing": source.postprocessing.to_dict(),
+            "postprocessing_file": (None if source.postprocessing_file is None
+                                    else str(source.postprocessing_file)),
+        }
+    task = source.members[0].task if isinstance(source, LoadedEnsemble) else source.task
     record = {
         "written_by": "medseg export", "version": __version__, "format": result.format,
-        "task": loaded.task, "image_size": size, "threshold": DEFAULT_THRESHOLD,
-        "checkpoint": str(loaded.checkpoint_path),
-        "checkpoint_sha256": file_sha256(loaded.checkpoint_path), "epoch": loaded.epoch,
+        "task": task, "image_size": size, "threshold": DEFAULT_THRESHOLD,
+        **origin,
         "input": None if result.format == "bundle" else INPUT_TEXT.format(size=size),
         "output": None if result.format == "bundle" else OUTPUT_TEXT,
         "onnx_opset": OPSET if result.format == "onnx" else None,

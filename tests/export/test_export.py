@@ -97,7 +97,7 @@ def test_the_cli_states_the_parity_and_refuses_an_occupied_folder(best_checkpoin
     assert main(["export", str(best_checkpoint), "--format", "onnx", "--out", str(onnx_export.out)]) == 2
     assert "never overwritten" in _one_line_error(capsys)
     assert main(["export", str(best_checkpoint.parent), "--format", "onnx", "--out", str(tmp_path / "x")]) == 2
-    assert "cross-validation folders are not supported yet" in _one_line_error(capsys)
+    assert "not a cross-validation folder (no folds.json)" in _one_line_error(capsys)
 
 
 def test_torchscript_loads_with_torch_alone(torchscript_export, best_checkpoint, tiny_lgg):
@@ -116,7 +116,7 @@ def test_an_export_that_differs_is_not_kept(best_checkpoint, tmp_path, monkeypat
     def write_perturbed(model, path, metadata):
         perturbed = copy.deepcopy(model)  # the checkpoint's network itself stays the reference
         with torch.no_grad():
-            perturbed.network.segmentation_head[0].bias += 0.05
+            perturbed.probability.network.segmentation_head[0].bias += 0.05
         real_write(perturbed, path, metadata)
 
     monkeypatch.setattr(export_run, "write_onnx", write_perturbed)
