@@ -28,6 +28,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "predict": ("medseg.cli.predict", "Predict masks for slices, patient folders, NIfTI volumes or a scan's three MR sequences (NIfTI or DICOM)."),
     "compare": ("medseg.cli.compare", "Reproduce the paper's optimizer comparison over seeds."),
     "compare-run": ("medseg.cli.compare_run", "Train one run of a comparison planned with 'compare --plan'."),
+    "cv": ("medseg.cli.cv", "Cross-validate an LGG config over patient-disjoint folds: out-of-fold results, the fold ensemble on test, postprocessing chosen out of fold."),
     "data": ("medseg.cli.data", "Inspect and validate datasets (data check PATH)."),
     "demo-data": ("medseg.cli.demo_data", "Write the embedded demo datasets (LGG or PCam format)."),
     "app": ("medseg.cli.app", "Start the Streamlit app to inspect predictions."),
@@ -36,7 +37,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
 
 #: subcommands that run MONAI data pipelines in this process: MONAI's MetaTensor tracking is
 #: switched off first (the others, predict among them, never import MONAI)
-PIPELINE_COMMANDS = frozenset({"train", "evaluate", "compare", "compare-run"})
+PIPELINE_COMMANDS = frozenset({"train", "evaluate", "compare", "compare-run", "cv"})
 
 
 def build_parser() -> argparse.ArgumentParser:

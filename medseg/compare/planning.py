@@ -186,10 +186,12 @@ def _run_config(method_cfg: Config, method: str, seed: int, out_dir: Path, split
         raise ConfigError(f"{method} seed {seed}: {err}") from None
 
 
-def _first_difference(a: Any, b: Any, where: str = "") -> str | None:
+def first_difference(a: Any, b: Any, where: str = "") -> str | None:
+    """The first setting where two config dicts differ, as ``"key.path: a != b"``; None when
+    they are equal."""
     if isinstance(a, dict) and isinstance(b, dict):
         for key in sorted(set(a) | set(b)):
-            found = _first_difference(a.get(key), b.get(key), f"{where}.{key}" if where else key)
+            found = first_difference(a.get(key), b.get(key), f"{where}.{key}" if where else key)
             if found:
                 return found
         return None
@@ -218,7 +220,7 @@ def run_state(spec: RunSpec) -> RunState:
     has_record = run.compare_record.exists()
     if has_record:
         recorded = _with_defaults(read_record(run_dir)["config"])
-        difference = _first_difference(recorded, spec.cfg.to_dict())
+        difference = first_difference(recorded, spec.cfg.to_dict())
         if difference:
             raise MedsegError(
                 f"{run_dir}: holds a run with a different config ({difference}); "
