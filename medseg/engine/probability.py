@@ -7,6 +7,7 @@ nnU-Net's predictor composes its fold ensemble and its test-time mirroring:
 - :class:`Sigmoid`: one trained network (its logits through a sigmoid);
 - :class:`Ensemble`: the mean of several members' probabilities (a CV folder's folds);
 - :class:`Mirrored`: the mean over mirrored inputs, each output mirrored back (TTA);
+- :class:`Autocast`: any of them with the forward pass in bf16 (or fp16), float32 out;
 
 and :func:`probability_model` builds the usual stack from networks and a TTA name.
 :func:`medseg.engine.inference.predict_probabilities` accepts a plain network (it wraps it in
@@ -107,6 +108,41 @@ class Mirrored(ProbabilityModel):
             total = probs if total is None else total + probs
         assert total is not None  # at least one pass (checked in __init__)
         return total / len(self.flips)
+
+
+class Autocast(ProbabilityModel):
+    """``model``'s probabilities with its forward pass under autocast to a low precision (bf16 on
+    a GPU or a CPU with native bf16), optionally on channels-last images; float32 out.
+
+    Args:
+        model: a probability model, or a network of logits (wrapped in :class:`Sigmoid`).
+        dtype: ``torch.bfloat16`` or ``torch.float16``.
+        channels_last: feed channels-last images; the model's 4-D weights are converted to
+            channels-last memory in place (as :meth:`torch.nn.Module.to` does).
+
+    Raises:
+        ValueError: for a ``dtype`` autocast does not lower to.
+
+    Example:
+        >>> model = Autocast(probability_model([network]), torch.bfloat16, channels_last=True)
+    """
+
+    def __init__(self, model: nn.Module, dtype: torch.dtype = torch.bfloat16, *,
+                 channels_last: bool = False) -> None:
+        super().__init__()
+        if dtype not in (torch.bfloat16, torch.float16):
+            raise ValueError(f"Autocast runs in torch.bfloat16 or torch.float16, got {dtype}")
+        self.model = as_probability_model(model)
+        self.dtype = dtype
+        self.channels_last = channels_last
+        if channels_last:
+            self.model.to(memory_format=torch.channels_last)
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        if self.channels_last:
+            images = images.contiguous(memory_format=torch.channels_last)
+        with torch.autocast(images.device.type, dtype=self.dtype):
+            return self.model(images)  # float32: Sigmoid takes the logits to float32 first
 
 
 def as_probability_model(model: nn.Module) -> ProbabilityModel:
