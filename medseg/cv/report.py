@@ -9,7 +9,8 @@ fold's patients, epoch and mean of each measure); ``test`` (``models``: per mode
 ``ensemble_gain``: per TTA mode, the ensemble's patient Dice minus the folds' mean patient
 Dice, paired by test patient (:func:`medseg.compare.stats.paired_difference`);
 ``tta_gain``: the ensemble's patient Dice with flip TTA minus without; ``postprocessed``: the
-ensemble's test measures after the chosen postprocessing); and ``postprocessing`` (the step
+ensemble's test measures after the chosen postprocessing, and its ``gain`` over the raw
+masks); and ``postprocessing`` (the step
 chosen on the out-of-fold predictions and the rule; the evidence is in
 ``postprocessing.json``). NaN is written as null.
 
@@ -89,7 +90,7 @@ def _test(folds: Folds, scores: CvScores, step: Postprocessing) -> dict[str, Any
     return {"models": models, "ensemble_gain": ensemble_gain,
             "tta_gain": _gain(scores.test[(ENSEMBLE, "flip")], raw),
             "postprocessed": {"step": step.to_dict(), "per_patient": postprocessed,
-                              "summary": interval_summary(postprocessed)}}
+                              "summary": interval_summary(postprocessed), "gain": _gain(postprocessed, raw)}}
 
 
 def build_results(folds: Folds, scores: CvScores, step: Postprocessing) -> dict[str, Any]:
@@ -139,8 +140,8 @@ def render_markdown(results: Mapping[str, Any], evidence: Mapping[str, Any]) -> 
     shown = _shown(list(oof["summary"]))
     lines = [f"# Cross-validation: {results['folds']} folds (seed {results['seed']})", "",
              f"Out of fold: each of {len(oof['per_patient'])} patients scored once by the fold that did not "
-             f"train on it (its `{results['member_checkpoint']}`). Test: {len(results['test_patients'])} "
-             f"held-out patients ({', '.join(results['test_patients'])}). Means over patients with their "
+             f"train on it (its `{results['member_checkpoint']}`). Test patients, held out: "
+             f"{', '.join(results['test_patients'])}. Means over patients with their "
              "95% t-interval.", "", "## Out-of-fold summary", ""]
     lines += _table(["measure", "mean [95% CI]", "patients"],
                     [[measure_label(name), interval_text(oof["summary"][name]), str(oof["summary"][name]["n"])]
@@ -161,9 +162,8 @@ def render_markdown(results: Mapping[str, Any], evidence: Mapping[str, Any]) -> 
     gains = [[f"ensemble - mean of the folds (tta {tta})", _gain_text(gain)]
              for tta, gain in test["ensemble_gain"].items()]
     gains.append(["ensemble: tta flip - tta none", _gain_text(test["tta_gain"])])
-    post = test["postprocessed"]["summary"].get(HEADLINE)
-    gains.append([f"ensemble after postprocessing ({results['postprocessing']['described']})",
-                  interval_text(post) if post else "n/a"])
+    gains.append([f"ensemble: postprocessed ({results['postprocessing']['described']}) - raw",
+                  _gain_text(test["postprocessed"]["gain"])])
     lines += _table(["what changed the test Dice", "difference [95% CI]"], gains)
     lines += ["## Postprocessing", "", f"Chosen on the out-of-fold predictions: "
               f"**{results['postprocessing']['described']}**. Rule: {results['postprocessing']['rule']}. "

@@ -47,6 +47,15 @@ def test_a_step_that_lowers_the_out_of_fold_dice_is_not_kept():
     assert evidence["rule"] == RULE
 
 
+def test_a_step_that_changes_no_score_is_not_kept():
+    # one large lesion predicted exactly: removing small lesions changes nothing, keeping the
+    # largest neither; Dice must rise for a step to be kept
+    exact = _stack(BIG)
+    step, evidence = choose_postprocessing([_meter(("A", exact, exact))])
+    assert [entry["dice"] for entry in evidence["candidates"]] == [1.0] * 4 + [0.0, 1.0]
+    assert step == Postprocessing()
+
+
 def test_a_step_that_raises_dice_but_misses_a_lesion_is_not_kept():
     # spurious blobs (8 voxels) and a true 6-voxel lesion: removing lesions under 10 voxels
     # raises Dice (212 / 236 -> 200 / 206) but misses one of two lesions

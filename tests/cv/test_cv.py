@@ -130,13 +130,22 @@ def test_test_patients_are_scored_by_the_ensemble_and_each_fold_with_and_without
 
 
 def test_a_finished_fold_is_never_trained_again(scheduled, cv_config, monkeypatch):
+    """Rerunning trains nothing and scores the same; only the member checkpoints (last.pt)
+    are read: with every best.pt moved away the results are unchanged."""
     cv, steps = scheduled["cv"], scheduled["steps"]
     members = [cv.member_checkpoint(k) for k in range(FOLDS)]
     stamps = [path.stat().st_mtime_ns for path in members]
     monkeypatch.setattr(medseg.engine, "train", _must_not_train)
     code, _, err = _medseg(*steps["commands"][0][1:])
     assert code == 0 and "nothing to do" in err
-    code, _, err = _cv(cv_config, scheduled["out"])
+    best = [cv.fold(k).best_checkpoint for k in range(FOLDS)]
+    for path in best:
+        path.rename(path.with_suffix(".moved"))
+    try:
+        code, _, err = _cv(cv_config, scheduled["out"])
+    finally:
+        for path in best:
+            path.with_suffix(".moved").rename(path)
     assert code == 0 and "fold_0: finished earlier, skipped" in err
     assert [path.stat().st_mtime_ns for path in members] == stamps
     assert json.loads(cv.results_file.read_text())["out_of_fold"] == scheduled["results"]["out_of_fold"]
