@@ -6,14 +6,21 @@ import argparse
 import math
 from typing import Any
 
-from medseg.runs import SPLIT_NAME, RunFolder
+from medseg.runs import SPLIT_NAME, CvFolder, RunFolder
 from medseg.tasks import get_task
 
 EXAMPLE = "medseg evaluate models/demo_lgg/best.pt --data demo_data/lgg --split test"
 
+#: ``--tta`` choices (:data:`medseg.engine.probability.TTA_MODES`; spelled here so the CLI
+#: starts without torch; tests/cli checks the two agree)
+TTA_MODES = ("none", "flip")
+
 
 def configure(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("checkpoint", help=f"a {' / '.join(RunFolder.CHECKPOINT_NAMES)} written by medseg train")
+    parser.add_argument("checkpoint", nargs="+",
+                        help=f"a {' / '.join(RunFolder.CHECKPOINT_NAMES)} written by medseg train; several "
+                             "checkpoints of one task and input, or a cross-validation folder (medseg cv), "
+                             "are scored as one ensemble (the mean of their probabilities)")
     parser.add_argument("--data", required=True, metavar="PATH", help="LGG or PCam data folder")
     parser.add_argument("--split", default="test", choices=("test", "val", "train", "all"),
                         help=f"which split to score (LGG: from {SPLIT_NAME} beside the checkpoint)")
@@ -21,6 +28,12 @@ def configure(parser: argparse.ArgumentParser) -> None:
                         help="probability at or above which a pixel/patch is tumour (default 0.5)")
     parser.add_argument("--max-samples", type=int, default=None, metavar="N",
                         help="score only the first N samples of the split")
+    parser.add_argument("--tta", default="none", choices=TTA_MODES,
+                        help="flip: average the probabilities over mirrored inputs (LGG left-right; "
+                             "PCam every flip); none (default)")
+    parser.add_argument("--postprocessing", default="record", choices=("record", "none"),
+                        help=f"record (default): apply a cross-validation folder's {CvFolder.POSTPROCESSING_NAME} "
+                             "to every patient's masks before scoring; none: score the raw masks")
     parser.add_argument("--device", default="auto", help="auto (default), cpu, cuda, cuda:1 ...")
     parser.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
 
@@ -38,6 +51,16 @@ def table(result: dict[str, Any]) -> str:
         f"data        {result['data']}, split {result['split']}, {result['n']} {task.unit}, "
         f"threshold {result['threshold']}",
     ]
+    if len(result["members"]) > 1:
+        lines.append(f"ensemble    mean of {len(result['members'])} members' probabilities: "
+                     + ", ".join(result["members"]))
+    lines.append(f"tta         {result['tta']}")
+    if task.patient_split:
+        from medseg.postprocessing import Postprocessing  # scipy: not at the CLI's start
+
+        step = Postprocessing.from_dict(result["postprocessing"]).describe()
+        source = f" ({result['postprocessing_file']})" if result["postprocessing_file"] else ""
+        lines.append(f"postprocess {step}{source}")
     if result.get("note"):
         lines.append(f"note        {result['note']}")
     lines.append("")
@@ -103,6 +126,7 @@ def run(args: argparse.Namespace) -> int:
     if args.max_samples is not None and args.max_samples < 1:
         raise MedsegError(f"--max-samples {args.max_samples}: expected a positive number")
     result = evaluate(args.checkpoint, args.data, args.split, threshold=args.threshold,
-                      max_samples=args.max_samples, device=args.device)
+                      max_samples=args.max_samples, device=args.device, tta=args.tta,
+                      postprocess=args.postprocessing == "record")
     print(to_json(json_result(result)) if args.json else table(result))
     return 0

@@ -92,7 +92,7 @@ class LoadedEnsemble:
             ValueError: for a ``tta`` not in :data:`~medseg.engine.probability.TTA_MODES`.
         """
         return probability_model([member.model for member in self.members], tta=tta,
-                                 flips=self.task.tta_flips)
+                                 flips=self.task.tta_flips).eval()
 
     def describe(self) -> dict[str, Any]:
         """What the result of a prediction or evaluation records about the ensemble."""

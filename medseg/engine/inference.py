@@ -13,7 +13,7 @@ Example:
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
@@ -114,19 +114,21 @@ def patch_probabilities(model: nn.Module, patches: np.ndarray) -> np.ndarray:
 
 
 def score_loader(model: nn.Module, loader: DataLoader, task: Task, threshold: float = 0.5,
-                 meter: Any = None) -> dict[str, Any]:
+                 meter: Any = None, postprocess: Callable[[np.ndarray], np.ndarray] | None = None) -> dict[str, Any]:
     """Run ``model`` over ``loader`` and return ``task``'s metrics.
 
     Segmentation batches carry their masks at native size (the evaluation datasets do not
     resize them): probabilities are resized to each mask's size before scoring.
 
     Args:
-        model: the network (unwrapped).
+        model: the network (unwrapped), or a probability model (an ensemble, mirrored).
         loader: evaluation batches (``image``, ``label``; ``patient`` and ``slice`` for LGG).
         task: the task whose meter scores the batches.
         threshold: probability at or above which a pixel (patch) is positive.
         meter: the meter to fill instead of ``task.build_meter(threshold)`` (``medseg
             evaluate``'s :class:`~medseg.metrics.measures.PatientMeasureMeter`).
+        postprocess: applied to each patient's mask stack before scoring (a
+            :class:`~medseg.metrics.measures.PatientMeasureMeter`'s ``compute(postprocess=)``).
     """
     if meter is None:
         meter = task.build_meter(threshold)
@@ -143,4 +145,4 @@ def score_loader(model: nn.Module, loader: DataLoader, task: Task, threshold: fl
                 meter.update(probs, labels, patients, slices)
         else:
             meter.update(predict_probabilities(model, batch["image"]), labels)
-    return meter.compute()
+    return meter.compute() if postprocess is None else meter.compute(postprocess=postprocess)

@@ -18,6 +18,9 @@ from medseg.engine import load_model
 from medseg.imaging.images import read_mask, read_slice_image
 from medseg.metrics import ClassificationMeter, SegmentationMeter, dice_from_counts
 from medseg.metrics.measures import patient_measures
+from medseg.postprocessing import Postprocessing
+from medseg.runs import CvFolder
+from tests.ensemble_support import shifted_checkpoint, write_cv_folder
 from tests.support import LGG_SLICES, PCAM_SIZES
 
 
@@ -199,3 +202,121 @@ def test_every_patient_gets_every_measure_from_the_one_definition(trained_lgg, t
     summary_head = next(line for line in table.splitlines() if line.startswith("measure "))
     assert summary_head.split()[1:] == ["mean", "median", "25th", "pct", "75th", "pct", "patients", "undefined"]
     assert any(line.startswith("Lesion F1 ") for line in table.splitlines())
+
+
+# --- ensembles, test-time mirroring and postprocessing ----------------------------------
+
+
+def _hand_patient_dice(checkpoints, root, patients, *, flip=False, step=None):
+    """Each patient's 3-D Dice by hand: per slice the mean over members (and over the input
+    as is and mirrored left-right, flipped back) of sigmoid probabilities at the training
+    size, resized to the slice, thresholded; the patient's stack through ``step``."""
+    models = [load_model(checkpoint) for checkpoint in checkpoints]
+    size = models[0].config.data.image_size
+    dice = {}
+    for patient in patients:
+        folder = find_lgg_root(root) / patient
+        preds, truths = [], []
+        for k in range(1, LGG_SLICES + 1):
+            image = read_slice_image(folder / f"{patient}_{k}.tif")
+            x = preprocess_image(image, size)[None]
+            probs = []
+            with torch.no_grad():
+                for loaded in models:
+                    probs.append(torch.sigmoid(loaded.model(x)))
+                    if flip:
+                        probs.append(torch.sigmoid(loaded.model(x.flip(-1))).flip(-1))
+            prob = F.interpolate(sum(probs) / len(probs), size=image.shape[:2], mode="bilinear",
+                                 align_corners=False)
+            preds.append(prob[0, 0].numpy() >= 0.5)
+            truths.append(read_mask(folder / f"{patient}_{k}_mask.tif") > 0)
+        pred = np.stack(preds) if step is None else step.apply(np.stack(preds)) > 0
+        truth = np.stack(truths)
+        tp, fp, fn = int((pred & truth).sum()), int((pred & ~truth).sum()), int((~pred & truth).sum())
+        dice[patient] = dice_from_counts(tp, fp, fn)
+    return dice
+
+
+@pytest.fixture(scope="module")
+def lgg_members(trained_lgg, tmp_path_factory):
+    """The run's best.pt and a copy whose output bias is 2 higher (it predicts more tumour)."""
+    best = trained_lgg.run_dir / "best.pt"
+    return [best, shifted_checkpoint(best, tmp_path_factory.mktemp("members") / "up.pt", 2.0)]
+
+
+def test_an_ensemble_scores_the_mean_of_its_members_probabilities(lgg_members, trained_lgg, tiny_lgg, capsys):
+    result = _evaluate_json(capsys, *lgg_members, "--data", tiny_lgg, "--split", "all")
+    assert result["members"] == [str(path) for path in lgg_members] and result["tta"] == "none"
+    patients = sorted(result["per_patient"])
+    expected = _hand_patient_dice(lgg_members, tiny_lgg, patients)
+    assert result["per_patient"] == pytest.approx(expected, abs=1e-9)
+    for member in lgg_members:  # the ensemble is neither member
+        alone = _hand_patient_dice([member], tiny_lgg, patients)
+        assert alone != pytest.approx(expected, abs=1e-9)
+
+
+def test_flip_tta_scores_the_mean_over_mirrored_inputs_flipped_back(lgg_members, tiny_lgg, capsys):
+    result = _evaluate_json(capsys, *lgg_members, "--data", tiny_lgg, "--split", "all", "--tta", "flip")
+    assert result["tta"] == "flip"
+    patients = sorted(result["per_patient"])
+    expected = _hand_patient_dice(lgg_members, tiny_lgg, patients, flip=True)
+    assert result["per_patient"] == pytest.approx(expected, abs=1e-9)
+    assert expected != pytest.approx(_hand_patient_dice(lgg_members, tiny_lgg, patients), abs=1e-9)
+
+
+def test_a_cv_folders_postprocessing_is_applied_to_every_score_unless_turned_off(
+        lgg_members, trained_lgg, tiny_lgg, tmp_path, capsys):
+    step = Postprocessing(min_voxels=10**7)  # removes every predicted lesion
+    folder = write_cv_folder(tmp_path / "cv", lgg_members, step)
+    result = _evaluate_json(capsys, folder, "--data", tiny_lgg)
+    assert result["postprocessing"] == step.to_dict()
+    assert result["postprocessing_file"] == str(CvFolder(folder).postprocessing_file)
+    test = json.loads((trained_lgg.run_dir / "split.json").read_text())["test"]
+    assert list(result["per_patient"]) == test
+    raw = _hand_patient_dice(lgg_members, tiny_lgg, test)
+    assert result["per_patient"] == pytest.approx(_hand_patient_dice(lgg_members, tiny_lgg, test, step=step))
+    assert result["per_patient"] != pytest.approx(raw)  # the step changed the score
+    for row in result["per_patient_measures"].values():
+        assert row["pred_volume_voxels"] == 0
+    unprocessed = _evaluate_json(capsys, folder, "--data", tiny_lgg, "--postprocessing", "none")
+    assert unprocessed["per_patient"] == pytest.approx(raw, abs=1e-9)
+    assert unprocessed["postprocessing"] == Postprocessing().to_dict() and unprocessed["postprocessing_file"] is None
+    assert main(["evaluate", str(folder), "--data", str(tiny_lgg)]) == 0
+    table = capsys.readouterr().out
+    assert "ensemble    mean of 2 members" in table and "remove lesions under 10000000 voxels" in table
+
+
+def test_members_whose_splits_differ_on_the_split_scored_are_refused(trained_lgg, tiny_lgg, tmp_path, capsys):
+    best = trained_lgg.run_dir / "best.pt"
+    other = shifted_checkpoint(best, tmp_path / "other.pt", 0.5)
+    split = json.loads((tmp_path / "split.json").read_text())
+    split["train"], split["val"] = split["train"][1:] + split["val"], split["train"][:1]
+    (tmp_path / "split.json").write_text(json.dumps(split))
+    assert main(["evaluate", str(best), str(other), "--data", str(tiny_lgg), "--split", "val"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and str(tmp_path / "split.json") in err and "val patients differ" in err
+    result = _evaluate_json(capsys, best, other, "--data", str(tiny_lgg))  # both test on the same patients
+    assert list(result["per_patient"]) == split["test"]
+
+
+def test_a_classifier_ensemble_with_tta_scores_the_mean_over_members_and_flips(trained_pcam, tiny_pcam, tmp_path, capsys):
+    best = trained_pcam.run_dir / "best.pt"
+    members = [best, shifted_checkpoint(best, tmp_path / "up.pt", 1.0)]
+    result = _evaluate_json(capsys, *members, "--data", tiny_pcam, "--tta", "flip")
+    import h5py
+
+    with h5py.File(tiny_pcam / "camelyonpatch_level_2_split_test_x.h5") as fx, \
+            h5py.File(tiny_pcam / "camelyonpatch_level_2_split_test_y.h5") as fy:
+        patches, labels = fx["x"][:], fy["y"][:].reshape(-1, 1).astype(np.float32)
+    images = torch.from_numpy(patches).permute(0, 3, 1, 2).float()
+    mean, std = images.mean(dim=(2, 3), keepdim=True), images.std(dim=(2, 3), keepdim=True, unbiased=False)
+    x = (images - mean) / std
+    with torch.no_grad():
+        probs = sum(torch.sigmoid(load_model(member).model(x.flip(dims) if dims else x))
+                    for member in members for dims in [(), (-1,), (-2,), (-2, -1)]) / 8
+    meter = ClassificationMeter()
+    meter.update(probs, torch.from_numpy(labels))
+    direct = meter.compute()
+    assert result["auc"] == pytest.approx(direct["auc"], abs=1e-6)
+    assert result["accuracy"] == pytest.approx(direct["accuracy"])
+    assert result["postprocessing"] == Postprocessing().to_dict()
