@@ -6,10 +6,13 @@ read-back the loop does every step). The bare side is a hand-written smp Unet + 
 the same network, loss, batch and image size. Variants are timed in interleaved rounds so
 that machine noise hits them alike; the table reports the median step time.
 
-Precisions (``--precisions``, comma-separated): ``fp32``; ``bf16-cl``: bf16 autocast and
-channels-last memory (``train.amp: auto`` and ``train.channels_last: auto`` on a GPU);
-``bf16-cl-compile``: the same with ``torch.compile`` of the network (``train.compile: true``).
-Each runs with Adam and with Adam + ZNorm. On CUDA the script also prints peak GPU memory
+Precisions (``--precisions``, comma-separated; default fp32,bf16,bf16-cl): ``fp32``; ``bf16``:
+bf16 autocast; ``bf16-cl``: bf16 autocast and channels-last memory (``train.amp: auto`` and
+``train.channels_last: auto`` on a GPU or a CPU with native bf16); ``bf16-cl-compile``: the
+same with ``torch.compile`` of the network (``train.compile: true``). Each runs with Adam and
+with Adam + ZNorm. The same run measures the fp32 and bf16 matmul peaks (``peaks.py``) and
+counts the FLOPs of a step (forward and backward), so each row also gives its GFLOP/s as a
+fraction of the peak of the dtype its convolutions run in. On CUDA the script also prints peak GPU memory
 (``torch.cuda.max_memory_allocated``: weights, optimizer state, activations) of a step of
 Adam + ZNorm at each of ``--memory-batches``, and checks the issue #16 targets: bf16 +
 channels-last at least 2x the images/s of fp32, and Adam + ZNorm at least 0.97x Adam's
@@ -17,7 +20,7 @@ images/s at each precision.
 
 Usage:
     python benchmarks/train_throughput.py --quick                 # CPU, a smoke run
-    python benchmarks/train_throughput.py                         # CPU: resnet50, batch 8, 128x128
+    python benchmarks/train_throughput.py --threads 2             # CPU: resnet50, batch 8, 128x128
     python benchmarks/train_throughput.py --device cuda --size 256 --batch 16 \
         --precisions fp32,bf16-cl,bf16-cl-compile --cudnn-benchmark
 """
@@ -33,6 +36,7 @@ from typing import cast
 
 import segmentation_models_pytorch as smp
 import torch
+from peaks import count_flops, matmul_peaks, peak_line, sync
 
 from medseg.config import ModelConfig, TrainConfig
 from medseg.engine.schedule import build_scheduler
@@ -42,11 +46,6 @@ from medseg.optim import build_optimizer
 from medseg.tasks import SEGMENTATION
 
 StepFn = Callable[[torch.Tensor, torch.Tensor], None]
-
-
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
 
 
 def _model(encoder: str, device: torch.device) -> torch.nn.Module:
@@ -74,6 +73,7 @@ def bare_step(encoder: str, device: torch.device) -> StepFn:
 #: precision name -> (train.amp, train.channels_last, train.compile)
 PRECISIONS: dict[str, tuple[str, str, bool]] = {
     "fp32": ("off", "off", False),
+    "bf16": ("bf16", "off", False),
     "bf16-cl": ("bf16", "on", False),
     "bf16-cl-compile": ("bf16", "on", True),
 }
@@ -121,20 +121,20 @@ def time_variants(variants: dict[str, StepFn], batch: int, size: int, device: to
     first: dict[str, float] = {}
     for name, step in variants.items():
         for index in range(warmup):
-            _sync(device)
+            sync(device)
             start = time.perf_counter()
             step(images, labels)
-            _sync(device)
+            sync(device)
             if index == 0:
                 first[name] = time.perf_counter() - start
     times: dict[str, list[float]] = {name: [] for name in variants}
     for _ in range(rounds):
         for name, step in variants.items():
-            _sync(device)
+            sync(device)
             start = time.perf_counter()
             for _ in range(steps):
                 step(images, labels)
-            _sync(device)
+            sync(device)
             times[name].append((time.perf_counter() - start) / steps)
     return {name: statistics.median(values) for name, values in times.items()}, first
 
@@ -146,7 +146,7 @@ def peak_memory_gib(step: StepFn, batch: int, size: int, device: torch.device) -
     torch.cuda.reset_peak_memory_stats(device)
     step(images, labels)
     step(images, labels)
-    _sync(device)
+    sync(device)
     return torch.cuda.max_memory_allocated(device) / 2**30
 
 
@@ -181,8 +181,7 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=8)
     parser.add_argument("--size", type=int, default=128)
     parser.add_argument("--precisions", default=None,
-                        help=f"comma-separated, of {', '.join(PRECISIONS)} (default: fp32 on the CPU, "
-                             "fp32,bf16-cl on CUDA)")
+                        help=f"comma-separated, of {', '.join(PRECISIONS)} (default: fp32,bf16,bf16-cl)")
     parser.add_argument("--memory-batches", default="16,32",
                         help="CUDA: batch sizes whose peak memory is printed (default 16,32; '' for none)")
     parser.add_argument("--cudnn-benchmark", action="store_true",
@@ -193,8 +192,7 @@ def main() -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
     device = torch.device(args.device)
-    default = "fp32,bf16-cl" if device.type == "cuda" else "fp32"
-    precisions = [p for p in (args.precisions or default).split(",") if p]
+    precisions = [p for p in (args.precisions or "fp32,bf16,bf16-cl").split(",") if p]
     unknown = [p for p in precisions if p not in PRECISIONS]
     if unknown:
         parser.error(f"--precisions: unknown {', '.join(unknown)}; choose from {', '.join(PRECISIONS)}")
@@ -204,12 +202,17 @@ def main() -> None:
     if any(PRECISIONS[p][2] for p in precisions):
         warmup = max(warmup, 2)  # the first compiled step compiles; the second may recompile
 
-    variants = {"bare smp Unet + Adam (fp32)": bare_step(args.encoder, device)}
+    peaks = matmul_peaks(device, args.quick)
+    bare = bare_step(args.encoder, device)
+    flops = count_flops(lambda: bare(*_batch(args.batch, args.size, device)))
+    variants = {"bare smp Unet + Adam (fp32)": bare}
+    dtypes = {"bare smp Unet + Adam (fp32)": "fp32"}  # the dtype of each variant's convolutions
     for precision in precisions:
         amp, channels_last, compile_model = PRECISIONS[precision]
         for optimizer_name in ("adam", "adam+znorm"):
             variants[variant_name(optimizer_name, precision)] = medseg_step(
                 args.encoder, device, optimizer_name, amp, channels_last, compile_model)
+            dtypes[variant_name(optimizer_name, precision)] = "fp32" if amp == "off" else amp
     seconds, first = time_variants(variants, args.batch, args.size, device, warmup, rounds, steps)
 
     baseline = seconds["bare smp Unet + Adam (fp32)"]
@@ -217,11 +220,13 @@ def main() -> None:
     print(f"# train throughput: Unet-{args.encoder}, batch {args.batch}, {args.size}x{args.size}, "
           f"{device} ({name}), cudnn.benchmark={args.cudnn_benchmark}, torch {torch.__version__}"
           f"{' (quick)' if args.quick else ''}\n")
-    print("| variant | s/step | images/s | vs bare | first step s |")
-    print("|---|---|---|---|---|")
+    print(f"{peak_line(peaks, device)}; a step: {flops / 1e9:.1f} GFLOP (forward + backward)\n")
+    print("| variant | s/step | images/s | vs bare | GFLOP/s | of its dtype's matmul peak | first step s |")
+    print("|---|---|---|---|---|---|---|")
     for variant, value in seconds.items():
+        rate = flops / value / 1e9
         print(f"| {variant} | {value:.4f} | {args.batch / value:.1f} | {baseline / value:.2f}x | "
-              f"{first[variant]:.1f} |")
+              f"{rate:.0f} | {rate / peaks[dtypes[variant]]:.0%} of {dtypes[variant]} | {first[variant]:.1f} |")
     print()
     for line in _targets(seconds, precisions):
         print(line)
