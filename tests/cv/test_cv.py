@@ -175,3 +175,19 @@ def test_pcam_is_refused_in_one_line(tiny_pcam, tmp_path):
 
 def _must_not_train(*args, **kwargs):
     raise AssertionError("a finished fold was trained again")
+
+
+def test_an_interrupted_fold_is_planned_again_and_named_by_collect(scheduled, cv_config):
+    """A fold with last.pt but no metrics.json (killed after an epoch) is to resume: --plan
+    prints its command alone, --collect names it."""
+    cv = scheduled["cv"]
+    metrics = cv.fold(1).metrics_file
+    metrics.rename(metrics.with_suffix(".moved"))
+    try:
+        planned = _cv(cv_config, scheduled["out"], "--plan")
+        collected = _cv(cv_config, scheduled["out"], "--collect")
+    finally:
+        metrics.with_suffix(".moved").rename(metrics)
+    assert planned[0] == 0 and planned[1] == f"medseg compare-run {shlex.quote(str(cv.fold(1).path))}\n"
+    assert "1 finished, 1 to run" in planned[2]
+    assert collected[0] == 2 and "1 of 2 folds unfinished: fold_1 (interrupted)" in collected[2]
