@@ -6,7 +6,10 @@ others are shuffled with the same seed and dealt round-robin into K folds, so fo
 differ by at most one. ``folds.json`` keeps them (written once, atomically, by
 :func:`medseg.cv.execution.prepare_cv` under the CV folder's lock)::
 
-    {"seed": 0, "test_fraction": 0.1, "folds": 5, "test": [...], "fold_patients": [[...], ...]}
+    {"seed": 0, "test_fraction": 0.1, "test": [...], "folds": [[...], [...], ...]}
+
+(``folds``: each fold's patients, so K is its length; :mod:`medseg.engine.ensemble` counts
+a CV folder's members by it.)
 
 Fold k's split trains on every other fold, validates on fold k and tests on the test
 patients (:meth:`Folds.split`).
@@ -58,8 +61,8 @@ class Folds:
         return {patient: k for k, fold in enumerate(self.fold_patients) for patient in fold}
 
     def to_dict(self) -> dict[str, Any]:
-        return {"seed": self.seed, "test_fraction": self.test_fraction, "folds": self.k,
-                "test": list(self.test), "fold_patients": [list(fold) for fold in self.fold_patients]}
+        return {"seed": self.seed, "test_fraction": self.test_fraction, "test": list(self.test),
+                "folds": [list(fold) for fold in self.fold_patients]}
 
 
 def make_folds(patients: Sequence[str], test_fraction: float, k: int, seed: int) -> Folds:
@@ -103,14 +106,14 @@ def read_folds(path: str | Path) -> Folds:
         raise MedsegError(f"{path}: cannot read the folds (not JSON)") from None
     try:
         folds = Folds(raw["seed"], raw["test_fraction"], tuple(raw["test"]),
-                      tuple(tuple(fold) for fold in raw["fold_patients"]))
+                      tuple(tuple(fold) for fold in raw["folds"]))
         names = [*folds.test, *(p for fold in folds.fold_patients for p in fold)]
         valid = (isinstance(folds.seed, int) and isinstance(folds.test_fraction, (int, float))
-                 and raw["folds"] == folds.k >= MIN_FOLDS and all(folds.fold_patients)
+                 and folds.k >= MIN_FOLDS and all(folds.fold_patients)
                  and all(isinstance(name, str) for name in names) and len(set(names)) == len(names))
     except (KeyError, TypeError):
         valid = False
     if not valid:
-        raise MedsegError(f"{path}: not a folds record (seed, test_fraction, folds, test and "
-                          "fold_patients, each patient once)")
+        raise MedsegError(f"{path}: not a folds record (seed, test_fraction, test and at least "
+                          f"{MIN_FOLDS} non-empty folds, each patient once)")
     return folds

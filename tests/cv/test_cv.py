@@ -71,13 +71,13 @@ def test_plan_prints_one_quoted_command_per_fold_and_trains_nothing(scheduled):
 
 def test_folds_are_disjoint_and_each_fold_validates_on_itself(scheduled):
     cv, folds = scheduled["cv"], scheduled["folds"]
-    every = [p for fold in folds["fold_patients"] for p in fold]
+    every = [p for fold in folds["folds"] for p in fold]
     assert len(every) == len(set(every)) == 4 and len(folds["test"]) == 1
     assert not set(every) & set(folds["test"])
     for k in range(FOLDS):
         split = json.loads(cv.fold(k).split_file.read_text())
-        assert split["val"] == folds["fold_patients"][k]
-        assert split["train"] == sorted(folds["fold_patients"][1 - k])
+        assert split["val"] == folds["folds"][k]
+        assert split["train"] == sorted(folds["folds"][1 - k])
         assert split["test"] == folds["test"]
 
 
@@ -92,7 +92,7 @@ def test_collect_lists_unfinished_folds_then_reports(scheduled):
 
 def test_out_of_fold_table_holds_each_non_test_patient_once_with_its_fold(scheduled):
     folds, oof = scheduled["folds"], scheduled["results"]["out_of_fold"]
-    fold_of = {p: k for k, fold in enumerate(folds["fold_patients"]) for p in fold}
+    fold_of = {p: k for k, fold in enumerate(folds["folds"]) for p in fold}
     assert {p: row["fold"] for p, row in oof["per_patient"].items()} == fold_of
     assert oof["summary"]["dice"]["n"] == 4
     assert [row["patients"] for row in oof["per_fold"]] == [2, 2]
@@ -127,6 +127,23 @@ def test_test_patients_are_scored_by_the_ensemble_and_each_fold_with_and_without
     report = cv.report_file.read_text()
     assert "## Out-of-fold summary" in report and "## Test: the ensemble against each fold" in report
     assert "## Postprocessing" in report and "remove lesions under 10 voxels" in report
+
+
+@pytest.mark.parametrize("tta", ["none", "flip"])
+def test_evaluate_of_the_cv_folder_gives_the_ensembles_test_scores(scheduled, tta):
+    """medseg evaluate reads the CV folder as the same ensemble (every fold's last.pt, the
+    chosen postprocessing): its test scores are the record's."""
+    cv, test = scheduled["cv"], scheduled["results"]["test"]
+    root = yaml.safe_load(cv.config_file.read_text())["data"]["root"]
+    with one_thread():
+        raw = evaluate([cv.path], root, split="test", device="cpu", tta=tta, postprocess=False)
+    dice = {p: row["dice"] for p, row in raw["per_patient_measures"].items()}
+    assert dice == pytest.approx({p: row["dice"] for p, row in test["models"][ENSEMBLE][tta]["per_patient"].items()})
+    if tta == "none":
+        with one_thread():
+            cleaned = evaluate([cv.path], root, split="test", device="cpu")
+        assert {p: row["dice"] for p, row in cleaned["per_patient_measures"].items()} == pytest.approx(
+            {p: row["dice"] for p, row in test["postprocessed"]["per_patient"].items()})
 
 
 def test_a_finished_fold_is_never_trained_again(scheduled, cv_config, monkeypatch):

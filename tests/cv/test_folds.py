@@ -51,13 +51,14 @@ def test_folds_json_round_trips(tmp_path):
     folds = make_folds(PATIENTS, 0.2, 3, seed=1)
     path = save_folds(folds, tmp_path / "folds.json")
     assert read_folds(path) == folds
-    assert json.loads(path.read_text())["folds"] == 3
+    assert [len(fold) for fold in json.loads(path.read_text())["folds"]] == [6, 6, 6]
 
 
 @pytest.mark.parametrize("edit", [
-    lambda raw: raw["fold_patients"][1].append(raw["fold_patients"][0][0]),  # a patient twice
-    lambda raw: raw.update(folds=4),  # counts disagree
-    lambda raw: raw["fold_patients"].append([]),  # an empty fold
+    lambda raw: raw["folds"][1].append(raw["folds"][0][0]),  # a patient twice
+    lambda raw: raw["folds"][1].append(raw["test"][0]),  # a test patient in a fold
+    lambda raw: raw.update(folds=raw["folds"][:1]),  # one fold
+    lambda raw: raw["folds"].append([]),  # an empty fold
     lambda raw: raw.pop("test"),
 ])
 def test_a_damaged_folds_file_is_refused_by_name(tmp_path, edit):
