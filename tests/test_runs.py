@@ -12,7 +12,7 @@ import pytest
 
 from medseg.engine.records import write_history
 from medseg.errors import MedsegError
-from medseg.runs import RunFolder, best_epoch, improves, parse_history, split_path
+from medseg.runs import CvFolder, RunFolder, best_epoch, improves, parse_history, split_path
 
 NAN = math.nan
 
@@ -120,3 +120,17 @@ def test_the_module_stays_light():
     code = "import sys, medseg.runs; print(sorted(m for m in ('torch', 'monai', 'medseg.engine') if m in sys.modules))"
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=120)
     assert result.stdout.strip() == "[]"
+
+
+def test_a_cv_folder_is_recognised_by_its_folds_file_and_names_its_members(tmp_path):
+    cv = CvFolder(tmp_path / "cv")
+    assert not CvFolder.is_cv_folder(cv.path)
+    (cv.path / "folds.json").mkdir(parents=True)  # a folder of that name is not the record
+    assert not CvFolder.is_cv_folder(cv.path)
+    (cv.path / "folds.json").rmdir()
+    cv.folds_file.write_text("{}")
+    assert CvFolder.is_cv_folder(cv.path)
+    assert cv.fold(3).path == cv.path / "fold_3"
+    assert cv.member_checkpoint(3) == cv.fold(3).last_checkpoint  # last.pt, never best.pt
+    assert [cv.results_file.name, cv.report_file.name, cv.postprocessing_file.name] == [
+        "cv_results.json", "cv_results.md", "postprocessing.json"]
