@@ -28,7 +28,7 @@ import yaml
 
 from medseg.compare.execution import execute_run, split_digest
 from medseg.compare.planning import RunState, first_difference, run_state
-from medseg.compare.spec import SPLIT_DIGEST, RunSpec, write_record
+from medseg.compare.spec import SPLIT_DIGEST, RunSpec, read_record, write_record
 from medseg.config import Config, config_from_dict, save_config
 from medseg.cv.choice import choose_postprocessing
 from medseg.cv.folds import Folds, make_folds, read_folds, save_folds
@@ -130,8 +130,16 @@ def plan_cv(cfg: Config, k: int, out_dir: str | Path) -> list[tuple[RunSpec, Run
 
 
 def _unfinished(specs: list[RunSpec]) -> list[str]:
-    return [f"{spec.method} ({'interrupted' if state == 'resume' else 'not started'})"
-            for spec in specs if (state := run_state(spec)) != "done"]
+    """Each fold that is not a finished member: not started, interrupted, or diverged (the
+    engine's guard stopped it; comparison counts it as done, but it has no final epoch)."""
+    missing = []
+    for spec in specs:
+        state = run_state(spec)
+        if state != "done":
+            missing.append(f"{spec.method} ({'interrupted' if state == 'resume' else 'not started'})")
+        elif read_record(spec.run_dir).get("diverged"):
+            missing.append(f"{spec.method} (diverged: remove its folder and train it with other settings)")
+    return missing
 
 
 def collect_cv(cfg: Config, k: int, out_dir: str | Path, *, device: str = "auto",
@@ -143,7 +151,7 @@ def collect_cv(cfg: Config, k: int, out_dir: str | Path, *, device: str = "auto"
 
     Raises:
         MedsegError: when the folder holds no cross-validation or another setup, or listing
-            every unfinished fold.
+            every unfinished or diverged fold.
     """
     check_task(cfg)
     cv = CvFolder(Path(out_dir).expanduser())

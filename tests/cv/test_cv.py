@@ -208,3 +208,15 @@ def test_an_interrupted_fold_is_planned_again_and_named_by_collect(scheduled, cv
     assert planned[0] == 0 and planned[1] == f"medseg compare-run {shlex.quote(str(cv.fold(1).path))}\n"
     assert "1 finished, 1 to run" in planned[2]
     assert collected[0] == 2 and "1 of 2 folds unfinished: fold_1 (interrupted)" in collected[2]
+
+
+def test_a_diverged_fold_is_named_by_collect(scheduled, cv_config):
+    """A fold the divergence guard stopped is finished for compare, but no ensemble member."""
+    record = scheduled["cv"].fold(0).compare_record
+    before = record.read_text()
+    record.write_text(json.dumps({**json.loads(before), "diverged": "loss not finite at epoch 1"}))
+    try:
+        code, _, err = _cv(cv_config, scheduled["out"], "--collect")
+    finally:
+        record.write_text(before)
+    assert code == 2 and "1 of 2 folds unfinished: fold_0 (diverged: remove its folder" in err
