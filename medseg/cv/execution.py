@@ -35,7 +35,7 @@ from medseg.cv.folds import Folds, make_folds, read_folds, save_folds
 from medseg.cv.report import write_results
 from medseg.cv.scoring import score_cv
 from medseg.data.lgg import list_patients
-from medseg.data.splits import save_split
+from medseg.data.splits import read_split_file, save_split
 from medseg.engine.run_folder import run_lock
 from medseg.errors import ConfigError, MedsegError
 from medseg.paths import regular_file
@@ -118,9 +118,22 @@ def prepare_cv(cfg: Config, k: int, out_dir: str | Path) -> tuple[Folds, list[Ru
             if not spec.folder.split_file.exists():
                 spec.run_dir.mkdir(parents=True, exist_ok=True)
                 save_split(folds.split(index), spec.folder.split_file, seed=folds.seed)
+            _check_split(spec, folds, index)
             if not spec.folder.compare_record.exists():
                 write_record(spec, resumed=False, **{SPLIT_DIGEST: split_digest(spec.folder.split_file)})
     return folds, specs
+
+
+def _check_split(spec: RunSpec, folds: Folds, index: int) -> None:
+    """Refuse a fold whose ``split.json`` is not its split in ``folds.json``.
+
+    Raises:
+        MedsegError: naming the split file (or DataError, when it is unreadable).
+    """
+    split, _ = read_split_file(spec.folder.split_file)
+    if split != folds.split(index):
+        raise MedsegError(f"{spec.folder.split_file}: not fold {index}'s split in folds.json; "
+                          "remove that fold folder to train it anew")
 
 
 def plan_cv(cfg: Config, k: int, out_dir: str | Path) -> list[tuple[RunSpec, RunState]]:
@@ -160,6 +173,9 @@ def collect_cv(cfg: Config, k: int, out_dir: str | Path, *, device: str = "auto"
     folds = _check_same(cfg, k, cv)
     specs = [fold_spec(cfg, cv, index) for index in range(folds.k)]
     missing = _unfinished(specs)
+    for index, spec in enumerate(specs):
+        if spec.folder.split_file.exists():
+            _check_split(spec, folds, index)
     if missing:
         raise MedsegError(f"{cv.path}: {len(missing)} of {len(specs)} folds unfinished: "
                           f"{', '.join(missing)}; run them (medseg compare-run FOLD_DIR, see --plan) "

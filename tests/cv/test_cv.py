@@ -220,3 +220,19 @@ def test_a_diverged_fold_is_named_by_collect(scheduled, cv_config):
     finally:
         record.write_text(before)
     assert code == 2 and "1 of 2 folds unfinished: fold_0 (diverged: remove its folder" in err
+
+
+def test_a_fold_split_that_is_not_the_folds_is_refused(scheduled, cv_config):
+    split_file = scheduled["cv"].fold(1).split_file
+    before = split_file.read_text()
+    split = json.loads(before)
+    split["train"], split["val"] = split["val"], split["train"]
+    split_file.write_text(json.dumps(split))
+    try:
+        planned = _cv(cv_config, scheduled["out"], "--plan")
+        collected = _cv(cv_config, scheduled["out"], "--collect")
+    finally:
+        split_file.write_text(before)
+    for code, _, err in (planned, collected):
+        assert code == 2 and err == f"medseg: error: {split_file}: not fold 1's split in folds.json; " \
+            "remove that fold folder to train it anew\n"
