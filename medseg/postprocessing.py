@@ -35,7 +35,6 @@ import numpy as np
 
 from medseg.errors import MedsegError
 from medseg.files import write_text
-from medseg.metrics.lesions import label_lesions
 from medseg.paths import regular_file
 
 #: the key of the chosen step in a postprocessing record (the rest is its evidence)
@@ -96,6 +95,10 @@ class Postprocessing:
         stack = masks[None] if masks.ndim == 2 else masks
         kept = stack != 0
         if not self.is_identity and kept.any():
+            # here, not at the top: SciPy's ndimage is 0.6 s of predict's cold start, which
+            # imports this module for the identity step
+            from medseg.metrics.lesions import label_lesions
+
             labels, count = label_lesions(kept)
             sizes = np.bincount(labels.ravel(), minlength=count + 1)
             keep = sizes >= max(self.min_voxels, 1)

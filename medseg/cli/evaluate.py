@@ -11,10 +11,6 @@ from medseg.tasks import get_task
 
 EXAMPLE = "medseg evaluate models/demo_lgg/best.pt --data demo_data/lgg --split test"
 
-#: ``--tta`` choices (:data:`medseg.engine.probability.TTA_MODES`; spelled here so the CLI
-#: starts without torch; tests/cli checks the two agree)
-TTA_MODES = ("none", "flip")
-
 
 def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("checkpoint", nargs="+",
@@ -28,7 +24,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
                         help="probability at or above which a pixel/patch is tumour (default 0.5)")
     parser.add_argument("--max-samples", type=int, default=None, metavar="N",
                         help="score only the first N samples of the split")
-    parser.add_argument("--tta", default="none", choices=TTA_MODES,
+    parser.add_argument("--tta", default="none", metavar="none|flip",
                         help="flip: average the probabilities over mirrored inputs (LGG left-right; "
                              "PCam every flip); none (default)")
     parser.add_argument("--postprocessing", default="record", choices=("record", "none"),

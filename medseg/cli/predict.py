@@ -12,6 +12,11 @@ tumour volume (mL) and lesion count. With ``--reference MASK`` (one input only) 
 is scored against that mask: the report gains a ``reference`` section and a line gives Dice,
 HD95 and the lesions found and missed. An input holding one MR sequence (a 3-D volume, a grey slice,
 one of the sequence options) is refused unless ``--single-sequence``.
+
+The model may be an ensemble: a cross-validation folder (its folds; its postprocessing applied
+to every mask unless ``--postprocessing none``), or a checkpoint with ``--member`` checkpoints;
+``--tta flip`` mirrors the inputs; ``--probabilities`` writes each probability map
+(``<name>_prob.nii.gz``, ``<slice>_prob.png``) before the threshold and postprocessing.
 """
 
 from __future__ import annotations
@@ -27,8 +32,10 @@ EXAMPLE = ("medseg predict models/demo_lgg/best.pt --pre t1.nii.gz --flair flair
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("checkpoint", help="a segmentation best.pt written by medseg train, or an "
-                                           "ONNX export (model.onnx or its folder, medseg export)")
+    parser.add_argument("checkpoint", help="a segmentation best.pt written by medseg train, a "
+                                           "cross-validation folder (medseg cv: the ensemble of its "
+                                           "folds), or an ONNX export (model.onnx or its folder, "
+                                           "medseg export)")
     parser.add_argument("inputs", nargs="*", metavar="INPUT",
                         help="slice (.tif/.png/.jpg, RGB), folder of slices (kaggle_3m patient "
                              "folder) or NIfTI volume (.nii/.nii.gz) holding the three sequences "
@@ -60,6 +67,24 @@ def configure(parser: argparse.ArgumentParser) -> None:
                              "mask on the volume's (or sequences') voxel grid, or a PNG/TIFF mask "
                              "of the slice's size; the lesion report gains the measures (Dice, "
                              "HD95, volumes, lesions detected/missed/spurious: docs/metrics.md)")
+    model = parser.add_argument_group(
+        "ensembles, test-time mirroring, postprocessing and probabilities",
+        "checkpoints only (an ONNX export predicts with the one model it holds; "
+        "--probabilities works with both)")
+    model.add_argument("--member", action="append", default=[], metavar="CKPT",
+                       help="another checkpoint of the same task and input, averaged with the first "
+                            "(repeat for more): the masks come from the mean of their probabilities")
+    model.add_argument("--tta", default="none", metavar="none|flip",
+                       help="flip: average the probabilities over the input as is and mirrored "
+                            "left-right (flipped back); none (default)")
+    model.add_argument("--postprocessing", default="record", choices=("record", "none"),
+                       help="record (default): apply a cross-validation folder's postprocessing.json "
+                            "to every mask, NIfTI, DICOM SEG and lesion report (the raw mask is not "
+                            "written; the report records the step); none: write the raw masks")
+    model.add_argument("--probabilities", action="store_true",
+                       help="also write each probability map, before the threshold and any "
+                            "postprocessing: <name>_prob.nii.gz (float32, on the volume's grid) per "
+                            "volume or scan, <slice>_prob.png per slice (16-bit grey: round(p x 65535))")
     parser.add_argument("--overwrite", action="store_true",
                         help="replace files an earlier medseg predict wrote (never other files, "
                              "never inputs)")
@@ -88,7 +113,9 @@ def run(args: argparse.Namespace) -> int:
     for record in predict_paths(args.checkpoint, args.inputs, args.out, sequences=sequences,
                                 single_sequence=args.single_sequence, threshold=args.threshold,
                                 device=args.device, overwrite=args.overwrite, engine=args.engine,
-                                reference=args.reference):
+                                reference=args.reference, members=args.member, tta=args.tta,
+                                postprocess=args.postprocessing == "record",
+                                probabilities=args.probabilities):
         kind = record.kind
         if record.sequences:
             kind += " (" + ", ".join(f"{key.upper()} {path}" for key, path in record.sequences.items()) + ")"

@@ -5,6 +5,9 @@ overlay pictures, the NIfTI mask, the lesion report and the DICOM SEG; written b
 - PNGs carry the text chunk ``Software`` :data:`PREDICTION_MARK`; a prediction from one MR
   sequence repeated into the three channels also ``Comment`` :data:`SINGLE_SEQUENCE_NOTE`.
 - NIfTI masks have the ``descrip`` :data:`PREDICTION_MARK`, or :data:`SINGLE_SEQUENCE_MARK`.
+- Probability maps (``--probabilities``: before the threshold and any postprocessing): a
+  slice's a 16-bit grey PNG holding round(probability x :data:`PROBABILITY_SCALE`) (lossless
+  to 1/65535), a volume's a float32 NIfTI on its grid; marked like the masks.
 - Reports say ``"written_by": "medseg predict"``; DICOM SEGs carry it as ManufacturerModelName.
 - Overlays blend the predicted mask in :data:`~medseg.imaging.palette.PREDICTED` yellow at
   :data:`~medseg.imaging.palette.PREDICTION_OPACITY` (:mod:`medseg.imaging.palette`).
@@ -24,12 +27,14 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import nibabel as nib
 import numpy as np
 from nibabel.orientations import apply_orientation
 from PIL import Image
 from PIL.PngImagePlugin import PngInfo
 
 from medseg import __version__
+from medseg.files import atomic_path
 from medseg.imaging.dicom import DicomSeries
 from medseg.imaging.nifti import Volume, inverse_transform, save_mask_volume
 from medseg.imaging.palette import PREDICTED, PREDICTION_OPACITY, blend
@@ -44,6 +49,8 @@ PREDICTION_MARK = "medseg predict"
 SINGLE_SEQUENCE_NOTE = "one MR sequence in all 3 channels"
 #: the NIfTI ``descrip`` of such a prediction (still recognised as a prediction)
 SINGLE_SEQUENCE_MARK = f"{PREDICTION_MARK}; {SINGLE_SEQUENCE_NOTE}"
+#: a slice's probability map PNG stores round(probability x this) as 16-bit grey
+PROBABILITY_SCALE = 65535
 
 
 def nifti_description(single_sequence: bool) -> str:
@@ -74,6 +81,12 @@ def mask_picture(mask: np.ndarray) -> np.ndarray:
     return (np.asarray(mask) > 0).astype(np.uint8) * 255
 
 
+def probability_picture(probabilities: np.ndarray) -> np.ndarray:
+    """A (H, W) probability map in [0, 1] as a uint16 picture: round(p x
+    :data:`PROBABILITY_SCALE`); read back, divide by it (within 1/65535 of the original)."""
+    return np.rint(np.clip(probabilities, 0, 1) * PROBABILITY_SCALE).astype(np.uint16)
+
+
 def overlay_picture(image_hwc: np.ndarray, mask_hw: np.ndarray) -> np.ndarray:
     """The slice with the mask's pixels blended towards the palette's predicted yellow,
     (H, W, 3) uint8."""
@@ -90,6 +103,32 @@ def write_mask_nifti(masks_nhw: np.ndarray, volume: Volume, path: Path, single_s
     save_mask_volume(masks_nhw, volume, path, description=nifti_description(single_sequence))
 
 
+def write_probability_nifti(probabilities_nhw: np.ndarray, volume: Volume, path: Path,
+                            single_sequence: bool) -> None:
+    """Write a (N, H, W) probability map as a float32 NIfTI file on ``volume``'s grid (its
+    affine, header and voxel order, as :func:`write_mask_nifti`), described by
+    :func:`nifti_description`; atomically.
+
+    Raises:
+        ValueError: when the map's shape differs from the volume's slices.
+        OSError: when the file cannot be written.
+    """
+    probabilities = np.asarray(probabilities_nhw, dtype=np.float32)
+    if probabilities.shape != volume.slices.shape[:3]:
+        raise ValueError(f"probabilities of shape {probabilities.shape} for slices {volume.slices.shape[:3]}")
+    data = np.ascontiguousarray(apply_orientation(probabilities, inverse_transform(volume.slice_transform())))
+    image_class = nib.Nifti2Image if isinstance(volume.header, nib.Nifti2Header) else nib.Nifti1Image
+    header = volume.header.copy()
+    header.set_data_dtype(np.float32)
+    image = image_class(data, volume.affine, header)
+    image.header.set_slope_inter(1.0, 0.0)
+    image.header["cal_min"], image.header["cal_max"] = 0, 1
+    image.header["descrip"] = nifti_description(single_sequence).encode()[:80]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_path(path) as tmp:
+        nib.save(image, tmp)
+
+
 def mask_nifti_bytes(masks_nhw: np.ndarray, volume: Volume, single_sequence: bool = False) -> bytes:
     """:func:`write_mask_nifti`'s file as bytes (written as ``pred.nii.gz`` in a private
     temporary folder, read back, deleted)."""
@@ -103,7 +142,7 @@ def prediction_report(
     input: str, threshold: float, lesions: Mapping[str, Any], *,
     sequences: Mapping[str, str] | None = None, single_sequence: bool = False,
     dicom_seg: str | None = None, dicom_seg_skipped: str | None = None,
-    reference: Mapping[str, Any] | None = None,
+    reference: Mapping[str, Any] | None = None, prediction: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """The JSON report of a volume prediction (``<name>_pred.json``).
 
@@ -116,7 +155,9 @@ def prediction_report(
     name), or ``{"file": null, "skipped": why}`` (``dicom_seg_skipped``), and when the
     prediction was scored against a reference mask ``reference``
     (:meth:`~medseg.predict.reference.ReferenceScore.section`: ``mask``,
-    ``patient_measures``, ``lesions``).
+    ``patient_measures``, ``lesions``), and ``prediction`` (when given: an ensemble, test-time
+    mirroring, postprocessing or probability maps were used; see
+    :meth:`medseg.predict.run.Predictor.description`).
 
     Example:
         >>> prediction_report("scan.nii.gz", 0.5, lesion_report(masks, affine, ornt))["n_lesions"]
@@ -133,6 +174,8 @@ def prediction_report(
         report["dicom_seg"] = {"file": None, "skipped": dicom_seg_skipped}
     if reference is not None:
         report["reference"] = dict(reference)
+    if prediction is not None:
+        report["prediction"] = dict(prediction)
     return report
 
 

@@ -71,7 +71,8 @@ def _natural_key(path: Path) -> list:
 def folder_slices(folder: Path) -> list[Path]:
     """The slice images of a folder (kaggle_3m patient folder or any folder of slices) in
     natural order (``_2`` before ``_10``); expert masks (``*_mask.*``), predictions
-    (``*_pred.*``, ``*_pred_overlay.*``) and hidden files (``._*`` included) left out.
+    (``*_pred.*``, ``*_pred_overlay.*``), probability maps (``*_prob.*``) and hidden files
+    (``._*`` included) left out.
 
     Raises:
         DataError: when the folder cannot be read.

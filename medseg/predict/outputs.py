@@ -1,8 +1,9 @@
 """File names: the suffixes of the files ``medseg predict`` and the app read, and the one rule
 that names every output after its input.
 
-Outputs add :data:`PRED` to their input's name, so they are never named like expert masks
-(``*_mask.*``) and never read back as inputs (:data:`NOT_INPUT_STEM`):
+Outputs add :data:`PRED` (probability maps :data:`PROB`) to their input's name, so they are
+never named like expert masks (``*_mask.*``) and never read back as inputs
+(:data:`NOT_INPUT_STEM`):
 
 | output | name |
 |---|---|
@@ -10,6 +11,8 @@ Outputs add :data:`PRED` to their input's name, so they are never named like exp
 | a volume's mask (NIfTI, on its grid) | ``<name>_pred.nii.gz`` (:data:`MASK_NIFTI`) |
 | a volume's lesion report | ``<name>_pred.json`` (:data:`REPORT_JSON`) |
 | the DICOM SEG of a DICOM reference | ``<name>_pred_seg.dcm`` (:data:`DICOM_SEG`) |
+| ``--probabilities``: a slice's probability map (16-bit PNG) | ``<stem>_prob.png`` (:data:`PROB_PNG`) |
+| ``--probabilities``: a volume's probability map (float32 NIfTI) | ``<name>_prob.nii.gz`` (:data:`PROB_NIFTI`) |
 
 A volume's slice ``k`` (from 1) has the stem ``<name>_<k>`` (:func:`slice_stems`). The app's
 downloads take the same endings after a safe stem of the uploaded name (:func:`download_name`).
@@ -43,8 +46,12 @@ OVERLAY_PNG = f"{PRED}_overlay.png"
 MASK_NIFTI = f"{PRED}.nii.gz"
 REPORT_JSON = f"{PRED}.json"
 DICOM_SEG = f"{PRED}_seg.dcm"
-#: stems of files never read as inputs from a folder: expert masks and predictions
-NOT_INPUT_STEM = re.compile(rf".*(_mask|{PRED}|{PRED}_overlay)", re.IGNORECASE)
+#: what probability maps (``--probabilities``) add to their input's name
+PROB = "_prob"
+PROB_PNG = f"{PROB}.png"
+PROB_NIFTI = f"{PROB}.nii.gz"
+#: stems of files never read as inputs from a folder: expert masks, predictions, probabilities
+NOT_INPUT_STEM = re.compile(rf".*(_mask|{PRED}|{PRED}_overlay|{PROB})", re.IGNORECASE)
 #: longest stem kept in a download's file name, in characters
 MAX_STEM_CHARS = 100
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")

@@ -19,6 +19,7 @@ instead of replacing the first one's files.
 | volume ``scan.nii.gz`` | ``scan/scan_<k>_pred.png`` and ``_pred_overlay.png`` per axial slice, ``scan_pred.nii.gz``, ``scan_pred.json`` |
 | sequences (``pre``, ``flair``, ``post``) | as a volume named after the FLAIR input (:func:`~medseg.imaging.sequences.input_name`) |
 | sequences whose FLAIR (or only input) is a DICOM series, also | ``<name>_pred_seg.dcm``, unless the series lacks what a SEG refers to (:func:`seg_source` says why) |
+| with ``probabilities``, also | ``<stem>_prob.png`` per slice of a slice or folder input; ``<name>_prob.nii.gz`` per volume or sequence set |
 
 Example:
     >>> jobs = plan_jobs([Path("case_3/")], Path("predictions"))
@@ -48,6 +49,8 @@ from medseg.predict.outputs import (
     MASK_NIFTI,
     MASK_PNG,
     OVERLAY_PNG,
+    PROB_NIFTI,
+    PROB_PNG,
     REPORT_JSON,
     VOLUME_SUFFIXES,
     file_suffix,
@@ -66,7 +69,8 @@ class Job:
     slice i in ``folder``; ``nifti`` is a volume's mask file and ``report`` its lesion report;
     ``plan`` the sequence inputs; ``seg`` the DICOM SEG of a DICOM reference, ``seg_series`` its
     source headers, or ``seg_skipped`` why there is none; ``grey`` the one-sequence slice
-    files; ``single_sequence``: one sequence, repeated.
+    files; ``single_sequence``: one sequence, repeated; ``probability_pngs``: each slice's
+    probability map is written too (slice and folder inputs), ``probability_nifti`` a volume's.
     """
 
     input: Path
@@ -82,6 +86,8 @@ class Job:
     seg: Path | None = None
     seg_series: DicomSeries | None = None
     seg_skipped: str | None = None
+    probability_pngs: bool = False
+    probability_nifti: Path | None = None
 
     def inputs(self) -> list[Path]:
         """Every path read: slice files, the volume, the sequence inputs."""
@@ -96,22 +102,27 @@ class Job:
         for origin, stem in zip(origins, self.stems, strict=True):
             pairs += [(output_path(self.folder, stem, MASK_PNG), origin),
                       (output_path(self.folder, stem, OVERLAY_PNG), origin)]
-        pairs += [(path, self.input) for path in (self.nifti, self.seg, self.report) if path is not None]
+            if self.probability_pngs:
+                pairs.append((output_path(self.folder, stem, PROB_PNG), origin))
+        pairs += [(path, self.input) for path in (self.nifti, self.probability_nifti, self.seg, self.report)
+                  if path is not None]
         return pairs
 
 
-def plan_input(item: Input, out_dir: Path) -> Job:
-    """The outputs of one classified input."""
+def plan_input(item: Input, out_dir: Path, probabilities: bool = False) -> Job:
+    """The outputs of one classified input (with its probability map when ``probabilities``)."""
     if item.kind == "volume":
         return Job(item.path, "volume", out_dir / item.name, [], slice_stems(item.name, item.count),
                    output_path(out_dir, item.name, MASK_NIFTI), single_sequence=item.single_sequence,
-                   report=output_path(out_dir, item.name, REPORT_JSON))
+                   report=output_path(out_dir, item.name, REPORT_JSON),
+                   probability_nifti=output_path(out_dir, item.name, PROB_NIFTI) if probabilities else None)
     folder = out_dir / item.name if item.kind == "folder" else out_dir
     return Job(item.path, item.kind, folder, list(item.slices), [p.stem for p in item.slices],
-               grey=item.grey, single_sequence=item.single_sequence)
+               grey=item.grey, single_sequence=item.single_sequence, probability_pngs=probabilities)
 
 
-def plan_scan(sequences: Mapping[str, str | Path | None], out_dir: Path, single_sequence: bool) -> Job:
+def plan_scan(sequences: Mapping[str, str | Path | None], out_dir: Path, single_sequence: bool,
+              probabilities: bool = False) -> Job:
     """The outputs of one scan's sequence inputs, checked from their headers (named after
     the FLAIR input).
 
@@ -122,7 +133,8 @@ def plan_scan(sequences: Mapping[str, str | Path | None], out_dir: Path, single_
     name = plan.name
     job = Job(plan.reference.path, "sequences", out_dir / name, [], slice_stems(name, plan.slices),
               output_path(out_dir, name, MASK_NIFTI), plan=plan, single_sequence=plan.single,
-              report=output_path(out_dir, name, REPORT_JSON))
+              report=output_path(out_dir, name, REPORT_JSON),
+              probability_nifti=output_path(out_dir, name, PROB_NIFTI) if probabilities else None)
     job.seg_series, job.seg_skipped = seg_source(plan)
     if job.seg_series is not None:
         job.seg = output_path(out_dir, name, DICOM_SEG)
@@ -266,10 +278,11 @@ def check_plan(jobs: Sequence[Job], out_dir: Path, overwrite: bool) -> None:
 
 def plan_jobs(
     inputs: Sequence[str | Path], out_dir: Path, *, sequences: Mapping[str, str | Path | None] | None = None,
-    single_sequence: bool = False, overwrite: bool = False,
+    single_sequence: bool = False, overwrite: bool = False, probabilities: bool = False,
 ) -> list[Job]:
-    """Classify every input once, plan its outputs and check the plan (module docstring); the
-    scan's ``sequences``, when given, come last.
+    """Classify every input once, plan its outputs (and its probability maps when
+    ``probabilities``) and check the plan (module docstring); the scan's ``sequences``, when
+    given, come last.
 
     Raises:
         DataError: for no input, an input refused by :func:`~medseg.predict.inputs.classify_input`
@@ -279,8 +292,8 @@ def plan_jobs(
     if not inputs and not given:
         raise DataError("no input: give slices, folders or volumes (INPUT), or --pre, --flair "
                         "and --post")
-    jobs = [plan_input(classify_input(Path(p), single_sequence), out_dir) for p in inputs]
+    jobs = [plan_input(classify_input(Path(p), single_sequence), out_dir, probabilities) for p in inputs]
     if given:
-        jobs.append(plan_scan(given, out_dir, single_sequence))
+        jobs.append(plan_scan(given, out_dir, single_sequence, probabilities))
     check_plan(jobs, out_dir, overwrite)
     return jobs

@@ -3,8 +3,16 @@ nnU-Net v2's ``nnUNetPredictor``) predicts planned jobs (:mod:`medseg.predict.pl
 their outputs (:mod:`medseg.predict.formats`); :func:`predict_paths` is the whole of
 ``medseg predict``.
 
-A volume's outputs are written in the order PNGs, NIfTI mask, DICOM SEG, report; its SEG is
-built before anything is written. SciPy (the lesion report) is imported only for a volume and
+A volume's outputs are written in the order PNGs, NIfTI mask, probability map, DICOM SEG,
+report; its SEG is built before anything is written.
+
+The model may be an ensemble (several checkpoints of one task and input, or a CV folder:
+:func:`medseg.engine.ensemble.load_ensemble`), mirrored at test time (``tta="flip"``). A CV
+folder's postprocessing is applied to every mask written (PNGs, NIfTI, SEG, lesion report)
+of each input as a whole: a volume's or a folder's slices as one 3-D stack (as ``medseg
+evaluate`` scores a patient), a single slice alone; the raw mask is not written (``postprocess
+=False`` writes it instead). Probability maps (``probabilities=True``) are those before the
+threshold and before postprocessing. SciPy (the lesion report) is imported only for a volume and
 highdicom only for a DICOM SEG: a one-slice prediction starts fast.
 
 Example:
@@ -21,20 +29,22 @@ from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 
-from medseg.engine.checkpoint import load_model
 from medseg.engine.distributed import resolve_device
+from medseg.engine.ensemble import load_ensemble
 from medseg.engine.inference import slice_probabilities
-from medseg.errors import CheckpointError, DataError
+from medseg.engine.probability import TTA_MODES
+from medseg.errors import CheckpointError, DataError, MedsegError
 from medseg.files import write_bytes, write_text
 from medseg.imaging.nifti import Volume, load_volume
 from medseg.imaging.sequences import load_sequences
 from medseg.locks import folder_lock
 from medseg.metrics.threshold import binarize, check_threshold
+from medseg.postprocessing import Postprocessing
 from medseg.predict.exported import OnnxSegmenter, resolve_engine
 from medseg.predict.formats import (
     mask_picture,
@@ -42,11 +52,13 @@ from medseg.predict.formats import (
     png_bytes,
     prediction_report,
     prediction_segmentation,
+    probability_picture,
     report_text,
     write_mask_nifti,
+    write_probability_nifti,
 )
 from medseg.predict.inputs import read_slice
-from medseg.predict.outputs import MASK_PNG, OVERLAY_PNG, output_path
+from medseg.predict.outputs import MASK_PNG, OVERLAY_PNG, PROB_PNG, output_path
 from medseg.predict.plan import Job, check_out_folder, plan_jobs
 from medseg.tasks import SEGMENTATION
 
@@ -93,46 +105,76 @@ class Predictor:
     """A segmentation model that predicts tumour masks for planned inputs.
 
     Args:
-        model: the network, in eval mode on its device, or an ONNX export in ONNX Runtime.
+        model: the network, in eval mode on its device, a probability model (an ensemble,
+            mirrored: :mod:`medseg.engine.probability`), or an ONNX export in ONNX Runtime.
         image_size: the side the model was trained at (slices are resized to it and back).
         threshold: probability at or above which a pixel is tumour, in (0, 1).
+        postprocessing: applied to each input's masks before they are written (module
+            docstring); the identity by default.
+        members: the checkpoints of the model, for the report (an ensemble's several).
+        tta: the test-time mirroring the model applies ("none" or "flip"), for the report.
+        postprocessing_file: the record ``postprocessing`` was read from, for the report.
 
     Raises:
         MedsegError: for a threshold outside (0, 1).
     """
 
     def __init__(self, model: torch.nn.Module | OnnxSegmenter, image_size: int,
-                 threshold: float = 0.5) -> None:
+                 threshold: float = 0.5, *, postprocessing: Postprocessing | None = None,
+                 members: Sequence[str | Path] = (), tta: str = "none",
+                 postprocessing_file: Path | None = None) -> None:
         check_threshold(threshold, "--threshold")
         self.model = model
         self.image_size = image_size
         self.threshold = threshold
+        self.postprocessing = postprocessing or Postprocessing()
+        self.members = tuple(str(member) for member in members)
+        self.tta = tta
+        self.postprocessing_file = postprocessing_file
 
     @classmethod
     def from_checkpoint(cls, checkpoint: str | Path, *, threshold: float = 0.5,
-                        device: str = "auto", engine: str = "auto") -> Predictor:
-        """The predictor of a segmentation checkpoint written by ``medseg train``, or of an
-        ONNX export (:mod:`medseg.predict.exported`, run by ONNX Runtime on the CPU).
+                        device: str = "auto", engine: str = "auto", members: Sequence[str | Path] = (),
+                        tta: str = "none", postprocess: bool = True) -> Predictor:
+        """The predictor of a segmentation checkpoint written by ``medseg train``, of an
+        ensemble (``checkpoint`` a CV folder, or with more ``members``), or of an ONNX export
+        (:mod:`medseg.predict.exported`, run by ONNX Runtime on the CPU; one model as
+        exported: no ``members``, no ``tta``).
+
+        Args:
+            members: further checkpoints averaged with ``checkpoint``.
+            tta: "none" or "flip" (the mean over the task's mirrorings, flipped back).
+            postprocess: apply a CV folder's recorded postprocessing (False: raw masks).
 
         Raises:
-            CheckpointError: for an unreadable or classification checkpoint or export.
-            MedsegError: for an unknown device or engine, or a threshold outside (0, 1).
+            CheckpointError: for an unreadable or classification checkpoint or export, or
+                members that cannot form an ensemble.
+            MedsegError: for an unknown device, engine or tta, a threshold outside (0, 1), or
+                members or flip TTA asked of an ONNX export.
         """
         check_threshold(threshold, "--threshold")
+        if tta not in TTA_MODES:
+            raise MedsegError(f"--tta: {tta!r} is not one of {', '.join(TTA_MODES)}")
         if resolve_engine(checkpoint, engine) == "onnxruntime":
+            if members or tta != "none":
+                raise MedsegError(f"{checkpoint}: an ONNX export predicts with the one model it holds: "
+                                  "--member and --tta flip need checkpoints (the torch engine)")
             exported = OnnxSegmenter.load(checkpoint)
-            return cls(exported, exported.image_size, threshold)
-        loaded = load_model(checkpoint, device=resolve_device(device, option="--device"))
-        if loaded.task != SEGMENTATION.name:
+            return cls(exported, exported.image_size, threshold, members=[checkpoint])
+        ensemble = load_ensemble([checkpoint, *members], device=resolve_device(device, option="--device"))
+        if ensemble.task.name != SEGMENTATION.name:
             raise CheckpointError(
-                f"{checkpoint}: a {loaded.task} checkpoint; medseg predict needs a segmentation checkpoint"
+                f"{checkpoint}: a {ensemble.task.name} checkpoint; medseg predict needs a segmentation checkpoint"
             )
-        return cls(loaded.model, loaded.config.data.image_size, threshold)
+        step = ensemble.postprocessing if postprocess else Postprocessing()
+        return cls(ensemble.probability_model(tta), ensemble.image_size, threshold, postprocessing=step,
+                   members=ensemble.checkpoints, tta=tta,
+                   postprocessing_file=None if step.is_identity else ensemble.postprocessing_file)
 
-    def masks(self, images: Sequence[np.ndarray]) -> list[np.ndarray]:
-        """Binary masks (H, W) uint8 in {0, 1} for RGB slices (H, W, 3) uint8 of any sizes:
-        :func:`~medseg.engine.inference.slice_probabilities` at or above the threshold."""
-        masks: list[np.ndarray] = [np.empty(0, np.uint8)] * len(images)
+    def probabilities(self, images: Sequence[np.ndarray]) -> list[np.ndarray]:
+        """Tumour probabilities (H, W) float32 for RGB slices (H, W, 3) uint8 of any sizes:
+        :func:`~medseg.engine.inference.slice_probabilities` (or the ONNX export's)."""
+        probabilities: list[np.ndarray] = [np.empty(0, np.float32)] * len(images)
         by_size: dict[tuple[int, ...], list[int]] = defaultdict(list)
         for index, image in enumerate(images):
             by_size[image.shape[:2]].append(index)
@@ -141,8 +183,40 @@ class Predictor:
             probs = (self.model.probabilities(group) if isinstance(self.model, OnnxSegmenter)
                      else slice_probabilities(self.model, group, self.image_size))
             for index, prob in zip(indices, probs, strict=True):
-                masks[index] = binarize(prob, self.threshold)
-        return masks
+                probabilities[index] = prob
+        return probabilities
+
+    def masks(self, images: Sequence[np.ndarray]) -> list[np.ndarray]:
+        """Binary masks (H, W) uint8 in {0, 1} for RGB slices (H, W, 3) uint8 of any sizes:
+        :meth:`probabilities` at or above the threshold (each slice alone: no postprocessing)."""
+        return [binarize(prob, self.threshold) for prob in self.probabilities(images)]
+
+    def postprocessed(self, masks: Sequence[np.ndarray]) -> list[np.ndarray]:
+        """``masks`` of one input through :attr:`postprocessing`: as one 3-D stack when they
+        share a size (a volume's, a patient folder's slices in order), else each alone."""
+        if self.postprocessing.is_identity or not masks:
+            return list(masks)
+        if len({mask.shape for mask in masks}) == 1:
+            return list(self.postprocessing.apply(np.stack(masks)))
+        return [self.postprocessing.apply(mask) for mask in masks]
+
+    def description(self, probabilities: str | None = None) -> dict[str, Any] | None:
+        """The report's ``prediction`` section: the members, the mirroring, the postprocessing
+        applied and the probability map written (``probabilities``: its file name); None for
+        one model without any of them (the report as before)."""
+        if len(self.members) <= 1 and self.tta == "none" and self.postprocessing.is_identity and not probabilities:
+            return None
+        step = self.postprocessing
+        section: dict[str, Any] = {"members": list(self.members), "tta": self.tta}
+        section["postprocessing"] = {
+            **step.to_dict(), "description": step.describe(),
+            "record": None if self.postprocessing_file is None else str(self.postprocessing_file),
+            "raw_mask_written": step.is_identity,
+        }
+        if probabilities:
+            section["probabilities"] = {"file": probabilities,
+                                        "note": "before the threshold and before postprocessing"}
+        return section
 
     def predict(self, jobs: Sequence[Job], reference: tuple[str, np.ndarray] | None = None) -> list[Prediction]:
         """Predict planned jobs (:func:`~medseg.predict.plan.plan_jobs`) and write their outputs.
@@ -165,18 +239,39 @@ class Predictor:
         if job.nifti is not None:  # a volume or sequences
             self._run_volume(job, job.nifti, record, reference)
             return record
-        for start in range(0, len(job.sources), _CHUNK):
-            chunk = job.sources[start : start + _CHUNK]
-            images = [read_slice(p, p in job.grey) for p in chunk]
-            masks = self.masks(images)
-            stems = job.stems[start : start + _CHUNK]
-            for path, image, mask, stem in zip(chunk, images, masks, stems, strict=True):
-                _write_slice_outputs(image, mask, job.folder, stem, record, path in job.grey)
-            if reference is not None:  # one slice (read_reference)
-                from medseg.predict.reference import score_reference
+        if self.postprocessing.is_identity:  # each chunk written as it is predicted
+            masks = []
+            for start in range(0, len(job.sources), _CHUNK):
+                images = self._read(job, start)
+                probs = self.probabilities(images)
+                chunk = [binarize(prob, self.threshold) for prob in probs]
+                self._write_chunk(job, start, images, chunk, probs, record)
+                masks += chunk
+        else:  # the input's masks postprocessed together, then read again to be written
+            probs = [prob for start in range(0, len(job.sources), _CHUNK)
+                     for prob in self.probabilities(self._read(job, start))]
+            masks = self.postprocessed([binarize(prob, self.threshold) for prob in probs])
+            for start in range(0, len(job.sources), _CHUNK):
+                self._write_chunk(job, start, self._read(job, start), masks[start : start + _CHUNK],
+                                  probs[start : start + _CHUNK], record)
+        if reference is not None:  # one slice (read_reference)
+            from medseg.predict.reference import score_reference
 
-                record.reference = score_reference(np.stack(masks), reference[1], None, reference[0])
+            record.reference = score_reference(np.stack(masks), reference[1], None, reference[0])
         return record
+
+    @staticmethod
+    def _read(job: Job, start: int) -> list[np.ndarray]:
+        """The slices of ``job`` from ``start``, one chunk of them."""
+        return [read_slice(p, p in job.grey) for p in job.sources[start : start + _CHUNK]]
+
+    @staticmethod
+    def _write_chunk(job: Job, start: int, images: Sequence[np.ndarray], masks: Sequence[np.ndarray],
+                     probs: Sequence[np.ndarray], record: Prediction) -> None:
+        stems = job.stems[start : start + _CHUNK]
+        for path, image, mask, prob, stem in zip(job.sources[start:], images, masks, probs, stems, strict=False):
+            _write_slice_outputs(image, mask, job.folder, stem, record, path in job.grey,
+                                 prob if job.probability_pngs else None)
 
     def _run_volume(self, job: Job, nifti: Path, record: Prediction,
                     reference: tuple[str, np.ndarray] | None = None) -> None:
@@ -186,7 +281,8 @@ class Predictor:
         volume = load_sequences(job.plan) if job.plan is not None else load_volume(job.input)
         record.nonfinite_voxels = volume.nonfinite_voxels
         images = list(volume.slices)
-        masks = self.masks(images)
+        probs = self.probabilities(images)
+        masks = self.postprocessed([binarize(prob, self.threshold) for prob in probs])
         stack = np.stack(masks)
         seg = self._segmentation(job, volume, stack)
         for image, mask, stem in zip(images, masks, job.stems, strict=True):
@@ -196,6 +292,12 @@ class Predictor:
         except OSError as err:
             raise _write_error(nifti, err) from None
         record.files.append(nifti)
+        if job.probability_nifti is not None:
+            try:
+                write_probability_nifti(np.stack(probs), volume, job.probability_nifti, job.single_sequence)
+            except OSError as err:
+                raise _write_error(job.probability_nifti, err) from None
+            record.files.append(job.probability_nifti)
         if seg is not None and job.seg is not None:
             from medseg.imaging.dicom_seg import save_segmentation
 
@@ -224,7 +326,8 @@ class Predictor:
                 single_sequence=record.single_sequence,
                 dicom_seg=record.dicom_seg.name if record.dicom_seg is not None else None,
                 dicom_seg_skipped=record.dicom_seg_skipped,
-                reference=record.reference.section() if record.reference is not None else None)
+                reference=record.reference.section() if record.reference is not None else None,
+                prediction=self.description(job.probability_nifti.name if job.probability_nifti else None))
             try:
                 write_text(job.report, report_text(report))
             except OSError as err:
@@ -243,7 +346,7 @@ class Predictor:
 
 
 def _write_slice_outputs(image: np.ndarray, mask: np.ndarray, folder: Path, stem: str, record: Prediction,
-                         single_sequence: bool) -> None:
+                         single_sequence: bool, probabilities: np.ndarray | None = None) -> None:
     mask_path, overlay_path = output_path(folder, stem, MASK_PNG), output_path(folder, stem, OVERLAY_PNG)
     try:
         folder.mkdir(parents=True, exist_ok=True)  # only once there is something to write
@@ -252,6 +355,10 @@ def _write_slice_outputs(image: np.ndarray, mask: np.ndarray, folder: Path, stem
     _write_file(mask_path, png_bytes(mask_picture(mask), single_sequence))
     _write_file(overlay_path, png_bytes(overlay_picture(image, mask), single_sequence))
     record.files += [mask_path, overlay_path]
+    if probabilities is not None:
+        prob_path = output_path(folder, stem, PROB_PNG)
+        _write_file(prob_path, png_bytes(probability_picture(probabilities), single_sequence))
+        record.files.append(prob_path)
     record.slices += 1
     record.tumour_pixels += int(mask.sum())
     record.tumour_slices += int(mask.any())
@@ -269,6 +376,10 @@ def predict_paths(
     overwrite: bool = False,
     engine: str = "auto",
     reference: str | Path | None = None,
+    members: Sequence[str | Path] = (),
+    tta: str = "none",
+    postprocess: bool = True,
+    probabilities: bool = False,
 ) -> list[Prediction]:
     """Predict tumour masks for every input and write them under ``out_dir``: plan and check
     every output (:func:`~medseg.predict.plan.plan_jobs`), then load the model
@@ -276,7 +387,8 @@ def predict_paths(
     ``out_dir``'s lock (:func:`medseg.locks.folder_lock`) from planning to the last write.
 
     Args:
-        checkpoint: a segmentation checkpoint written by ``medseg train``, or an ONNX export
+        checkpoint: a segmentation checkpoint written by ``medseg train``, a cross-validation
+            folder (``medseg cv``: the ensemble of its folds), or an ONNX export
             (``model.onnx`` or its folder, written by ``medseg export``).
         inputs: slice images (.tif/.png/.jpg), folders of slices (a kaggle_3m patient
             folder: masks beside the slices are ignored) or NIfTI volumes (.nii/.nii.gz;
@@ -299,6 +411,13 @@ def predict_paths(
         reference: a reference mask of the one input (a NIfTI mask on a volume's or sequence
             set's grid, a PNG/TIFF mask of a slice's size): the prediction is scored against
             it (:mod:`medseg.predict.reference`; a volume's report gains ``reference``).
+        members: more checkpoints, averaged with ``checkpoint`` (an ensemble).
+        tta: "none" or "flip": the mean over the task's mirrorings (LGG: left-right).
+        postprocess: apply a CV folder's recorded postprocessing to every mask written (its
+            report says so; the raw mask is not written); False writes the raw masks.
+        probabilities: also write each input's probability map (before the threshold and
+            the postprocessing): ``<stem>_prob.png`` (16-bit) per slice of a slice or folder
+            input, ``<name>_prob.nii.gz`` (float32, on its grid) per volume or sequence set.
 
     Raises:
         CheckpointError: for an unreadable or classification checkpoint.
@@ -308,20 +427,23 @@ def predict_paths(
             input's grid or not binary, checked before anything is written; for a DICOM
             series a SEG cannot be made of (highdicom refuses it), before that input's files
             are written; for an output that cannot be written.
-        MedsegError: for a threshold outside (0, 1), or when another medseg process writes
-            ``out_dir`` (naming it), before anything is written.
+        MedsegError: for a threshold outside (0, 1), an unknown ``tta``, members or flip
+            TTA asked of an ONNX export, or when another medseg process writes ``out_dir``
+            (naming it), before anything is written.
     """
     check_threshold(threshold, "--threshold")
+    if tta not in TTA_MODES:
+        raise MedsegError(f"--tta: {tta!r} is not one of {', '.join(TTA_MODES)}")
     resolve_engine(checkpoint, engine)
     out_dir = Path(out_dir)
     check_out_folder(out_dir)
     with folder_lock(out_dir, what="--out folder"):
         jobs = plan_jobs(inputs, out_dir, sequences=sequences, single_sequence=single_sequence,
-                         overwrite=overwrite)
+                         overwrite=overwrite, probabilities=probabilities)
         mask = None
         if reference is not None:  # here, not at the top: the measures import SciPy
             from medseg.predict.reference import read_reference
 
             mask = str(reference), read_reference(reference, jobs)
-        return Predictor.from_checkpoint(checkpoint, threshold=threshold, device=device,
-                                         engine=engine).predict(jobs, mask)
+        return Predictor.from_checkpoint(checkpoint, threshold=threshold, device=device, engine=engine,
+                                         members=members, tta=tta, postprocess=postprocess).predict(jobs, mask)

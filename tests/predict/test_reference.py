@@ -27,8 +27,8 @@ class BrightPixels(Predictor):
     def __init__(self) -> None:
         super().__init__(torch.nn.Identity(), image_size=16)
 
-    def masks(self, images):
-        return [(np.asarray(image)[..., 1] > 128).astype(np.uint8) for image in images]
+    def probabilities(self, images):
+        return [(np.asarray(image)[..., 1] > 128).astype(np.float32) for image in images]
 
 
 def _scan(tmp_path, predicted: np.ndarray) -> tuple:
