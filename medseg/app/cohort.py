@@ -10,6 +10,10 @@ record holds them only at the thresholds they were asked at (:func:`measure_pati
 modification time and the data folder: a new checkpoint or another folder starts afresh, and
 a patient whose slice files changed is scored again.
 
+A model with a postprocessing step (a CV folder's, :mod:`medseg.postprocessing`) is scored on
+its postprocessed masks: :func:`apply_step` turns the probabilities into the postprocessed mask
+at each threshold, which the same scoring then reads.
+
 Example:
     >>> cache = CohortCache(run.path, run.path / "best.pt", "demo_data/lgg")
     >>> records = cache.load()
@@ -36,6 +40,7 @@ from medseg.files import write_text
 from medseg.metrics import binarize
 from medseg.metrics.measures import patient_measures
 from medseg.paths import is_regular_file
+from medseg.postprocessing import Postprocessing
 from medseg.runs import RunFolder
 
 #: the step of the app's threshold slider, which offers every multiple of it between 0 and 1
@@ -84,15 +89,31 @@ def measure_key(threshold: float) -> str:
     return f"{THRESHOLDS[threshold_index(threshold)]:.2f}"
 
 
+def apply_step(probs: np.ndarray, threshold: float, step: Postprocessing | None) -> np.ndarray:
+    """What is scored and drawn at ``threshold``: ``probs`` themselves without a step; with
+    one, the postprocessed mask of the patient's stack at ``threshold`` as float32 0/1 (which
+    the threshold, in (0, 1], turns back into that mask).
+
+    Args:
+        probs: (N, H, W) probabilities of one patient's slices, in order.
+        threshold: a pixel is tumour when its probability is ``>= threshold``.
+        step: the postprocessing (None or the identity: none).
+    """
+    if step is None or step.is_identity:
+        return probs
+    return step.apply(binarize(probs, threshold)).astype(np.float32)
+
+
 def measure_patient(record: PatientRecord, probs: np.ndarray, masks: np.ndarray,
-                    threshold: float) -> PatientRecord:
+                    threshold: float, step: Postprocessing | None = None) -> PatientRecord:
     """``record`` with every measure of :func:`~medseg.metrics.measures.patient_measures` at
-    ``threshold`` (a threshold of :data:`THRESHOLDS`; the slices have no spacing: pixels).
+    ``threshold`` (a threshold of :data:`THRESHOLDS`; the slices have no spacing: pixels), of
+    the postprocessed mask when there is a ``step``.
 
     Raises:
         ValueError: when ``threshold`` is not one of :data:`THRESHOLDS`.
     """
-    row = patient_measures(binarize(probs, threshold), masks)
+    row = patient_measures(binarize(apply_step(probs, threshold, step), threshold), masks)
     return replace(record, measures={**record.measures, measure_key(threshold): row})
 
 
@@ -121,9 +142,10 @@ def fingerprint(patient: Patient) -> str:
 
 def score_patient(
     name: str, probs: np.ndarray, masks: np.ndarray, numbers: Sequence[int], fingerprint: str,
-    thresholds: Sequence[float] = THRESHOLDS,
+    thresholds: Sequence[float] = THRESHOLDS, step: Postprocessing | None = None,
 ) -> PatientRecord:
-    """Score one patient's probabilities at every threshold with :func:`score_volume`.
+    """Score one patient's probabilities at every threshold with :func:`score_volume` (the
+    postprocessed masks when there is a ``step``: :func:`apply_step`).
 
     Args:
         name: the patient.
@@ -132,8 +154,9 @@ def score_patient(
         numbers: the N slice numbers.
         fingerprint: :func:`fingerprint` of the patient's files.
         thresholds: where to score (the app's :data:`THRESHOLDS` by default).
+        step: the postprocessing applied to each threshold's mask stack (None: none).
     """
-    scores = [score_volume(probs, masks, name, numbers, t) for t in thresholds]
+    scores = [score_volume(apply_step(probs, t, step), masks, name, numbers, t) for t in thresholds]
     first = scores[0]
     return PatientRecord(
         name=name, fingerprint=fingerprint, n_slices=first["n_slices"],
@@ -211,19 +234,29 @@ class CohortCache:
 
     Args:
         run_dir: the run folder (the file goes in its :data:`CACHE_FOLDER`).
-        checkpoint: the checkpoint whose predictions are scored.
+        checkpoint: the checkpoint whose predictions are scored (an export's model file; a CV
+            folder's first member).
         data_folder: the LGG folder the patients come from.
+        variant: for a model that is not a run's checkpoint, what else decides its scores
+            (``"cv-tta_flip-post"``: kind, TTA, postprocessed or raw): it names the file
+            instead of the checkpoint's stem and joins the identity. None: a run's checkpoint.
+        modified_ns: with a ``variant``, the newest modification time of the files the model
+            reads (every fold's member): it joins the identity.
     """
 
-    def __init__(self, run_dir: str | Path, checkpoint: str | Path, data_folder: str | Path) -> None:
+    def __init__(self, run_dir: str | Path, checkpoint: str | Path, data_folder: str | Path,
+                 variant: str | None = None, modified_ns: int | None = None) -> None:
         self.checkpoint = Path(checkpoint)
         data = str(Path(data_folder).resolve())
         digest = hashlib.sha256(data.encode()).hexdigest()[:12]
-        self.path = Path(run_dir) / CACHE_FOLDER / f"cohort-{self.checkpoint.stem}-{digest}.json"
+        stem = self.checkpoint.stem if variant is None else variant
+        self.path = Path(run_dir) / CACHE_FOLDER / f"cohort-{stem}-{digest}.json"
         stat = self.checkpoint.stat()
         self.identity = {"format": CACHE_FORMAT, "checkpoint": self.checkpoint.name,
                          "checkpoint_size": stat.st_size, "checkpoint_mtime_ns": stat.st_mtime_ns,
                          "data_folder": data, "thresholds": list(THRESHOLDS)}
+        if variant is not None:
+            self.identity.update(variant=variant, model_mtime_ns=modified_ns)
 
     def load(self) -> dict[str, PatientRecord]:
         """The cached records; empty when there is no file, it belongs to another checkpoint

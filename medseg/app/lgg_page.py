@@ -3,7 +3,9 @@
 Patients are labelled and filtered by the run's ``split.json``; the page opens on the test
 patient with the lowest Dice. Every score comes from :mod:`medseg.app.cohort` (itself
 :func:`medseg.app.scoring.score_volume`), so the case, the cohort table, the runs table and the
-Dice-versus-threshold curves agree.
+Dice-versus-threshold curves agree. A model with a postprocessing step (a CV folder's) is
+scored and drawn on its postprocessed masks (:func:`medseg.app.cohort.apply_step`) unless the
+page's toggle asks for the raw mask.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from medseg.app.cohort import (
     THRESHOLDS,
     CohortCache,
     PatientRecord,
+    apply_step,
     cohort_frame,
     fingerprint,
     lowest_dice,
@@ -39,10 +42,9 @@ from medseg.app.text import code_span, escape_markdown
 from medseg.app.widgets import (
     EXPERT,
     SYNTHETIC_REFERENCE,
-    CheckpointKey,
+    ModelKey,
     cached_case,
     cached_probabilities,
-    checkpoint_key,
     choose_slice,
     folder_field,
     largest_area_slice,
@@ -58,6 +60,7 @@ from medseg.errors import MedsegError
 from medseg.metrics import binarize
 from medseg.metrics.lesions import LesionMatching, match_lesions
 from medseg.metrics.measures import measure_label
+from medseg.postprocessing import Postprocessing
 
 #: the subsets of a run's split.json, in the views' order
 SPLIT_CHOICES = ("test", "val", "train")
@@ -114,16 +117,22 @@ def _unsaved_cohorts() -> dict[str, dict[str, PatientRecord]]:
 
 @dataclass
 class Scorer:
-    """One checkpoint's cohort over the case folder: cached records, scored on demand."""
+    """One model's cohort over the case folder: cached records, scored on demand (of the
+    postprocessed masks when there is a ``step``)."""
 
     run: RunCard
     checkpoint: Path
-    key: CheckpointKey
+    key: ModelKey
     cases: Cases
+    step: Postprocessing | None = None
 
     @functools.cached_property
     def cache(self) -> CohortCache:
-        return CohortCache(self.run.path, self.checkpoint, self.cases.folder)
+        kind, _, modified_ns, tta = self.key
+        if kind == "run":
+            return CohortCache(self.run.path, self.checkpoint, self.cases.folder)
+        variant = f"{kind}-tta_{tta}-{'raw' if self.step is None else 'post'}"
+        return CohortCache(self.run.path, self.checkpoint, self.cases.folder, variant, modified_ns)
 
     @functools.cached_property
     def records(self) -> dict[str, PatientRecord]:
@@ -144,7 +153,8 @@ class Scorer:
         for done, name in enumerate(missing, start=1):
             case = cached_case(self.cases.folder, name, prints[name])
             probs = cached_probabilities(self.key, self.cases.folder, name, prints[name])
-            self.records[name] = score_patient(name, probs, case.masks, case.numbers, prints[name])
+            self.records[name] = score_patient(name, probs, case.masks, case.numbers, prints[name],
+                                               step=self.step)
             if bar is not None:
                 bar.progress(done / len(missing), text=f"Scored {done}/{len(missing)} patients "
                              f"with {escape_markdown(self.run.name)}")
@@ -166,7 +176,8 @@ class Scorer:
         for name in lacking:
             case = cached_case(self.cases.folder, name, prints[name])
             probs = cached_probabilities(self.key, self.cases.folder, name, prints[name])
-            self.records[name] = measure_patient(self.records[name], probs, case.masks, threshold)
+            self.records[name] = measure_patient(self.records[name], probs, case.masks, threshold,
+                                                 self.step)
         problem = self.cache.save(self.records)
         if problem is not None:
             _unsaved_cohorts()[str(self.cache.path)] = dict(self.records)
@@ -293,6 +304,7 @@ def case_view(cases: Cases, run: RunCard, scorer: Scorer, threshold: float, disp
     except MedsegError as err:
         show_error(str(err))
         return
+    probs = apply_step(probs, threshold, scorer.step)  # the postprocessed mask, when asked
     volume = score_volume(probs, case.masks, name, case.numbers, threshold)
     slider_key = f"slice:{cases.folder}:{name}"
     default = largest_area_slice(case.numbers, case.masks)
@@ -448,9 +460,11 @@ def run_label(run: RunCard) -> str:
 
 
 def runs_view(cases: Cases, current: RunCard, scorer: Scorer, runs: list[RunCard], threshold: float,
-              display: Display, checkpoint_of: Callable[[RunCard], Path | None]) -> None:
+              display: Display, checkpoint_of: Callable[[RunCard], Path | None],
+              key_of: Callable[[RunCard, Path], ModelKey]) -> None:
     """The same slice through several runs (the paper's Figure 2 for any runs), and the
-    patient Dice of each run with its difference from the first."""
+    patient Dice of each run with its difference from the first. Other models than the
+    current one are read without TTA or postprocessing (``key_of``)."""
     usable = {run.name: run for run in runs if run.task == current.task and checkpoint_of(run)}
     linked = [name for name in st.query_params.get_all("runs") if name in usable]
     if "compare_runs" not in st.session_state:  # a deep link (?runs=a&runs=b) names the runs
@@ -465,7 +479,7 @@ def runs_view(cases: Cases, current: RunCard, scorer: Scorer, runs: list[RunCard
         return
     scorers = {name: scorer if name == current.name else Scorer(
         usable[name], cast(Path, checkpoint_of(usable[name])),
-        checkpoint_key(cast(Path, checkpoint_of(usable[name]))), cases) for name in chosen}
+        key_of(usable[name], cast(Path, checkpoint_of(usable[name]))), cases) for name in chosen}
     name = choose_patient(cases, current.split, scorer, threshold)
     print_ = cases.fingerprints([name])[name]
     try:
@@ -483,6 +497,7 @@ def runs_view(cases: Cases, current: RunCard, scorer: Scorer, runs: list[RunCard
     picture(columns[0], background, f"MRI: {display.sequence}, slice {number}")
     picture(columns[1], mask * 255, f"{cases.reference} mask")
     for column, run in zip(columns[2:], chosen, strict=True):
+        probs[run] = apply_step(probs[run], threshold, scorers[run].step)
         volume = score_volume(probs[run], case.masks, name, case.numbers, threshold)
         row = next(r for r in volume["per_slice"] if r["slice"] == number)
         picture(column, display.overlay(background, binarize(probs[run][position], threshold), mask),

@@ -12,8 +12,9 @@ import streamlit as st
 
 from medseg.app import settings
 from medseg.app.patches import SPLIT_LABELS, outline_centre, read_patches, score_patches
+from medseg.app.review_models import ReviewModel
 from medseg.app.widgets import (
-    CheckpointKey,
+    ModelKey,
     folder_field,
     picture,
     score_text,
@@ -23,7 +24,6 @@ from medseg.app.widgets import (
 )
 from medseg.data.pcam import LABEL_REGION_SIZE, inspect_pcam_split, pcam_files
 from medseg.engine import patch_probabilities
-from medseg.engine.checkpoint import LoadedModel
 from medseg.errors import MedsegError
 from medseg.metrics import binarize, roc_curve, sample_confusion_counts
 
@@ -76,7 +76,7 @@ def confusion_table(probs: np.ndarray, labels: np.ndarray, threshold: float) -> 
     ))
 
 
-def pcam_view(loaded: LoadedModel, checkpoint: CheckpointKey, threshold: float) -> None:
+def pcam_view(model: ReviewModel, checkpoint: ModelKey, threshold: float) -> None:
     """Patches of a PCam split scored by the model (PCam keeps its official splits)."""
     folder = folder_field("PCam folder (HDF5 files)", settings.pcam_dir(), "pcam_dir")
     synthetic_note(folder)
@@ -89,12 +89,15 @@ def pcam_view(loaded: LoadedModel, checkpoint: CheckpointKey, threshold: float) 
         st.info("Write the demo patches with `medseg demo-data pcam demo_data/pcam`.")
         return
 
+    network = model.network  # a run's checkpoint or a CV folder's ensemble (exports are segmenters)
+    assert network is not None
+
     def read_and_score() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         patches, labels = read_patches(folder, split, count)
         bar = st.progress(0.0, text="Scoring patches…")
         parts = []
         for start in range(0, len(patches), PATCHES_PER_BATCH):
-            parts.append(patch_probabilities(loaded.model, patches[start : start + PATCHES_PER_BATCH]))
+            parts.append(patch_probabilities(network, patches[start : start + PATCHES_PER_BATCH]))
             done = min(start + PATCHES_PER_BATCH, len(patches))
             bar.progress(done / len(patches), text=f"Scoring patches: {done}/{len(patches)}")
         bar.empty()

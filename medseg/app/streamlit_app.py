@@ -1,5 +1,7 @@
-"""The medseg Streamlit page: pick a trained run, review its masks case by case, across a
-split's patients and beside other runs; upload scans; score PCam patches.
+"""The medseg Streamlit page: pick a trained run, an export (ONNX, TorchScript, MONAI bundle)
+or a cross-validation folder (the ensemble of its folds, with flip TTA and its postprocessing),
+review its masks case by case, across a split's patients and beside other runs; upload scans;
+score PCam patches.
 
 A thin layer over the library: runs come from :mod:`medseg.app.run_cards`, models and each
 patient's probabilities from the caches of :mod:`medseg.app.widgets` (shared, read-only, by
@@ -27,21 +29,24 @@ from medseg.app.cohort import THRESHOLD_STEP, THRESHOLDS
 from medseg.app.curves import curve_label, history_frames
 from medseg.app.lgg_page import VIEWS, Scorer, case_view, cohort_view, open_cases, runs_view
 from medseg.app.pcam_page import pcam_view
+from medseg.app.review_models import ReviewModel
 from medseg.app.run_cards import RunCard, find_runs
 from medseg.app.slice_view import display_settings
 from medseg.app.text import code_span, escape_markdown
 from medseg.app.upload_page import upload_view
 from medseg.app.widgets import (
-    CheckpointKey,
-    checkpoint_key,
+    ModelKey,
     folder_field,
     load_cached_model,
+    model_key,
     show_error,
 )
-from medseg.engine.checkpoint import LoadedModel
+from medseg.engine.probability import TTA_MODES
 from medseg.errors import MedsegError
 from medseg.metrics import DEFAULT_THRESHOLD
-from medseg.tasks import SEGMENTATION
+from medseg.postprocessing import Postprocessing
+from medseg.runs import CvFolder
+from medseg.tasks import SEGMENTATION, get_task
 
 NOTICE = (
     "**Research use only — not for diagnosis.** Masks and scores come from a research model "
@@ -59,7 +64,12 @@ PAGE_STYLE = (
 #: the PCam views, in tab order (the tab bar's key is "pcam_view")
 PCAM_VIEWS = ("Patches", "Training curves")
 #: widget states kept while their view is hidden (Streamlit forgets an unrendered widget's)
-KEPT_STATES = ("patient", "patient_subset", "cohort_subset", "compare_runs", "curve_runs")
+KEPT_STATES = ("patient", "patient_subset", "cohort_subset", "compare_runs", "curve_runs", "tta")
+#: how the caption names each pass of flip TTA (medseg.tasks.Task.tta_flips)
+FLIP_NAMES = {(): "as is", (-1,): "left-right", (-2,): "up-down", (-2, -1): "both"}
+#: what the page says of the weights of an export or CV folder trained on medseg's demo data
+SYNTHETIC_WEIGHTS = ("**Trained on medseg's demo data, whose tumours are SYNTHETIC**: this "
+                     "model's masks say nothing about real tumours.")
 
 
 def keep_widget_states() -> None:
@@ -89,8 +99,12 @@ def pick_run() -> tuple[RunCard, float, list[RunCard]] | None:
         by_name = {run.name: run for run in runs}
         run = by_name[cast(str, st.selectbox("Run", list(by_name), key="run"))]
         names = [path.name for path in run.checkpoints]
-        if names:
+        if names and run.kind == "run":
             st.radio("Checkpoint", names, horizontal=True, key=f"checkpoint:{run.name}")
+        if run.kind == "cv":
+            st.radio("Test-time augmentation", TTA_MODES, horizontal=True, key="tta",
+                     help="flip: the mean of the ensemble's probabilities over the task's "
+                          "mirrorings, each mirrored back (as medseg predict --tta flip).")
         threshold = st.slider(
             "Probability threshold", THRESHOLDS[0], THRESHOLDS[-1], DEFAULT_THRESHOLD, THRESHOLD_STEP,
             key="threshold",
@@ -100,13 +114,58 @@ def pick_run() -> tuple[RunCard, float, list[RunCard]] | None:
     return run, threshold, runs
 
 
-def run_card(run: RunCard, loaded: LoadedModel | None) -> None:
-    """Sidebar: the run's card, for the checkpoint shown (its own epoch and metrics)."""
+def run_card(run: RunCard, model: ReviewModel | None) -> None:
+    """Sidebar: the run's card, for the checkpoint shown (its own epoch and metrics); an
+    export's or CV folder's facts."""
     with st.sidebar:
-        rows = run.summary_rows(loaded.checkpoint_path.name, loaded.epoch) if loaded else run.summary_rows()
+        rows = run.summary_rows(model.path.name, model.epoch) if model else run.summary_rows()
         st.markdown("\n".join(f"- **{label}:** {escape_markdown(value)}" for label, value in rows))
+        if run.synthetic:
+            st.info(SYNTHETIC_WEIGHTS)
         for problem in run.problems:
             st.warning(escape_markdown(problem))
+
+
+def model_key_of(run: RunCard, checkpoint: Path, tta: str = "none") -> ModelKey:
+    """The cache key of what ``run`` opens: its checkpoint, its export's model file, or (a CV
+    folder) the folder, renewed when a member or the postprocessing record changes.
+
+    Raises:
+        OSError: when a file cannot be read.
+    """
+    if run.kind != "cv":
+        return model_key(run.kind, checkpoint)
+    record = CvFolder(run.path).postprocessing_file
+    return model_key("cv", run.path, (*run.checkpoints, *([record] if record.exists() else [])), tta)
+
+
+def postprocessing_choice(model: ReviewModel) -> Postprocessing | None:
+    """Sidebar: a CV folder's recorded postprocessing, on by default, with a toggle that shows
+    the raw mask; None when there is none or the toggle is off."""
+    step = model.postprocessing
+    if step is None or step.is_identity:
+        return None
+    with st.sidebar:
+        on = st.toggle("Postprocessed mask", value=True, key="postprocess",
+                       help=f"The step the cross-validation chose: {step.describe()}. Off: the raw mask.")
+    return step if on else None
+
+
+def model_caption(run: RunCard, model: ReviewModel, tta: str, step: Postprocessing | None) -> str:
+    """What the page reviews, in one line: the run and checkpoint, the export, or the
+    ensemble's members, TTA and postprocessing."""
+    if run.kind == "run":
+        return f"Run {code_span(run.name)}, checkpoint {code_span(model.path.name)}"
+    if run.kind != "cv":
+        return f"Export {code_span(run.name)} ({run.kind}), {code_span(model.path.relative_to(run.path).as_posix())}"
+    members = ", ".join(code_span(path.relative_to(run.path).as_posix()) for path in model.members)
+    flips = get_task(model.task).tta_flips
+    tta_text = (f"flip (mean of {len(flips)} passes: {', '.join(FLIP_NAMES[dims] for dims in flips)})"
+                if tta == "flip" else "none")
+    recorded = model.postprocessing.describe() if model.postprocessing else "none"
+    shown = "postprocessed" if step is not None else "raw"
+    return (f"Ensemble {code_span(run.name)}: mean of {len(model.members)} members ({members}); "
+            f"TTA: {tta_text}; postprocessing: {escape_markdown(recorded)}, mask shown {shown}")
 
 
 def training_curves(runs: list[RunCard], current: RunCard) -> None:
@@ -127,15 +186,15 @@ def training_curves(runs: list[RunCard], current: RunCard) -> None:
             column.line_chart(frame, x_label="epoch", height=220)
 
 
-def segmentation_page(loaded: LoadedModel, key: CheckpointKey, threshold: float, run: RunCard,
-                      runs: list[RunCard]) -> None:
+def segmentation_page(model: ReviewModel, key: ModelKey, threshold: float, run: RunCard,
+                      runs: list[RunCard], step: Postprocessing | None) -> None:
     """The LGG views, one tab each; only the open tab runs."""
     display = display_settings()
     tabs = dict(zip(VIEWS, st.tabs(list(VIEWS), key="view", on_change="rerun", bind="query-params"), strict=True))
     case, cohort, side_by_side, upload, curves = tabs.values()
     if upload.open:
         with upload:
-            upload_view(loaded, key, threshold, display)
+            upload_view(model, key, threshold, display)
     if curves.open:
         with curves:
             training_curves(runs, run)
@@ -145,22 +204,22 @@ def segmentation_page(loaded: LoadedModel, key: CheckpointKey, threshold: float,
         cases = open_cases()
         if cases is None:
             return
-        scorer = Scorer(run, loaded.checkpoint_path, key, cases)
+        scorer = Scorer(run, cast(Path, checkpoint_choice(run)), key, cases, step)
         if case.open:
             case_view(cases, run, scorer, threshold, display)
         elif cohort.open:
             cohort_view(cases, run, scorer, threshold)
         else:
-            runs_view(cases, run, scorer, runs, threshold, display, checkpoint_choice)
+            runs_view(cases, run, scorer, runs, threshold, display, checkpoint_choice, model_key_of)
 
 
-def classification_page(loaded: LoadedModel, key: CheckpointKey, threshold: float, run: RunCard,
-                        runs: list[RunCard]) -> None:
+def classification_page(model: ReviewModel, key: ModelKey, threshold: float, run: RunCard,
+                        runs: list[RunCard], step: Postprocessing | None) -> None:
     """The PCam views: the patches, the training curves."""
     patches, curves = st.tabs(list(PCAM_VIEWS), key="pcam_view", on_change="rerun")
     if patches.open:
         with patches:
-            pcam_view(loaded, key, threshold)
+            pcam_view(model, key, threshold)
     if curves.open:
         with curves:
             training_curves(runs, run)
@@ -188,17 +247,19 @@ def main() -> None:
         run_card(run, None)
         show_error(f"Cannot load run {run.name}: no checkpoint file (see the run's problems)")
         return
+    tta = cast(str, st.session_state.get("tta", "none")) if run.kind == "cv" else "none"
     try:
-        key = checkpoint_key(checkpoint)
-        loaded = load_cached_model(*key)
+        key = model_key_of(run, checkpoint, tta)
+        model = load_cached_model(*key)
     except (MedsegError, OSError) as err:
         run_card(run, None)
         show_error(f"Cannot load run {run.name}: {err}")
         return
-    run_card(run, loaded)
-    st.caption(f"Run {code_span(run.name)}, checkpoint {code_span(checkpoint.name)}")
-    page = segmentation_page if loaded.task == SEGMENTATION.name else classification_page
-    page(loaded, key, threshold, run, runs)
+    run_card(run, model)
+    step = postprocessing_choice(model)
+    st.caption(model_caption(run, model, tta, step))
+    page = segmentation_page if model.task == SEGMENTATION.name else classification_page
+    page(model, key, threshold, run, runs, step)
 
 
 if __name__ == "__main__":

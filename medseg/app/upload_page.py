@@ -15,6 +15,7 @@ import streamlit as st
 
 from medseg.app import settings
 from medseg.app.lgg_page import lesion_table, measure_table
+from medseg.app.review_models import ReviewModel
 from medseg.app.scoring import score_volume
 from medseg.app.slice_view import EMPTY_SLICE_NOTE, Display, slice_metrics, slice_view
 from medseg.app.text import escape_markdown
@@ -31,15 +32,13 @@ from medseg.app.uploads import (
 from medseg.app.widgets import (
     EXPERT,
     SLICES_PER_BATCH,
-    CheckpointKey,
+    ModelKey,
     area_metric,
     choose_slice,
     largest_area_slice,
     session_cached,
     show_error,
 )
-from medseg.engine import slice_probabilities
-from medseg.engine.checkpoint import LoadedModel
 from medseg.errors import MedsegError
 from medseg.imaging.nifti import Volume
 from medseg.imaging.sequences import SEQUENCE_TITLES, SEQUENCES
@@ -72,13 +71,13 @@ ONE_FILE_TYPES = [*SLICE_SUFFIXES, *VOLUME_SUFFIXES]
 UploadReader = Callable[[bool], Upload]
 
 
-def predict_with_progress(model, images: np.ndarray, image_size: int, what: str) -> np.ndarray:
+def predict_with_progress(model: ReviewModel, images: np.ndarray, what: str) -> np.ndarray:
     """Probabilities of every slice, a batch at a time, with a progress bar."""
     what = escape_markdown(what)
     bar = st.progress(0.0, text=f"Predicting {what}…")
     parts = []
     for start in range(0, len(images), SLICES_PER_BATCH):
-        parts.append(slice_probabilities(model, images[start : start + SLICES_PER_BATCH], image_size))
+        parts.append(model.probabilities(images[start : start + SLICES_PER_BATCH]))
         done = min(start + SLICES_PER_BATCH, len(images))
         bar.progress(done / len(images), text=f"Predicting {what}: {done}/{len(images)} slices")
     bar.empty()
@@ -143,7 +142,7 @@ def uploaded(file) -> UploadedFile:
     return file.name, file.getvalue()
 
 
-def upload_view(loaded: LoadedModel, checkpoint: CheckpointKey, threshold: float, display: Display) -> None:
+def upload_view(model: ReviewModel, checkpoint: ModelKey, threshold: float, display: Display) -> None:
     mode = cast(str, st.radio(
         "Input", UPLOAD_MODES, horizontal=True, key="upload_mode",
         help="One file: a slice or a NIfTI volume. Three sequences: pre-contrast T1, FLAIR and "
@@ -163,8 +162,7 @@ def upload_view(loaded: LoadedModel, checkpoint: CheckpointKey, threshold: float
 
     def decode_and_predict() -> tuple[Upload, np.ndarray]:
         upload = read(single)
-        probs = predict_with_progress(loaded.model, upload.images, loaded.config.data.image_size,
-                                      upload.name)
+        probs = predict_with_progress(model, upload.images, upload.name)
         return upload, probs
 
     try:

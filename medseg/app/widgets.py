@@ -1,8 +1,9 @@
 """Streamlit pieces shared by the app's views: caches, errors, folder fields, scores, pictures.
 
 Caches shared by every browser session (``st.cache_resource``) hold read-only values: the
-models, and each patient's slices and probabilities (their arrays are made read-only, so one
-session cannot change what another sees).
+models (:class:`~medseg.app.review_models.ReviewModel`: a run's checkpoint, an export or a CV
+folder's ensemble), and each patient's slices and probabilities (their arrays are made
+read-only, so one session cannot change what another sees).
 """
 
 from __future__ import annotations
@@ -17,18 +18,18 @@ import numpy as np
 import streamlit as st
 
 from medseg.app import settings
+from medseg.app.review_models import ReviewModel, open_model
 from medseg.app.scoring import PatientSlices, format_area, read_patient_slices
 from medseg.app.text import code_span, escape_markdown
 from medseg.app.viewer import png_bytes
 from medseg.data.lgg import Patient, list_patients
 from medseg.demo.marker import read_demo_marker
-from medseg.engine import load_model, slice_probabilities
-from medseg.engine.checkpoint import LoadedModel
 from medseg.errors import MedsegError
 from medseg.imaging.palette import LegendEntry
 
-#: a checkpoint as the caches key it: (path, modification time in ns)
-CheckpointKey = tuple[str, int]
+#: a model as the caches key it: (kind, path, newest modification time in ns of the files it
+#: reads, test-time augmentation); see :mod:`medseg.app.review_models`
+ModelKey = tuple[str, str, int, str]
 SLICES_PER_BATCH = 8
 #: what the case views call the reference mask: an expert's, or the demo's synthetic one
 EXPERT = "Expert"
@@ -46,19 +47,26 @@ SYNTHETIC_NOTES = {
 # ---------------------------------------------------------------- caches
 
 
-def checkpoint_key(checkpoint: Path) -> CheckpointKey:
-    """The cache key of a checkpoint file; a rewritten file gets a new key.
+def model_key(kind: str, path: Path, files: tuple[Path, ...] = (), tta: str = "none") -> ModelKey:
+    """The cache key of the model ``path`` of ``kind`` (a checkpoint or export file, or a CV
+    folder): rewriting any of ``files`` (default: ``path`` itself) gives a new key.
 
     Raises:
-        OSError: when the file cannot be read.
+        OSError: when a file cannot be read.
     """
-    return str(checkpoint), checkpoint.stat().st_mtime_ns
+    newest = max(file.stat().st_mtime_ns for file in (files or (path,)))
+    return kind, str(path), newest, tta
+
+
+def checkpoint_key(checkpoint: Path) -> ModelKey:
+    """The cache key of a run's checkpoint file."""
+    return model_key("run", checkpoint)
 
 
 @st.cache_resource(max_entries=8, show_spinner="Loading the model…")
-def load_cached_model(checkpoint: str, modified_ns: int) -> LoadedModel:
-    """The checkpoint's model in eval mode, shared read-only by every session."""
-    return load_model(checkpoint)
+def load_cached_model(kind: str, path: str, modified_ns: int, tta: str) -> ReviewModel:
+    """The model, shared read-only by every session."""
+    return open_model(kind, path, tta)
 
 
 @st.cache_data(ttl=30, show_spinner=False)
@@ -83,13 +91,12 @@ def cached_case(folder: str, name: str, fingerprint: str) -> PatientSlices:
 
 
 @st.cache_resource(max_entries=24, show_spinner="Predicting the patient's slices…")
-def cached_probabilities(checkpoint: CheckpointKey, folder: str, name: str, fingerprint: str) -> np.ndarray:
+def cached_probabilities(key: ModelKey, folder: str, name: str, fingerprint: str) -> np.ndarray:
     """The model's probabilities for every slice of a patient (read-only), shared by every
     session: a second tab or a second reviewer never runs the model again."""
-    loaded = load_cached_model(*checkpoint)
+    model = load_cached_model(*key)
     images = cached_case(folder, name, fingerprint).images
-    parts = [slice_probabilities(loaded.model, np.array(images[start : start + SLICES_PER_BATCH]),
-                                 loaded.config.data.image_size)  # a writable copy for torch
+    parts = [model.probabilities(np.array(images[start : start + SLICES_PER_BATCH]))  # a writable copy
              for start in range(0, len(images), SLICES_PER_BATCH)]
     return _read_only(np.concatenate(parts))
 

@@ -32,19 +32,12 @@ from medseg import __version__
 from medseg.demo.marker import read_demo_marker
 from medseg.engine.checkpoint import LoadedModel
 from medseg.errors import CheckpointError, MedsegError
+from medseg.export.layout import INFERENCE, LICENSE, METADATA, README, WEIGHTS
 from medseg.files import atomic_path, write_text
 from medseg.imaging.nifti import SLICE_AXCODES
 from medseg.imaging.sequences import SEQUENCES
 from medseg.metrics.threshold import DEFAULT_THRESHOLD
 from medseg.tasks import SEGMENTATION, scalar_metrics
-
-METADATA = "configs/metadata.json"
-INFERENCE = "configs/inference.json"
-WEIGHTS = "models/model.pt"
-TORCHSCRIPT = "models/model.ts"
-README = "docs/README.md"
-LICENSE = "LICENSE"
-BUNDLE_FILES = (METADATA, INFERENCE, WEIGHTS, TORCHSCRIPT, README, LICENSE)
 
 INTENDED_USE = "Research use only: not for diagnosis, treatment or any clinical decision."
 CHANNELS = ("pre-contrast T1", "FLAIR", "post-contrast T1")

@@ -40,8 +40,9 @@ from medseg.demo.marker import file_sha256
 from medseg.engine.checkpoint import LoadedModel, load_model
 from medseg.engine.ensemble import LoadedEnsemble, load_ensemble
 from medseg.errors import CheckpointError, DataError
-from medseg.export.bundle import BUNDLE_FILES, TORCHSCRIPT, check_bundle_network, write_bundle
+from medseg.export.bundle import check_bundle_network, write_bundle
 from medseg.export.graph import SliceModel
+from medseg.export.layout import BUNDLE_FILES, MODEL_TS, TORCHSCRIPT
 from medseg.export.onnx import OPSET, write_onnx
 from medseg.export.parity import Parity, check_parity
 from medseg.export.torchscript import load_torchscript, write_torchscript
@@ -61,7 +62,6 @@ from medseg.predict.exported import (
 from medseg.runs import CvFolder
 from medseg.tasks import SEGMENTATION
 
-MODEL_TS = "model.ts"
 #: format -> the files it writes (besides the record)
 FORMATS: dict[str, tuple[str, ...]] = {
     "onnx": (MODEL_ONNX,),

@@ -25,7 +25,7 @@ import torch
 from PIL import Image
 from streamlit.testing.v1 import AppTest
 
-from medseg.app import cohort, widgets
+from medseg.app import cohort, review_models
 from medseg.data.lgg import list_patients
 from medseg.data.preprocess import preprocess_image
 from medseg.data.splits import SPLIT_NAMES, read_split_file
@@ -151,13 +151,13 @@ def count_model_runs(monkeypatch) -> list[int]:
     """The number of slices of every call of the model from now on (the caches emptied)."""
     st.cache_resource.clear()
     calls: list[int] = []
-    original = widgets.slice_probabilities
+    original = review_models.slice_probabilities
 
     def counting(model, images, image_size):
         calls.append(len(images))
         return original(model, images, image_size)
 
-    monkeypatch.setattr(widgets, "slice_probabilities", counting)
+    monkeypatch.setattr(review_models, "slice_probabilities", counting)
     return calls
 
 

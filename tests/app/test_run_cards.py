@@ -216,3 +216,75 @@ def test_a_fifo_side_file_is_a_problem_never_a_hang(tmp_path, side_file):
         card = read_run(run_dir)
         assert card.problems == (f"{side_file} is not a regular file",)
         assert [run.name for run in find_runs(tmp_path)] == ["run"]
+
+
+def write_split(path: Path, test: list[str], val: list[str], train: list[str]) -> None:
+    path.write_text(json.dumps({"seed": 0, "test": test, "val": val, "train": train}))
+
+
+def test_a_cv_folder_is_one_card_its_patients_test_or_train(tmp_path):
+    from medseg.postprocessing import Postprocessing, save_postprocessing
+
+    cv = tmp_path / "models" / "cv"
+    for k, (val, train) in enumerate([(["A"], ["B"]), (["B"], ["A"])]):
+        write_run(cv / f"fold_{k}", checkpoints=("last.pt",))
+        write_split(cv / f"fold_{k}" / "split.json", ["T"], val, train)
+    (cv / "folds.json").write_text(json.dumps({"seed": 0, "folds": [["A"], ["B"]]}))
+    (cv / "config.yaml").write_bytes((cv / "fold_0" / "config.yaml").read_bytes())
+    save_postprocessing(cv / "postprocessing.json", Postprocessing(min_voxels=25), {"rule": "test"})
+    cards = {card.name: card for card in find_runs(tmp_path / "models")}
+    assert set(cards) == {"cv", "cv/fold_0", "cv/fold_1"}  # the folds stay runs of their own
+    card = cards["cv"]
+    assert card.kind == "cv" and card.task == "segmentation" and not card.problems
+    assert card.checkpoints == (cv / "fold_0" / "last.pt", cv / "fold_1" / "last.pt")
+    assert card.split == {"T": "test", "A": "train", "B": "train"}
+    rows = dict(card.summary_rows())
+    assert rows["Ensemble"] == "mean of 2 folds' probabilities (last.pt of each)"
+    assert rows["Postprocessing"] == "remove lesions under 25 voxels (postprocessing.json)"
+    (cv / "fold_1" / "last.pt").unlink()  # an unfinished fold: listed, not loadable
+    card = read_run_of(tmp_path / "models", "cv")
+    assert card.checkpoints == () and card.problems == ("fold_1 has no last.pt yet",)
+
+
+def read_run_of(models: Path, name: str):
+    return next(card for card in find_runs(models) if card.name == name)
+
+
+def test_an_export_card_states_its_record_and_reads_its_source_run(tmp_path):
+    run = write_run(tmp_path / "runs" / "demo")
+    write_split(run / "split.json", ["T"], ["V"], ["A"])
+    export = tmp_path / "models" / "demo_onnx"
+    export.mkdir(parents=True)
+    (export / "model.onnx").write_bytes(b"onnx")
+    (export / "export.json").write_text(json.dumps({
+        "format": "onnx", "version": "0.1.0", "task": "segmentation", "image_size": 128,
+        "threshold": 0.5, "checkpoint": str(run / "best.pt"), "epoch": 2, "files": {},
+        "parity": {"engine": "ONNX Runtime 1.32.0", "max_abs_diff": 2.5e-7, "limit": 1e-4}}))
+    (tmp_path / "models" / "loose.onnx").write_bytes(b"onnx")
+    cards = {card.name: card for card in find_runs(tmp_path / "models")}
+    assert set(cards) == {"demo_onnx", "loose.onnx"}
+    card = cards["demo_onnx"]
+    assert card.kind == "onnx" and card.checkpoints == (export / "model.onnx",)
+    assert card.split == {"T": "test", "V": "val", "A": "train"} and card.config is not None
+    rows = dict(card.summary_rows())
+    assert rows["Source"] == f"{run / 'best.pt'}, epoch 2" and rows["Training size"] == "128 px"
+    assert rows["Parity"] == "ONNX Runtime 1.32.0 vs PyTorch eager: max |Δp| 2.5e-07 (limit 1e-04)"
+    assert cards["loose.onnx"].kind == "onnx" and cards["loose.onnx"].task == "segmentation"
+
+
+@pytest.mark.parametrize("demo", [True, False])
+def test_an_export_of_a_model_trained_on_demo_data_says_so(tmp_path, demo):
+    data = tmp_path / "data"
+    data.mkdir()
+    if demo:  # the marker medseg demo-data writes
+        (data / "medseg_demo.json").write_text(json.dumps(
+            {"synthetic": True, "written_by": "medseg demo-data", "kind": "lgg", "files": {}}))
+    run = tmp_path / "runs" / "demo"
+    run.mkdir(parents=True)
+    save_config(config_from_dict({"data": {"root": str(data)}}), run / "config.yaml")
+    export = tmp_path / "models" / "exported"
+    export.mkdir(parents=True)
+    (export / "model.onnx").write_bytes(b"onnx")
+    (export / "export.json").write_text(json.dumps(
+        {"format": "onnx", "checkpoint": str(run / "best.pt"), "files": {}}))
+    assert read_run_of(tmp_path / "models", "exported").synthetic is demo
