@@ -41,6 +41,18 @@ def assert_one_line_error(result: subprocess.CompletedProcess, *fragments: str) 
         assert fragment in result.stderr
 
 
+def assert_log_ends_in_one_line_error(result: subprocess.CompletedProcess, *fragments: str) -> None:
+    """A command that logs as it works (train) may have logged before it failed: its error is
+    then the last line, the only error line, with no traceback."""
+    lines = result.stderr.splitlines()
+    assert result.returncode == 2, result.stderr
+    assert lines and lines[-1].startswith("medseg: error: "), result.stderr
+    assert sum(line.startswith("medseg: error: ") for line in lines) == 1
+    assert "Traceback" not in result.stderr
+    for fragment in fragments:
+        assert fragment in lines[-1]
+
+
 def raising(error: BaseException):
     def run(args):
         raise error
@@ -73,7 +85,8 @@ def test_train_on_a_corrupt_slice_read_by_dataloader_workers_exits_2_naming_the_
     settings = lgg_settings(top, tmp_path / "run", epochs=1)
     settings["data"]["num_workers"] = 2
     result = run_medseg("train", str(write_config(settings, tmp_path / "run.yaml")))
-    assert_one_line_error(result, str(bad), "cannot read TIFF")
+    assert result.stderr.startswith("precision: ")  # the training log's first line
+    assert_log_ends_in_one_line_error(result, str(bad), "cannot read TIFF")
 
 
 def test_help_does_not_import_monai():
