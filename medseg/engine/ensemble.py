@@ -28,8 +28,8 @@ import torch
 from medseg.config import Config
 from medseg.engine.checkpoint import LoadedModel, load_model
 from medseg.engine.probability import ProbabilityModel, probability_model
-from medseg.errors import CheckpointError
-from medseg.paths import is_regular_file
+from medseg.errors import CheckpointError, MedsegError
+from medseg.paths import is_regular_file, regular_file
 from medseg.postprocessing import Postprocessing, load_postprocessing
 from medseg.runs import CvFolder
 from medseg.tasks import Task, get_task
@@ -80,10 +80,6 @@ class LoadedEnsemble:
         """Each member's checkpoint file."""
         return tuple(member.checkpoint_path for member in self.members)
 
-    @property
-    def device(self) -> torch.device:
-        return next(self.members[0].model.parameters()).device
-
     def probability_model(self, tta: str = "none") -> ProbabilityModel:
         """The mean of the members' probabilities, averaged over the task's mirrorings
         (:attr:`~medseg.tasks.Task.tta_flips`) when ``tta`` is "flip".
@@ -93,14 +89,6 @@ class LoadedEnsemble:
         """
         return probability_model([member.model for member in self.members], tta=tta,
                                  flips=self.task.tta_flips).eval()
-
-    def describe(self) -> dict[str, Any]:
-        """What the result of a prediction or evaluation records about the ensemble."""
-        return {
-            "members": [str(path) for path in self.checkpoints],
-            "postprocessing": self.postprocessing.to_dict(),
-            "postprocessing_file": None if self.postprocessing_file is None else str(self.postprocessing_file),
-        }
 
 
 def ensemble_checkpoints(sources: Sequence[str | Path]) -> tuple[list[Path], Path | None]:
@@ -144,9 +132,9 @@ def _fold_count(cv: CvFolder) -> int:
     found = [int(m.group(1)) for entry in cv.path.iterdir() if (m := pattern.fullmatch(entry.name))]
     count = max(found) + 1 if found else 0
     try:
-        listed = json.loads(cv.folds_file.read_text(encoding="utf-8")).get("folds")
-    except (OSError, ValueError, AttributeError):
-        listed = None
+        listed = json.loads(regular_file(cv.folds_file).read_text(encoding="utf-8")).get("folds")
+    except (OSError, ValueError, AttributeError, MedsegError):
+        listed = None  # the fold folders alone count
     if isinstance(listed, list | dict):
         count = max(count, len(listed))
     if count == 0:
