@@ -406,8 +406,24 @@ def _read_config_file(path: Path) -> dict[str, Any]:
     return loaded
 
 
+#: top-level sections of a config file that a command reads, not training: ``medseg compare
+#: --tune`` reads ``tune:`` (:func:`command_section`); :func:`load_config` leaves them out
+COMMAND_SECTIONS = ("tune",)
+
+
+def command_section(path: str | Path, name: str) -> Any:
+    """The ``name`` section of the YAML config at ``path`` (one of :data:`COMMAND_SECTIONS`),
+    None when the file has none; read with :func:`load_config`'s checks.
+
+    Raises:
+        ConfigError: as :func:`load_config` for an unreadable or malformed file.
+    """
+    return _read_config_file(Path(path)).get(name)
+
+
 def load_config(path: str | Path | None, overrides: list[str] | None = None) -> Config:
     """Read a YAML config (or the defaults when ``path`` is None), apply overrides, validate.
+    The :data:`COMMAND_SECTIONS` of the file are left out.
 
     Raises:
         ConfigError: when the file is missing, unreadable, not a YAML mapping of config
@@ -416,7 +432,8 @@ def load_config(path: str | Path | None, overrides: list[str] | None = None) -> 
     raw: dict[str, Any] = {}
     if path is not None:
         path = Path(path)
-        raw = _read_config_file(path)
+        raw = {key: value for key, value in _read_config_file(path).items()
+               if key not in COMMAND_SECTIONS}
     raw = apply_overrides(raw, list(overrides or []))
     try:
         return config_from_dict(raw)

@@ -9,7 +9,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from medseg.config import MAX_SEED, load_config
+from medseg.config import MAX_SEED, apply_overrides, command_section, load_config
 from medseg.errors import ConfigError
 from medseg.tasks import get_task
 
@@ -57,6 +57,12 @@ def configure(parser: argparse.ArgumentParser) -> None:
                         "also compares, e.g. dice,hd95_px,lesion_f1 (medseg evaluate's names; "
                         "each run's value is its mean over the test patients where defined). "
                         "Default: the headline metrics only (Dice first)")
+    parser.add_argument("--tune", action="store_true",
+                        help="tune every method first, at the same quasirandom trial points, on "
+                        "tuning seeds, then compare each one's best settings over the seeds: "
+                        "the config's tune: section (default: 8 trials of optim.lr log-uniform "
+                        "in [1e-5, 1e-1] on seed 1000; --set tune.trials=4 changes it; "
+                        "docs/compare.md). Runs in this process, not with --plan/--collect")
     parser.add_argument("--gpus", default="auto", metavar="auto|none|I,J",
                         help="CUDA devices to spread runs over, one run per device at a time "
                         "(default auto: all visible when more than one; none: one after "
@@ -125,11 +131,16 @@ def run(args: argparse.Namespace) -> int:
     # `medseg ... --help` imports this module
     from medseg.compare import collect_comparison, plan_comparison, run_comparison
 
-    cfg = load_config(args.config, args.overrides)
+    tune_overrides = [item for item in args.overrides if item.startswith("tune.")]
+    if tune_overrides and not args.tune:
+        raise ConfigError(f"--set {tune_overrides[0]}: tune.* settings apply only with --tune")
+    cfg = load_config(args.config, [item for item in args.overrides if item not in tune_overrides])
     out_dir = Path(args.out) if args.out else Path("runs") / f"compare_{Path(args.config).stem}"
     methods, seeds = args.methods.split(","), parse_seeds(args)
     overrides = parse_method_overrides(args.method_overrides)
     measures = [name.strip() for name in (args.measures or "").split(",") if name.strip()]
+    if args.tune:
+        return _run_tuned(args, cfg, out_dir, tune_overrides, methods, seeds, overrides, measures)
     if args.plan:
         planned = plan_comparison(cfg, methods, seeds, out_dir, method_overrides=overrides)
         pending = [spec for spec, state in planned if state != "done"]
@@ -147,6 +158,27 @@ def run(args: argparse.Namespace) -> int:
                               gpus=parse_gpus(args.gpus), progress=_progress, measures=measures)
     print_summary(cfg.task, rows)
     print(f"wrote {out_dir / 'results.csv'}, {out_dir / 'results.md'} and plots in {out_dir}")
+    return 0
+
+
+def _run_tuned(args: argparse.Namespace, cfg: Any, out_dir: Path, tune_overrides: list[str],
+               methods: list[str], seeds: Sequence[int], overrides: dict[str, list[str]],
+               measures: list[str]) -> int:
+    """``--tune``: the config's ``tune:`` section with the ``--set tune.*`` overrides."""
+    from medseg.compare.tuning import TUNE_SECTION, tune_settings
+    from medseg.compare.tuning_run import run_tuned_comparison
+
+    if args.plan or args.collect:
+        raise ConfigError("--tune runs the trials and the evaluation in this process; "
+                          "--plan/--collect do not apply to it yet")
+    raw = command_section(args.config, TUNE_SECTION)
+    raw = apply_overrides({TUNE_SECTION: raw if raw is not None else {}}, tune_overrides)
+    settings = tune_settings(raw[TUNE_SECTION], f"{args.config}: {TUNE_SECTION}")
+    rows = run_tuned_comparison(cfg, methods, seeds, out_dir, settings, method_overrides=overrides,
+                                progress=_progress, measures=measures)
+    print_summary(cfg.task, rows)
+    print(f"wrote {out_dir / 'results.csv'}, {out_dir / 'results.md'}, {out_dir / 'tuning.csv'} "
+          f"and plots in {out_dir}")
     return 0
 
 

@@ -137,6 +137,74 @@ def plot_time_to_target(
     return path
 
 
+def plot_sensitivity(
+    trials: Mapping[str, Sequence[tuple[float, float]]], *, xlabel: str, ylabel: str,
+    path: str | Path, log_x: bool = True,
+) -> Path:
+    """Tuning trials' score against one setting (the learning rate): one line per method
+    through its trials in the setting's order, a hollow marker at each failed trial (NaN
+    score) on the bottom edge.
+
+    Args:
+        trials: method -> (setting, score) per trial.
+        xlabel, ylabel: the axes' labels.
+        path: the PNG to write.
+        log_x: a logarithmic x axis (learning rates).
+
+    Returns:
+        ``path`` as a Path.
+    """
+    path = Path(path)
+    fig = Figure(figsize=FIGSIZE, layout="tight")
+    ax = fig.subplots()
+    for color, (method, points) in zip(_colors(len(trials)), trials.items(), strict=True):
+        ordered = sorted(points)
+        scored = [(x, y) for x, y in ordered if np.isfinite(y)]
+        failed = [x for x, y in ordered if not np.isfinite(y)]
+        ax.plot([x for x, _ in scored], [y for _, y in scored], color=color, marker="o",
+                markersize=4, label=f"{method} ({len(scored)}/{len(ordered)} scored)")
+        if failed:
+            ax.scatter(failed, [0.0] * len(failed), facecolors="none", edgecolors=color, s=30,
+                       clip_on=False, zorder=3)
+    if log_x:
+        ax.set_xscale("log")
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.set_ylim(bottom=0.0)
+    ax.set_title("Sensitivity: every tuning trial\n(hollow at 0: a trial that failed)", fontsize=10)
+    ax.grid(True, alpha=0.3)
+    ax.legend(fontsize=8)
+    _save(fig, path)
+    return path
+
+
+def plot_budget(curves: Mapping[str, Sequence[float]], *, ylabel: str, path: str | Path) -> Path:
+    """Best score so far against the number of tuning trials, one step line per method.
+
+    Args:
+        curves: method -> the best score after trial 1, 2, ... (NaN before the first score).
+        ylabel: the y-axis label.
+        path: the PNG to write.
+
+    Returns:
+        ``path`` as a Path.
+    """
+    path = Path(path)
+    fig = Figure(figsize=FIGSIZE, layout="tight")
+    ax = fig.subplots()
+    for color, (method, best) in zip(_colors(len(curves)), curves.items(), strict=True):
+        ax.step(np.arange(1, len(best) + 1), np.asarray(best, dtype=float), where="post",
+                color=color, marker="o", markersize=3, label=method)
+    ax.set_xlabel("tuning trials (the same points for every method)")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.set_ylabel(ylabel)
+    ax.set_title("Budget: the best trial so far", fontsize=10)
+    ax.grid(True, alpha=0.3)
+    ax.legend(fontsize=8)
+    _save(fig, path)
+    return path
+
+
 def _jitter(count: int, spread: float = 0.15) -> np.ndarray:
     """Vertical offsets that keep ``count`` dots of one row apart (none for a single dot)."""
     return np.linspace(-spread, spread, count) if count > 1 else np.zeros(count)
