@@ -201,3 +201,20 @@ def test_a_foreign_file_where_a_probability_map_goes_is_never_replaced(members, 
     assert main(["predict", str(members[0]), str(path), "--probabilities", "--out", str(out), "--overwrite"]) == 0
     assert main(["predict", str(members[0]), str(out), "--out", str(tmp_path / "again")]) == 2
     assert "folder holds no slice images" in capsys.readouterr().err
+
+
+def test_an_onnx_export_writes_its_probability_map(members, tmp_path):
+    from medseg.export.run import export_checkpoint
+    from medseg.predict.exported import OnnxSegmenter
+    from tests.support import one_thread
+
+    with one_thread():
+        export_checkpoint(members[0], "onnx", tmp_path / "onnx")
+    path, image = _slice(tmp_path)
+    predict_paths(tmp_path / "onnx", [path], tmp_path / "out", probabilities=True)
+    probs = _read_png(tmp_path / "out" / "wide_prob.png") / SCALE
+    expected = OnnxSegmenter.load(tmp_path / "onnx").probabilities([image])[0]
+    assert np.abs(probs - expected).max() <= 0.5 / SCALE + 1e-6
+    np.testing.assert_allclose(expected, _hand_probabilities(members[:1], image), atol=1e-4)
+    mask = _read_png(tmp_path / "out" / "wide_pred.png") == 255
+    assert np.array_equal(mask, expected >= 0.5)
