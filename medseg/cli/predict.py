@@ -130,5 +130,8 @@ def run(args: argparse.Namespace) -> int:
                   "read as background")
         if record.reference is not None:
             print(f"{record.input}: {record.reference.summary()}")
+        if record.postprocessing != "none":
+            print(f"{record.input}: postprocessing: {record.postprocessing} (the masks written; "
+                  "--postprocessing none writes the raw masks)")
     print(f"written to {args.out}")
     return 0

@@ -88,6 +88,7 @@ class Prediction:
     dicom_seg: Path | None = None  # the DICOM SEG written
     dicom_seg_skipped: str | None = None  # why a DICOM input got no SEG
     reference: ReferenceScore | None = None  # the prediction scored against --reference
+    postprocessing: str = "none"  # the step applied to the masks written, in words
 
 
 def _write_error(path: Path, err: OSError) -> DataError:
@@ -233,7 +234,8 @@ class Predictor:
         return [self._run_job(job, reference) for job in jobs]
 
     def _run_job(self, job: Job, reference: tuple[str, np.ndarray] | None = None) -> Prediction:
-        record = Prediction(job.input, job.kind, single_sequence=job.single_sequence)
+        record = Prediction(job.input, job.kind, single_sequence=job.single_sequence,
+                            postprocessing=self.postprocessing.describe())
         if job.plan is not None:
             record.sequences = {source.key: source.path for source in job.plan.inputs}
         if job.nifti is not None:  # a volume or sequences

@@ -119,8 +119,7 @@ def test_a_volumes_probability_map_is_float32_on_its_grid(members, tmp_path):
     assert "before the threshold" in report["prediction"]["probabilities"]["note"]
 
 
-def test_a_cv_folders_postprocessing_changes_every_mask_but_not_the_probabilities(members, trained_lgg, tiny_lgg,
-                                                                                 tmp_path):
+def test_a_cv_folders_postprocessing_changes_every_mask_but_not_the_probabilities(members, tmp_path, capsys):
     step = Postprocessing(min_voxels=10**6)  # removes every lesion of these tiny inputs
     folder = write_cv_folder(tmp_path / "cv", members, step)
     scan = _volume(tmp_path)
@@ -131,6 +130,9 @@ def test_a_cv_folders_postprocessing_changes_every_mask_but_not_the_probabilitie
     mask = np.asarray(nib.load(processed / "scan_pred.nii.gz").dataobj)
     assert raw_mask.any() and not mask.any() and records[0].tumour_pixels == 0
     assert not any(_read_png(png).any() for png in (processed / "scan").glob("*_pred.png"))
+    assert records[0].postprocessing == "remove lesions under 1000000 voxels"
+    assert main(["predict", str(folder), str(scan), "--single-sequence", "--out", str(tmp_path / "cli")]) == 0
+    assert "scan.nii.gz: postprocessing: remove lesions under 1000000 voxels" in capsys.readouterr().out
     assert np.array_equal(np.asarray(nib.load(raw / "scan_prob.nii.gz").dataobj),
                           np.asarray(nib.load(processed / "scan_prob.nii.gz").dataobj))
     report = json.loads((processed / "scan_pred.json").read_text())
