@@ -194,7 +194,7 @@ def segmentation_page(model: ReviewModel, key: ModelKey, threshold: float, run: 
     case, cohort, side_by_side, upload, curves = tabs.values()
     if upload.open:
         with upload:
-            upload_view(model, key, threshold, display)
+            upload_view(model, key, threshold, display, step)
     if curves.open:
         with curves:
             training_curves(runs, run)

@@ -14,6 +14,7 @@ import numpy as np
 import streamlit as st
 
 from medseg.app import settings
+from medseg.app.cohort import apply_step
 from medseg.app.lgg_page import lesion_table, measure_table
 from medseg.app.review_models import ReviewModel
 from medseg.app.scoring import score_volume
@@ -43,6 +44,7 @@ from medseg.errors import MedsegError
 from medseg.imaging.nifti import Volume
 from medseg.imaging.sequences import SEQUENCE_TITLES, SEQUENCES
 from medseg.metrics import binarize
+from medseg.postprocessing import Postprocessing
 from medseg.predict import (
     DICOM_SEG,
     MASK_NIFTI,
@@ -142,7 +144,10 @@ def uploaded(file) -> UploadedFile:
     return file.name, file.getvalue()
 
 
-def upload_view(model: ReviewModel, checkpoint: ModelKey, threshold: float, display: Display) -> None:
+def upload_view(model: ReviewModel, checkpoint: ModelKey, threshold: float, display: Display,
+                step: Postprocessing | None = None) -> None:
+    """Upload a scan, predict it with ``model`` and show, score and offer the mask (the
+    postprocessed one when there is a ``step``, as for the case folder's patients)."""
     mode = cast(str, st.radio(
         "Input", UPLOAD_MODES, horizontal=True, key="upload_mode",
         help="One file: a slice or a NIfTI volume. Three sequences: pre-contrast T1, FLAIR and "
@@ -158,7 +163,7 @@ def upload_view(model: ReviewModel, checkpoint: ModelKey, threshold: float, disp
     if given is None:
         return
     files, read = given
-    key = (checkpoint, mode, single, *[(f.file_id, f.name, f.size) for f in files])
+    key = (checkpoint, step, mode, single, *[(f.file_id, f.name, f.size) for f in files])
 
     def decode_and_predict() -> tuple[Upload, np.ndarray]:
         upload = read(single)
@@ -170,7 +175,8 @@ def upload_view(model: ReviewModel, checkpoint: ModelKey, threshold: float, disp
     except MedsegError as err:
         show_error(str(err))
         return
-    upload_results(upload, probs, threshold, key, "|".join(f.file_id for f in files), display)
+    upload_results(upload, apply_step(probs, threshold, step), threshold, key,
+                   "|".join(f.file_id for f in files), display)
 
 
 def upload_results(upload: Upload, probs: np.ndarray, threshold: float, key: tuple, files_id: str,

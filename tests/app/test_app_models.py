@@ -6,6 +6,7 @@ torch.jit) or against ``medseg evaluate``; a changed or corrupt export is one li
 
 from __future__ import annotations
 
+import json
 import shutil
 from pathlib import Path
 
@@ -173,3 +174,34 @@ def test_a_cv_folder_is_one_model_with_tta_and_its_postprocessing(monkeypatch, c
     caches = sorted(p.name.split("-")[1:4] for p in (cv_folder / "app_cache").glob("cohort-*.json"))
     assert caches == [["cv", "tta_flip", "post"], ["cv", "tta_flip", "raw"],
                       ["cv", "tta_none", "post"], ["cv", "tta_none", "raw"]]
+
+
+def test_an_upload_to_a_cv_folder_is_postprocessed_like_the_cases(monkeypatch, cv_folder, tiny_lgg,
+                                                                   tmp_path):
+    import nibabel as nib
+
+    from medseg.imaging.nifti import load_volume
+    from tests.app.page_driver import record_downloads
+
+    plain = load_ensemble([cv_folder]).probability_model("none")
+    voxels = {}
+    for patient in list_patients(tiny_lgg):  # a patient whose mask the step changes
+        images = read_patient_slices(patient).images
+        path = tmp_path / f"{patient.name}.nii.gz"
+        nib.save(nib.Nifti1Image(images.transpose(2, 1, 0, 3), np.diag([1.0, 1.0, 3.0, 1.0])), path)
+        mask = (slice_probabilities(plain, load_volume(path).slices, 32) >= 0.5).astype(np.uint8)
+        voxels = {"post": int(STEP.apply(mask).sum()), "raw": int(mask.sum())}
+        if voxels["post"] != voxels["raw"]:
+            break
+    assert voxels["post"] != voxels["raw"]
+    at = start(monkeypatch, cv_folder.parent, lgg=tiny_lgg, view="Upload a scan")
+    at.selectbox(key="run").set_value("cv").run()
+    downloads = record_downloads(monkeypatch)
+    at.file_uploader(key="upload_image").set_value((path.name, path.read_bytes(), "application/gzip"))
+    at.run()
+    assert not at.exception and not at.error, [e.value for e in at.error]
+    stem = path.name.removesuffix(".nii.gz")
+    for shown in ("post", "raw"):
+        report = json.loads(downloads[f"{stem}_pred.json"]())
+        assert report["tumour_voxels"] == voxels[shown], shown
+        at.toggle(key="postprocess").set_value(False).run()
