@@ -27,7 +27,7 @@ MAX_UPLOAD_MB = 200
 
 
 def models_dir() -> Path:
-    """The folder of training runs: ``$MEDSEG_MODELS_DIR`` or ``models/``."""
+    """The folder of training runs, exports and CV folders: ``$MEDSEG_MODELS_DIR`` or ``models/``."""
     return Path(os.environ.get(MODELS_DIR_ENV) or DEFAULT_MODELS_DIR)
 
 

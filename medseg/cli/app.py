@@ -33,7 +33,8 @@ def app_script() -> Path:
 
 def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--models", metavar="DIR",
-                        help="folder of training runs (default: $MEDSEG_MODELS_DIR or models/)")
+                        help="folder of training runs, exports (medseg export) and cross-validation "
+                             "folders (medseg cv) (default: $MEDSEG_MODELS_DIR or models/)")
     parser.add_argument("--data", metavar="DIR",
                         help="LGG-format case folder (default: $MEDSEG_DATA_DIR or demo_data/lgg)")
     parser.add_argument("--pcam", metavar="DIR",
