@@ -169,8 +169,13 @@ def test_a_cv_folder_is_one_model_with_tta_and_its_postprocessing(monkeypatch, c
         assert table.loc[name, "Dice (3-D)"] == pytest.approx(row["dice"], abs=1e-6)
 
     at.toggle(key="postprocess").set_value(True).run()  # flip and postprocessing compose
-    assert_table_shows(cohort_table(at), library_scores(
-        tiny_lgg, lambda s: slice_probabilities(mirrored, s, 32), STEP))
+    table = cohort_table(at)
+    assert_table_shows(table, library_scores(tiny_lgg, lambda s: slice_probabilities(mirrored, s, 32), STEP))
+    with one_thread():
+        result = evaluate(cv_folder, tiny_lgg, split="all", tta="flip", postprocess=True, device="cpu")
+    assert result["postprocessing"] == STEP.to_dict()
+    for name, row in result["per_patient_measures"].items():
+        assert table.loc[name, "Dice (3-D)"] == pytest.approx(row["dice"], abs=1e-6)
     caches = sorted(p.name.split("-")[1:4] for p in (cv_folder / "app_cache").glob("cohort-*.json"))
     assert caches == [["cv", "tta_flip", "post"], ["cv", "tta_flip", "raw"],
                       ["cv", "tta_none", "post"], ["cv", "tta_none", "raw"]]
