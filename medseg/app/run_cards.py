@@ -35,6 +35,7 @@ from medseg.demo.marker import read_demo_marker
 from medseg.errors import MedsegError
 from medseg.export.layout import MODEL_FILES
 from medseg.paths import is_regular_file
+from medseg.postprocessing import Postprocessing, load_postprocessing
 from medseg.predict.exported import EXPORT_RECORD, read_record
 from medseg.runs import SPLIT_NAME, CvFolder, RunFolder, parse_history
 from medseg.tasks import SEGMENTATION, TASKS, metric_label
@@ -414,10 +415,6 @@ def _export_facts(record: dict, fmt: str) -> list[tuple[str, str]]:
 
 
 def _step_text(step: dict) -> str:
-    from medseg.postprocessing import (
-        Postprocessing,  # imports torch (medseg.metrics); cards need none
-    )
-
     try:
         return Postprocessing.from_dict(step).describe()
     except ValueError:
@@ -467,7 +464,6 @@ def read_cv(folder: str | Path, name: str | None = None) -> RunCard:
     members = _cv_members(cv, problems)
     step = "none recorded"
     if cv.postprocessing_file.exists():
-        from medseg.postprocessing import load_postprocessing  # as in _step_text
 
         try:
             step = load_postprocessing(cv.postprocessing_file).describe() + f" ({cv.POSTPROCESSING_NAME})"
