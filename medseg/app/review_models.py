@@ -30,7 +30,6 @@ import numpy as np
 import torch
 from torch import nn
 
-from medseg.demo.marker import file_sha256
 from medseg.engine.checkpoint import load_model
 from medseg.engine.ensemble import load_ensemble
 from medseg.engine.inference import slice_probabilities
@@ -38,7 +37,7 @@ from medseg.errors import CheckpointError, MedsegError
 from medseg.export.layout import METADATA
 from medseg.paths import regular_file
 from medseg.postprocessing import Postprocessing
-from medseg.predict.exported import EXPORT_RECORD, OnnxSegmenter, read_record
+from medseg.predict.exported import EXPORT_RECORD, OnnxSegmenter, check_recorded, read_record
 from medseg.tasks import SEGMENTATION
 
 #: the kinds of model the app opens (a run folder's checkpoint, three exports, a CV folder)
@@ -131,19 +130,6 @@ def _traced(module: torch.jit.ScriptModule) -> Probabilities:
     return probabilities
 
 
-def check_against_record(path: Path, folder: Path) -> None:
-    """Refuse ``path`` when the export record in ``folder`` lists another SHA-256 for it.
-
-    Raises:
-        CheckpointError: naming the file and its record.
-    """
-    record = read_record(folder)
-    name = path.relative_to(folder).as_posix()
-    if record is not None and name in record["files"] and file_sha256(path) != record["files"][name]:
-        raise CheckpointError(f"{path}: does not match its export record {EXPORT_RECORD} "
-                              "(changed after export); export the checkpoint again")
-
-
 def _torchscript(path: Path, folder: Path) -> torch.jit.ScriptModule:
     """A TorchScript file checked against its record, on the CPU, in eval mode.
 
@@ -154,7 +140,7 @@ def _torchscript(path: Path, folder: Path) -> torch.jit.ScriptModule:
         regular_file(path)
     except MedsegError as err:
         raise CheckpointError(str(err)) from None
-    check_against_record(path, folder)
+    check_recorded(path, folder)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")

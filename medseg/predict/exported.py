@@ -90,16 +90,20 @@ def read_record(folder: Path) -> dict[str, Any] | None:
     return record
 
 
-def check_recorded(path: Path) -> None:
-    """Refuse ``path`` when the export record beside it lists another SHA-256 for it.
+def check_recorded(path: Path, folder: Path | None = None) -> None:
+    """Refuse ``path`` when the export record of ``folder`` (default: the folder holding
+    ``path``) lists another SHA-256 for it (a bundle's ``models/model.ts`` is listed by its
+    path in the export folder).
 
     Raises:
         CheckpointError: naming the file and its record.
     """
-    record = read_record(path.parent)
-    if record is None or path.name not in record["files"]:
+    folder = path.parent if folder is None else folder
+    record = read_record(folder)
+    name = path.relative_to(folder).as_posix()
+    if record is None or name not in record["files"]:
         return
-    if file_sha256(path) != record["files"][path.name]:
+    if file_sha256(path) != record["files"][name]:
         raise CheckpointError(f"{path}: does not match its export record {EXPORT_RECORD} "
                               "(changed after export); export the checkpoint again")
 
