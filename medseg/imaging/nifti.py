@@ -340,29 +340,43 @@ def load_mask_volume(path: str | Path, to_slices: np.ndarray | None = None) -> n
 def save_mask_volume(
     mask_nhw: np.ndarray, volume: Volume, path: str | Path, *, description: str | None = None
 ) -> None:
-    """Write a uint8 NIfTI mask (nonzero -> 1) on the voxel grid of ``volume``'s file.
-
-    Args:
-        mask_nhw: (N, H, W) mask over ``volume.slices``.
-        volume: the volume the mask was predicted from.
-        path: output ``.nii`` or ``.nii.gz``; written atomically.
-        description: the header's ``descrip`` (at most 80 bytes; default: the input's).
+    """Write a uint8 NIfTI mask (nonzero -> 1) on the voxel grid of ``volume``'s file
+    (:func:`save_slice_map`).
 
     Raises:
         DataError: when the mask's shape differs from the slices'.
     """
+    save_slice_map((np.asarray(mask_nhw) != 0).astype(np.uint8), volume, path, description=description)
+
+
+def save_slice_map(
+    map_nhw: np.ndarray, volume: Volume, path: str | Path, *, description: str | None = None
+) -> None:
+    """Write a per-voxel map over ``volume.slices`` (a mask, a probability map) as NIfTI on
+    the voxel grid of ``volume``'s file: its affine, header and voxel order, the map's dtype,
+    no scaling, display range 0..1.
+
+    Args:
+        map_nhw: (N, H, W) values over ``volume.slices`` (uint8 mask, float32 probabilities).
+        volume: the volume the map was predicted from.
+        path: output ``.nii`` or ``.nii.gz``; written atomically.
+        description: the header's ``descrip`` (at most 80 bytes; default: the input's).
+
+    Raises:
+        DataError: when the map's shape differs from the slices'.
+    """
     path = Path(path)
-    mask = np.asarray(mask_nhw)
-    if mask.shape != volume.slices.shape[:3]:
+    values = np.asarray(map_nhw)
+    if values.shape != volume.slices.shape[:3]:
         raise DataError(
-            f"{path}: mask shape {mask.shape} does not match the volume's slices "
+            f"{path}: map shape {values.shape} does not match the volume's slices "
             f"{volume.slices.shape[:3]}"
         )
     to_file = inverse_transform(volume.slice_transform())
-    data = np.ascontiguousarray(apply_orientation(mask != 0, to_file)).astype(np.uint8)
+    data = np.ascontiguousarray(apply_orientation(values, to_file))
     image_class = nib.Nifti2Image if isinstance(volume.header, nib.Nifti2Header) else nib.Nifti1Image
     header = volume.header.copy()
-    header.set_data_dtype(np.uint8)
+    header.set_data_dtype(data.dtype)
     image = image_class(data, volume.affine, header)
     image.header.set_slope_inter(1.0, 0.0)
     image.header["cal_min"], image.header["cal_max"] = 0, 1

@@ -27,16 +27,14 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import nibabel as nib
 import numpy as np
 from nibabel.orientations import apply_orientation
 from PIL import Image
 from PIL.PngImagePlugin import PngInfo
 
 from medseg import __version__
-from medseg.files import atomic_path
 from medseg.imaging.dicom import DicomSeries
-from medseg.imaging.nifti import Volume, inverse_transform, save_mask_volume
+from medseg.imaging.nifti import Volume, inverse_transform, save_mask_volume, save_slice_map
 from medseg.imaging.palette import PREDICTED, PREDICTION_OPACITY, blend
 from medseg.imaging.sequences import SequencePlan
 
@@ -110,23 +108,11 @@ def write_probability_nifti(probabilities_nhw: np.ndarray, volume: Volume, path:
     :func:`nifti_description`; atomically.
 
     Raises:
-        ValueError: when the map's shape differs from the volume's slices.
+        DataError: when the map's shape differs from the volume's slices.
         OSError: when the file cannot be written.
     """
-    probabilities = np.asarray(probabilities_nhw, dtype=np.float32)
-    if probabilities.shape != volume.slices.shape[:3]:
-        raise ValueError(f"probabilities of shape {probabilities.shape} for slices {volume.slices.shape[:3]}")
-    data = np.ascontiguousarray(apply_orientation(probabilities, inverse_transform(volume.slice_transform())))
-    image_class = nib.Nifti2Image if isinstance(volume.header, nib.Nifti2Header) else nib.Nifti1Image
-    header = volume.header.copy()
-    header.set_data_dtype(np.float32)
-    image = image_class(data, volume.affine, header)
-    image.header.set_slope_inter(1.0, 0.0)
-    image.header["cal_min"], image.header["cal_max"] = 0, 1
-    image.header["descrip"] = nifti_description(single_sequence).encode()[:80]
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with atomic_path(path) as tmp:
-        nib.save(image, tmp)
+    save_slice_map(np.asarray(probabilities_nhw, dtype=np.float32), volume, path,
+                   description=nifti_description(single_sequence))
 
 
 def mask_nifti_bytes(masks_nhw: np.ndarray, volume: Volume, single_sequence: bool = False) -> bytes:

@@ -138,7 +138,7 @@ def test_unreadable_and_mismatched(tmp_path):
         load_volume(tmp_path / "missing.nii")
     nib.save(nib.Nifti1Image(volume_with_marker(), RAS), tmp_path / "v.nii")
     volume = load_volume(tmp_path / "v.nii")
-    with pytest.raises(DataError, match=r"m\.nii: mask shape \(10, 20, 24\) does not match"):
+    with pytest.raises(DataError, match=r"m\.nii: map shape \(10, 20, 24\) does not match"):
         save_mask_volume(np.zeros((10, 20, 24)), volume, tmp_path / "m.nii")
 
 
