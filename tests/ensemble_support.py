@@ -15,9 +15,12 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
+import torch.nn.functional as F
 
-from medseg.engine.checkpoint import load_checkpoint, save_checkpoint
+from medseg.data.preprocess import preprocess_image
+from medseg.engine.checkpoint import LoadedModel, load_checkpoint, save_checkpoint
 from medseg.postprocessing import Postprocessing, save_postprocessing
 from medseg.runs import CvFolder, RunFolder
 
@@ -63,3 +66,18 @@ def _copy_split(source: Path, target: Path) -> None:
     split = RunFolder.of_checkpoint(source).split_file
     if split.is_file() and RunFolder.of_checkpoint(target).split_file != split:
         shutil.copyfile(split, RunFolder.of_checkpoint(target).split_file)
+
+
+def hand_probabilities(models: Sequence[LoadedModel], image: np.ndarray, *, flip: bool = False) -> np.ndarray:
+    """A slice's ensemble probabilities by hand: the mean over members (and over the input as
+    is and mirrored left-right, flipped back) of sigmoid probabilities at the training size,
+    resized bilinearly to the slice's size."""
+    x = preprocess_image(image, models[0].config.data.image_size)[None]
+    probs = []
+    with torch.no_grad():
+        for loaded in models:
+            probs.append(torch.sigmoid(loaded.model(x)))
+            if flip:
+                probs.append(torch.sigmoid(loaded.model(x.flip(-1))).flip(-1))
+    mean = sum(probs) / len(probs)
+    return F.interpolate(mean, size=image.shape[:2], mode="bilinear", align_corners=False)[0, 0].numpy()

@@ -20,7 +20,7 @@ from medseg.metrics import ClassificationMeter, SegmentationMeter, dice_from_cou
 from medseg.metrics.measures import patient_measures
 from medseg.postprocessing import Postprocessing
 from medseg.runs import CvFolder
-from tests.ensemble_support import shifted_checkpoint, write_cv_folder
+from tests.ensemble_support import hand_probabilities, shifted_checkpoint, write_cv_folder
 from tests.support import LGG_SLICES, PCAM_SIZES
 
 
@@ -212,23 +212,13 @@ def _hand_patient_dice(checkpoints, root, patients, *, flip=False, step=None):
     as is and mirrored left-right, flipped back) of sigmoid probabilities at the training
     size, resized to the slice, thresholded; the patient's stack through ``step``."""
     models = [load_model(checkpoint) for checkpoint in checkpoints]
-    size = models[0].config.data.image_size
     dice = {}
     for patient in patients:
         folder = find_lgg_root(root) / patient
         preds, truths = [], []
         for k in range(1, LGG_SLICES + 1):
             image = read_slice_image(folder / f"{patient}_{k}.tif")
-            x = preprocess_image(image, size)[None]
-            probs = []
-            with torch.no_grad():
-                for loaded in models:
-                    probs.append(torch.sigmoid(loaded.model(x)))
-                    if flip:
-                        probs.append(torch.sigmoid(loaded.model(x.flip(-1))).flip(-1))
-            prob = F.interpolate(sum(probs) / len(probs), size=image.shape[:2], mode="bilinear",
-                                 align_corners=False)
-            preds.append(prob[0, 0].numpy() >= 0.5)
+            preds.append(hand_probabilities(models, image, flip=flip) >= 0.5)
             truths.append(read_mask(folder / f"{patient}_{k}_mask.tif") > 0)
         pred = np.stack(preds) if step is None else step.apply(np.stack(preds)) > 0
         truth = np.stack(truths)

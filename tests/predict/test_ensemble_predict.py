@@ -10,19 +10,16 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 import pytest
-import torch
-import torch.nn.functional as F
 from nibabel.orientations import apply_orientation
 from PIL import Image
 
 from medseg.cli.main import main
-from medseg.data.preprocess import preprocess_image
 from medseg.engine import load_model
 from medseg.imaging.nifti import load_volume
 from medseg.postprocessing import Postprocessing
 from medseg.predict import is_prediction, predict_paths
 from medseg.runs import CvFolder
-from tests.ensemble_support import shifted_checkpoint, write_cv_folder
+from tests.ensemble_support import hand_probabilities, shifted_checkpoint, write_cv_folder
 
 #: the 16-bit PNG's scale: a probability p is stored as round(p x 65535)
 SCALE = 65535
@@ -36,18 +33,7 @@ def members(trained_lgg, tmp_path_factory) -> list[Path]:
 
 
 def _hand_probabilities(checkpoints, image: np.ndarray, *, flip: bool = False) -> np.ndarray:
-    """The mean over members (and over the input as is and mirrored left-right, flipped back)
-    of sigmoid probabilities at the training size, resized bilinearly to the slice's size."""
-    models = [load_model(checkpoint) for checkpoint in checkpoints]
-    x = preprocess_image(image, models[0].config.data.image_size)[None]
-    probs = []
-    with torch.no_grad():
-        for loaded in models:
-            probs.append(torch.sigmoid(loaded.model(x)))
-            if flip:
-                probs.append(torch.sigmoid(loaded.model(x.flip(-1))).flip(-1))
-    mean = sum(probs) / len(probs)
-    return F.interpolate(mean, size=image.shape[:2], mode="bilinear", align_corners=False)[0, 0].numpy()
+    return hand_probabilities([load_model(checkpoint) for checkpoint in checkpoints], image, flip=flip)
 
 
 def _slice(tmp_path: Path, seed: int = 1) -> tuple[Path, np.ndarray]:
