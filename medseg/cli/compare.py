@@ -186,7 +186,7 @@ def print_summary(task: str, rows: list[dict[str, Any]]) -> None:
     """One line per method: how many runs learned and the headline test metrics' mean ± std
     over those runs."""
     from medseg.compare import summarize
-    from medseg.compare.report import table_metrics
+    from medseg.compare.report import format_number, table_metrics
 
     metrics = table_metrics(task, rows)
     label = get_task(task).label
@@ -198,6 +198,6 @@ def print_summary(task: str, rows: list[dict[str, Any]]) -> None:
         for metric in metrics:
             summary = summarize([row.get(f"test_{metric}", float("nan")) for row in learned])
             spread = f" ± {summary.std:.4f}" if summary.n > 1 else ""
-            cells.append(f"{summary.mean:.4f}{spread}".rjust(20))
+            cells.append(f"{format_number(summary.mean, 4)}{spread}".rjust(20))
         count = f"{len(learned)}/{len(method_rows)}"
         print(f"{method:<14} {count:>7}  " + "  ".join(cells))

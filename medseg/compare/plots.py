@@ -44,8 +44,10 @@ def plot_curves(
     title: str,
     path: str | Path,
     log_y: bool = False,
+    left_out: Mapping[str, Sequence[tuple[str, Sequence[float]]]] | None = None,
 ) -> Path:
-    """Plot one line per method (mean over seeds) with a min-max band over seeds.
+    """Plot one line per method (mean over seeds) with a min-max band over seeds, and each
+    run left out of the statistics as its own dashed line, labelled.
 
     Args:
         curves: method -> one sequence of per-epoch values per seed (epoch 1 first; runs of
@@ -54,14 +56,20 @@ def plot_curves(
         title: the figure title.
         path: the PNG to write.
         log_y: use a logarithmic y axis (losses).
+        left_out: method -> (what the run is and why it was left out, e.g. "seed 1, not
+            learned"; its per-epoch values) per run that is in no mean: drawn thin and
+            dashed in its method's colour, one legend entry each.
 
     Returns:
         ``path`` as a Path.
     """
     path = Path(path)
+    left_out = left_out or {}
+    methods = list(dict.fromkeys([*curves, *left_out]))
+    colors = dict(zip(methods, _colors(len(methods)), strict=True))
     fig = Figure(figsize=FIGSIZE, layout="tight")
     ax = fig.subplots()
-    for color, (method, series) in zip(_colors(len(curves)), curves.items(), strict=True):
+    for method, series in curves.items():
         series = [s for s in series if len(s)]
         if not series:
             continue
@@ -70,18 +78,28 @@ def plot_curves(
         with np.errstate(all="ignore"):
             mean = np.nanmean(values, axis=0)
         label = f"{method} (n={len(series)})"
-        ax.plot(epochs, mean, color=color, marker="o", markersize=3, label=label)
+        ax.plot(epochs, mean, color=colors[method], marker="o", markersize=3, label=label)
         if len(series) > 1:
             low, high = np.nanmin(values, axis=0), np.nanmax(values, axis=0)
-            ax.fill_between(epochs, low, high, color=color, alpha=0.18, linewidth=0)
+            ax.fill_between(epochs, low, high, color=colors[method], alpha=0.18, linewidth=0)
+    for method, runs in left_out.items():
+        for why, curve in runs:
+            if len(curve):
+                ax.plot(np.arange(1, len(curve) + 1), np.asarray(curve, dtype=float),
+                        color=colors[method], linestyle="--", linewidth=1, marker="x",
+                        markersize=4, label=f"{method} {why} (left out)")
     ax.set_xlabel("epoch")
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_ylabel(ylabel)
-    ax.set_title(f"{title}\n(line: mean over seeds, band: min-max over seeds)", fontsize=10)
+    subtitle = "line: mean over seeds, band: min-max over seeds"
+    if any(len(curve) for runs in left_out.values() for _, curve in runs):
+        subtitle += "; dashed: a run left out"
+    ax.set_title(f"{title}\n({subtitle})", fontsize=10)
     if log_y:
         ax.set_yscale("log")
     ax.grid(True, alpha=0.3)
-    ax.legend(fontsize=8)
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(fontsize=8)
     _save(fig, path)
     return path
 

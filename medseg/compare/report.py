@@ -177,6 +177,19 @@ def _counted(row: dict[str, Any]) -> bool:
     return row.get("status", "ok") == "ok"
 
 
+def format_number(value: Any, digits: int) -> str:
+    """``value`` with ``digits`` decimals, or ``n/a`` when it is missing or not a finite
+    number: a report never prints "nan".
+
+    Example:
+        >>> format_number(0.81234, 2), format_number(float("nan"), 2), format_number(None, 2)
+        ('0.81', 'n/a', 'n/a')
+    """
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        return "n/a"
+    return f"{value:.{digits}f}"
+
+
 def format_summary(values: Sequence[float], digits: int) -> str:
     """``mean ± std [low, high]``, or just the mean for one value, or ``n/a`` for none."""
     summary = summarize(values)
@@ -324,14 +337,19 @@ def _excluded_section(rows: Sequence[dict[str, Any]]) -> list[str]:
 
 def _target_note(rows: Sequence[dict[str, Any]]) -> list[str]:
     names = sorted({str(row.get("val_metric")) for row in rows if row.get("val_metric")})
-    targets = sorted({float(row["target_metric"]) for row in rows if row.get("target_metric")})
-    if not names or not targets:
+    targets = sorted({float(row["target_metric"]) for row in rows
+                      if row.get("target_metric") not in (None, "")
+                      and math.isfinite(float(row["target_metric"]))})
+    if not names:
         return []
+    target = (f"'epochs to target' counts epochs until it first reached {targets[0]:.4f} (mean "
+              "over the runs that reached it)." if targets else
+              "'epochs to target' is empty: no run learned, so no best validation score fixed "
+              "a target (set train.target_metric to give one).")
     return [
         f"'best val' is the best validation `{', '.join(names)}` of each run; 'val curve "
         "area' the area under its validation curve divided by the epochs (its average "
-        f"height: higher means good sooner); 'epochs to target' counts epochs until it first "
-        f"reached {targets[0]:.4f} (mean over the runs that reached it)."
+        f"height: higher means good sooner); {target}"
     ]
 
 

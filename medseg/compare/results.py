@@ -20,6 +20,7 @@ from typing import Any
 from medseg.compare.grad_stats import read_grad_stats, read_overlap
 from medseg.compare.plots import plot_curves, plot_grad_flow, plot_overlap, plot_time_to_target
 from medseg.compare.report import (
+    format_number,
     measure_column,
     undefined_column,
     write_overlap_csv,
@@ -120,9 +121,9 @@ def run_row(spec: RunSpec) -> dict[str, Any]:
     if not task.learned(metrics):
         metric = task.selection_metric
         row["status"] = "not learned"
-        row["note"] = (f"test {task.label(metric)} {float(metrics.get(metric, math.nan)):.4f} "
-                       f"is not {LEARNED_MARGIN} above chance {task.chance_score(metrics):.4f} "
-                       f"({task.chance})")
+        row["note"] = (f"test {task.label(metric)} {format_number(metrics.get(metric), 4)} "
+                       f"is not {LEARNED_MARGIN} above chance "
+                       f"{format_number(task.chance_score(metrics), 4)} ({task.chance})")
     for key, value in metrics.items():
         is_count = key in NON_METRIC_KEYS or key.startswith("n_")
         if not is_count and isinstance(value, (int, float)) and not isinstance(value, bool):
@@ -221,13 +222,13 @@ def write_outputs(
     methods = list(dict.fromkeys(spec.method for spec in specs))
     written = [out_dir / "results.csv"]
     write_results_csv(rows, written[0], measures)
-    # runs that diverged or did not learn are listed in the report, never drawn or pooled
+    # runs that diverged or did not learn are listed in the report and drawn apart, never pooled
     learned = [spec for spec, row in zip(specs, rows, strict=True) if row["status"] == "ok"]
     overlap = collect_overlap(learned)
     if overlap:
         written.append(out_dir / OVERLAP_CSV)
         write_overlap_csv(overlap, written[-1])
-    images = write_plots(learned, cfg, out_dir, overlap) if learned else []
+    images = write_plots(specs, rows, cfg, out_dir, overlap)
     timed = [row for row in rows if row["status"] == "ok"]
     if timed and math.isfinite(timed[0]["target_metric"]):
         images.append(_time_to_target_plot(timed, methods, cfg, out_dir / "time_to_target.png"))
@@ -271,28 +272,45 @@ def collect_overlap(specs: Sequence[RunSpec]) -> list[dict[str, Any]]:
 
 
 def write_plots(
-    specs: Sequence[RunSpec], cfg: Config, out_dir: Path,
+    specs: Sequence[RunSpec], rows: Sequence[dict[str, Any]], cfg: Config, out_dir: Path,
     overlap: Sequence[dict[str, Any]] = (),
 ) -> list[Path]:
-    """Validation and training-loss curves; the gradient flow view when stats were recorded;
-    the gradient overlap per block and method when ``overlap`` (:func:`collect_overlap`) has
-    rows."""
+    """Validation and training-loss curves of every run with a history: the runs that
+    learned pooled per method, each other run drawn apart and labelled with its status
+    (``rows``, one per spec); the gradient flow view of the runs that learned when stats were
+    recorded; the gradient overlap per block and method when ``overlap``
+    (:func:`collect_overlap`) has rows. No curve plot when no run has a history (every run
+    diverged in its first epoch)."""
     task = get_task(cfg.task)
     val_key = f"val_{task.selection_metric}"
     val_curves: dict[str, list[list[float]]] = {}
     loss_curves: dict[str, list[list[float]]] = {}
-    for spec in specs:
+    val_left_out: dict[str, list[tuple[str, list[float]]]] = {}
+    loss_left_out: dict[str, list[tuple[str, list[float]]]] = {}
+    for spec, row in zip(specs, rows, strict=True):
+        if not spec.folder.history_file.exists():  # diverged before its first epoch ended
+            continue
         history = spec.folder.read_history()
-        val_curves.setdefault(spec.method, []).append([r.get(val_key, math.nan) for r in history])
-        loss_curves.setdefault(spec.method, []).append(
-            [r.get("train_loss", math.nan) for r in history])
-    images = [
-        plot_curves(val_curves, ylabel=f"validation {task.label(task.selection_metric)}",
-                    title="Validation per epoch", path=out_dir / "val_metric.png"),
-        plot_curves(loss_curves, ylabel="training loss (epoch mean)", title="Training loss",
-                    path=out_dir / "train_loss.png", log_y=True),
-    ]
-    grad_flow = _grad_flow(specs, out_dir / "grad_flow.png")
+        val = [r.get(val_key, math.nan) for r in history]
+        loss = [r.get("train_loss", math.nan) for r in history]
+        if row["status"] == "ok":
+            val_curves.setdefault(spec.method, []).append(val)
+            loss_curves.setdefault(spec.method, []).append(loss)
+        else:
+            why = f"seed {spec.seed}, {row['status']}"
+            val_left_out.setdefault(spec.method, []).append((why, val))
+            loss_left_out.setdefault(spec.method, []).append((why, loss))
+    images = []
+    if val_curves or val_left_out:
+        images += [
+            plot_curves(val_curves, ylabel=f"validation {task.label(task.selection_metric)}",
+                        title="Validation per epoch", path=out_dir / "val_metric.png",
+                        left_out=val_left_out),
+            plot_curves(loss_curves, ylabel="training loss (epoch mean)", title="Training loss",
+                        path=out_dir / "train_loss.png", log_y=True, left_out=loss_left_out),
+        ]
+    learned = [spec for spec, row in zip(specs, rows, strict=True) if row["status"] == "ok"]
+    grad_flow = _grad_flow(learned, out_dir / "grad_flow.png") if learned else None
     if grad_flow:
         images.append(grad_flow)
     if overlap:
