@@ -62,7 +62,13 @@ def configure(parser: argparse.ArgumentParser) -> None:
                         "tuning seeds, then compare each one's best settings over the seeds: "
                         "the config's tune: section (default: 8 trials of optim.lr log-uniform "
                         "in [1e-5, 1e-1] on seed 1000; --set tune.trials=4 changes it; "
-                        "docs/compare.md). Runs in this process, not with --plan/--collect")
+                        "docs/compare.md). With --plan: the trial runs' commands first, then, "
+                        "once they finished, the evaluation runs' (the same --plan again); "
+                        "then --collect")
+    parser.add_argument("--storage", metavar="URL",
+                        help="with --tune: keep the tuning studies in this database (an Optuna "
+                        "storage URL, e.g. postgresql://user@host/medseg or sqlite:///tuning.db) "
+                        "instead of DIR/tuning/study.journal")
     parser.add_argument("--gpus", default="auto", metavar="auto|none|I,J",
                         help="CUDA devices to spread runs over, one run per device at a time "
                         "(default auto: all visible when more than one; none: one after "
@@ -134,6 +140,8 @@ def run(args: argparse.Namespace) -> int:
     tune_overrides = [item for item in args.overrides if item.startswith("tune.")]
     if tune_overrides and not args.tune:
         raise ConfigError(f"--set {tune_overrides[0]}: tune.* settings apply only with --tune")
+    if args.storage and not args.tune:
+        raise ConfigError("--storage: the tuning studies' database applies only with --tune")
     cfg = load_config(args.config, [item for item in args.overrides if item not in tune_overrides])
     out_dir = Path(args.out) if args.out else Path("runs") / f"compare_{Path(args.config).stem}"
     methods, seeds = args.methods.split(","), parse_seeds(args)
@@ -164,18 +172,40 @@ def run(args: argparse.Namespace) -> int:
 def _run_tuned(args: argparse.Namespace, cfg: Any, out_dir: Path, tune_overrides: list[str],
                methods: list[str], seeds: Sequence[int], overrides: dict[str, list[str]],
                measures: list[str]) -> int:
-    """``--tune``: the config's ``tune:`` section with the ``--set tune.*`` overrides."""
+    """``--tune``: the config's ``tune:`` section with the ``--set tune.*`` overrides; in this
+    process, or with ``--plan``/``--collect`` for a job scheduler."""
     from medseg.compare.tuning import TUNE_SECTION, tune_settings
-    from medseg.compare.tuning_run import run_tuned_comparison
+    from medseg.compare.tuning_run import (
+        TRIALS,
+        collect_tuned_comparison,
+        plan_tuned_comparison,
+        run_tuned_comparison,
+    )
 
-    if args.plan or args.collect:
-        raise ConfigError("--tune runs the trials and the evaluation in this process; "
-                          "--plan/--collect do not apply to it yet")
     raw = command_section(args.config, TUNE_SECTION)
     raw = apply_overrides({TUNE_SECTION: raw if raw is not None else {}}, tune_overrides)
     settings = tune_settings(raw[TUNE_SECTION], f"{args.config}: {TUNE_SECTION}")
-    rows = run_tuned_comparison(cfg, methods, seeds, out_dir, settings, method_overrides=overrides,
-                                progress=_progress, measures=measures)
+    common: dict[str, Any] = {"method_overrides": overrides, "storage_url": args.storage}
+    if args.plan:
+        phase, planned = plan_tuned_comparison(cfg, methods, seeds, out_dir, settings, **common)
+        pending = [spec for spec, state in planned if state != "done"]
+        for spec in pending:
+            print(f"medseg compare-run {shlex.quote(str(spec.run_dir))}")
+        if phase == TRIALS:
+            _progress(f"tuning in {out_dir}: {len(pending)} trial runs to do (one command each "
+                      "above); when they finished, run this --plan again: it records the "
+                      "trials, chooses each method's settings and prints the evaluation runs")
+        else:
+            _progress(f"every trial recorded; {len(planned)} evaluation runs in {out_dir}: "
+                      f"{len(planned) - len(pending)} finished, {len(pending)} to run (one "
+                      "command each above); then collect with the same arguments and --collect")
+        return 0
+    if args.collect:
+        rows = collect_tuned_comparison(cfg, methods, seeds, out_dir, settings, measures=measures,
+                                        **common)
+    else:
+        rows = run_tuned_comparison(cfg, methods, seeds, out_dir, settings, progress=_progress,
+                                    measures=measures, **common)
     print_summary(cfg.task, rows)
     print(f"wrote {out_dir / 'results.csv'}, {out_dir / 'results.md'}, {out_dir / 'tuning.csv'} "
           f"and plots in {out_dir}")
