@@ -192,6 +192,20 @@ def mean_dice_curve(records: Mapping[str, PatientRecord], names: Iterable[str]) 
     return [float(value) for value in np.mean(np.asarray(rows, dtype=float), axis=0)]
 
 
+def best_threshold(curve: Sequence[float]) -> float | None:
+    """The slider's threshold where ``curve`` (a :func:`mean_dice_curve`) is highest, the
+    lowest of ties; None when the curve has no value.
+
+    Example:
+        >>> best_threshold([0.5, 0.7, 0.7] + [0.1] * 16)
+        0.1
+    """
+    values = np.asarray(curve, dtype=float)
+    if not np.isfinite(values).any():
+        return None
+    return THRESHOLDS[int(np.nanargmax(values))]
+
+
 def cohort_frame(records: Mapping[str, PatientRecord], split: Mapping[str, str], threshold: float,
                  names: Iterable[str] | None = None) -> pd.DataFrame:
     """The cohort table at ``threshold``: one row per patient (``names``, default all

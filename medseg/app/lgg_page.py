@@ -26,6 +26,7 @@ from medseg.app.cohort import (
     CohortCache,
     PatientRecord,
     apply_step,
+    best_threshold,
     cohort_frame,
     fingerprint,
     lowest_dice,
@@ -35,6 +36,7 @@ from medseg.app.cohort import (
     score_patient,
     stale,
 )
+from medseg.app.links import missing_runs
 from medseg.app.run_cards import RunCard
 from medseg.app.scoring import score_volume
 from medseg.app.slice_view import EMPTY_SLICE_NOTE, Display, slice_metrics, slice_view
@@ -67,6 +69,8 @@ SPLIT_CHOICES = ("test", "val", "train")
 ALL_PATIENTS = "all"
 #: patient predictions scored for a cohort without asking (more wait for a button)
 AUTO_SCORED = 16
+#: the main area's line over demo data (the sidebar's note says more)
+DEMO_DATA_LINE = "Demo data: the tumours are SYNTHETIC (see the sidebar's note)."
 #: the LGG views, in tab order (the tab bar's key is "view")
 VIEWS = ("Case", "Cohort", "Runs side by side", "Upload a scan", "Training curves")
 
@@ -91,10 +95,12 @@ def _fingerprints(folder: str) -> dict[str, str]:
 
 def open_cases() -> Cases | None:
     """The case folder field and the demo-data note; None (with the error) when unreadable."""
-    folder = folder_field(
-        "Case folder (LGG kaggle_3m layout)", settings.lgg_dir(), "lgg_dir",
-        help="A kaggle_3m folder, or the lgg-mri-segmentation folder that holds it.",
-    )
+    with st.sidebar:  # the image comes first in the main area
+        st.header("Cases")
+        folder = folder_field(
+            "Case folder (LGG kaggle_3m layout)", settings.lgg_dir(), "lgg_dir",
+            help="A kaggle_3m folder, or the lgg-mri-segmentation folder that holds it.",
+        )
     try:
         patients = {patient.name: patient for patient in list_cases(folder)}
         _fingerprints(folder)
@@ -102,8 +108,11 @@ def open_cases() -> Cases | None:
         show_error(str(err))
         st.info("Write the demo cases with `medseg demo-data lgg demo_data/lgg`.")
         return None
-    reference = SYNTHETIC_REFERENCE if synthetic_note(folder) else EXPERT
-    return Cases(folder, patients, reference)
+    with st.sidebar:
+        synthetic = synthetic_note(folder)
+    if synthetic:
+        st.caption(f"**{DEMO_DATA_LINE}**")
+    return Cases(folder, patients, SYNTHETIC_REFERENCE if synthetic else EXPERT)
 
 
 # ---------------------------------------------------------------- cohorts
@@ -198,36 +207,47 @@ def subset_names(cases: Cases, split: Mapping[str, str], subset: str) -> list[st
     return [name for name in cases.patients if subset == ALL_PATIENTS or split.get(name) == subset]
 
 
+def patients_phrase(subset: str) -> str:
+    """A subset's patients in a sentence: "the test patients", "all patients"."""
+    return "all patients" if subset == ALL_PATIENTS else f"the {subset} patients"
+
+
 def choose_patient(cases: Cases, split: dict[str, str], scorer: Scorer, threshold: float) -> str:
     """The subset filter (test first) and the patient picker, each patient labelled with its
     subset (the cohort view lists their Dice). The first visit opens the test patient with the lowest
     Dice (scoring the test patients once, cached); a deep link (``?patient=``) opens its own."""
     split = {name: subset for name, subset in split.items() if name in cases.patients}
     linked = st.query_params.get("patient")
+    subsets = [s for s in SPLIT_CHOICES if s in split.values()]
     if "patient" not in st.session_state:
+        linked_subset = st.query_params.get("subset")
+        if linked_subset in [*subsets, ALL_PATIENTS]:
+            st.session_state["patient_subset"] = linked_subset
         if linked in cases.patients:
             st.session_state["patient"] = linked
-            st.session_state["patient_subset"] = split.get(linked, ALL_PATIENTS)
+            if st.session_state.get("patient_subset") not in (split.get(linked), ALL_PATIENTS):
+                st.session_state["patient_subset"] = split.get(linked, ALL_PATIENTS)
         elif "test" in split.values():
             tests = subset_names(cases, split, "test")
             scorer.score(tests)
             st.session_state["patient"] = lowest_dice(scorer.records, tests, threshold) or tests[0]
-    subsets = [s for s in SPLIT_CHOICES if s in split.values()]
-    left, right = st.columns(2)
+    sidebar = st.sidebar  # the pickers beside the image, not above it
+    sidebar.header("Patient")
     shown = list(cases.patients)
     if subsets:
-        chosen = left.radio(
+        chosen = sidebar.radio(
             "Patients of the run's split", [*subsets, ALL_PATIENTS], horizontal=True,
             key="patient_subset", help="From the run's split.json: the patients it trained on, "
             "chose its checkpoint on (val) and was scored on (test).",
         )
+        st.query_params["subset"] = cast(str, chosen)
         shown = subset_names(cases, split, cast(str, chosen))
     else:
-        left.caption("None of these patients is in the run's split.json (or the run has "
+        sidebar.caption("None of these patients is in the run's split.json (or the run has "
                      "none): which of them it trained on is unknown.")
     if st.session_state.get("patient") not in shown:
         st.session_state["patient"] = shown[0]
-    return cast(str, right.selectbox(
+    return cast(str, sidebar.selectbox(
         "Patient", shown, key="patient",
         format_func=lambda name: f"{name} ({split[name]})" if name in split else name,
     ))
@@ -304,6 +324,7 @@ def case_view(cases: Cases, run: RunCard, scorer: Scorer, threshold: float, disp
     except MedsegError as err:
         show_error(str(err))
         return
+    raw = probs  # the probability map shows the model's own probabilities
     probs = apply_step(probs, threshold, scorer.step)  # the postprocessed mask, when asked
     volume = score_volume(probs, case.masks, name, case.numbers, threshold)
     slider_key = f"slice:{cases.folder}:{name}"
@@ -317,16 +338,10 @@ def case_view(cases: Cases, run: RunCard, scorer: Scorer, threshold: float, disp
     row = next(r for r in volume["per_slice"] if r["slice"] == number)
     slice_metrics(row, volume, None, "Patient", cases.reference)
     slice_view(case.images[position], case.masks[position], probs[position], threshold, display,
-               cases.reference)
+               cases.reference, probability=raw[position])
     st.caption(f"Pixel spacing unknown (kaggle .tif slices carry none): areas in pixels. "
                f"{EMPTY_SLICE_NOTE}")
-    curves = {f"patient {name}": list(scorer.records[name].dice)}
-    subset = run.split.get(name)
-    if subset is not None:
-        names = subset_names(cases, run.split, subset)
-        if not scorer.missing(names):
-            curves[f"mean of the {subset} patients"] = mean_dice_curve(scorer.records, names)
-    threshold_chart(curves, threshold, "Dice (3-D) against the threshold")
+    threshold_curves(cases, run, scorer, name, threshold)
     st.subheader("Slices of this patient, worst Dice first")
     st.caption(
         f"{volume['n_slices']} slices; mean slice Dice {score_text(volume['dice'])}; "
@@ -341,6 +356,43 @@ def case_view(cases: Cases, run: RunCard, scorer: Scorer, threshold: float, disp
         measure_table(measures)
     lesion_table(match_lesions(binarize(probs, threshold), case.masks), case.numbers,
                  f"lesions:{cases.folder}:{name}:{threshold}:{number}", slider_key, cases.reference)
+
+
+#: the curves of the Case view's threshold chart beside the patient's own
+VALIDATION_CURVE = "mean of the validation patients"
+TEST_CURVE = "mean of the test patients (test: for reporting, not for choosing)"
+
+
+def threshold_curves(cases: Cases, run: RunCard, scorer: Scorer, name: str, threshold: float) -> None:
+    """The patient's Dice against the threshold beside the mean over the run's validation
+    patients (where a threshold is chosen) and, labelled as such, its test patients; a button
+    scores the validation patients (model passes) when they are not yet, another sets the
+    validation-best threshold."""
+    curves = {f"patient {name}": list(scorer.records[name].dice)}
+    validation = subset_names(cases, run.split, "val")
+    tests = subset_names(cases, run.split, "test")
+    best = None
+    if validation and not scorer.missing(validation):
+        curves[VALIDATION_CURVE] = mean_dice_curve(scorer.records, validation)
+        best = best_threshold(curves[VALIDATION_CURVE])
+    if tests and not scorer.missing(tests):
+        curves[TEST_CURVE] = mean_dice_curve(scorer.records, tests)
+    threshold_chart(curves, threshold, "Dice (3-D) against the threshold")
+    if not validation:
+        st.caption("No validation patient of the run's split.json is in the case folder: "
+                   "no curve to choose the threshold on.")
+    elif best is None:
+        missing = scorer.missing(validation)
+        if st.button(f"Score the {len(missing)} unscored validation patients for the curve "
+                     f"({len(missing)} patient predictions)", key="score_validation"):
+            scorer.score(validation)
+            st.rerun()
+    else:
+        st.button(f"Use the validation-best threshold ({best:.2f})", key="validation_best",
+                  disabled=abs(best - threshold) < 1e-9, on_click=st.session_state.update,
+                  kwargs={"threshold": best},
+                  help="The threshold where the validation patients' mean Dice (3-D) is highest "
+                       "(the lowest of ties); the test patients are not used.")
 
 
 #: what the Case view says of its measures' units (kaggle slices carry no spacing)
@@ -445,7 +497,7 @@ def cohort_view(cases: Cases, run: RunCard, scorer: Scorer, threshold: float) ->
         "(docs/metrics.md). Click a row to open the patient."
     )
     if scored:
-        threshold_chart({f"mean of the {subset} patients": mean_dice_curve(scorer.records, names)},
+        threshold_chart({f"mean of {patients_phrase(subset)}": mean_dice_curve(scorer.records, names)},
                         threshold, "Mean Dice (3-D) against the threshold")
 
 
@@ -466,9 +518,14 @@ def runs_view(cases: Cases, current: RunCard, scorer: Scorer, runs: list[RunCard
     patient Dice of each run with its difference from the first. Other models than the
     current one are read without TTA or postprocessing (``key_of``)."""
     usable = {run.name: run for run in runs if run.task == current.task and checkpoint_of(run)}
-    linked = [name for name in st.query_params.get_all("runs") if name in usable]
+    named = st.query_params.get_all("runs")
     if "compare_runs" not in st.session_state:  # a deep link (?runs=a&runs=b) names the runs
-        st.session_state["compare_runs"] = linked or [current.name]
+        problem = missing_runs(named, usable)
+        if problem is not None:
+            st.session_state["missing_runs"] = problem
+        st.session_state["compare_runs"] = [name for name in named if name in usable] or [current.name]
+    if "missing_runs" in st.session_state:
+        st.warning(escape_markdown(st.session_state["missing_runs"]))
     chosen = st.multiselect("Runs", list(usable), key="compare_runs",
                             format_func=lambda name: run_label(usable[name]),
                             help="Each run's chosen checkpoint (best.pt unless the sidebar says "

@@ -28,6 +28,14 @@ from medseg.app import settings
 from medseg.app.cohort import THRESHOLD_STEP, THRESHOLDS
 from medseg.app.curves import curve_label, history_frames
 from medseg.app.lgg_page import VIEWS, Scorer, case_view, cohort_view, open_cases, runs_view
+from medseg.app.links import (
+    SETTING_BY_KEY,
+    default,
+    link_text,
+    linked_run,
+    linked_settings,
+    settings_params,
+)
 from medseg.app.pcam_page import pcam_view
 from medseg.app.review_models import ReviewModel
 from medseg.app.run_cards import RunCard, find_runs
@@ -43,7 +51,6 @@ from medseg.app.widgets import (
 )
 from medseg.engine.probability import TTA_MODES
 from medseg.errors import MedsegError
-from medseg.metrics import DEFAULT_THRESHOLD
 from medseg.postprocessing import Postprocessing
 from medseg.runs import CvFolder
 from medseg.tasks import SEGMENTATION, get_task
@@ -57,7 +64,8 @@ NOTICE = (
 PAGE_STYLE = (
     "<style>"
     '[data-testid="stImage"] img {border: 1px solid rgba(128, 128, 128, 0.5); border-radius: 2px;'
-    " image-rendering: pixelated}"
+    " image-rendering: pixelated;"
+    " max-width: 100%; height: auto}"  # never wider than its column, whatever the zoom
     '[data-testid="stMainBlockContainer"] {padding-top: 2.5rem}'
     "</style>"
 )
@@ -70,6 +78,51 @@ FLIP_NAMES = {(): "as is", (-1,): "left-right", (-2,): "up-down", (-2, -1): "bot
 #: what the page says of the weights of an export or CV folder trained on medseg's demo data
 SYNTHETIC_WEIGHTS = ("**Trained on medseg's demo data, whose tumours are SYNTHETIC**: this "
                      "model's masks say nothing about real tumours.")
+
+
+def query() -> dict[str, list[str]]:
+    """The page's URL query parameters, each with all its values."""
+    return {name: st.query_params.get_all(name) for name in st.query_params}
+
+
+def apply_link() -> None:
+    """A session's first run: the settings its link names become the widgets' states."""
+    if "_link_read" in st.session_state:
+        return
+    st.session_state["_link_read"] = True
+    for key, value in linked_settings(query()).items():
+        st.session_state[key] = value
+
+
+#: the settings a link writes for each kind of page (the others are not shown there)
+MODEL_SETTINGS = ("threshold",)
+CV_SETTINGS = ("tta", "postprocess")
+DISPLAY_SETTINGS = ("large_view", "sequence", "overlay_style", "overlay_opacity", "overlay_labels", "zoom", "window")
+
+
+def write_link(run: RunCard, checkpoint: Path, segmentation: bool) -> None:
+    """Put the model shown and the settings in the URL (the views add their patient, slice,
+    subset and runs), dropping what this page does not show."""
+    keys = [*MODEL_SETTINGS, *(CV_SETTINGS if run.kind == "cv" else ()),
+            *(DISPLAY_SETTINGS if segmentation else ())]
+    params = {"run": [run.name], "kind": [run.kind],
+              **({"checkpoint": [checkpoint.name]} if run.kind == "run" else {}),
+              **settings_params({key: st.session_state[key] for key in keys if key in st.session_state})}
+    written = ("run", "kind", "checkpoint", *(SETTING_BY_KEY[key].param for key in SETTING_BY_KEY))
+    for name in written:
+        if name in params:
+            st.query_params[name] = params[name]
+        elif name in st.query_params:
+            del st.query_params[name]
+
+
+def link_control() -> None:
+    """Sidebar: the link to what the page shows, to copy."""
+    with st.sidebar.expander("Link to this view"):
+        st.code(link_text(query()), language=None, wrap_lines=True)
+        st.caption("Add this to the page's address (after the host and port your browser shows; "
+                   "the server cannot know the address your browser uses). The link opens this "
+                   "run, checkpoint, threshold, patient, slice, view and display.")
 
 
 def keep_widget_states() -> None:
@@ -86,17 +139,30 @@ def checkpoint_choice(run: RunCard) -> Path | None:
     return run.path / chosen if chosen in names else run.checkpoint
 
 
-def pick_run() -> tuple[RunCard, float, list[RunCard]] | None:
-    """Sidebar: the runs folder, the run, its checkpoint and the threshold (and every run
-    found, for the comparisons)."""
+def pick_run() -> tuple[RunCard | None, float, list[RunCard]]:
+    """Sidebar: the runs folder, the run (a link's, on a session's first run), its checkpoint
+    and the threshold, and every run found (for the comparisons). No run: the folder holds
+    none, or a link names one it does not hold (said in one line)."""
     with st.sidebar:
         st.header("Model")
         folder = folder_field("Runs folder", settings.models_dir(), "models_dir")
         runs = find_runs(folder)
         if not runs:
             st.info(f"No runs in {code_span(folder)}.")
-            return None
+            return None, default("threshold"), runs
         by_name = {run.name: run for run in runs}
+        if "run" not in st.session_state:
+            linked, problem = linked_run(runs, query())
+            if problem is not None:
+                show_error(f"{problem} (runs folder: {folder})")
+                st.button("Open the newest run instead", on_click=st.session_state.update,
+                          kwargs={"run": runs[0].name})
+                return None, default("threshold"), runs
+            if linked is not None:
+                st.session_state["run"] = linked.name
+                checkpoint = (query().get("checkpoint") or [""])[0]
+                if linked.kind == "run" and checkpoint in [path.name for path in linked.checkpoints]:
+                    st.session_state[f"checkpoint:{linked.name}"] = checkpoint
         run = by_name[cast(str, st.selectbox("Run", list(by_name), key="run"))]
         names = [path.name for path in run.checkpoints]
         if names and run.kind == "run":
@@ -105,8 +171,9 @@ def pick_run() -> tuple[RunCard, float, list[RunCard]] | None:
             st.radio("Test-time augmentation", TTA_MODES, horizontal=True, key="tta",
                      help="flip: the mean of the ensemble's probabilities over the task's "
                           "mirrorings, each mirrored back (as medseg predict --tta flip).")
+        st.session_state.setdefault("threshold", default("threshold"))
         threshold = st.slider(
-            "Probability threshold", THRESHOLDS[0], THRESHOLDS[-1], DEFAULT_THRESHOLD, THRESHOLD_STEP,
+            "Probability threshold", THRESHOLDS[0], THRESHOLDS[-1], step=THRESHOLD_STEP,
             key="threshold",
             help="A pixel (or patch) is tumour when its probability is at least this. "
                  "Moving it re-scores at once; the model is not run again.",
@@ -145,8 +212,9 @@ def postprocessing_choice(model: ReviewModel) -> Postprocessing | None:
     step = model.postprocessing
     if step is None or step.is_identity:
         return None
+    st.session_state.setdefault("postprocess", default("postprocess"))
     with st.sidebar:
-        on = st.toggle("Postprocessed mask", value=True, key="postprocess",
+        on = st.toggle("Postprocessed mask", key="postprocess",
                        help=f"The step the cross-validation chose: {step.describe()}. Off: the raw mask.")
     return step if on else None
 
@@ -228,11 +296,12 @@ def classification_page(model: ReviewModel, key: ModelKey, threshold: float, run
 def main() -> None:
     st.set_page_config(page_title="medseg viewer", page_icon="🧠", layout="wide")
     keep_widget_states()
+    apply_link()
     st.html(PAGE_STYLE)
+    st.sidebar.title("medseg viewer")  # the main area starts with the notice, then the image
     st.warning(NOTICE, icon="⚠️")
-    st.title("medseg viewer")
-    choice = pick_run()
-    if choice is None:
+    run, threshold, runs = pick_run()
+    if not runs:
         where = "`MEDSEG_MODELS_DIR`"
         if settings.folder_picker():
             where += " (or the sidebar's runs folder)"
@@ -241,7 +310,8 @@ def main() -> None:
             f"`medseg train configs/demo_lgg.yaml`, or point {where} at a folder of runs."
         )
         return
-    run, threshold, runs = choice
+    if run is None:  # a link named a run the folder does not hold (said)
+        return
     checkpoint = checkpoint_choice(run)
     if checkpoint is None:
         run_card(run, None)
@@ -258,8 +328,11 @@ def main() -> None:
     run_card(run, model)
     step = postprocessing_choice(model)
     st.caption(model_caption(run, model, tta, step))
-    page = segmentation_page if model.task == SEGMENTATION.name else classification_page
+    segmentation = model.task == SEGMENTATION.name
+    write_link(run, checkpoint, segmentation)
+    page = segmentation_page if segmentation else classification_page
     page(model, key, threshold, run, runs, step)
+    link_control()
 
 
 if __name__ == "__main__":

@@ -26,6 +26,7 @@ from collections.abc import Iterable, Mapping
 from typing import Literal
 
 import numpy as np
+from matplotlib import colormaps
 from PIL import Image
 from skimage.segmentation import find_boundaries
 
@@ -178,6 +179,48 @@ def error_layers(
 def prediction_layers(pred: np.ndarray) -> list[Layer]:
     """The predicted mask as one layer in the overlay's "predicted" colour (no reference)."""
     return [(np.asarray(pred) > 0, PREDICTED.rgb)]
+
+
+#: the probability map's colour map (perceptually uniform, readable with colour-vision deficiencies)
+PROBABILITY_COLOURS = "viridis"
+#: the threshold's contour on the map, and its mark on the colour bar
+THRESHOLD_RGB = (255, 255, 255)
+THRESHOLD_MARK_RGB = (0, 0, 0)
+
+
+def probability_lut() -> np.ndarray:
+    """The map's 256 colours, (256, 3) uint8: colour k for probabilities rounding to k / 255."""
+    return np.round(colormaps[PROBABILITY_COLOURS](np.linspace(0.0, 1.0, 256))[:, :3] * 255).astype(np.uint8)
+
+
+def probability_overlay(background_rgb: np.ndarray, prob: np.ndarray, threshold: float,
+                        factor: int = 1) -> np.ndarray:
+    """The model's probabilities over the MRI, upscaled ``factor`` times: each pixel blended
+    with its colour at an opacity equal to its probability (p = 0 leaves the MRI as it is, p = 1
+    shows the colour alone), the 1-px inner contour of p >= ``threshold`` in white.
+
+    Example:
+        >>> lut = probability_lut()
+        >>> out = probability_overlay(np.zeros((1, 2, 3), np.uint8), np.array([[0.0, 1.0]]), 0.9)
+        >>> out[0, 0].tolist(), out[0, 1].tolist() == list(THRESHOLD_RGB)
+        ([0, 0, 0], True)
+    """
+    prob = upscale(np.clip(np.asarray(prob, dtype=np.float32), 0.0, 1.0), factor)
+    colours = probability_lut()[np.round(prob * 255).astype(np.intp)].astype(np.float32)
+    alpha = prob[..., None]
+    out = np.round((1 - alpha) * upscale(background_rgb, factor) + alpha * colours).astype(np.uint8)
+    out[_inner_outline(prob >= threshold)] = THRESHOLD_RGB
+    return out
+
+
+def colour_bar(threshold: float, width: int = 256, height: int = 12) -> np.ndarray:
+    """The map's colours from p = 0 (left) to 1 (right), (height, width, 3) uint8, the
+    threshold's column (and its right neighbour) marked in black."""
+    lut = probability_lut()
+    bar = np.repeat(lut[np.round(np.linspace(0, 255, width)).astype(np.intp)][None], height, axis=0)
+    column = round(threshold * (width - 1))
+    bar[:, column : column + 2] = THRESHOLD_MARK_RGB
+    return bar
 
 
 def png_bytes(picture: np.ndarray) -> bytes:

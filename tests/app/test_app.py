@@ -210,7 +210,7 @@ def test_demo_data_is_flagged_and_its_masks_called_synthetic(monkeypatch, segmen
     assert not at.error, [e.value for e in at.error]
     assert any("the tumours are SYNTHETIC" in info.value for info in at.info)
     shown = shown_metrics(at)
-    assert "Reference (synthetic) area (px)" in shown and "Expert area (px)" not in shown
+    assert "Synthetic ref. area (px)" in shown and "Expert area (px)" not in shown
 
 
 def test_case_browser_scores_match_the_library(monkeypatch, segmentation_run, tiny_lgg):
