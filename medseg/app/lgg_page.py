@@ -69,6 +69,7 @@ SPLIT_CHOICES = ("test", "val", "train")
 ALL_PATIENTS = "all"
 #: patient predictions scored for a cohort without asking (more wait for a button)
 AUTO_SCORED = 16
+CASE_FOLDER = "Case folder (LGG kaggle_3m layout)"
 #: the main area's line over demo data (the sidebar's note says more)
 DEMO_DATA_LINE = "Demo data: the tumours are SYNTHETIC (see the sidebar's note)."
 #: the LGG views, in tab order (the tab bar's key is "view")
@@ -93,14 +94,22 @@ def _fingerprints(folder: str) -> dict[str, str]:
     return {patient.name: fingerprint(patient) for patient in list_cases(folder)}
 
 
-def open_cases() -> Cases | None:
-    """The case folder field and the demo-data note; None (with the error) when unreadable."""
+def open_cases(run: RunCard) -> Cases | None:
+    """The case folder field (by default the run's own data folder) and the demo-data note;
+    None (with the error) when unreadable."""
+    configured = settings.case_folder(run.config.data.root if run.config else None)
     with st.sidebar:  # the image comes first in the main area
         st.header("Cases")
         folder = folder_field(
-            "Case folder (LGG kaggle_3m layout)", settings.lgg_dir(), "lgg_dir",
-            help="A kaggle_3m folder, or the lgg-mri-segmentation folder that holds it.",
+            CASE_FOLDER, configured.path, "lgg_dir",
+            help=f"A kaggle_3m folder, or the lgg-mri-segmentation folder that holds it. "
+                 f"Configured: {configured.source}.",
         )
+    problem = configured.problem(CASE_FOLDER) if folder == str(configured.path) else None
+    if problem is not None:
+        show_error(problem)
+        st.info("Write the demo cases with `medseg demo-data lgg demo_data/lgg`.")
+        return None
     try:
         patients = {patient.name: patient for patient in list_cases(folder)}
         _fingerprints(folder)

@@ -13,6 +13,7 @@ import streamlit as st
 from medseg.app import settings
 from medseg.app.patches import SPLIT_LABELS, outline_centre, read_patches, score_patches
 from medseg.app.review_models import ReviewModel
+from medseg.app.run_cards import RunCard
 from medseg.app.widgets import (
     ModelKey,
     folder_field,
@@ -76,10 +77,23 @@ def confusion_table(probs: np.ndarray, labels: np.ndarray, threshold: float) -> 
     ))
 
 
-def pcam_view(model: ReviewModel, checkpoint: ModelKey, threshold: float) -> None:
+#: the PCam folder's label
+PCAM_FOLDER = "PCam folder (HDF5 files)"
+
+
+def pcam_view(model: ReviewModel, checkpoint: ModelKey, threshold: float, run: RunCard) -> None:
     """Patches of a PCam split scored by the model (PCam keeps its official splits)."""
-    folder = folder_field("PCam folder (HDF5 files)", settings.pcam_dir(), "pcam_dir")
-    synthetic_note(folder)
+    configured = settings.patch_folder(run.config.data.root if run.config else None)
+    with st.sidebar:  # the patches come first in the main area
+        st.header("Patches")
+        folder = folder_field(PCAM_FOLDER, configured.path, "pcam_dir",
+                              help=f"Configured: {configured.source}.")
+        synthetic_note(folder)
+    problem = configured.problem(PCAM_FOLDER) if folder == str(configured.path) else None
+    if problem is not None:
+        show_error(problem)
+        st.info("Write the demo patches with `medseg demo-data pcam demo_data/pcam`.")
+        return
     left, right = st.columns(2)
     split = SPLIT_LABELS[cast(str, left.radio("Split", list(SPLIT_LABELS), horizontal=True, key="pcam_split"))]
     try:

@@ -269,7 +269,7 @@ def segmentation_page(model: ReviewModel, key: ModelKey, threshold: float, run: 
     if not (case.open or cohort.open or side_by_side.open):
         return
     with tabs[next(name for name, tab in tabs.items() if tab.open)]:
-        cases = open_cases()
+        cases = open_cases(run)
         if cases is None:
             return
         scorer = Scorer(run, cast(Path, checkpoint_choice(run)), key, cases, step)
@@ -287,7 +287,7 @@ def classification_page(model: ReviewModel, key: ModelKey, threshold: float, run
     patches, curves = st.tabs(list(PCAM_VIEWS), key="pcam_view", on_change="rerun")
     if patches.open:
         with patches:
-            pcam_view(model, key, threshold)
+            pcam_view(model, key, threshold, run)
     if curves.open:
         with curves:
             training_curves(runs, run)

@@ -36,9 +36,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
                         help="folder of training runs, exports (medseg export) and cross-validation "
                              "folders (medseg cv) (default: $MEDSEG_MODELS_DIR or models/)")
     parser.add_argument("--data", metavar="DIR",
-                        help="LGG-format case folder (default: $MEDSEG_DATA_DIR or demo_data/lgg)")
+                        help="LGG-format case folder (default: $MEDSEG_DATA_DIR, else each run's own data.root, else demo_data/lgg)")
     parser.add_argument("--pcam", metavar="DIR",
-                        help="PCam-format folder (default: $MEDSEG_PCAM_DIR or demo_data/pcam)")
+                        help="PCam-format folder (default: $MEDSEG_PCAM_DIR, else each run's own data.root, else demo_data/pcam)")
     parser.add_argument("--port", type=int, default=None,
                         help=f"port to serve on (default: ${PORT_ENV} or {DEFAULT_PORT})")
     parser.add_argument("--host", default=None,
