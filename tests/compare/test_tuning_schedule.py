@@ -1,7 +1,7 @@
 """``medseg compare --tune`` on a job scheduler: ``--plan`` prints the trial runs, then (the
 same ``--plan`` again, once they finished) records the trials and prints the evaluation runs;
 ``compare-run`` trains one run; ``--collect`` writes the report when everything finished.
-Tiny PCam config: 2 methods x 2 trials x 1 tuning seed, then 1 evaluation seed."""
+Tiny PCam config: 2 methods x 2 trials x 2 tuning seeds, then 1 evaluation seed."""
 
 from __future__ import annotations
 
@@ -30,7 +30,7 @@ from medseg.runs import RunFolder
 from tests.compare.conftest import tiny_config
 
 METHODS = ["adam", "adam+znorm"]
-SETTINGS = {"trials": 2, "seeds": [1000]}
+SETTINGS = {"trials": 2, "seeds": [1000, 1001]}
 
 
 @pytest.fixture(scope="module")
@@ -70,23 +70,24 @@ def test_plan_run_plan_run_collect_tunes_as_one_process_does(
     # phase 1: one command per trial run; nothing trains, nothing is recorded yet
     assert _compare(tuned_config, out, "--plan") == 0
     planned = capsys.readouterr()
-    trial_runs = [out / TUNING_DIR / f"trial{number:03d}" / "runs" / method / "seed1000"
-                  for method in METHODS for number in (0, 1)]
+    trial_runs = [out / TUNING_DIR / f"trial{number:03d}" / "runs" / method / f"seed{seed}"
+                  for method in METHODS for number in (0, 1) for seed in (1000, 1001)]
     assert _commands(planned.out) == [["medseg", "compare-run", str(d)] for d in trial_runs]
-    assert "4 trial runs to do" in planned.err and "run this --plan again" in planned.err
+    assert "8 trial runs to do" in planned.err and "run this --plan again" in planned.err
     assert not any((d / "last.pt").exists() for d in trial_runs)
     storage = study_storage(out)
     assert _trials(storage, out) == {method: {} for method in METHODS}
-    lrs = {method: sorted(_lr(d) for d in trial_runs if f"/{method}/" in str(d)) for method in METHODS}
+    lrs = {method: sorted({_lr(d) for d in trial_runs if f"/{method}/" in str(d)}) for method in METHODS}
     assert lrs["adam"] == lrs["adam+znorm"] and lrs["adam"][0] != lrs["adam"][1]  # shared points
 
     assert _compare(tuned_config, out, "--collect") == 2
     refused = capsys.readouterr().err
-    assert refused.count("\n") == 1 and "4 tuning runs unfinished" in refused
+    assert refused.count("\n") == 1 and "8 tuning runs unfinished" in refused
 
     for command in reversed(_commands(planned.out)[1:]):  # any order, as a job array would
         assert main(command[1:]) == 0
-    # one trial run left: its trial stays open, the others are recorded, no evaluation yet
+    # one run of adam's first trial left: that trial stays open (its other run finished),
+    # the others are recorded, no evaluation yet
     assert _compare(tuned_config, out, "--plan") == 0
     assert _commands(capsys.readouterr().out) == _commands(planned.out)[:1]
     recorded = _trials(study_storage(out), out)
