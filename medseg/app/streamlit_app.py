@@ -65,7 +65,10 @@ PAGE_STYLE = (
     "<style>"
     '[data-testid="stImage"] img {border: 1px solid rgba(128, 128, 128, 0.5); border-radius: 2px;'
     " image-rendering: pixelated;"
-    " max-width: 100%; height: auto}"  # never wider than its column, whatever the zoom
+    " max-width: 100%; height: auto}"
+    # a picture is never wider than its column, whatever the zoom
+    '[data-testid="stImage"], [data-testid="stImageContainer"] {max-width: 100%}'
+    '[data-testid="stColumn"] {min-width: 0}'
     '[data-testid="stMainBlockContainer"] {padding-top: 2.5rem}'
     "</style>"
 )

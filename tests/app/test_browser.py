@@ -38,6 +38,7 @@ from medseg.engine import load_model, predict_probabilities
 from medseg.imaging.images import read_mask, read_slice_image
 from medseg.metrics import dice_score
 from tests.app.page_driver import perturbed_copy
+from tests.support import write_lgg
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
@@ -258,3 +259,57 @@ def test_runs_side_by_side_in_chromium(two_runs, tmp_path):
         finally:
             browser.close()
     assert screenshot.stat().st_size > 50_000
+
+
+def open_case(page, url: str, query: dict) -> None:
+    """Open the Case view of a link and wait until its pictures are drawn."""
+    page.goto(f"{url}/?{urlencode(query)}", wait_until="domcontentloaded", timeout=60_000)
+    page.locator('[data-testid="stMetric"]', has_text="Slice Dice").wait_for(timeout=PAGE_READY_MS)
+    page.wait_for_function(
+        """() => {
+            const images = [...document.querySelectorAll('[data-testid="stMain"] [data-testid="stImage"] img')];
+            return images.length >= 4 && images.every(i => i.complete && i.naturalWidth > 0);
+        }""",
+        timeout=PAGE_READY_MS,
+    )
+    wait_until_idle(page)
+
+
+def main_pictures(page) -> list[dict]:
+    """The bounding boxes of the main area's pictures, the large view first."""
+    return page.eval_on_selector_all(
+        '[data-testid="stMain"] [data-testid="stImage"] img',
+        "images => images.map(i => { const r = i.getBoundingClientRect();"
+        " return {x: r.x, y: r.y, right: r.right, bottom: r.bottom}; })")
+
+
+def test_the_image_comes_first_and_never_overlaps(shown_data, tmp_path):
+    """At 1440x1000 the large view starts above the fold; from 1280 px wide, at every zoom, it
+    stays left of the native-size pictures and inside the window (256-px slices, as kaggle_3m's:
+    4x is 1024 px, wider than its column)."""
+    from playwright.sync_api import sync_playwright
+
+    if not CHROMIUM.exists():
+        pytest.skip(f"{CHROMIUM} is missing (apt-get install chromium; CI installs it)")
+    models, lgg = shown_data
+    if not UPDATE:
+        lgg = write_lgg(tmp_path / "lgg-256", {"TCGA_CS_4941_19960909": 3}, size=256).top
+    patient, number = largest_tumour(lgg)
+    link = {"patient": patient.name, "slice": number}
+    with streamlit_server(models, lgg, tmp_path) as server, sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=LAUNCH_ARGS)
+        try:
+            page = browser.new_page(viewport={"width": 1440, "height": 1000})
+            open_case(page, server, link)
+            big = main_pictures(page)[0]
+            page.screenshot(path=str(tmp_path / "fold_1440x1000.png"))
+            assert 0 < big["y"] < 1000 - 100, big  # its top (and some of it) above the fold
+            page.set_viewport_size({"width": 1280, "height": 900})
+            for zoom in (1, 2, 3, 4):
+                open_case(page, server, {**link, "zoom": zoom})
+                big, *native = main_pictures(page)
+                page.screenshot(path=str(tmp_path / f"zoom{zoom}_1280.png"))
+                assert big["right"] <= min(p["x"] for p in native) + 0.5, (zoom, big, native)
+                assert max(p["right"] for p in (big, *native)) <= 1280, (zoom, big, native)
+        finally:
+            browser.close()
