@@ -176,12 +176,14 @@ def upload_view(model: ReviewModel, checkpoint: ModelKey, threshold: float, disp
         show_error(str(err))
         return
     upload_results(upload, apply_step(probs, threshold, step), threshold, key,
-                   "|".join(f.file_id for f in files), display)
+                   "|".join(f.file_id for f in files), display, raw=probs)
 
 
 def upload_results(upload: Upload, probs: np.ndarray, threshold: float, key: tuple, files_id: str,
-                   display: Display) -> None:
-    """An upload's pictures, scores, tumour volume and downloads."""
+                   display: Display, raw: np.ndarray | None = None) -> None:
+    """An upload's pictures, scores, tumour volume and downloads: ``probs`` are what is scored
+    (postprocessed, as 0/1, when the model has a step), ``raw`` the model's own probabilities
+    for the probability map (default ``probs``)."""
     if upload.single_sequence:
         st.warning(SINGLE_SEQUENCE_WARNING, icon="⚠️")
     predicted = binarize(probs, threshold)
@@ -223,7 +225,8 @@ def upload_results(upload: Upload, probs: np.ndarray, threshold: float, key: tup
     ))
     mask = upload.masks[position] if upload.masks is not None else None
     slice_view(upload.images[position], mask, probs[position], threshold,
-               dataclasses.replace(display, sequence=sequence), channels=views)
+               dataclasses.replace(display, sequence=sequence), channels=views,
+               probability=None if raw is None else raw[position])
     spacing = "Pixel spacing unknown: areas in pixels"
     if upload.pixel_area_mm2:
         spacing = f"Pixel spacing from the {'DICOM headers' if upload.dicom else 'NIfTI header'}"

@@ -22,7 +22,7 @@ from medseg.engine.inference import slice_probabilities
 from medseg.export.run import export_checkpoint
 from medseg.metrics import dice_score
 from medseg.postprocessing import Postprocessing
-from tests.app.page_driver import open_view, start
+from tests.app.page_driver import open_view, record_pictures, start
 from tests.ensemble_support import shifted_checkpoint, write_cv_folder
 from tests.support import one_thread
 
@@ -210,3 +210,11 @@ def test_an_upload_to_a_cv_folder_is_postprocessed_like_the_cases(monkeypatch, c
         report = json.loads(downloads[f"{stem}_pred.json"]())
         assert report["tumour_voxels"] == voxels[shown], shown
         at.toggle(key="postprocess").set_value(False).run()
+    # the probability map shows the model's own probabilities, not the postprocessed 0/1 mask
+    pictures = record_pictures(monkeypatch)
+    at.radio(key="large_view").set_value("probability").run()
+    raw_map = pictures[0][1]
+    pictures.clear()
+    at.toggle(key="postprocess").set_value(True).run()
+    assert not at.exception
+    assert pictures[0][1] == raw_map
