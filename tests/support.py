@@ -291,3 +291,16 @@ def train_tiny(settings: Mapping[str, Any], **kwargs: Any) -> TrainResult:
 
     with one_thread():
         return train(config_from_dict(dict(settings)), **kwargs)
+
+
+def assert_log_ends_in_one_line_error(stderr: str, *fragments: str) -> None:
+    """A command that logs as it works (``train``: its first line names the precision) may have
+    logged before it failed: its error is then the last line, the only error line, with no
+    traceback, and holds every fragment."""
+    lines = stderr.splitlines()
+    assert lines and lines[-1].startswith("medseg: error: "), stderr
+    assert sum(line.startswith("medseg: error: ") for line in lines) == 1, stderr
+    assert "Traceback" not in stderr
+    for fragment in fragments:
+        assert fragment in lines[-1]
+

@@ -14,7 +14,13 @@ import medseg.cli.data
 from medseg.cli.main import main
 from medseg.data.splits import split_patients
 from medseg.errors import CheckpointError, ConfigError, DataError, MedsegError, find_medseg_error
-from tests.support import LGG_PATIENTS, lgg_settings, write_config, write_lgg
+from tests.support import (
+    LGG_PATIENTS,
+    assert_log_ends_in_one_line_error,
+    lgg_settings,
+    write_config,
+    write_lgg,
+)
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -39,18 +45,6 @@ def assert_one_line_error(result: subprocess.CompletedProcess, *fragments: str) 
     assert "Traceback" not in result.stderr
     for fragment in fragments:
         assert fragment in result.stderr
-
-
-def assert_log_ends_in_one_line_error(result: subprocess.CompletedProcess, *fragments: str) -> None:
-    """A command that logs as it works (train) may have logged before it failed: its error is
-    then the last line, the only error line, with no traceback."""
-    lines = result.stderr.splitlines()
-    assert result.returncode == 2, result.stderr
-    assert lines and lines[-1].startswith("medseg: error: "), result.stderr
-    assert sum(line.startswith("medseg: error: ") for line in lines) == 1
-    assert "Traceback" not in result.stderr
-    for fragment in fragments:
-        assert fragment in lines[-1]
 
 
 def raising(error: BaseException):
@@ -86,7 +80,8 @@ def test_train_on_a_corrupt_slice_read_by_dataloader_workers_exits_2_naming_the_
     settings["data"]["num_workers"] = 2
     result = run_medseg("train", str(write_config(settings, tmp_path / "run.yaml")))
     assert result.stderr.startswith("precision: ")  # the training log's first line
-    assert_log_ends_in_one_line_error(result, str(bad), "cannot read TIFF")
+    assert result.returncode == 2
+    assert_log_ends_in_one_line_error(result.stderr, str(bad), "cannot read TIFF")
 
 
 def test_help_does_not_import_monai():

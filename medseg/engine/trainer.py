@@ -138,10 +138,6 @@ def _train(cfg: Config, ctx: DistContext, resume: bool, callbacks: list[TrainCal
     from torch.utils.tensorboard import SummaryWriter
 
     progress = Progress(enabled=ctx.is_main, log_every=cfg.train.log_every)
-    # the first line of the log; train.amp and train.channels_last are the same on resume
-    precision = resolve_precision(cfg.train.amp, ctx.device, cfg.train.channels_last)
-    progress.message(f"precision: {precision.label} (train.amp {cfg.train.amp}, "
-                     f"train.channels_last {cfg.train.channels_last}, {ctx.device.type})")
     cfg, resume_from = _open_run(cfg, ctx, resume, progress)
     run_dir, run = cfg.run_dir, RunFolder(cfg.run_dir)
     last_path, best_path = run.last_checkpoint, run.best_checkpoint
@@ -152,6 +148,11 @@ def _train(cfg: Config, ctx: DistContext, resume: bool, callbacks: list[TrainCal
     val_loader = build_eval_loader(datasets["val"], cfg.train.batch_size, cfg.data.num_workers, ctx.device)
     _, steps_per_epoch = epoch_length(cfg.train, len(train_data.loader))
 
+    # the log's first line, once the run is open and its data listed (a refused resume or
+    # unreadable data stays a one-line error); train.amp and channels_last never change on resume
+    precision = resolve_precision(cfg.train.amp, ctx.device, cfg.train.channels_last)
+    progress.message(f"precision: {precision.label} (train.amp {cfg.train.amp}, "
+                     f"train.channels_last {cfg.train.channels_last}, {ctx.device.type})")
     model, step, scheduler = _build_training(cfg, ctx, precision, steps_per_epoch, pretrained=resume_from is None)
 
     state = RunState()

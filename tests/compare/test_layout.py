@@ -13,8 +13,8 @@ import medseg.compare
 
 PACKAGE = Path(medseg.compare.__file__).parent
 #: modules that read runs and write reports: no engine, no MONAI
-LIGHT = ["spec", "stats", "grad_stats", "plots", "report", "results", "planning"]
-HEAVY = ["grad_recorder", "execution", "worker"]
+LIGHT = ["spec", "stats", "grad_stats", "plots", "report", "results", "planning", "tuning", "tuning_report"]
+HEAVY = ["grad_recorder", "execution", "worker", "tuning_run"]
 
 # Each module is imported into an empty stand-in for the package (its __init__ would import
 # everything), after every medseg.compare module was dropped: a cycle hidden in the order of

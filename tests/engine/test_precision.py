@@ -100,6 +100,12 @@ def test_an_auto_run_says_and_records_what_it_chose_and_resumes(monkeypatch, cap
     fake_cpu(monkeypatch)  # resumed on a CPU without bf16: auto chooses again, and says so
     result = train(lgg_config(tiny_lgg, run.path, epochs=2, max_steps_per_epoch=1, amp="auto",
                               channels_last="auto"), resume=True)
-    assert capsys.readouterr().err.splitlines()[0].startswith("precision: fp32 (train.amp auto")
+    # on resume the run folder's housekeeping (a removed metrics.json) may come first; the
+    # precision is said once, before training resumes
+    resumed_log = capsys.readouterr().err.splitlines()
+    said = [number for number, line in enumerate(resumed_log) if line.startswith("precision: ")]
+    resuming = next(number for number, line in enumerate(resumed_log) if line.startswith("resuming "))
+    assert len(said) == 1 and said[0] < resuming, resumed_log[:3]
+    assert resumed_log[said[0]].startswith("precision: fp32 (train.amp auto")
     assert result.best_epoch in (1, 2) and len(result.history) == 2
     assert load_checkpoint(run.last_checkpoint)["training_precision"] == "fp32"
