@@ -13,10 +13,17 @@ formats and ONE trained tiny run per task (built with :mod:`tests.support`).
 
 Each run folder is alone in its parent folder (the app lists the runs of a folder). Treat
 all of these as read-only: copy before changing anything.
+
+``module_tmp`` is a test module's scratch folder for its module-scoped fixtures (CV folders,
+shifted checkpoints, exports): a run folder is about 160 MB, so it is removed when the
+module's tests end (kept if one of them failed), as ``tmp_path_retention_policy = "failed"``
+removes a passing test's ``tmp_path``; a full run stays within a few GB of /tmp.
 """
 
 from __future__ import annotations
 
+import shutil
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -56,3 +63,13 @@ def trained_pcam(tiny_pcam, tmp_path_factory):
 def classification_run(trained_pcam) -> Path:
     """The run folder of ``trained_pcam``."""
     return trained_pcam.run_dir
+
+
+@pytest.fixture(scope="module")
+def module_tmp(request, tmp_path_factory) -> Iterator[Path]:
+    """A scratch folder for one test module's fixtures, removed after its tests if all passed."""
+    failed_before = request.session.testsfailed
+    folder = tmp_path_factory.mktemp(request.module.__name__.rpartition(".")[2])
+    yield folder
+    if request.session.testsfailed == failed_before:
+        shutil.rmtree(folder, ignore_errors=True)

@@ -31,22 +31,22 @@ STEP = Postprocessing(min_voxels=12)
 
 
 @pytest.fixture(scope="module")
-def exports(segmentation_run, tmp_path_factory) -> dict[str, Path]:
+def exports(segmentation_run, module_tmp) -> dict[str, Path]:
     """An ONNX export and a bundle of the tiny run's best.pt, each alone in a models folder."""
-    root = tmp_path_factory.mktemp("export_models")
+    root = module_tmp / "export_models"
     with one_thread():
         return {fmt: export_checkpoint(segmentation_run / "best.pt", fmt, root / fmt / f"demo_{fmt}").out
                 for fmt in ("onnx", "bundle")}
 
 
 @pytest.fixture(scope="module")
-def cv_folder(segmentation_run, tmp_path_factory) -> Path:
+def cv_folder(segmentation_run, module_tmp) -> Path:
     """A 2-fold CV folder (the run's best.pt and a copy with logits 1.0 lower) with the
     run's config and a postprocessing record, alone in a models folder."""
-    scratch = tmp_path_factory.mktemp("members")
+    scratch = module_tmp
     best = segmentation_run / "best.pt"
     shifted = shifted_checkpoint(best, scratch / "shifted.pt", -1.0)
-    folder = write_cv_folder(tmp_path_factory.mktemp("cv_models") / "cv", [best, shifted], STEP)
+    folder = write_cv_folder(module_tmp / "cv_models" / "cv", [best, shifted], STEP)
     shutil.copyfile(segmentation_run / "config.yaml", folder / "config.yaml")
     return folder
 

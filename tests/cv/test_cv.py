@@ -45,10 +45,10 @@ def cv_config(tiny_lgg, tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def scheduled(cv_config, tmp_path_factory):
+def scheduled(cv_config, module_tmp):
     """A cross-validation planned, its folds trained by the printed compare-run commands in
     reverse order (as a job array might), then collected; what each step gave."""
-    out = tmp_path_factory.mktemp("cv") / "cv $(touch pwned); x"
+    out = module_tmp / "cv $(touch pwned); x"
     steps = {"plan": _cv(cv_config, out, "--plan")}
     cv = CvFolder(out)
     steps["trained_after_plan"] = [cv.member_checkpoint(k).exists() for k in range(FOLDS)]

@@ -17,10 +17,10 @@ from tests.ensemble_support import changed_checkpoint, shifted_checkpoint, write
 
 
 @pytest.fixture(scope="module")
-def members(segmentation_run, tmp_path_factory) -> list[Path]:
+def members(segmentation_run, module_tmp) -> list[Path]:
     """Three segmenters of one task and input: the run's best.pt and two shifted copies."""
     best = segmentation_run / "best.pt"
-    folder = tmp_path_factory.mktemp("members")
+    folder = module_tmp
     return [best, shifted_checkpoint(best, folder / "up.pt", 1.5),
             shifted_checkpoint(best, folder / "down.pt", -2.0)]
 

@@ -228,10 +228,10 @@ def _hand_patient_dice(checkpoints, root, patients, *, flip=False, step=None):
 
 
 @pytest.fixture(scope="module")
-def lgg_members(trained_lgg, tmp_path_factory):
+def lgg_members(trained_lgg, module_tmp):
     """The run's best.pt and a copy whose output bias is 2 higher (it predicts more tumour)."""
     best = trained_lgg.run_dir / "best.pt"
-    return [best, shifted_checkpoint(best, tmp_path_factory.mktemp("members") / "up.pt", 2.0)]
+    return [best, shifted_checkpoint(best, module_tmp / "up.pt", 2.0)]
 
 
 def test_an_ensemble_scores_the_mean_of_its_members_probabilities(lgg_members, trained_lgg, tiny_lgg, capsys):

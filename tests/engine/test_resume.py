@@ -123,10 +123,10 @@ class DrawGlobalRandom(TrainCallback):
 
 
 @pytest.fixture(scope="module")
-def fp16_runs(tiny_lgg, tmp_path_factory):
+def fp16_runs(tiny_lgg, module_tmp):
     """One step per epoch with fp16 loss scaling (on the CPU): a straight 2-epoch run, and one
     stopped after epoch 1 then resumed; each with a :class:`DrawGlobalRandom`."""
-    root = tmp_path_factory.mktemp("fp16_resume")
+    root = module_tmp / "fp16_resume"
     settings = lambda name: lgg_settings(tiny_lgg, root / name, amp="fp16", max_steps_per_epoch=1)  # noqa: E731
     straight, stopped, resumed = DrawGlobalRandom(), DrawGlobalRandom(), DrawGlobalRandom()
     train_tiny(settings("straight"), callbacks=[straight])

@@ -31,18 +31,18 @@ STEP = Postprocessing(min_voxels=3)
 
 
 @pytest.fixture(scope="module")
-def cv_folder(best_checkpoint, tmp_path_factory) -> Path:
+def cv_folder(best_checkpoint, module_tmp) -> Path:
     """A 2-fold CV folder: the tiny run's best.pt and a copy whose logits are 1.5 higher
     (members that predict differently), with a postprocessing record."""
-    scratch = tmp_path_factory.mktemp("members")
+    scratch = module_tmp
     shifted = shifted_checkpoint(best_checkpoint, scratch / "shifted.pt", 1.5)
-    return write_cv_folder(tmp_path_factory.mktemp("cv") / "cv", [best_checkpoint, shifted], STEP)
+    return write_cv_folder(module_tmp / "cv", [best_checkpoint, shifted], STEP)
 
 
 @pytest.fixture(scope="module")
-def onnx_ensemble(cv_folder, tmp_path_factory) -> ExportResult:
+def onnx_ensemble(cv_folder, module_tmp) -> ExportResult:
     with _one_thread():
-        return export_checkpoint(cv_folder, "onnx", tmp_path_factory.mktemp("exports") / "onnx")
+        return export_checkpoint(cv_folder, "onnx", module_tmp / "exports" / "onnx")
 
 
 def _slices(tiny_lgg: Path) -> np.ndarray:

@@ -26,10 +26,10 @@ SCALE = 65535
 
 
 @pytest.fixture(scope="module")
-def members(trained_lgg, tmp_path_factory) -> list[Path]:
+def members(trained_lgg, module_tmp) -> list[Path]:
     """The session segmenter and a copy whose logits are 2 lower (it predicts less tumour)."""
     best = trained_lgg.run_dir / "best.pt"
-    return [best, shifted_checkpoint(best, tmp_path_factory.mktemp("members") / "down.pt", -2.0)]
+    return [best, shifted_checkpoint(best, module_tmp / "down.pt", -2.0)]
 
 
 def _hand_probabilities(checkpoints, image: np.ndarray, *, flip: bool = False) -> np.ndarray:
