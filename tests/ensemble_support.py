@@ -9,7 +9,6 @@
 
 from __future__ import annotations
 
-import json
 import shutil
 from collections.abc import Sequence
 from pathlib import Path
@@ -19,6 +18,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from medseg.data.folds import Folds, save_folds
 from medseg.data.preprocess import preprocess_image
 from medseg.engine.checkpoint import LoadedModel, load_checkpoint, save_checkpoint
 from medseg.postprocessing import Postprocessing, save_postprocessing
@@ -52,7 +52,8 @@ def write_cv_folder(folder: Path, members: Sequence[Path], step: Postprocessing 
     ``members[k]``'s, with ``folds.json`` and, given a ``step``, its postprocessing record."""
     cv = CvFolder(folder)
     folder.mkdir(parents=True)
-    cv.folds_file.write_text(json.dumps({"seed": 0, "folds": [[] for _ in members]}), encoding="utf-8")
+    save_folds(Folds(seed=0, test_fraction=0.0, test=(),
+                     fold_patients=tuple((f"P{k}",) for k in range(len(members)))), cv.folds_file)
     for k, member in enumerate(members):
         cv.fold(k).path.mkdir()
         shutil.copyfile(member, cv.member_checkpoint(k))

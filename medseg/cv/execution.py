@@ -31,9 +31,9 @@ from medseg.compare.planning import RunState, first_difference, run_state
 from medseg.compare.spec import SPLIT_DIGEST, RunSpec, read_record, write_record
 from medseg.config import Config, config_from_dict, save_config
 from medseg.cv.choice import choose_postprocessing
-from medseg.cv.folds import Folds, make_folds, read_folds, save_folds
 from medseg.cv.report import write_results
 from medseg.cv.scoring import score_cv
+from medseg.data.folds import Folds, make_folds, read_folds, save_folds
 from medseg.data.lgg import list_patients
 from medseg.data.splits import read_split_file, save_split
 from medseg.engine.run_folder import run_lock
@@ -99,7 +99,7 @@ def prepare_cv(cfg: Config, k: int, out_dir: str | Path) -> tuple[Folds, list[Ru
 
     Raises:
         ConfigError: for a task with official splits (:func:`check_task`).
-        MedsegError: for a bad fold count (:func:`~medseg.cv.folds.make_folds`), a folder
+        MedsegError: for a bad fold count (:func:`~medseg.data.folds.make_folds`), a folder
             holding another setup or a fold folder of another config, or a locked folder.
     """
     check_task(cfg)

@@ -27,8 +27,8 @@ from typing import Any
 
 from medseg.compare.stats import paired_difference, summarize
 from medseg.cv.choice import GAIN_MEASURE, GUARD_MEASURE, RULE
-from medseg.cv.folds import Folds
 from medseg.cv.scoring import ENSEMBLE, CvScores
+from medseg.data.folds import Folds
 from medseg.engine.probability import TTA_MODES
 from medseg.engine.records import write_json
 from medseg.files import write_text

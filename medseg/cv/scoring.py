@@ -24,8 +24,8 @@ from monai.data import Dataset
 from torch import nn
 
 from medseg.config import Config
-from medseg.cv.folds import Folds
 from medseg.data.datasets import build_datasets
+from medseg.data.folds import Folds
 from medseg.engine.checkpoint import load_model
 from medseg.engine.distributed import resolve_device
 from medseg.engine.inference import score_loader

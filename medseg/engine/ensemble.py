@@ -16,8 +16,6 @@ Example:
 
 from __future__ import annotations
 
-import json
-import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,10 +24,11 @@ from typing import Any
 import torch
 
 from medseg.config import Config
+from medseg.data.folds import read_folds
 from medseg.engine.checkpoint import LoadedModel, load_model
 from medseg.engine.probability import ProbabilityModel, probability_model
-from medseg.errors import CheckpointError, MedsegError
-from medseg.paths import is_regular_file, regular_file
+from medseg.errors import CheckpointError
+from medseg.paths import is_regular_file
 from medseg.postprocessing import Postprocessing, load_postprocessing
 from medseg.runs import CvFolder
 from medseg.tasks import Task, get_task
@@ -101,6 +100,8 @@ def ensemble_checkpoints(sources: Sequence[str | Path]) -> tuple[list[Path], Pat
     Raises:
         CheckpointError: for no source, a CV folder among other sources, or a CV folder
             with a fold lacking its member checkpoint (named).
+        MedsegError: for a CV folder whose ``folds.json`` is not a folds record
+            (:func:`~medseg.data.folds.read_folds`).
     """
     paths = [Path(source) for source in sources]
     if not paths:
@@ -112,34 +113,13 @@ def ensemble_checkpoints(sources: Sequence[str | Path]) -> tuple[list[Path], Pat
         raise CheckpointError(f"{folders[0]}: a cross-validation folder is an ensemble by itself; "
                               "give it alone, not with other checkpoints")
     cv = CvFolder(paths[0])
-    members = [cv.member_checkpoint(k) for k in range(_fold_count(cv))]
+    members = [cv.member_checkpoint(k) for k in range(read_folds(cv.folds_file).k)]
     for member in members:
         if not is_regular_file(member):
             raise CheckpointError(f"{cv.path}: fold {member.parent.name} has no {member.name} "
                                   f"(missing {member}); finish the cross-validation first")
     record = cv.postprocessing_file
     return members, record if record.exists() else None
-
-
-def _fold_count(cv: CvFolder) -> int:
-    """How many folds ``cv`` has: as many as ``folds.json`` lists (a list under "folds"),
-    and at least one more than the highest ``fold_<k>`` folder present.
-
-    Raises:
-        CheckpointError: when neither names a fold.
-    """
-    pattern = re.compile(re.escape(CvFolder.FOLD_PREFIX) + r"(\d+)")
-    found = [int(m.group(1)) for entry in cv.path.iterdir() if (m := pattern.fullmatch(entry.name))]
-    count = max(found) + 1 if found else 0
-    try:
-        listed = json.loads(regular_file(cv.folds_file).read_text(encoding="utf-8")).get("folds")
-    except (OSError, ValueError, AttributeError, MedsegError):
-        listed = None  # the fold folders alone count
-    if isinstance(listed, list | dict):
-        count = max(count, len(listed))
-    if count == 0:
-        raise CheckpointError(f"{cv.path}: a cross-validation folder without folds")
-    return count
 
 
 def check_members(members: Sequence[LoadedModel]) -> None:

@@ -10,6 +10,7 @@ import pytest
 
 from medseg.app.run_cards import find_runs, read_run
 from medseg.config import config_from_dict, save_config
+from medseg.data.folds import Folds, save_folds
 from medseg.errors import MedsegError
 from tests.imaging.hostile import fifo, no_hang
 
@@ -229,7 +230,7 @@ def test_a_cv_folder_is_one_card_its_patients_test_or_train(tmp_path):
     for k, (val, train) in enumerate([(["A"], ["B"]), (["B"], ["A"])]):
         write_run(cv / f"fold_{k}", checkpoints=("last.pt",))
         write_split(cv / f"fold_{k}" / "split.json", ["T"], val, train)
-    (cv / "folds.json").write_text(json.dumps({"seed": 0, "folds": [["A"], ["B"]]}))
+    save_folds(Folds(seed=0, test_fraction=0.2, test=("T",), fold_patients=(("A",), ("B",))), cv / "folds.json")
     (cv / "config.yaml").write_bytes((cv / "fold_0" / "config.yaml").read_bytes())
     save_postprocessing(cv / "postprocessing.json", Postprocessing(min_voxels=25), {"rule": "test"})
     cards = {card.name: card for card in find_runs(tmp_path / "models")}

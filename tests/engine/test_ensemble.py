@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from medseg.engine.ensemble import load_ensemble
-from medseg.errors import CheckpointError
+from medseg.errors import CheckpointError, MedsegError
 from medseg.postprocessing import Postprocessing
 from medseg.runs import CvFolder
 from tests.ensemble_support import changed_checkpoint, shifted_checkpoint, write_cv_folder
@@ -86,6 +86,20 @@ def test_a_fold_listed_in_folds_json_but_never_started_is_refused(members, tmp_p
     shutil.rmtree(folder / "fold_2")
     with pytest.raises(CheckpointError, match="fold_2"):
         load_ensemble([folder])
+
+
+def test_a_cv_folder_has_as_many_members_as_its_folds_json_lists(members, tmp_path) -> None:
+    folder = write_cv_folder(tmp_path / "cv", members)
+    shutil.copytree(folder / "fold_2", folder / "fold_3")  # a stray folder joins nothing
+    assert len(load_ensemble([folder]).members) == 3
+
+
+def test_a_cv_folder_with_an_unreadable_folds_json_is_refused_naming_it(members, tmp_path) -> None:
+    folder = write_cv_folder(tmp_path / "cv", members[:2])
+    CvFolder(folder).folds_file.write_text('{"seed": 0, "folds": [[], []]}')
+    with pytest.raises(MedsegError, match=r"folds\.json: not a folds record") as err:
+        load_ensemble([folder])
+    assert "\n" not in str(err.value)
 
 
 def test_a_cv_folder_with_other_checkpoints_is_refused(members, tmp_path) -> None:

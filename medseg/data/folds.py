@@ -8,8 +8,9 @@ differ by at most one. ``folds.json`` keeps them (written once, atomically, by
 
     {"seed": 0, "test_fraction": 0.1, "test": [...], "folds": [[...], [...], ...]}
 
-(``folds``: each fold's patients, so K is its length; :mod:`medseg.engine.ensemble` counts
-a CV folder's members by it.)
+(``folds``: each fold's patients, so K is its length.) :func:`read_folds` is its one reader:
+the cross-validation (:mod:`medseg.cv`) and the ensemble of a CV folder
+(:mod:`medseg.engine.ensemble`, one member per fold) both read it.
 
 Fold k's split trains on every other fold, validates on fold k and tests on the test
 patients (:meth:`Folds.split`).

@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from medseg.cv.folds import make_folds, read_folds, save_folds
+from medseg.data.folds import make_folds, read_folds, save_folds
 from medseg.data.splits import split_patients
 from medseg.errors import MedsegError
 
