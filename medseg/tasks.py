@@ -38,6 +38,7 @@ class Metric:
     key: str
     label: str  # short: run cards, tables, plots ("Dice")
     description: str  # long: the ``medseg evaluate`` table ("Dice (mean over slices)")
+    bounds: tuple[float, float] = (0.0, 1.0)  # the values it can take (every metric is a rate)
 
 
 @dataclass(frozen=True)
@@ -88,6 +89,10 @@ class Task(Generic[MeterT]):
     def label(self, key: str) -> str:
         """The short on-screen name of metric ``key`` (the key itself when unknown)."""
         return next((m.label for m in self.metrics if m.key == key), key)
+
+    def bounds(self, key: str) -> tuple[float, float]:
+        """The values metric ``key`` can take (an interval over seeds is clipped to them)."""
+        return next(m.bounds for m in self.metrics if m.key == key)
 
     def build_loss(self) -> nn.Module:
         """The training loss, taking logits."""

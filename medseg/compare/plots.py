@@ -22,6 +22,7 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
 from medseg.compare.grad_stats import GradSnapshot
+from medseg.compare.report import EPOCHS
 from medseg.compare.stats import summarize
 from medseg.files import atomic_path
 
@@ -137,9 +138,10 @@ def plot_time_to_target(
         if missed:
             ax.scatter([never] * missed, row + _jitter(missed), color=color, marker="x", s=24,
                        zorder=3)
-        summary = summarize(reached)
+        summary = summarize(reached, bounds=EPOCHS)
         if summary.n >= 2:
-            ax.errorbar(summary.mean, row, xerr=summary.half_width, color=color, capsize=4,
+            xerr = [[summary.mean - summary.ci_low], [summary.ci_high - summary.mean]]
+            ax.errorbar(summary.mean, row, xerr=xerr, color=color, capsize=4,
                         marker="|", markersize=14, linewidth=2)
     ax.set_yticks(range(len(methods)), methods, fontsize=8)
     ax.set_ylim(len(methods) - 0.5, -0.5)  # first method on top

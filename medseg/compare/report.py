@@ -29,10 +29,23 @@ from pathlib import Path
 from typing import Any
 
 from medseg.compare.grad_stats import OVERLAP_VALUES
-from medseg.compare.stats import PairedDifference, holm, paired_difference, summarize
+from medseg.compare.stats import (
+    UNBOUNDED,
+    Bounds,
+    PairedDifference,
+    holm,
+    paired_difference,
+    summarize,
+)
 from medseg.errors import ConfigError
 from medseg.files import atomic_write, write_text
-from medseg.metrics.measures import HIGHER_IS_BETTER, measure_label, measure_names, measure_stem
+from medseg.metrics.measures import (
+    HIGHER_IS_BETTER,
+    measure_bounds,
+    measure_label,
+    measure_names,
+    measure_stem,
+)
 from medseg.tasks import LEARNED_MARGIN, get_task
 
 LEADING_COLUMNS = ("method", "seed")
@@ -151,6 +164,8 @@ CURVE_MEASURES = (
     Measure("epochs_to_target", "epochs to target", higher_is_better=False,
             miss_is_past_last=True),
 )
+#: the values epochs to target can take: the first epoch is 1
+EPOCHS: Bounds = (1.0, math.inf)
 #: Holm-adjusted p below this is reported as a difference
 ALPHA = 0.05
 
@@ -190,9 +205,10 @@ def format_number(value: Any, digits: int) -> str:
     return f"{value:.{digits}f}"
 
 
-def format_summary(values: Sequence[float], digits: int) -> str:
-    """``mean ± std [low, high]``, or just the mean for one value, or ``n/a`` for none."""
-    summary = summarize(values)
+def format_summary(values: Sequence[float], digits: int, bounds: Bounds = UNBOUNDED) -> str:
+    """``mean ± std [low, high]`` (the interval clipped to ``bounds``), or just the mean for
+    one value, or ``n/a`` for none."""
+    summary = summarize(values, bounds=bounds)
     if summary.n == 0:
         return "n/a"
     if summary.n == 1:
@@ -206,7 +222,7 @@ def format_summary(values: Sequence[float], digits: int) -> str:
 def _format_target(rows: Sequence[dict[str, Any]]) -> str:
     reached = [float(row["epochs_to_target"]) for row in rows
                if row.get("epochs_to_target") not in (None, "")]
-    text = format_summary(reached, 1) if reached else "—"
+    text = format_summary(reached, 1, EPOCHS) if reached else "—"
     return f"{text} ({len(reached)}/{len(rows)} reached)"
 
 
@@ -239,7 +255,9 @@ def render_results_md(
         measures: per-patient measures (:func:`check_measures`) to tabulate and test too.
     """
     metrics = table_metrics(task, rows)
-    labels = {metric: get_task(task).label(metric) for metric in metrics}
+    task_ = get_task(task)
+    labels = {metric: task_.label(metric) for metric in metrics}
+    selection_bounds = task_.bounds(task_.selection_metric)
     seeds = sorted({int(row["seed"]) for row in rows})
     n_seeds = len(seeds)
     lines = ["# Optimizer comparison", ""]
@@ -247,7 +265,8 @@ def render_results_md(
     lines += [
         f"- Seeds: {n_seeds} ({', '.join(map(str, seeds))}); every method ran with the same "
         "seeds, data split, schedule and epochs.",
-        f"- Cells: mean ± sample std over seeds [95% t-interval of the mean, df = n - 1]. "
+        f"- Cells: mean ± sample std over seeds [95% t-interval of the mean, df = n - 1, "
+        "clipped to the values the measure can take]. "
         f"With {n_seeds} seed{'s' if n_seeds != 1 else ''} the intervals are wide: read "
         "overlapping intervals as 'no evidence of a difference', not as a tie.",
         f"- Only runs that learned enter a cell or a test: a run that diverged, or whose test "
@@ -265,11 +284,11 @@ def render_results_md(
         all_rows = [row for row in rows if row["method"] == method]
         counted = [row for row in all_rows if _counted(row)]
         cells = [f"`{method}`", f"{len(counted)} / {len(all_rows)}"]
-        cells += [format_summary(_values(counted, f"test_{m}"), 4) for m in metrics]
-        cells.append(format_summary(_values(counted, "best_val_metric"), 4))
-        cells.append(format_summary(_values(counted, "val_curve_area"), 4))
+        cells += [format_summary(_values(counted, f"test_{m}"), 4, task_.bounds(m)) for m in metrics]
+        cells.append(format_summary(_values(counted, "best_val_metric"), 4, selection_bounds))
+        cells.append(format_summary(_values(counted, "val_curve_area"), 4, selection_bounds))
         cells.append(_format_target(counted))
-        cells.append(format_summary(_values(counted, "wall_time_s"), 1))
+        cells.append(format_summary(_values(counted, "wall_time_s"), 1, (0.0, math.inf)))
         lines.append("| " + " | ".join(cells) + " |")
     lines += ["", *_target_note(rows)]
     tested = [Measure(f"test_{metric}", f"test {label}") for metric, label in labels.items()]
@@ -317,7 +336,7 @@ def _measure_section(rows: Sequence[dict[str, Any]], methods: Sequence[str], mea
             undefined = sum(int(row.get(undefined_column(name), 0)) for row in counted)
             lines.append(f"| `{method}` | {measure_label(name)} | "
                          f"{sum(math.isfinite(v) for v in values)} / {len(counted)} | "
-                         f"{format_summary(values, 4)} | {undefined} |")
+                         f"{format_summary(values, 4, measure_bounds(name))} | {undefined} |")
     return lines
 
 

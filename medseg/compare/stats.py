@@ -1,6 +1,6 @@
-"""Statistics over seeds: mean, standard deviation, t confidence intervals, paired t-tests
-with their effect size, Holm's correction for testing many methods, and the area under a
-validation curve.
+"""Statistics over seeds: mean, standard deviation, t confidence intervals (clipped to what
+the quantity can take), paired t-tests with their effect size, Holm's correction for testing
+many methods, and the area under a validation curve.
 
 With the handful of seeds a comparison can afford, the t-distribution (not the normal) gives
 the interval: for n = 3 the 95% half-width is 4.30 standard errors, not 1.96.
@@ -21,6 +21,9 @@ import numpy as np
 from scipy import stats
 
 CONFIDENCE = 0.95
+#: the values a quantity can take, (low, high): a t-interval is clipped to them
+Bounds = tuple[float, float]
+UNBOUNDED: Bounds = (-math.inf, math.inf)
 
 
 @dataclass(frozen=True)
@@ -28,7 +31,8 @@ class Summary:
     """Mean and spread of one metric over ``n`` seeds.
 
     ``std`` is the sample standard deviation (ddof=1); ``ci_low``/``ci_high`` bound the 95%
-    t-interval of the mean. Both are NaN when ``n < 2``.
+    t-interval of the mean, clipped to the quantity's bounds (so it may not be symmetric about
+    the mean). Both are NaN when ``n < 2``.
     """
 
     n: int
@@ -85,13 +89,21 @@ def t_half_width(sd: float, n: int, confidence: float = CONFIDENCE) -> float:
     return float(stats.t.ppf(0.5 + confidence / 2, df=n - 1) * sd / math.sqrt(n))
 
 
-def summarize(values: Sequence[float], confidence: float = CONFIDENCE) -> Summary:
+def summarize(values: Sequence[float], confidence: float = CONFIDENCE, bounds: Bounds = UNBOUNDED) -> Summary:
     """Summarize one metric over seeds; NaN or missing values (a run without it) are dropped.
+
+    Args:
+        values: one value per seed (or patient).
+        confidence: of the t-interval.
+        bounds: the values the quantity can take; the interval is clipped to them (a Dice
+            interval never passes 1, a distance's never goes below 0).
 
     Example:
         >>> s = summarize([0.1, 0.2, 0.3])
         >>> round(s.mean, 4), round(s.std, 4), round(s.half_width, 4)
         (0.2, 0.1, 0.2484)
+        >>> summarize([0.1, 0.2, 0.3], bounds=(0.0, 1.0)).ci_low
+        0.0
     """
     array = _finite(values)
     n = int(array.size)
@@ -100,7 +112,10 @@ def summarize(values: Sequence[float], confidence: float = CONFIDENCE) -> Summar
     mean = float(array.mean())
     std = float(array.std(ddof=1)) if n >= 2 else math.nan
     half = t_half_width(std, n, confidence)
-    return Summary(n, mean, std, mean - half, mean + half)
+    if math.isnan(half):
+        return Summary(n, mean, std, math.nan, math.nan)
+    low, high = bounds
+    return Summary(n, mean, std, max(low, mean - half), min(high, mean + half))
 
 
 def paired_difference(

@@ -32,7 +32,7 @@ from medseg.data.folds import Folds
 from medseg.engine.probability import TTA_MODES
 from medseg.engine.records import write_json
 from medseg.files import write_text
-from medseg.metrics.measures import KEYS, measure_label, measure_stem
+from medseg.metrics.measures import KEYS, measure_bounds, measure_label, measure_stem
 from medseg.postprocessing import Postprocessing
 from medseg.runs import CvFolder
 
@@ -51,8 +51,10 @@ def _measures(rows: Mapping[str, Mapping[str, Any]]) -> list[str]:
 
 
 def interval_summary(rows: Mapping[str, Mapping[str, Any]]) -> dict[str, dict[str, float | int]]:
-    """Per measure: ``n`` patients where defined, ``mean``, ``std``, ``ci_low``, ``ci_high``."""
-    return {name: dataclasses.asdict(summarize([float(row[name]) for row in rows.values()]))
+    """Per measure: ``n`` patients where defined, ``mean``, ``std``, ``ci_low``, ``ci_high``
+    (the 95% t-interval, clipped to what the measure can take)."""
+    return {name: dataclasses.asdict(summarize([float(row[name]) for row in rows.values()],
+                                               bounds=measure_bounds(name)))
             for name in _measures(rows)}
 
 

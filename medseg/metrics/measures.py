@@ -61,6 +61,26 @@ HIGHER_IS_BETTER: dict[str, bool | None] = {
     "lesion_f1": True,
 }
 
+#: the values each measure can take, by :func:`measure_stem` (:func:`measure_bounds`): an
+#: interval over patients or seeds is clipped to them
+_FRACTION = (0.0, 1.0)
+_NON_NEGATIVE = (0.0, math.inf)
+MEASURE_BOUNDS: dict[str, tuple[float, float]] = {
+    "dice": _FRACTION, "iou": _FRACTION, "nsd": _FRACTION, "hd95": _NON_NEGATIVE,
+    "assd": _NON_NEGATIVE, "pred_volume": _NON_NEGATIVE, "ref_volume": _NON_NEGATIVE,
+    "abs_volume_diff": _NON_NEGATIVE, "rel_volume_diff": (-1.0, math.inf),
+    "ref_lesions": _NON_NEGATIVE, "pred_lesions": _NON_NEGATIVE,
+    "detected_lesions": _NON_NEGATIVE, "missed_lesions": _NON_NEGATIVE,
+    "spurious_lesions": _NON_NEGATIVE, "lesion_sensitivity": _FRACTION,
+    "lesion_precision": _FRACTION, "lesion_f1": _FRACTION,
+}
+
+
+def measure_bounds(key: str) -> tuple[float, float]:
+    """The values measure ``key`` can take: ``"hd95_mm"`` -> (0, inf), ``"dice"`` -> (0, 1);
+    unbounded for a key that is not a measure."""
+    return MEASURE_BOUNDS.get(measure_stem(key), (-math.inf, math.inf))
+
 
 def surface_columns(spacing_known: bool, tolerance: float = DEFAULT_TOLERANCE) -> tuple[str, str, str]:
     """The HD95, ASSD and NSD column names: ``("hd95_mm", "assd_mm", "nsd_2mm")`` with a

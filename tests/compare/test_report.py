@@ -18,7 +18,13 @@ from medseg.compare.report import (
     write_results_csv,
 )
 from medseg.errors import ConfigError
-from medseg.metrics.measures import HIGHER_IS_BETTER, measure_names, measure_stem
+from medseg.metrics.measures import (
+    HIGHER_IS_BETTER,
+    MEASURE_BOUNDS,
+    measure_bounds,
+    measure_names,
+    measure_stem,
+)
 
 
 def _row(method, seed, auc, accuracy, reached=2):
@@ -63,8 +69,9 @@ def test_markdown_report_holds_summaries_and_paired_test():
                              baseline="adam", setup_lines=["Task: classification"],
                              images=["val_metric.png"])
     assert "Seeds: 3 (0, 1, 2)" in text and "intervals are wide" in text
-    # adam auc 0.8, 0.6, 0.4: mean 0.6, sd 0.2, half-width 4.3027 * 0.2 / sqrt(3) = 0.4968
-    assert "0.6000 ± 0.2000 [0.1032, 1.0968]" in text
+    # adam auc 0.8, 0.6, 0.4: mean 0.6, sd 0.2, half-width 4.3027 * 0.2 / sqrt(3) = 0.4968;
+    # an AUC is at most 1, so the interval [0.1032, 1.0968] ends at 1
+    assert "0.6000 ± 0.2000 [0.1032, 1.0000]" in text and "clipped to the values" in text
     # znorm - adam auc per seed: 0.1, 0.2, 0.3 -> +0.2000 [-0.0484, +0.4484], t 3.464
     assert "| method | learned / runs | accuracy | AUC | best val |" in text  # on-screen names
     # d_z = 0.2 / 0.1; one method tested, so Holm leaves p as it is
@@ -159,6 +166,15 @@ def test_fewer_epochs_to_target_is_better_and_a_miss_counts_as_one_past_the_last
     line = _line(text, "fast", "epochs to target")
     assert "| 5 | -5.6000 [" in line and line.endswith("| **better** than the baseline |")
     assert "— (0/5 reached)" in _line(text, "adam", "5 / 5")
+    # fast reached at 3, 4, 3, 4, 3: mean 3.4, sd 0.548, unclipped [2.7, 4.1]
+    assert "3.4 ± 0.5 [2.7, 4.1] (5/5 reached)" in _line(text, "fast", "5 / 5")
+
+
+def test_epochs_to_target_intervals_start_at_the_first_epoch():
+    rows = [{**row, "epochs_to_target": 1 + 8 * (row["seed"] % 2)} for row in _seeded("adam", BASE_AUCS)]
+    text = render_results_md(rows, task="classification", baseline="adam", methods=["adam"])
+    # 1, 9, 1, 9, 1: mean 4.2, sd 4.38, t-interval [-1.2, 9.6]: no run reaches before epoch 1
+    assert "4.2 ± 4.4 [1.0, 9.6] (5/5 reached)" in _line(text, "adam", "5 / 5")
 
 
 def test_runs_that_did_not_learn_or_diverged_are_listed_never_pooled():
@@ -250,5 +266,15 @@ def test_unknown_measure_is_refused_in_one_line_listing_the_known_ones():
         check_measures(["dice"], "classification")
 
 
-def test_every_measure_has_a_direction():
-    assert {measure_stem(name) for name in measure_names()} == set(HIGHER_IS_BETTER)
+def test_every_measure_has_a_direction_and_bounds():
+    assert {measure_stem(name) for name in measure_names()} == set(HIGHER_IS_BETTER) == set(MEASURE_BOUNDS)
+    assert measure_bounds("hd95_mm") == (0.0, math.inf) and measure_bounds("nsd_2px") == (0.0, 1.0)
+    assert measure_bounds("rel_volume_diff") == (-1.0, math.inf)
+
+
+def test_a_patient_measure_interval_stops_at_its_bounds():
+    rows = [_seg_row("adam", seed, hd95, 0.6) for seed, hd95 in enumerate([1.0, 1.0, 10.0])]
+    text = render_results_md(rows, task="segmentation", methods=["adam"], baseline="adam",
+                             measures=["hd95_px"])
+    # 1, 1, 10: mean 4, sd 5.196, t-interval [-8.9, 16.9]: a distance is never below 0
+    assert "| `adam` | HD95 (px) | 3 / 3 | 4.0000 ± 5.1962 [0.0000, 16.9080] | 0 |" in text

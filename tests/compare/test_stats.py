@@ -52,6 +52,19 @@ def test_one_seed_has_a_mean_but_no_spread_or_test():
     assert math.isnan(t_half_width(0.1, 1))
 
 
+def test_an_interval_is_clipped_to_the_bounds_and_keeps_its_other_end():
+    # mean 0.2, half-width 0.2484 (above): unbounded [-0.0484, 0.4484]
+    clipped = summarize([0.1, 0.2, 0.3], bounds=(0.0, 1.0))
+    assert clipped.ci_low == 0.0 and clipped.ci_high == pytest.approx(0.4484, abs=1e-4)
+    top = summarize([0.8, 0.9, 1.0], bounds=(0.0, 1.0))  # unbounded [0.6516, 1.1484]
+    assert top.ci_low == pytest.approx(0.6516, abs=1e-4) and top.ci_high == 1.0
+    assert top.mean == pytest.approx(0.9) and top.std == pytest.approx(0.1)
+    inside = summarize([0.1, 0.2, 0.3], bounds=(-1.0, 1.0))
+    assert inside.ci_low == pytest.approx(-0.0484, abs=1e-4)
+    one = summarize([0.7], bounds=(0.0, 1.0))  # no spread: no interval, bounds or not
+    assert math.isnan(one.ci_low) and math.isnan(one.ci_high)
+
+
 def test_constant_differences_give_no_t_statistic():
     paired = paired_difference([0.5, 0.5, 0.5], [0.5, 0.5, 0.5])
     assert paired.mean == 0.0 and paired.sd == 0.0
