@@ -21,6 +21,17 @@ import pandas as pd
 import streamlit as st
 
 from medseg.app import settings
+from medseg.app.case_export import (
+    WORST_SLICES,
+    ViewFacts,
+    case_report_html,
+    measure_rows,
+    report_file_name,
+    slice_pictures,
+    view_file_name,
+    view_png,
+    worst_first,
+)
 from medseg.app.cohort import (
     THRESHOLDS,
     CohortCache,
@@ -36,10 +47,16 @@ from medseg.app.cohort import (
     score_patient,
     stale,
 )
-from medseg.app.links import missing_runs
+from medseg.app.links import link_text, missing_runs
 from medseg.app.run_cards import RunCard
-from medseg.app.scoring import score_volume
-from medseg.app.slice_view import EMPTY_SLICE_NOTE, Display, slice_metrics, slice_view
+from medseg.app.scoring import PatientSlices, score_volume
+from medseg.app.slice_view import (
+    EMPTY_SLICE_NOTE,
+    Display,
+    large_picture,
+    slice_metrics,
+    slice_view,
+)
 from medseg.app.text import code_span, escape_markdown
 from medseg.app.widgets import (
     EXPERT,
@@ -52,6 +69,7 @@ from medseg.app.widgets import (
     largest_area_slice,
     legend,
     list_cases,
+    load_cached_model,
     picture,
     score_text,
     show_error,
@@ -61,7 +79,6 @@ from medseg.data.lgg import Patient
 from medseg.errors import MedsegError
 from medseg.metrics import binarize
 from medseg.metrics.lesions import LesionMatching, match_lesions
-from medseg.metrics.measures import measure_label
 from medseg.postprocessing import Postprocessing
 
 #: the subsets of a run's split.json, in the views' order
@@ -285,7 +302,7 @@ def jump_to_slice(table_key: str, slider_key: str, slice_numbers: list[int]) -> 
 
 def slice_table(volume: dict, table_key: str, slider_key: str, reference: str = EXPERT) -> None:
     """Every slice with its scores, worst Dice first; clicking a row (any cell) opens that slice."""
-    table = pd.DataFrame(volume["per_slice"]).sort_values(["dice", "slice"], kind="stable")
+    table = pd.DataFrame(worst_first(volume["per_slice"]))
     shown = pd.DataFrame({
         "Slice": table["slice"],
         "Dice": table["dice"].round(3),
@@ -365,6 +382,56 @@ def case_view(cases: Cases, run: RunCard, scorer: Scorer, threshold: float, disp
         measure_table(measures)
     lesion_table(match_lesions(binarize(probs, threshold), case.masks), case.numbers,
                  f"lesions:{cases.folder}:{name}:{threshold}:{number}", slider_key, cases.reference)
+    export_buttons(cases, run, scorer, case, (probs, raw), threshold, display, number, volume, measures)
+
+
+def checkpoint_text(run: RunCard, scorer: Scorer) -> str:
+    """The checkpoint an export names: a run's file, an export's model file, a CV folder's
+    ensemble."""
+    if run.kind == "cv":
+        return f"ensemble of {len(run.checkpoints)} fold checkpoints, TTA {scorer.key[3]}"
+    return scorer.checkpoint.name if run.kind == "run" else scorer.checkpoint.relative_to(run.path).as_posix()
+
+
+def export_buttons(cases: Cases, run: RunCard, scorer: Scorer, case: PatientSlices,
+                   maps: tuple[np.ndarray, np.ndarray], threshold: float, display: Display,
+                   number: int, volume: dict, measures: Mapping[str, float] | None) -> None:
+    """"Download this view" (the large view with its caption band, PNG) and "Download case
+    report" (HTML) of what the Case view shows (:mod:`medseg.app.case_export`), each built when
+    its button is clicked; ``maps``: the scored probabilities (postprocessed when asked) and the
+    model's own."""
+    probs, raw = maps
+    position = case.numbers.index(number)
+    facts = ViewFacts(run.name, checkpoint_text(run, scorer), threshold, case.name, number,
+                      scorer.step.describe() if scorer.step is not None else None,
+                      synthetic=cases.reference == SYNTHETIC_REFERENCE)
+    probability = display.large == "probability"
+    shown = () if probability else display.legend(with_reference=True)
+    worst = [row["slice"] for row in worst_first(volume["per_slice"])[:WORST_SLICES]]
+    model = load_cached_model(*scorer.key)
+    card = run.summary_rows(model.path.name, model.epoch)
+    link = link_text({key: st.query_params.get_all(key) for key in st.query_params})
+
+    def view() -> bytes:
+        picture = large_picture(display.background(case.images[position]), case.masks[position],
+                                probs[position], threshold, display, raw[position])
+        return view_png(picture, facts, shown, probability)
+
+    def report() -> str:
+        return case_report_html(facts, card, volume, measures,
+                                slice_pictures(case, probs, raw, threshold, display, worst), shown,
+                                link, probability=probability, units_note=PIXEL_UNITS_NOTE)
+
+    left, right = st.columns(2)
+    left.download_button("Download this view (PNG)", data=view, file_name=view_file_name(facts),
+                         mime="image/png", key="download_view",
+                         help="The large view with its legend, run, checkpoint, threshold, patient "
+                              "and slice written under it.")
+    right.download_button("Download case report (HTML)", data=report, file_name=report_file_name(facts),
+                          mime="text/html", key="download_report",
+                          help=f"One HTML file: this patient's scores and measures, its "
+                               f"{len(worst)} slices with the lowest Dice, the run card and the link "
+                               "to this screen.")
 
 
 #: the curves of the Case view's threshold chart beside the patient's own
@@ -413,10 +480,9 @@ def measure_table(measures: Mapping[str, float], units_note: str = PIXEL_UNITS_N
     """A patient's measures beyond Dice (docs/metrics.md), each with its unit; ``units_note``
     says where the units come from."""
     st.subheader(title)
-    st.dataframe(pd.DataFrame({
-        "Measure": [measure_label(key) for key in measures],
-        "Value": ["undefined" if np.isnan(value) else f"{value:.4g}" for value in measures.values()],
-    }), hide_index=True)
+    rows = measure_rows(measures)
+    st.dataframe(pd.DataFrame({"Measure": [label for label, _ in rows], "Value": [value for _, value in rows]}),
+                 hide_index=True)
     st.caption(f"{units_note} Undefined: a distance to a mask that is empty. Lesions are 3-D "
                "connected components (26-connectivity); one shared voxel matches two lesions.")
 

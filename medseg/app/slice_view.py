@@ -116,6 +116,23 @@ def native(column, array: np.ndarray, caption: str, width: int) -> None:
     column.caption(caption)
 
 
+def view_zoom(display: Display, width: int) -> int:
+    """The large view's zoom for a slice ``width`` pixels wide: the display's, or more, so the
+    view is at least :data:`MIN_VIEW_PX` wide."""
+    return max(display.zoom, -(-MIN_VIEW_PX // width))
+
+
+def large_picture(background: np.ndarray, mask: np.ndarray | None, prob: np.ndarray,
+                  threshold: float, display: Display, probability: np.ndarray | None = None) -> np.ndarray:
+    """The large view's picture of a slice (:func:`slice_view`'s; the case export's): the
+    errors against ``mask`` (the model's mask alone without one) or, when ``display.large`` asks,
+    the probability map of ``probability`` (default ``prob``), at :func:`view_zoom`."""
+    zoom = view_zoom(display, prob.shape[1])
+    if display.large == "probability":
+        return probability_overlay(background, prob if probability is None else probability, threshold, zoom)
+    return display.overlay(background, binarize(prob, threshold), mask, zoom)
+
+
 def slice_view(image: np.ndarray, mask: np.ndarray | None, prob: np.ndarray, threshold: float,
                display: Display, reference: str = EXPERT,
                channels: Mapping[str, int | None] = SEQUENCE_CHANNELS,
@@ -129,11 +146,11 @@ def slice_view(image: np.ndarray, mask: np.ndarray | None, prob: np.ndarray, thr
     background = display.background(image, channels)
     pred = binarize(prob, threshold)
     width = pred.shape[1]
-    zoom = max(display.zoom, -(-MIN_VIEW_PX // width))
+    zoom = view_zoom(display, width)
     big, small = st.columns([zoom * width, max(width, MIN_VIEW_PX)])
+    shown = large_picture(background, mask, prob, threshold, display, probability)
     if display.large == "probability":
-        shown = prob if probability is None else probability
-        picture(big, probability_overlay(background, shown, threshold, zoom),
+        picture(big, shown,
                 f"Probability map ({display.sequence}, {zoom}×): white contour p ≥ {threshold:.2f}",
                 width=zoom * width)
         bar = min(zoom * width, 256)  # drawn at the width shown (Streamlit would resample it)
@@ -142,7 +159,7 @@ def slice_view(image: np.ndarray, mask: np.ndarray | None, prob: np.ndarray, thr
                     f"black mark: the threshold {threshold:.2f}. Transparent where p is near 0.")
     else:
         what = f"model vs {reference.lower()}" if mask is not None else "model"
-        picture(big, display.overlay(background, pred, mask, zoom),
+        picture(big, shown,
                 f"Overlay: {what} ({display.sequence}, {display.style}, {zoom}×)", width=zoom * width)
     native(small, background, f"MRI: {display.sequence}", width)
     if mask is not None:
