@@ -26,7 +26,7 @@ import streamlit as st
 
 from medseg.app import settings
 from medseg.app.cohort import THRESHOLD_STEP, THRESHOLDS
-from medseg.app.curves import curve_label, history_frames
+from medseg.app.curves_page import training_curves
 from medseg.app.lgg_page import VIEWS, Scorer, case_view, cohort_view, open_cases, runs_view
 from medseg.app.links import (
     SETTING_BY_KEY,
@@ -237,24 +237,6 @@ def model_caption(run: RunCard, model: ReviewModel, tta: str, step: Postprocessi
     shown = "postprocessed" if step is not None else "raw"
     return (f"Ensemble {code_span(run.name)}: mean of {len(model.members)} members ({members}); "
             f"TTA: {tta_text}; postprocessing: {escape_markdown(recorded)}, mask shown {shown}")
-
-
-def training_curves(runs: list[RunCard], current: RunCard) -> None:
-    """``history.csv`` of the chosen runs overlaid, one chart per quantity."""
-    with_history = {run.name: run for run in runs if run.history}
-    if not with_history:
-        st.info("No run has a history.csv yet.")
-        return
-    chosen = st.multiselect(
-        "Runs", list(with_history), key="curve_runs",
-        default=[current.name] if current.name in with_history else [],
-        help="Runs with a history.csv (one row per epoch); choose several to compare them.",
-    )
-    charts = list(history_frames([with_history[name] for name in chosen]).items())
-    for start in range(0, len(charts), 2):  # two charts a row
-        for column, (name, frame) in zip(st.columns(2), charts[start : start + 2], strict=False):
-            column.caption(curve_label(name))
-            column.line_chart(frame, x_label="epoch", height=220)
 
 
 def segmentation_page(model: ReviewModel, key: ModelKey, threshold: float, run: RunCard,
