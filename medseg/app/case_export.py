@@ -25,7 +25,7 @@ import html
 import io
 import math
 import unicodedata
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -116,16 +116,13 @@ def score_rows(volume: Mapping[str, Any]) -> list[tuple[str, str]]:
              f"{volume['n_empty_fp_slices']} of {volume['n_empty_slices']}")]
 
 
-def slice_pictures(case: PatientSlices, probs: np.ndarray, raw: np.ndarray, threshold: float,
-                   display: Display, numbers: Sequence[int]) -> list[np.ndarray]:
-    """The large view's picture (:func:`~medseg.app.slice_view.large_picture`) of each slice of
-    ``numbers``: ``probs`` scored and drawn, ``raw`` in the probability map, as on the page."""
-    pictures = []
-    for number in numbers:
-        position = case.numbers.index(number)
-        pictures.append(large_picture(display.background(case.images[position]), case.masks[position],
-                                      probs[position], threshold, display, raw[position]))
-    return pictures
+def slice_picture(case: PatientSlices, probs: np.ndarray, raw: np.ndarray, threshold: float,
+                  display: Display, number: int) -> np.ndarray:
+    """The large view's picture (:func:`~medseg.app.slice_view.large_picture`) of the slice
+    ``number``: ``probs`` scored and drawn, ``raw`` in the probability map, as on the page."""
+    position = case.numbers.index(number)
+    return large_picture(display.background(case.images[position]), case.masks[position],
+                         probs[position], threshold, display, raw[position])
 
 
 def probability_legend(threshold: float) -> str:
@@ -273,7 +270,7 @@ REPORT_STYLE = (
 
 
 def case_report_html(facts: ViewFacts, card: Sequence[tuple[str, str]], volume: Mapping[str, Any],
-                     measures: Mapping[str, float] | None, worst: Sequence[np.ndarray],
+                     measures: Mapping[str, float] | None, draw: Callable[[int], np.ndarray],
                      legend: Sequence[LegendEntry], link: str, *, probability: bool = False,
                      units_note: str = "") -> str:
     """The case report: one self-contained HTML page (pictures as ``data:`` URIs, no script,
@@ -284,15 +281,15 @@ def case_report_html(facts: ViewFacts, card: Sequence[tuple[str, str]], volume: 
         card: the run card's (field, value) rows (:meth:`RunCard.summary_rows`).
         volume: :func:`~medseg.app.scoring.score_volume`'s dict of the patient (as shown).
         measures: the patient's measures at the threshold (None: not computed).
-        worst: the large view's pictures of the first :data:`WORST_SLICES` slices of
-            :func:`worst_first` (:func:`slice_pictures`), in that order.
+        draw: the large view's picture of a slice, by its number (:func:`slice_picture`);
+            called for the first :data:`WORST_SLICES` slices of :func:`worst_first`.
         legend: the overlay's colours as the page lists them.
         link: the link to this screen (:func:`medseg.app.links.link_text`).
         probability: the pictures are probability maps.
         units_note: what the page says of the measures' units.
     """
     esc = html.escape
-    rows = worst_first(volume["per_slice"])[: len(worst)]
+    rows = worst_first(volume["per_slice"])[:WORST_SLICES]
     parts = [
         "<!DOCTYPE html>", '<html lang="en"><head><meta charset="utf-8">',
         f"<title>medseg case report: {esc(facts.patient)}</title>",
@@ -311,7 +308,8 @@ def case_report_html(facts: ViewFacts, card: Sequence[tuple[str, str]], volume: 
         parts += ["<h2>Measures of this patient (3-D)</h2>", _table(measure_rows(measures)),
                   f"<p>{esc(units_note)}</p>"]
     parts.append(f"<h2>The {len(rows)} slices with the lowest Dice</h2>")
-    for row, picture in zip(rows, worst, strict=True):
+    for row in rows:
+        picture = draw(row["slice"])
         caption = (f"Slice {row['slice']}: Dice {score_text(row['dice'])}, IoU {score_text(row['iou'])}, "
                    f"reference {row['gt_pixels']} px, model {row['pred_pixels']} px")
         parts.append(f'<figure><img src="{data_uri(picture)}" alt="slice {esc(str(row["slice"]))}" '

@@ -27,7 +27,7 @@ from medseg.app.case_export import (
     case_report_html,
     measure_rows,
     report_file_name,
-    slice_pictures,
+    slice_picture,
     view_file_name,
     view_png,
     worst_first,
@@ -53,7 +53,6 @@ from medseg.app.scoring import PatientSlices, score_volume
 from medseg.app.slice_view import (
     EMPTY_SLICE_NOTE,
     Display,
-    large_picture,
     slice_metrics,
     slice_view,
 )
@@ -401,26 +400,25 @@ def export_buttons(cases: Cases, run: RunCard, scorer: Scorer, case: PatientSlic
     its button is clicked; ``maps``: the scored probabilities (postprocessed when asked) and the
     model's own."""
     probs, raw = maps
-    position = case.numbers.index(number)
     facts = ViewFacts(run.name, checkpoint_text(run, scorer), threshold, case.name, number,
                       scorer.step.describe() if scorer.step is not None else None,
                       synthetic=cases.reference == SYNTHETIC_REFERENCE)
     probability = display.large == "probability"
     shown = () if probability else display.legend(with_reference=True)
-    worst = [row["slice"] for row in worst_first(volume["per_slice"])[:WORST_SLICES]]
+    worst = min(WORST_SLICES, len(volume["per_slice"]))
     model = load_cached_model(*scorer.key)
     card = run.summary_rows(model.path.name, model.epoch)
     link = link_text({key: st.query_params.get_all(key) for key in st.query_params})
 
+    def draw(shown_number: int) -> np.ndarray:
+        return slice_picture(case, probs, raw, threshold, display, shown_number)
+
     def view() -> bytes:
-        picture = large_picture(display.background(case.images[position]), case.masks[position],
-                                probs[position], threshold, display, raw[position])
-        return view_png(picture, facts, shown, probability)
+        return view_png(draw(number), facts, shown, probability)
 
     def report() -> str:
-        return case_report_html(facts, card, volume, measures,
-                                slice_pictures(case, probs, raw, threshold, display, worst), shown,
-                                link, probability=probability, units_note=PIXEL_UNITS_NOTE)
+        return case_report_html(facts, card, volume, measures, draw, shown, link,
+                                probability=probability, units_note=PIXEL_UNITS_NOTE)
 
     left, right = st.columns(2)
     left.download_button("Download this view (PNG)", data=view, file_name=view_file_name(facts),
@@ -430,7 +428,7 @@ def export_buttons(cases: Cases, run: RunCard, scorer: Scorer, case: PatientSlic
     right.download_button("Download case report (HTML)", data=report, file_name=report_file_name(facts),
                           mime="text/html", key="download_report",
                           help=f"One HTML file: this patient's scores and measures, its "
-                               f"{len(worst)} slices with the lowest Dice, the run card and the link "
+                               f"{worst} slices with the lowest Dice, the run card and the link "
                                "to this screen.")
 
 

@@ -75,18 +75,23 @@ def volume_of(dice: list[float]) -> dict:
             "per_slice": per_slice}
 
 
-def pictures(count: int) -> list[np.ndarray]:
-    rng = np.random.default_rng(count)
-    return [rng.integers(0, 256, (40, 48, 3), dtype=np.uint8) for _ in range(count)]
+def picture_of(number: int) -> np.ndarray:
+    """A picture of its own for each slice number."""
+    return np.random.default_rng(number).integers(0, 256, (40, 48, 3), dtype=np.uint8)
 
 
-def report(facts: ViewFacts = FACTS, dice: tuple[float, ...] = (0.9, 0.2, 1.0, 0.2, 0.5), k: int = 3,
+def report(facts: ViewFacts = FACTS, dice: tuple[float, ...] = (0.9, 0.2, 1.0, 0.2, 0.5),
            link: str = "?run=run_a&threshold=0.50&patient=TCGA_AB_1234&slice=3",
-           card: tuple[tuple[str, str], ...] = (("Task", "segmentation"),)) -> tuple[str, list[np.ndarray]]:
-    shown = pictures(k)
-    text = case_report_html(facts, card, volume_of(list(dice)), {"hd95_px": 2.5, "assd_px": float("nan")},
-                            shown, LEGEND, link, units_note="Distances in pixels.")
-    return text, shown
+           card: tuple[tuple[str, str], ...] = (("Task", "segmentation"),)) -> str:
+    return case_report_html(facts, card, volume_of(list(dice)), {"hd95_px": 2.5, "assd_px": float("nan")},
+                            picture_of, LEGEND, link, units_note="Distances in pixels.")
+
+
+def embedded(page: Page) -> list[np.ndarray]:
+    """The pictures a page embeds, decoded (each must be a PNG data URI)."""
+    sources = [str(attrs["src"]) for attrs in page.all("img")]
+    assert all(src.startswith("data:image/png;base64,") for src in sources)
+    return [decode(base64.b64decode(src.split(",", 1)[1])) for src in sources]
 
 
 # ---------------------------------------------------------------- the library
@@ -119,7 +124,13 @@ def test_the_band_writes_every_fact(change):
     picture = np.zeros((64, 64, 3), np.uint8)
     before, after = (decode(view_png(picture, facts, LEGEND)) for facts in (FACTS, replace(FACTS, **change)))
     assert before.shape != after.shape or (before != after).any()
-    assert replace(FACTS, threshold=0.55).lines()[1].endswith("threshold: p >= 0.55")
+
+
+def test_the_facts_in_words():
+    assert FACTS.lines() == ["Run: run_a; checkpoint: best.pt, epoch 2",
+                             "Patient: TCGA_AB_1234; slice 3; threshold: p >= 0.50"]
+    assert replace(FACTS, postprocessing="keep the largest lesion").lines()[-1] == (
+        "Postprocessing applied: keep the largest lesion")
 
 
 def test_the_probability_map_band_has_the_colour_bar_and_no_swatches():
@@ -138,33 +149,31 @@ def test_file_names_carry_no_path_characters():
 
 
 def test_report_is_self_contained_and_shows_the_worst_slices_in_order():
-    text, shown = report()
+    text = report()
     page = Page(text)
-    images = page.all("img")
+    images = embedded(page)
     assert len(images) == 3
-    for attrs, picture in zip(images, shown, strict=True):
-        src = str(attrs["src"])
-        assert src.startswith("data:image/png;base64,")
-        assert (decode(base64.b64decode(src.split(",", 1)[1])) == picture).all()
+    for number, picture in zip((2, 4, 5), images, strict=True):  # Dice 0.2, 0.2 (slice order), 0.5
+        assert (picture == picture_of(number)).all()
     assert not page.all("script") and not page.all("link") and not page.all("iframe")
     assert [a["href"] for a in page.all("a")] == ["?run=run_a&threshold=0.50&patient=TCGA_AB_1234&slice=3"]
     captions = re.findall(r"<figcaption>Slice (\d+):", text)
-    assert captions == ["2", "4", "5"]  # Dice 0.2, 0.2 (slice order), 0.5
+    assert captions == ["2", "4", "5"]
     words = " ".join(page.text)
     assert "0.812" in words and "0.684" in words and "2.5" in words and "undefined" in words
     assert "p >= 0.50" in words and RESEARCH_NOTICE in words and DEMO_WARNING not in words
-    assert DEMO_WARNING in " ".join(Page(report(replace(FACTS, synthetic=True))[0]).text)
-    assert len(Page(report(dice=(0.3, 0.1), k=2)[0]).all("img")) == 2
+    assert DEMO_WARNING in " ".join(Page(report(replace(FACTS, synthetic=True))).text)
+    assert len(Page(report(dice=(0.3, 0.1))).all("img")) == 2  # all slices when fewer than 3
 
 
 def test_report_escapes_every_name():
     hostile = "<script>alert(1)</script>"
     facts = replace(FACTS, run=hostile, patient='<img src="http://x/a.png" onerror=alert(1)>',
                     checkpoint=hostile, postprocessing=hostile)
-    text, _ = report(facts, link='?run="><script>alert(1)</script>', card=(("Data", hostile),))
+    text = report(facts, link='?run="><script>alert(1)</script>', card=(("Data", hostile),))
     page = Page(text)
     assert not page.all("script")
-    assert all(str(attrs["src"]).startswith("data:image/png;base64,") for attrs in page.all("img"))
+    assert len(embedded(page)) == 3
     assert [a["href"] for a in page.all("a")] == ['?run="><script>alert(1)</script>']  # an attribute, escaped
     assert "&lt;script&gt;" in text and hostile in " ".join(page.text)
 
@@ -183,22 +192,24 @@ def test_case_view_downloads_the_view_and_the_report(monkeypatch, segmentation_r
     worst = list(at.dataframe[0].value["Slice"])[:3]
     sent = record_pictures(monkeypatch)
     offered = record_downloads(monkeypatch)
-    at.select_slider(key=f"slice:{tiny_lgg}:{patient.name}").set_value(worst[0]).run()
-    assert not at.exception and not at.error
-    view = decode(sent[0][1])  # this run's first picture: the large view
-    stem = f"{segmentation_run.name}_{patient.name}_slice{worst[0]}"
-    assert set(offered) == {f"{stem}_view.png", f"{stem}_report.html"}
-    exported = decode(offered[f"{stem}_view.png"]())
+    views = []
+    for number in [*worst[1:], worst[0]]:  # each worst slice as the large view shows it
+        at.select_slider(key=f"slice:{tiny_lgg}:{patient.name}").set_value(number).run()
+        assert not at.exception and not at.error
+        views.append(decode(sent[-4][1]))  # this run's pictures: the large view, the MRI, two masks
+        stem = f"{segmentation_run.name}_{patient.name}_slice{number}"
+        assert {f"{stem}_view.png", f"{stem}_report.html"} <= set(offered)
+        exported = decode(offered[f"{stem}_view.png"]())
+        height, width = views[-1].shape[:2]
+        assert (exported[:height, :width] == views[-1]).all()  # the view, pixel for pixel
+        assert (exported[height:] != BAND_RGB).any(axis=2).sum() > 500  # and its band
+    views = [views[-1], *views[:-1]]
     text = offered[f"{stem}_report.html"]()
-    height, width = view.shape[:2]
-    assert (exported[:height, :width] == view).all()
-    assert (exported[height:] != BAND_RGB).any(axis=2).sum() > 500
     page = Page(text)
     shown_dice = next(m.value for m in at.metric if m.label == "Patient Dice (3-D)")
     assert f"<th>Patient Dice (3-D)</th><td>{shown_dice}</td>" in text
-    images = page.all("img")
-    assert len(images) == 3 and not page.all("script")
+    assert not page.all("script")
     assert [int(n) for n in re.findall(r"<figcaption>Slice (\d+):", text)] == worst
-    first = decode(base64.b64decode(str(images[0]["src"]).split(",", 1)[1]))
-    assert (first == view).all()  # the worst slice, shown: the same picture
+    for picture, view in zip(embedded(page), views, strict=True):
+        assert (picture == view).all()  # each worst slice's picture is the page's
     assert [a["href"] for a in page.all("a")] == [next(c.value for c in at.code)]  # the sidebar's link
