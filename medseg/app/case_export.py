@@ -36,15 +36,13 @@ from medseg.app.scoring import PatientSlices
 from medseg.app.slice_view import Display, large_picture
 from medseg.app.text import one_line
 from medseg.app.viewer import PROBABILITY_COLOURS, colour_bar, png_bytes
-from medseg.app.widgets import SYNTHETIC_NOTES, score_text
+from medseg.app.widgets import RESEARCH_NOTICE, SYNTHETIC_NOTES, score_text
 from medseg.imaging.palette import LegendEntry
 from medseg.metrics.measures import measure_label
 from medseg.predict.outputs import download_name
 
 #: the slices a case report shows, worst first (all of them when a patient has fewer)
 WORST_SLICES = 3
-#: what every export says first
-RESEARCH_NOTICE = "Research use only - not for diagnosis."
 #: the demo data's warning, as the sidebar words it (without its Markdown)
 DEMO_WARNING = SYNTHETIC_NOTES["lgg"].replace("**", "").replace("`", "")
 #: the caption band: smallest width (the picture is padded on the right), font size, margins
@@ -210,7 +208,7 @@ def view_png(picture: np.ndarray, facts: ViewFacts, legend: Sequence[LegendEntry
         blocks += [("text", part) for part in _wrap(ascii_text(line), font, text_width)]
     if facts.synthetic:
         blocks += [("warning", part) for part in _wrap(ascii_text(DEMO_WARNING), font, text_width)]
-    blocks += [("text", part) for part in _wrap(RESEARCH_NOTICE, font, text_width)]
+    blocks += [("text", part) for part in _wrap(ascii_text(RESEARCH_NOTICE), font, text_width)]
     band_height = 2 * MARGIN + LINE_HEIGHT * len(blocks)
     canvas = Image.new("RGB", (width, picture.shape[0] + band_height), BAND_RGB)
     canvas.paste(Image.fromarray(np.ascontiguousarray(picture, dtype=np.uint8)), (0, 0))

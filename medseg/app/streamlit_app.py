@@ -43,6 +43,7 @@ from medseg.app.slice_view import display_settings
 from medseg.app.text import code_span, escape_markdown
 from medseg.app.upload_page import upload_view
 from medseg.app.widgets import (
+    RESEARCH_NOTICE,
     ModelKey,
     folder_field,
     load_cached_model,
@@ -56,7 +57,7 @@ from medseg.runs import CvFolder
 from medseg.tasks import SEGMENTATION, get_task
 
 NOTICE = (
-    "**Research use only — not for diagnosis.** Masks and scores come from a research model "
+    f"**{RESEARCH_NOTICE}** Masks and scores come from a research model "
     "and must not guide clinical decisions."
 )
 #: a frame around pictures (an all-white mask stays visible on the white page), pixels drawn
@@ -75,7 +76,7 @@ PAGE_STYLE = (
 #: the PCam views, in tab order (the tab bar's key is "pcam_view")
 PCAM_VIEWS = ("Patches", "Training curves")
 #: widget states kept while their view is hidden (Streamlit forgets an unrendered widget's)
-KEPT_STATES = ("patient", "patient_subset", "cohort_subset", "compare_runs", "curve_runs", "tta")
+KEPT_STATES = ("patient", "patient_subset", "cohort_subset", "compare_runs", "curve_runs", "curve_axis", "tta")
 #: how the caption names each pass of flip TTA (medseg.tasks.Task.tta_flips)
 FLIP_NAMES = {(): "as is", (-1,): "left-right", (-2,): "up-down", (-2, -1): "both"}
 #: what the page says of the weights of an export or CV folder trained on medseg's demo data

@@ -34,6 +34,8 @@ SLICES_PER_BATCH = 8
 #: what the case views call the reference mask: an expert's, or the demo's synthetic one
 EXPERT = "Expert"
 SYNTHETIC_REFERENCE = "Reference (synthetic)"
+#: what every screen and exported file of the app says first
+RESEARCH_NOTICE = "Research use only — not for diagnosis."
 #: shown above demo data (a folder with medseg demo-data's marker), by the marker's kind
 SYNTHETIC_NOTES = {
     "lgg": "**Demo data: the MRI is real anatomy, the tumours are SYNTHETIC** (drawn by `medseg "

@@ -17,7 +17,6 @@ from medseg.app.case_export import (
     BAND_MIN_WIDTH,
     BAND_RGB,
     DEMO_WARNING,
-    RESEARCH_NOTICE,
     ViewFacts,
     case_report_html,
     report_file_name,
@@ -25,6 +24,7 @@ from medseg.app.case_export import (
     view_png,
     worst_first,
 )
+from medseg.app.widgets import RESEARCH_NOTICE
 from medseg.data.lgg import list_patients
 from medseg.imaging.palette import ERROR_KINDS
 from tests.app.page_driver import record_downloads, record_pictures, start
