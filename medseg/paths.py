@@ -18,12 +18,14 @@ Example:
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import stat
 from pathlib import Path, PurePath
+from typing import Any
 
-from medseg.errors import ConfigError, DataError
+from medseg.errors import ConfigError, DataError, MedsegError
 
 #: what a plain name may hold: letters, digits, ``.``, ``_``, ``+``, ``-`` (not starting with ``.``)
 PLAIN_NAME = re.compile(r"[A-Za-z0-9_+-][A-Za-z0-9._+-]{0,127}")
@@ -111,3 +113,27 @@ def regular_file(path: str | Path) -> Path:
         kind = next((name for test, name in _KINDS if test(mode)), "not a plain file")
         raise DataError(f"{path}: not a regular file ({kind}); medseg reads only regular files")
     return path
+
+
+def read_json(path: str | Path, what: str) -> Any:
+    """The JSON document in ``path``, a regular file (:func:`regular_file`).
+
+    Args:
+        path: the file.
+        what: what the file holds, for the error ("the folds").
+
+    Raises:
+        MedsegError: ``"<path>: cannot read <what> (<why>)"`` when the file is missing, not a
+            regular file, unreadable or not JSON.
+
+    Example:
+        >>> read_json("models/cv_demo_lgg/folds.json", "the folds")["seed"]
+        0
+    """
+    path = Path(path)
+    try:
+        return json.loads(regular_file(path).read_text(encoding="utf-8"))
+    except MedsegError as err:
+        raise MedsegError(f"{path}: cannot read {what} ({err})") from None
+    except (OSError, ValueError, RecursionError):
+        raise MedsegError(f"{path}: cannot read {what} (not JSON)") from None

@@ -35,7 +35,7 @@ import numpy as np
 
 from medseg.errors import MedsegError
 from medseg.files import write_text
-from medseg.paths import regular_file
+from medseg.paths import read_json
 
 #: the key of the chosen step in a postprocessing record (the rest is its evidence)
 CHOSEN_KEY = "postprocessing"
@@ -144,12 +144,7 @@ def load_postprocessing(path: str | Path) -> Postprocessing:
             holds no valid step.
     """
     path = Path(path)
-    try:
-        record = json.loads(regular_file(path).read_text(encoding="utf-8"))
-    except MedsegError as err:
-        raise MedsegError(f"{path}: cannot read the postprocessing record ({err})") from None
-    except (OSError, ValueError, RecursionError):
-        raise MedsegError(f"{path}: cannot read the postprocessing record (not JSON)") from None
+    record = read_json(path, "the postprocessing record")
     try:
         if not isinstance(record, dict):
             raise ValueError("not a JSON object")

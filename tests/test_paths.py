@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from medseg.errors import ConfigError, DataError
-from medseg.paths import confined, is_regular_file, plain_name, regular_file
+from medseg.errors import ConfigError, DataError, MedsegError
+from medseg.paths import confined, is_regular_file, plain_name, read_json, regular_file
 
 
 @pytest.mark.parametrize("name", ["demo_lgg", "adam+znorm-seed0", "run-2.b", "A", "x" * 128])
@@ -77,3 +77,17 @@ def test_is_regular_file_probes_without_opening(tmp_path):
     assert not is_regular_file(tmp_path)
     assert not is_regular_file(tmp_path / "missing")
     assert not is_regular_file(Path("/dev/null"))
+
+
+def test_read_json_returns_the_document_and_names_the_file_and_what_it_holds(tmp_path):
+    good = tmp_path / "folds.json"
+    good.write_text('{"seed": 0, "folds": [["A"], ["B"]]}', encoding="utf-8")
+    assert read_json(good, "the folds") == {"seed": 0, "folds": [["A"], ["B"]]}
+    (tmp_path / "bad.json").write_text("{not json", encoding="utf-8")
+    (tmp_path / "deep.json").write_text("[" * 100_000, encoding="utf-8")  # RecursionError
+    os.mkfifo(tmp_path / "fifo.json")
+    for name, why in [("bad.json", "not JSON"), ("deep.json", "not JSON"), ("missing.json", "no such file"),
+                      ("fifo.json", "not a regular file")]:
+        with pytest.raises(MedsegError, match=rf"^{tmp_path / name}: cannot read the folds \(.*{why}") as err:
+            read_json(tmp_path / name, "the folds")
+        assert "\n" not in str(err.value)

@@ -33,7 +33,7 @@ from typing import Any
 from medseg.data.splits import split_patients
 from medseg.errors import MedsegError
 from medseg.files import write_text
-from medseg.paths import regular_file
+from medseg.paths import read_json
 
 #: the fewest folds a cross-validation has (one fold would train on nothing)
 MIN_FOLDS = 2
@@ -99,12 +99,7 @@ def read_folds(path: str | Path) -> Folds:
             a folds record (a patient twice, a fold empty, counts that disagree).
     """
     path = Path(path)
-    try:
-        raw = json.loads(regular_file(path).read_text(encoding="utf-8"))
-    except MedsegError as err:
-        raise MedsegError(f"{path}: cannot read the folds ({err})") from None
-    except (OSError, ValueError, RecursionError):
-        raise MedsegError(f"{path}: cannot read the folds (not JSON)") from None
+    raw = read_json(path, "the folds")
     try:
         folds = Folds(raw["seed"], raw["test_fraction"], tuple(raw["test"]),
                       tuple(tuple(fold) for fold in raw["folds"]))
