@@ -70,9 +70,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
                         "storage URL, e.g. postgresql://user@host/medseg or sqlite:///tuning.db) "
                         "instead of DIR/tuning/study.journal")
     parser.add_argument("--gpus", default="auto", metavar="auto|none|I,J",
-                        help="CUDA devices to spread runs over, one run per device at a time "
-                        "(default auto: all visible when more than one; none: one after "
-                        "another in this process)")
+                        help="CUDA devices to spread runs over, one run per device at a time, "
+                        "tuning trials included (default auto: all visible when more than one; "
+                        "none: one after another in this process)")
 
 
 def parse_seeds(args: argparse.Namespace) -> Sequence[int]:
@@ -205,7 +205,7 @@ def _run_tuned(args: argparse.Namespace, cfg: Any, out_dir: Path, tune_overrides
                                         **common)
     else:
         rows = run_tuned_comparison(cfg, methods, seeds, out_dir, settings, progress=_progress,
-                                    measures=measures, **common)
+                                    measures=measures, gpus=parse_gpus(args.gpus), **common)
     print_summary(cfg.task, rows)
     print(f"wrote {out_dir / 'results.csv'}, {out_dir / 'results.md'}, {out_dir / 'tuning.csv'} "
           f"and plots in {out_dir}")

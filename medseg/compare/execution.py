@@ -255,6 +255,26 @@ def visible_gpus(cfg: Config) -> list[int]:
     return list(range(count)) if count > 1 else []
 
 
+def devices_to_use(cfg: Config, chosen: Sequence[int] | None) -> list[int]:
+    """The CUDA devices runs are spread over: ``chosen`` (checked by :func:`check_gpus`), or
+    when None every visible one if more than one (:func:`visible_gpus`)."""
+    return visible_gpus(cfg) if chosen is None else list(chosen)
+
+
+def run_pending(pending: list[tuple[RunSpec, bool]], devices: Sequence[int],
+                progress: Callable[[str], None]) -> None:
+    """Train ``pending`` (run, resume) pairs: spread over ``devices``, one worker process per
+    device at a time, when more than one; else one after another in this process.
+
+    Raises:
+        MedsegError: when a run fails (on devices: naming every failed run, after all ended).
+    """
+    if len(devices) > 1:
+        _run_on_gpus(pending, devices, progress)
+    else:
+        _run_here(pending, progress)
+
+
 def _report(spec: RunSpec, wall_time: float, progress: Callable[[str], None], prefix: str = "") -> None:
     diverged = read_record(spec.run_dir).get("diverged")
     outcome = f"diverged after {wall_time:.1f} s ({diverged})" if diverged else f"done in {wall_time:.1f} s"
@@ -436,11 +456,7 @@ def run_comparison(
         progress(f"{len(specs)} runs: {len(specs) - len(pending)} finished earlier, "
                  f"{sum(resume for _, resume in pending)} to resume, "
                  f"{sum(not resume for _, resume in pending)} to train")
-        devices = visible_gpus(cfg) if chosen is None else chosen
-        if len(devices) > 1:
-            _run_on_gpus(pending, devices, progress)
-        else:
-            _run_here(pending, progress)
+        run_pending(pending, devices_to_use(cfg, chosen), progress)
         check_same_split(specs, specs[0].cfg.data.split_file)
         rows = collect_rows(specs, target=cfg.train.target_metric)
         write_outputs(rows, specs, cfg, out_dir, overrides, measures)

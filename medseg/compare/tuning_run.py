@@ -52,7 +52,15 @@ from optuna.storages import BaseStorage, JournalStorage
 from optuna.storages.journal import JournalFileBackend
 from optuna.trial import FrozenTrial, TrialState
 
-from medseg.compare.execution import check_same_split, execute_run, prepare_split, split_digest
+from medseg.compare.execution import (
+    check_gpus,
+    check_same_split,
+    devices_to_use,
+    execute_run,
+    prepare_split,
+    run_pending,
+    split_digest,
+)
 from medseg.compare.planning import RunState, check_comparison, plan_runs, run_state
 from medseg.compare.report import check_measures
 from medseg.compare.results import (
@@ -374,26 +382,49 @@ def _write_report(tuning: Tuning, choice: Choice, measures: Sequence[str]) -> li
     return rows
 
 
-def _run_pending(specs: Sequence[RunSpec], progress: Callable[[str], None]) -> None:
+def run_trials_on_devices(tuning: Tuning, devices: Sequence[int], progress: Callable[[str], None]) -> None:
+    """Train the runs of every open trial of every method spread over ``devices`` (the trial
+    points are fixed in advance, so no trial waits for another), then record each trial whose
+    runs all finished. A trial with a failed run is recorded as failed and tried again by the
+    next rerun, as :func:`run_trials` does.
+
+    Raises:
+        MedsegError: naming every failed run, after all ended and the trials were recorded.
+    """
+    pending = [(spec, state == "resume") for spec, state in record_finished_trials(tuning)]
+    progress(f"{len(pending)} tuning runs to train on devices {', '.join(map(str, devices))}")
+    try:
+        run_pending(pending, devices, progress)
+    except MedsegError as err:
+        record_finished_trials(tuning)
+        for method in tuning.methods:
+            for number, point, specs in tuning.open_trials(method):
+                _record(tuning.study(method), number, point, tuning.settings, specs, value=None,
+                        failure=f"{RETRIED}{str(err)[:200]}")
+        raise
+    record_finished_trials(tuning)
+
+
+def _run_pending(specs: Sequence[RunSpec], devices: Sequence[int], progress: Callable[[str], None]) -> None:
     states = [run_state(spec) for spec in specs]
-    pending = [(spec, state) for spec, state in zip(specs, states, strict=True) if state != "done"]
+    pending = [(spec, state == "resume") for spec, state in zip(specs, states, strict=True) if state != "done"]
     progress(f"{len(specs)} evaluation runs: {len(specs) - len(pending)} finished earlier, "
              f"{len(pending)} to run")
-    for index, (spec, state) in enumerate(pending, start=1):
-        progress(f"[{index}/{len(pending)}] {spec.label}: {'resuming' if state == 'resume' else 'training'}")
-        execute_run(spec, state == "resume")
+    run_pending(pending, devices, progress)
 
 
 def run_tuned_comparison(
     cfg: Config, methods: Sequence[str], seeds: Sequence[int], out_dir: str | Path,
     settings: TuneSettings, *, method_overrides: Mapping[str, Sequence[str]] | None = None,
     progress: Callable[[str], None] | None = None, measures: Sequence[str] = (),
-    storage_url: str | None = None,
+    storage_url: str | None = None, gpus: Sequence[int] | None = None,
 ) -> list[dict[str, Any]]:
     """Tune every method at the same trial points, rerun each one's best settings over
     ``seeds`` and write the report (``results.*``, plots, ``tuning.csv`` and the tuning
     section with its plots). ``storage_url``: keep the studies in that database
-    (:func:`study_storage`) instead of the folder's journal.
+    (:func:`study_storage`) instead of the folder's journal. ``gpus``: as
+    :func:`medseg.compare.run_comparison`; on several devices the trial runs of every method
+    are spread over them (:func:`run_trials_on_devices`), then the evaluation runs.
 
     Returns:
         One row per evaluation run, as :func:`medseg.compare.run_comparison`.
@@ -408,13 +439,17 @@ def run_tuned_comparison(
     progress = progress or (lambda line: None)
     methods, seeds, overrides, measures, out_dir = _check_tuning(
         cfg, methods, seeds, out_dir, settings, method_overrides, measures)
+    devices = devices_to_use(cfg, None if gpus is None else check_gpus(gpus))
     out_dir.mkdir(parents=True, exist_ok=True)
     with run_lock(out_dir):
         tuning = _tuning(cfg, methods, seeds, overrides, settings, out_dir, storage_url)
-        for method in methods:
-            run_trials(tuning, method, progress)
+        if len(devices) > 1:
+            run_trials_on_devices(tuning, devices, progress)
+        else:
+            for method in methods:
+                run_trials(tuning, method, progress)
         choice = choose(tuning)
-        _run_pending(choice.specs, progress)
+        _run_pending(choice.specs, devices, progress)
         return _write_report(tuning, choice, measures)
 
 

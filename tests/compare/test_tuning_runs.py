@@ -9,9 +9,11 @@ import json
 import pytest
 import yaml
 
+import medseg.compare.execution
 import medseg.compare.tuning_run
 import medseg.tasks
 from medseg.cli.main import main
+from medseg.compare.execution import execute_run
 from medseg.compare.tuning import tune_settings
 from medseg.compare.tuning_run import (
     FAILURE,
@@ -22,6 +24,7 @@ from medseg.compare.tuning_run import (
     study_storage,
 )
 from medseg.config import load_config
+from medseg.errors import MedsegError
 from medseg.runs import RunFolder
 from tests.compare.conftest import tiny_config
 
@@ -32,6 +35,13 @@ SETTINGS = {"trials": 2, "seeds": [1000]}
 def studies(out):
     storage = study_storage(out)
     return {method: finished_trials(open_study(storage, method)) for method in METHODS}
+
+
+def train_with(monkeypatch, execute_run) -> None:
+    """Train every run of a tuned comparison in this process with ``execute_run``: the trials'
+    (tuning_run) and the evaluation runs' (execution.run_pending)."""
+    monkeypatch.setattr(medseg.compare.tuning_run, "execute_run", execute_run)
+    monkeypatch.setattr(medseg.compare.execution, "execute_run", execute_run)
 
 
 def recorded_lr(run_dir) -> float:
@@ -88,7 +98,7 @@ def test_a_rerun_retrains_nothing_and_counts_no_trial_twice(tuned, tiny_config_f
     def no_training(spec, resume):
         raise AssertionError(f"{spec.label} trained again")
 
-    monkeypatch.setattr(medseg.compare.tuning_run, "execute_run", no_training)
+    train_with(monkeypatch, no_training)
     monkeypatch.setattr(medseg.tasks, "LEARNED_MARGIN", -1.0)
     before = studies(tuned["out"])
     run_tuned_comparison(load_config(tiny_config_file), METHODS, [0], tuned["out"],
@@ -109,7 +119,7 @@ def test_a_killed_tuning_resumes_without_retraining_finished_trials(tiny_config_
         return execute_run(spec, resume)
 
     cfg = load_config(tiny_config_file)
-    monkeypatch.setattr(medseg.compare.tuning_run, "execute_run", killed_at_the_third)
+    train_with(monkeypatch, killed_at_the_third)
     with pytest.raises(RuntimeError, match="killed"):
         run_tuned_comparison(cfg, METHODS, [0], tmp_path, tune_settings(SETTINGS))
     failed = open_study(study_storage(tmp_path), "adam+znorm").trials
@@ -119,10 +129,49 @@ def test_a_killed_tuning_resumes_without_retraining_finished_trials(tiny_config_
         trained.append(str(spec.run_dir))
         return execute_run(spec, resume)
 
-    monkeypatch.setattr(medseg.compare.tuning_run, "execute_run", counting)
+    train_with(monkeypatch, counting)
     run_tuned_comparison(cfg, METHODS, [0], tmp_path, tune_settings(SETTINGS))
     assert len(trained) == len(set(trained)) == 6  # 4 trial runs and 2 evaluation runs, once each
     assert sorted(studies(tmp_path)["adam+znorm"]) == [0, 1]
+
+
+@pytest.mark.slow
+def test_trials_spread_over_devices_record_what_sequential_trials_record(tuned, tiny_config_file, tmp_path,
+                                                                         monkeypatch):
+    # No GPU here: CUDA_VISIBLE_DEVICES is set per worker process and training falls back to
+    # the CPU, which exercises the scheduling, the worker processes and the recording.
+    monkeypatch.setattr(medseg.tasks, "LEARNED_MARGIN", -1.0)
+    rows = run_tuned_comparison(load_config(tiny_config_file), METHODS, [0], tmp_path,
+                                tune_settings(SETTINGS), gpus=[0, 1])
+    spread, sequential = studies(tmp_path), studies(tuned["out"])
+    for method in METHODS:
+        assert {n: (t.params, t.value) for n, t in spread[method].items()} == \
+            {n: (t.params, t.value) for n, t in sequential[method].items()}
+    assert [(row["method"], row["test_auc"]) for row in rows] == \
+        [(row["method"], row["test_auc"]) for row in tuned["rows"]]
+    assert all(RunFolder(row["run_dir"]).worker_log.exists() for row in rows)  # ran in workers
+
+
+def test_a_run_failing_on_a_device_records_its_trial_as_failed_and_the_others_as_done(
+        tiny_config_file, tmp_path, monkeypatch):
+    monkeypatch.setattr(medseg.tasks, "LEARNED_MARGIN", -1.0)
+    order = []
+
+    def one_fails(pending, devices, progress):  # as run_pending on devices: the rest still run
+        order.extend(spec.method for spec, _ in pending)
+        for spec, resume in pending[1:]:
+            execute_run(spec, resume)
+        raise MedsegError(f"1 run(s) failed: {pending[0][0].label}")
+
+    monkeypatch.setattr(medseg.compare.tuning_run, "run_pending", one_fails)
+    with pytest.raises(MedsegError, match="1 run"):
+        run_tuned_comparison(load_config(tiny_config_file), METHODS, [0], tmp_path,
+                             tune_settings(SETTINGS), gpus=[0, 1])
+    assert order == ["adam", "adam", "adam+znorm", "adam+znorm"]  # every method's trials at once
+    trials = {m: open_study(study_storage(tmp_path), m).trials for m in METHODS}
+    failed = [t for t in trials["adam"] if t.user_attrs.get(FAILURE)]
+    assert len(failed) == 1 and failed[0].user_attrs[FAILURE].startswith("error: 1 run(s) failed")
+    assert sorted(studies(tmp_path)["adam"]) == [1] and sorted(studies(tmp_path)["adam+znorm"]) == [0, 1]
 
 
 def test_cli_reads_the_tune_section_and_refuses_shared_seeds_in_one_line(tiny_pcam, tmp_path, capsys):
