@@ -35,3 +35,14 @@ def run_colours(labels: Sequence[str]) -> dict[str, str]:
     """Each of ``labels`` (in order) with its colour of :data:`RUN_COLOURS`; past ten labels
     the colours repeat."""
     return {label: RUN_COLOURS[i % len(RUN_COLOURS)] for i, label in enumerate(labels)}
+
+
+#: the disagreement map's colours besides each run's own (:mod:`medseg.app.disagreement`):
+#: white where every run is wrong alike, Tol's pale grey where several runs (not all) are right
+ALL_RUNS_WRONG = "#ffffff"
+SEVERAL_RUNS_RIGHT = "#bbbbbb"
+
+
+def rgb(colour: str) -> tuple[int, int, int]:
+    """A ``#rrggbb`` colour as an (r, g, b) triple: ``rgb("#cc6677") == (204, 102, 119)``."""
+    return int(colour[1:3], 16), int(colour[3:5], 16), int(colour[5:7], 16)

@@ -37,7 +37,7 @@ from medseg.compare.stats import (
     paired_difference,
     summarize,
 )
-from medseg.errors import ConfigError
+from medseg.errors import ConfigError, MedsegError
 from medseg.files import atomic_write, write_text
 from medseg.metrics.measures import (
     HIGHER_IS_BETTER,
@@ -46,6 +46,7 @@ from medseg.metrics.measures import (
     measure_names,
     measure_stem,
 )
+from medseg.paths import regular_file
 from medseg.tasks import LEARNED_MARGIN, get_task
 
 LEADING_COLUMNS = ("method", "seed")
@@ -64,6 +65,8 @@ TRAILING_COLUMNS = (
     "note",
 )
 OVERLAP_COLUMNS = ("method", "seed", "step", "block", *OVERLAP_VALUES)
+#: the comparison's table of runs, in its output folder
+RESULTS_CSV = "results.csv"
 
 
 def measure_column(name: str) -> str:
@@ -110,6 +113,31 @@ def write_results_csv(rows: Sequence[dict[str, Any]], path: str | Path, measures
         writer.writeheader()
         for row in rows:
             writer.writerow({key: _csv_value(row.get(key)) for key in columns})
+
+
+def read_results_csv(path: str | Path) -> list[dict[str, str]]:
+    """The rows :func:`write_results_csv` wrote, as text (an empty cell: a missing value),
+    ready for :func:`render_results_md`.
+
+    Raises:
+        MedsegError: naming ``path`` when it is not a regular file, not CSV, or lacks the
+            ``method``, ``seed`` or ``status`` column.
+    """
+    try:
+        with regular_file(path).open(encoding="utf-8", newline="") as handle:
+            reader = csv.DictReader(handle)
+            missing = [c for c in (*LEADING_COLUMNS, "status") if c not in (reader.fieldnames or [])]
+            if missing:
+                raise MedsegError(f"{path}: not a comparison's results table: no {', '.join(missing)} column")
+            rows = list(reader)
+    except (csv.Error, UnicodeDecodeError) as err:
+        raise MedsegError(f"{path}: cannot read the comparison's results: not CSV ({err})") from None
+    except OSError as err:
+        raise MedsegError(f"{path}: cannot read the comparison's results ({err.strerror or err})") from None
+    if any(None in row or not str(row["seed"]).isdigit() for row in rows):
+        raise MedsegError(f"{path}: cannot read the comparison's results: a row with more cells "
+                          "than columns or a seed that is not a whole number")
+    return rows
 
 
 def write_overlap_csv(rows: Sequence[dict[str, Any]], path: str | Path) -> None:

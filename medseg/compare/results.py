@@ -20,6 +20,7 @@ from typing import Any
 from medseg.compare.grad_stats import read_grad_stats, read_overlap
 from medseg.compare.plots import plot_curves, plot_grad_flow, plot_overlap, plot_time_to_target
 from medseg.compare.report import (
+    RESULTS_CSV,
     format_number,
     measure_column,
     undefined_column,
@@ -220,7 +221,7 @@ def write_outputs(
     gradient overlap), the plots and ``results.md`` into ``out_dir``; returns the files.
     ``measures``: per-patient measures the tables and tests also compare."""
     methods = list(dict.fromkeys(spec.method for spec in specs))
-    written = [out_dir / "results.csv"]
+    written = [out_dir / RESULTS_CSV]
     write_results_csv(rows, written[0], measures)
     # runs that diverged or did not learn are listed in the report and drawn apart, never pooled
     learned = [spec for spec, row in zip(specs, rows, strict=True) if row["status"] == "ok"]
