@@ -41,6 +41,7 @@ from medseg.engine.loaders import build_eval_loader
 from medseg.engine.probability import TTA_MODES
 from medseg.errors import CheckpointError, DataError, MedsegError
 from medseg.metrics.measures import PatientMeasureMeter
+from medseg.metrics.threshold import check_threshold
 from medseg.postprocessing import Postprocessing
 from medseg.runs import RunFolder, split_path
 
@@ -161,8 +162,7 @@ def evaluate(
         raise MedsegError(f"--split: {split!r} is not one of {', '.join(SPLITS)}")
     if tta not in TTA_MODES:
         raise MedsegError(f"--tta: {tta!r} is not one of {', '.join(TTA_MODES)}")
-    if not 0.0 < threshold < 1.0:
-        raise MedsegError(f"--threshold: {threshold} must be between 0 and 1")
+    check_threshold(threshold, "--threshold")
     if max_samples is not None:
         _MAX_SAMPLES.check(max_samples, "--max-samples")
     sources = [checkpoint_path] if isinstance(checkpoint_path, str | Path) else list(checkpoint_path)

@@ -142,8 +142,9 @@ def test_wrong_task_and_bad_options_exit_2(trained_lgg, tiny_pcam, tiny_lgg, cap
     best = str(trained_lgg.run_dir / "best.pt")
     assert main(["evaluate", best, "--data", str(tiny_pcam)]) == 2
     assert "segmentation checkpoint" in capsys.readouterr().err
-    assert main(["evaluate", best, "--data", str(tiny_lgg), "--threshold", "1.5"]) == 2
-    assert "--threshold" in capsys.readouterr().err
+    for bad in ("1.5", "0", "nan"):  # metrics.threshold.check_threshold's rule and words
+        assert main(["evaluate", best, "--data", str(tiny_lgg), "--threshold", bad]) == 2
+        assert f"--threshold: {float(bad)} must be between 0 and 1" in capsys.readouterr().err
     assert main(["evaluate", best, "--data", str(tiny_lgg / "nope")]) == 2
     err = capsys.readouterr().err
     assert "nope" in err and "Traceback" not in err
