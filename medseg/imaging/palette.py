@@ -41,6 +41,7 @@ TRUE_POSITIVE = LegendEntry("True positive", (255, 221, 0), "tumour found by the
 FALSE_POSITIVE = LegendEntry("False positive", (255, 0, 255), "model marks tumour, the reference does not")
 FALSE_NEGATIVE = LegendEntry("False negative", (0, 229, 255), "tumour the model missed")
 PREDICTED = LegendEntry("Predicted tumour", (255, 221, 0), "no expert mask to compare with")
+REFERENCE = LegendEntry("Reference tumour", (0, 114, 178), "the reference mask (interactive viewer)")
 #: each error layer by its short name, in painting order
 ERROR_KINDS: dict[str, LegendEntry] = {"tp": TRUE_POSITIVE, "fp": FALSE_POSITIVE, "fn": FALSE_NEGATIVE}
 #: the opacity of the predicted mask in ``medseg predict``'s ``*_pred_overlay.png``
