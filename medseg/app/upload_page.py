@@ -1,13 +1,19 @@
 """The upload view: a slice or a NIfTI volume, or a scan's three MR sequences (NIfTI or zipped
 DICOM), read with the checks of ``medseg predict``; the model's mask, scores against an
 optional expert mask (for a volume also every measure of the Case view and the lesions, found
-or missed, as ``medseg predict --reference`` reports them), tumour volume and lesions, and the
-downloads."""
+or missed, as ``medseg predict --reference`` reports them, and the Case view's slice table),
+tumour volume and lesions, and the downloads.
+
+Three sequences: each slot says what its file holds as soon as it is uploaded (or, for a file
+that cannot be read, why not; and warns when a DICOM SeriesDescription names another
+sequence); how the files fit together (missing sequences, different grids, the mask) is checked
+once all three are in, or when the reader presses Run."""
 
 from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import cast
 
 import numpy as np
@@ -15,18 +21,21 @@ import streamlit as st
 
 from medseg.app import settings
 from medseg.app.cohort import apply_step
-from medseg.app.lgg_page import lesion_table, measure_table
+from medseg.app.lgg_page import lesion_table, measure_table, slice_table
 from medseg.app.review_models import ReviewModel
 from medseg.app.scoring import score_volume
 from medseg.app.slice_view import EMPTY_SLICE_NOTE, Display, slice_metrics, slice_view
 from medseg.app.text import escape_markdown
 from medseg.app.uploads import (
+    SEQUENCE_MASK_SUFFIXES,
     SINGLE_SEQUENCE_BOX,
     Upload,
     UploadedFile,
     dicom_seg_bytes,
     read_sequences,
     read_upload,
+    slot_info,
+    slot_warning,
     upload_reference,
     upload_report,
 )
@@ -37,13 +46,15 @@ from medseg.app.widgets import (
     area_metric,
     choose_slice,
     largest_area_slice,
+    score_text,
     session_cached,
     show_error,
 )
 from medseg.errors import MedsegError
 from medseg.imaging.nifti import Volume
-from medseg.imaging.sequences import SEQUENCE_TITLES, SEQUENCES
+from medseg.imaging.sequences import SEQUENCE_TITLES, SEQUENCES, missing_sequences
 from medseg.metrics import binarize
+from medseg.metrics.measures import measure_label
 from medseg.postprocessing import Postprocessing
 from medseg.predict import (
     DICOM_SEG,
@@ -71,6 +82,18 @@ SINGLE_SEQUENCE_WARNING = (
 ONE_FILE_TYPES = [*SLICE_SUFFIXES, *VOLUME_SUFFIXES]
 #: reads the chosen uploads; its argument: one MR sequence may be repeated (single_sequence)
 UploadReader = Callable[[bool], Upload]
+#: the session key holding the uploads the reader asked to run before all three sequences were in
+RUN_ASKED = "upload_run_for"
+
+
+@dataclass(frozen=True)
+class ChosenUpload:
+    """The files given and how to read them; ``sequences``: the sequence slots filled (None for
+    one file, which is read at once)."""
+
+    files: list
+    read: UploadReader
+    sequences: tuple[str, ...] | None = None
 
 
 def predict_with_progress(model: ReviewModel, images: np.ndarray, what: str) -> np.ndarray:
@@ -86,7 +109,7 @@ def predict_with_progress(model: ReviewModel, images: np.ndarray, what: str) -> 
     return np.concatenate(parts)
 
 
-def one_file_input() -> tuple[list, UploadReader] | None:
+def one_file_input() -> ChosenUpload | None:
     """The one-file uploaders; their files and how to read them (None until a file is given)."""
     st.caption(
         "A slice (.tif, .png, .jpg) with an optional mask of the same size, or a NIfTI volume "
@@ -106,29 +129,57 @@ def one_file_input() -> tuple[list, UploadReader] | None:
         return read_upload(uploaded(image_file), uploaded(mask_file) if mask_file is not None else None,
                            max_mb=settings.MAX_UPLOAD_MB, single_sequence=single_sequence)
 
-    return [f for f in (image_file, mask_file) if f is not None], read
+    return ChosenUpload([f for f in (image_file, mask_file) if f is not None], read)
 
 
-def sequences_input() -> tuple[list, UploadReader] | None:
-    """The three sequence uploaders and the mask volume's; their files and how to read them
-    (None until a sequence is given)."""
+def slot_summary(column, role: str, file) -> bool:
+    """Under an uploader, what its file holds (:func:`~medseg.app.uploads.slot_info`) and any
+    warning of :func:`~medseg.app.uploads.slot_warning`, or why it cannot be read; False then."""
+    try:
+        info = session_cached("upload_slots", (role, file.file_id, file.name, file.size), lambda: slot_info(
+            role, uploaded(file), max_mb=settings.MAX_UPLOAD_MB), size=8)
+    except MedsegError as err:
+        with column:
+            show_error(str(err))
+        return False
+    column.caption(escape_markdown(info.text()))
+    warning = slot_warning(role, info)
+    if warning is not None:
+        column.warning(escape_markdown(warning), icon="⚠️")
+    return True
+
+
+def sequences_input() -> ChosenUpload | None:
+    """The three sequence uploaders and the expert mask's, each saying what its file holds;
+    their files and how to read them (None until a sequence is given, or while a file cannot
+    be read)."""
     st.caption(
         "The scan's three MR sequences, each a NIfTI volume (.nii, .nii.gz) or a zipped DICOM "
-        "series (.zip), co-registered on one voxel grid, with an optional mask volume (NIfTI) on "
-        "the same grid. Read as `medseg predict --pre --flair --post` reads them, in a temporary "
-        f"folder that is deleted at once; at most {settings.MAX_UPLOAD_MB} MB each."
+        "series (.zip), co-registered on one voxel grid, with an optional expert mask: a NIfTI "
+        "volume on the same grid or a DICOM SEG (.dcm) of one of the DICOM series. Read as "
+        "`medseg predict --pre --flair --post` reads them, in a temporary folder that is deleted "
+        f"at once; at most {settings.MAX_UPLOAD_MB} MB each."
     )
     columns = st.columns(4)
     files = {key: column.file_uploader(SEQUENCE_TITLES[key], key=f"upload_{key}",
                                        type=list(SEQUENCE_SUFFIXES),
                                        max_upload_size=settings.MAX_UPLOAD_MB)
              for key, column in zip(SEQUENCES, columns, strict=False)}
-    mask_file = columns[3].file_uploader("Expert mask volume (optional)", key="upload_sequence_mask",
-                                         type=list(VOLUME_SUFFIXES),
-                                         max_upload_size=settings.MAX_UPLOAD_MB)
+    mask_file = columns[3].file_uploader("Expert mask (optional)", key="upload_sequence_mask",
+                                         type=list(SEQUENCE_MASK_SUFFIXES),
+                                         max_upload_size=settings.MAX_UPLOAD_MB,
+                                         help="A NIfTI volume on the sequences' grid, or a DICOM SEG "
+                                              "referring to one of their DICOM series.")
     given = {key: f for key, f in files.items() if f is not None}
+    slots = [(columns[SEQUENCES.index(key)], key, f) for key, f in given.items()]
+    if mask_file is not None:
+        slots.append((columns[3], "mask", mask_file))
+    readable = [slot_summary(column, role, f) for column, role, f in slots]
     if not given:
         st.info("Upload the scan's sequences to see the model's mask.")
+        return None
+    if not all(readable):
+        st.info("Replace the file marked in red to see the model's mask.")
         return None
 
     def read(single_sequence: bool) -> Upload:
@@ -136,7 +187,21 @@ def sequences_input() -> tuple[list, UploadReader] | None:
                               uploaded(mask_file) if mask_file is not None else None,
                               max_mb=settings.MAX_UPLOAD_MB, single_sequence=single_sequence)
 
-    return [*given.values(), *([mask_file] if mask_file is not None else [])], read
+    return ChosenUpload([*given.values(), *([mask_file] if mask_file is not None else [])], read, tuple(given))
+
+
+def ready_to_run(filled: tuple[str, ...], single: bool, files_id: str) -> bool:
+    """Whether the sequences given are read now: all that are needed are in
+    (:func:`~medseg.imaging.sequences.missing_sequences`), or the reader pressed Run for these
+    files; until then, a note and the Run button (no error: the others may be on their way)."""
+    if not missing_sequences(filled, single) or st.session_state.get(RUN_ASKED) == files_id:
+        return True
+    st.info(f"{len(filled)} of {len(SEQUENCES)} sequences uploaded. Together they are checked "
+            "(missing sequences, one voxel grid, the mask) when all three are in, or when you "
+            "press Run.")
+    st.button("Run", key="upload_run", on_click=st.session_state.update, kwargs={RUN_ASKED: files_id},
+              help="Read the files given now, as they are.")
+    return False
 
 
 def uploaded(file) -> UploadedFile:
@@ -162,7 +227,10 @@ def upload_view(model: ReviewModel, checkpoint: ModelKey, threshold: float, disp
     )
     if given is None:
         return
-    files, read = given
+    files, read = given.files, given.read
+    files_id = "|".join(f.file_id for f in files)
+    if given.sequences is not None and not ready_to_run(given.sequences, single, files_id):
+        return
     key = (checkpoint, step, mode, single, *[(f.file_id, f.name, f.size) for f in files])
 
     def decode_and_predict() -> tuple[Upload, np.ndarray]:
@@ -175,8 +243,8 @@ def upload_view(model: ReviewModel, checkpoint: ModelKey, threshold: float, disp
     except MedsegError as err:
         show_error(str(err))
         return
-    upload_results(upload, apply_step(probs, threshold, step), threshold, key,
-                   "|".join(f.file_id for f in files), display, raw=probs)
+    upload_results(upload, apply_step(probs, threshold, step), threshold, key, files_id, display,
+                   raw=probs)
 
 
 def upload_results(upload: Upload, probs: np.ndarray, threshold: float, key: tuple, files_id: str,
@@ -218,6 +286,8 @@ def upload_results(upload: Upload, probs: np.ndarray, threshold: float, key: tup
         more[1].metric("Model lesions", str(report["n_lesions"]),
                        help="3-D connected components of the predicted mask (26-connectivity), "
                             "each listed in the lesion report.")
+        if scored is not None:
+            reference_metrics(more[2:], scored.measures)
     views = upload.views
     sequence = cast(str, st.radio(
         "MRI sequence", list(views), horizontal=True, key=f"upload_sequence:{'|'.join(views)}",
@@ -237,7 +307,28 @@ def upload_results(upload: Upload, probs: np.ndarray, threshold: float, key: tup
         measure_table(scored.measures, units, "Measures against the expert mask (3-D)")
         lesion_table(scored.matching, numbers, f"upload_lesions:{files_id}:{threshold}:{number}",
                      slider_key, EXPERT)
+        st.subheader("Slices of this volume, worst Dice first")
+        st.caption(
+            f"{volume['n_slices']} slices; mean slice Dice {score_text(volume['dice'])}; "
+            f"{volume['n_empty_fp_slices']} of {volume['n_empty_slices']} tumour-free slices with "
+            "false positives. Click a row to open the slice."
+        )
+        slice_table(volume, f"upload_table:{files_id}:{threshold}:{number}", slider_key, EXPERT)
     upload_downloads(upload, predicted, report, seg)
+
+
+def reference_metrics(columns: list, measures: dict[str, float | int]) -> None:
+    """The expert mask's volume, the volume difference and the expert lesions found, from the
+    measures the table under the view lists (:func:`~medseg.metrics.measures.patient_measures`),
+    labelled as it labels them."""
+    for column, prefix in zip(columns, ("ref_volume_", "abs_volume_diff_"), strict=False):
+        key = next(k for k in measures if k.startswith(prefix))
+        value = measures[key]
+        column.metric(measure_label(key), "undefined" if np.isnan(value) else
+                      f"{value:.2f}" if key.endswith("_ml") else str(int(value)))
+    columns[2].metric(measure_label("detected_lesions"),
+                      f"{measures['detected_lesions']} of {measures['ref_lesions']}",
+                      help=f"{measure_label('missed_lesions')}: {measures['missed_lesions']}")
 
 
 def upload_downloads(upload: Upload, predicted: np.ndarray, report: dict | None, seg: bytes | None) -> None:

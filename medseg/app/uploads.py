@@ -37,15 +37,17 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import numpy as np
+from nibabel.orientations import apply_orientation
 
 from medseg.app.text import one_line, shown_name
 from medseg.app.viewer import SEQUENCE_CHANNELS, VIEW_NAMES
 from medseg.engine.lesions import lesion_report, stack_geometry
 from medseg.errors import DataError
-from medseg.imaging.dicom import DicomSeries
+from medseg.imaging.dicom import DicomSeries, scan_dicom_series
 from medseg.imaging.dicom_seg import segmentation_bytes
 from medseg.imaging.images import read_mask
 from medseg.imaging.nifti import Volume, load_mask_volume, load_volume
+from medseg.imaging.seg_masks import read_seg_mask
 from medseg.imaging.sequences import (
     READS_THREE,
     SEQUENCE_TITLES,
@@ -56,6 +58,13 @@ from medseg.imaging.sequences import (
     load_sequences,
     missing_sequences,
     plan_sequences,
+)
+from medseg.imaging.volume_info import (
+    VolumeInfo,
+    dicom_info,
+    nifti_info,
+    seg_info,
+    suggested_sequence,
 )
 from medseg.predict import (
     SEQUENCE_SUFFIXES,
@@ -76,6 +85,11 @@ MAX_NAME_BYTES = 255
 SINGLE_SEQUENCE_BOX = "Use this one sequence in all three channels"
 #: the MRI-sequence view of a single sequence whose role is unknown (a 3-D NIfTI, a grey slice)
 ONE_SEQUENCE_VIEW = "One sequence (given)"
+
+#: an expert mask of three sequences given as a DICOM SEG over one of their DICOM series
+SEG_SUFFIX = ".dcm"
+#: what the three sequences' expert-mask uploader takes: a NIfTI volume or a DICOM SEG
+SEQUENCE_MASK_SUFFIXES = (*VOLUME_SUFFIXES, SEG_SUFFIX)
 
 #: (file name, file bytes) as handed over by the browser.
 UploadedFile = tuple[str, bytes]
@@ -350,19 +364,20 @@ def read_sequences(
                         "post-contrast T1")
     _check_files([*given.values(), *([mask] if mask is not None else [])], max_mb)
     suffixes = {key: _sequence_suffix(key, name) for key, (name, _) in given.items()}
-    if mask is not None and not mask[0].lower().endswith(VOLUME_SUFFIXES):
+    mask_suffix = file_suffix(mask[0], SEQUENCE_MASK_SUFFIXES) if mask is not None else None
+    if mask is not None and mask_suffix is None:
         raise DataError(f"{shown_name(mask[0])}: the mask of three sequences is a NIfTI volume "
-                        "(.nii, .nii.gz) on their grid")
+                        "(.nii, .nii.gz) on their grid or a DICOM SEG (.dcm) of one of their series")
     refusal = _missing_refusal({key: name for key, (name, _) in given.items()}, single_sequence)
     if refusal is not None:
         raise refusal
     with tempfile.TemporaryDirectory(prefix="medseg-upload-") as tmp:
         folder = _Folder(Path(tmp))
         paths = {key: folder.write(key, upload, suffixes[key]) for key, upload in given.items()}
-        mask_path = folder.write("mask", mask, upload_suffix(mask[0])) if mask is not None else None
+        mask_path = folder.write("mask", mask, mask_suffix) if mask is not None and mask_suffix else None
         plan = folder.read(lambda: plan_sequences(paths, single_sequence=single_sequence))
         volume = folder.read(lambda: load_sequences(plan))
-        masks = folder.read(lambda: load_sequence_mask(mask_path, plan)) if mask_path is not None else None
+        masks = folder.read(lambda: sequence_mask(mask_path, plan)) if mask_path is not None else None
         series, skipped = folder.read(lambda: seg_source(plan))
         if skipped is not None:
             skipped = folder.message(DataError(skipped))
@@ -370,6 +385,72 @@ def read_sequences(
                   single_sequence=plan.single, sequences={key: name for key, (name, _) in given.items()},
                   plan=plan, seg_series=series, seg_skipped=skipped,
                   mask_name=mask[0] if mask is not None else None)
+
+
+def sequence_mask(path: Path, plan: SequencePlan) -> np.ndarray:
+    """The expert mask of a scan's sequences over their slices, (N, H, W) in {0, 1}: a NIfTI
+    volume on their grid (:func:`~medseg.imaging.sequences.load_sequence_mask`) or a DICOM SEG
+    (``.dcm``) referring to one of their DICOM series, its frames placed by geometry
+    (:func:`~medseg.imaging.seg_masks.read_seg_mask`) and viewed like the reference.
+
+    Raises:
+        DataError: naming the mask, for a NIfTI mask on another grid, a DICOM SEG when no
+            sequence is a DICOM series, or one :func:`~medseg.imaging.seg_masks.read_seg_mask`
+            refuses (another series, another geometry).
+    """
+    if not path.name.lower().endswith(SEG_SUFFIX):
+        return load_sequence_mask(path, plan)
+    candidates = [scan_dicom_series(source.path) for source in plan.inputs if source.dicom]
+    if not candidates:
+        raise DataError(f"{path}: a DICOM SEG refers to a DICOM series, and no sequence is one; "
+                        "upload the mask as a NIfTI volume on the sequences' grid")
+    _, mask = read_seg_mask(path, candidates)  # the series' grid is the reference's (planned)
+    return apply_orientation(mask, plan.reference.to_slices)
+
+
+def slot_info(role: str, upload: UploadedFile, *, max_mb: float = 200) -> VolumeInfo:
+    """What an uploaded sequence (``role`` in :data:`SEQUENCES`) or expert mask (``"mask"``)
+    holds, from its headers (:mod:`medseg.imaging.volume_info`): checked on its own, as soon
+    as it is uploaded; how it fits the other uploads is checked by :func:`read_sequences`.
+
+    Raises:
+        DataError: naming the upload (by its uploader's label), for a name or size
+            :func:`check_name` / :func:`check_size` refuse, an unsupported type, or headers
+            the NIfTI, DICOM or DICOM SEG reader refuses.
+
+    Example:
+        >>> slot_info("flair", ("flair.zip", data)).text()
+        'DICOM MR “AX FLAIR”: 256 × 256 × 22 (rows × columns × slices), ...'
+    """
+    name, data = upload
+    check_name(name)
+    check_size(name, len(data), max_mb)
+    if role == "mask":
+        suffix = file_suffix(name, SEQUENCE_MASK_SUFFIXES)
+        if suffix is None:
+            raise DataError(f"{shown_name(name)}: the mask of three sequences is a NIfTI volume "
+                            "(.nii, .nii.gz) or a DICOM SEG (.dcm)")
+    else:
+        suffix = _sequence_suffix(role, name)
+    with tempfile.TemporaryDirectory(prefix="medseg-upload-") as tmp:
+        folder = _Folder(Path(tmp))
+        path = folder.write(role, upload, suffix)
+        if suffix == SEG_SUFFIX:
+            return folder.read(lambda: seg_info(path))
+        if suffix in VOLUME_SUFFIXES:
+            return folder.read(lambda: nifti_info(path))
+        return folder.read(lambda: dicom_info(scan_dicom_series(path)))
+
+
+def slot_warning(role: str, info: VolumeInfo) -> str | None:
+    """A warning when the SeriesDescription of the file in a sequence's slot names another
+    sequence (:func:`~medseg.imaging.volume_info.suggested_sequence`), else None: the upload is
+    still read, the reader decides."""
+    suggested = suggested_sequence(info.description)
+    if suggested is None or role not in SEQUENCES or suggested == role:
+        return None
+    return (f"SeriesDescription “{info.description}” suggests {SEQUENCE_TITLES[suggested]}, not "
+            f"{SEQUENCE_TITLES[role]}: check that this file is in the right slot")
 
 
 def dicom_seg_bytes(upload: Upload, masks_nhw: np.ndarray, threshold: float) -> tuple[bytes | None, str | None]:

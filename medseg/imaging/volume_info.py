@@ -83,7 +83,7 @@ class VolumeInfo:
             between slices (mm); SEG: its PixelSpacing (empty when absent).
         axes: nibabel's axis codes of the affine ("" for a SEG).
         description: DICOM SeriesDescription ("" when absent or NIfTI).
-        modality: DICOM Modality ("" when absent or NIfTI).
+        modality: a DICOM series' Modality ("" when absent, NIfTI or a SEG).
         plane: DICOM: the images' plane (:func:`image_plane`); "" otherwise.
         thickness: DICOM SliceThickness in mm (None when absent).
     """
@@ -173,8 +173,7 @@ def seg_info(path: str | Path) -> VolumeInfo:
         size = (int(header.get("Rows", 0)), int(header.get("Columns", 0)), int(header.get("NumberOfFrames", 1)))
     except (TypeError, ValueError):
         raise DataError(f"{path}: Rows, Columns or NumberOfFrames is not a whole number") from None
-    return VolumeInfo("DICOM SEG", size, spacing, description=_text(header, "SeriesDescription"),
-                      modality=_text(header, "Modality"))
+    return VolumeInfo("DICOM SEG", size, spacing, description=_text(header, "SeriesDescription"))
 
 
 def suggested_sequence(description: str) -> str | None:

@@ -518,6 +518,8 @@ def test_sequence_uploads_refused_then_one_accepted(monkeypatch, segmentation_ru
         "(32, 32, 3); the three sequences must be co-registered on one voxel grid")
 
     upload_sequences(at, {"flair": paths["flair"]})
+    assert not at.error  # the others may be on their way: checked when asked to run
+    at.button(key="upload_run").click().run()
     assert [plain(e.value) for e in at.error] == [
         "FLAIR (flair.nii.gz): one MR sequence; the model reads three (pre-contrast, FLAIR, "
         "post-contrast): Pre-contrast T1 and Post-contrast T1 are missing; upload them, or tick "
