@@ -47,8 +47,19 @@ from medseg.app.cohort import (
     score_patient,
     stale,
 )
+from medseg.app.disagreement import disagreement
 from medseg.app.links import link_text, missing_runs
 from medseg.app.run_cards import RunCard
+from medseg.app.runs_compare import (
+    ALL_PATIENTS,
+    LARGEST_DIFFERENCE,
+    comparison_of,
+    panel_columns,
+    panel_zoom,
+    patient_subsets,
+    slice_differences,
+    subset_patients,
+)
 from medseg.app.scoring import PatientSlices, score_volume
 from medseg.app.slice_view import (
     EMPTY_SLICE_NOTE,
@@ -57,6 +68,7 @@ from medseg.app.slice_view import (
     slice_view,
 )
 from medseg.app.text import code_span, escape_markdown
+from medseg.app.viewer import compose, upscale
 from medseg.app.widgets import (
     EXPERT,
     SYNTHETIC_REFERENCE,
@@ -79,10 +91,12 @@ from medseg.errors import MedsegError
 from medseg.metrics import binarize
 from medseg.metrics.lesions import LesionMatching, match_lesions
 from medseg.postprocessing import Postprocessing
+from medseg.tasks import SEGMENTATION
 
 #: the subsets of a run's split.json, in the views' order
 SPLIT_CHOICES = ("test", "val", "train")
-ALL_PATIENTS = "all"
+#: an unscored cell of the runs table
+UNSCORED = "—"
 #: patient predictions scored for a cohort without asking (more wait for a button)
 AUTO_SCORED = 16
 CASE_FOLDER = "Case folder (LGG kaggle_3m layout)"
@@ -529,9 +543,11 @@ def score_when_asked(scorers: Mapping[str, Scorer], names: list[str], subset: st
     split may take minutes). True when every run has scored them all."""
     missing = sum(len(scorer.missing(names)) for scorer in scorers.values())
     runs = "the run" if len(scorers) == 1 else f"each of the {len(scorers)} runs"
+    slot = st.empty()  # the button, gone once the patients are scored
     if missing and (subset == "test" or missing <= AUTO_SCORED
-                    or st.button(f"Score the unscored {subset} patients with {runs} "
-                                 f"({missing} patient predictions)", key=key)):
+                    or slot.button(f"Score the unscored {subset} patients with {runs} "
+                                   f"({missing} patient predictions)", key=key)):
+        slot.empty()
         for scorer in scorers.values():
             problem = scorer.score(names)
             if problem:
@@ -587,9 +603,11 @@ def run_label(run: RunCard) -> str:
 def runs_view(cases: Cases, current: RunCard, scorer: Scorer, runs: list[RunCard], threshold: float,
               display: Display, checkpoint_of: Callable[[RunCard], Path | None],
               key_of: Callable[[RunCard, Path], ModelKey]) -> None:
-    """The same slice through several runs (the paper's Figure 2 for any runs), and the
-    patient Dice of each run with its difference from the first. Other models than the
-    current one are read without TTA or postprocessing (``key_of``)."""
+    """The same slice through several runs (the paper's Figure 2 for any runs) in panels that
+    follow the zoom, where the runs disagree, the slices where they differ most, the patient
+    Dice of each run in a subset of every run's split, and, for runs of one comparison, its
+    cells and paired tests. Other models than the current one are read without TTA or
+    postprocessing (``key_of``)."""
     usable = {run.name: run for run in runs if run.task == current.task and checkpoint_of(run)}
     named = st.query_params.get_all("runs")
     if "compare_runs" not in st.session_state:  # a deep link (?runs=a&runs=b) names the runs
@@ -618,30 +636,120 @@ def runs_view(cases: Cases, current: RunCard, scorer: Scorer, runs: list[RunCard
     except MedsegError as err:
         show_error(str(err))
         return
-    number = choose_slice(case.numbers, largest_area_slice(case.numbers, case.masks),
-                          f"slice:{cases.folder}:{name}")
+    slider_key = f"slice:{cases.folder}:{name}"
+    number = choose_slice(case.numbers, largest_area_slice(case.numbers, case.masks), slider_key)
+    labels = {run: run_label(usable[run]) for run in chosen}
+    volumes = {}
+    for run in chosen:
+        probs[run] = apply_step(probs[run], threshold, scorers[run].step)
+        volumes[run] = score_volume(probs[run], case.masks, name, case.numbers, threshold)
+    run_panels(case, probs, volumes, labels, number, threshold, display, cases.reference)
+    if len(chosen) > 1:
+        slices_across_runs(volumes, f"runs_slices:{cases.folder}:{name}:{number}", slider_key)
+    runs_table(cases, {run: usable[run] for run in chosen}, scorers, threshold)
+    comparison_block(SEGMENTATION.name, [usable[run] for run in chosen])  # the LGG views' task
+
+
+def run_panels(case: PatientSlices, probs: Mapping[str, np.ndarray], volumes: Mapping[str, dict],
+               labels: Mapping[str, str], number: int, threshold: float, display: Display,
+               reference: str) -> None:
+    """The MRI, the reference, each run's overlay and (for two runs or more) where they
+    disagree, all at the display's zoom (:func:`~medseg.app.runs_compare.panel_zoom`), in rows
+    of as many panels as fit the page, never narrower than the slice; then the legends."""
     position = case.numbers.index(number)
     mask = case.masks[position]
     background = display.background(case.images[position])
-    columns = st.columns(2 + len(chosen))
-    picture(columns[0], background, f"MRI: {display.sequence}, slice {number}")
-    picture(columns[1], mask * 255, f"{cases.reference} mask")
-    for column, run in zip(columns[2:], chosen, strict=True):
-        probs[run] = apply_step(probs[run], threshold, scorers[run].step)
-        volume = score_volume(probs[run], case.masks, name, case.numbers, threshold)
-        row = next(r for r in volume["per_slice"] if r["slice"] == number)
-        picture(column, display.overlay(background, binarize(probs[run][position], threshold), mask),
-                f"{run_label(usable[run])}: slice Dice {score_text(row['dice'])}, "
-                f"patient Dice {score_text(volume['patient_dice'])}")
+    width = mask.shape[1]
+    zoom = panel_zoom(width, display.zoom)
+    preds = {run: binarize(probs[run][position], threshold) for run in probs}
+    panels = [(upscale(background, zoom), f"MRI: {display.sequence}, slice {number} ({zoom}×)"),
+              (upscale(mask * 255, zoom), f"{reference} mask")]
+    for run, pred in preds.items():
+        row = next(r for r in volumes[run]["per_slice"] if r["slice"] == number)
+        panels.append((display.overlay(background, pred, mask, zoom),
+                       f"{labels[run]}: slice Dice {score_text(row['dice'])}, "
+                       f"patient Dice {score_text(volumes[run]['patient_dice'])}"))
+    differ = disagreement(preds, mask, labels) if len(preds) > 1 else None
+    if differ is not None:
+        panels.append((compose(background, differ.layers(), style=display.style, opacity=display.opacity,
+                               factor=zoom),
+                       f"Where the runs disagree: {int(differ.differ.sum())} pixels"))
+    per_row = panel_columns(width, display.zoom, len(panels))
+    for first in range(0, len(panels), per_row):
+        for column, (shown, caption) in zip(st.columns(per_row), panels[first:first + per_row], strict=False):
+            picture(column, shown, caption, width=shown.shape[1])
     legend(display.legend(with_reference=True))
-    subset = cast(str, st.session_state.get("patient_subset", ALL_PATIENTS))
-    names = subset_names(cases, current.split, subset)
-    st.subheader(f"Patient Dice (3-D) of each run, {subset} patients")
+    if differ is not None:
+        st.caption("Disagreement map: pixels where the runs' masks differ, coloured by the run "
+                   "that matches the reference there; where they agree, only errors they share.")
+        legend(differ.legend())
+
+
+def slices_across_runs(volumes: Mapping[str, dict], table_key: str, slider_key: str) -> None:
+    """This patient's slices with each run's slice Dice, where the runs differ most first;
+    clicking a row opens that slice."""
+    st.subheader("Slices where the runs differ most")
+    table = slice_differences({run: volume["per_slice"] for run, volume in volumes.items()})
+    three = st.column_config.NumberColumn(format="%.3f")
+    st.dataframe(table, hide_index=True, key=table_key, selection_mode=ROW_OR_CELL,
+                 height=min(420, 38 + 35 * len(table)),
+                 column_config={column: three for column in table.columns[1:]},
+                 on_select=functools.partial(jump_to_slice, table_key, slider_key, table["Slice"].tolist()))
+    st.caption(f"{LARGEST_DIFFERENCE}: the highest slice Dice of the runs minus the lowest. "
+               "Click a row to open the slice.")
+
+
+def runs_table(cases: Cases, chosen: Mapping[str, RunCard], scorers: Mapping[str, Scorer],
+               threshold: float) -> None:
+    """The patient Dice (3-D) of each run for the patients of one subset in every run's
+    split.json, each patient's subset, and the means over them once every run scored them."""
+    splits = {run: card.split for run, card in chosen.items()}
+    subsets = [s for s in SPLIT_CHOICES if any(s in split.values() for split in splits.values())]
+    subsets.append(ALL_PATIENTS)
+    if st.session_state.get("runs_subset") not in subsets:
+        opened = st.session_state.get("patient_subset")
+        st.session_state["runs_subset"] = opened if opened in subsets else subsets[0]
+    st.subheader("Patient Dice (3-D) of each run")
+    subset = cast(str, st.radio("Patients", subsets, horizontal=True, key="runs_subset",
+                                help="A patient counts in a subset when every chosen run's "
+                                     "split.json puts it there; 'all' mixes the subsets."))
+    names = subset_patients(splits, list(cases.patients), subset)
+    if not names:
+        st.info(f"No patient of the case folder is a {subset} patient of every chosen run.")
+        return
     complete = score_when_asked(scorers, names, subset, "runs_score")
     frame = runs_frame({run: s.records for run, s in scorers.items()}, names, threshold)
-    st.dataframe(frame, hide_index=True, column_config={
-        column: st.column_config.NumberColumn(format="%.3f") for column in frame.columns[1:]})
+    frame.insert(1, "Subset", list(patient_subsets(splits, names).values()))
+    differences = [column for column in frame.columns[2:] if column.startswith("Δ ")]
+    dice = [column for column in frame.columns[2:] if column not in differences]
+    st.dataframe(frame.style.format("{:.3f}", subset=dice, na_rep=UNSCORED)
+                 .format("{:+.3f}", subset=differences, na_rep=UNSCORED), hide_index=True)
+    scored = f"{UNSCORED}: not scored yet. " if not complete else ""
+    st.caption(f"{scored}Subset: the patient's in the runs' split.json (each run's where they differ).")
     if len(chosen) > 1 and complete:
-        means = frame.drop(columns="Patient").mean()
-        st.caption("Means: " + "; ".join(f"{escape_markdown(c)} {v:+.3f}" if c.startswith("Δ")
-                                          else f"{escape_markdown(c)} {v:.3f}" for c, v in means.items()))
+        means = frame.drop(columns=["Patient", "Subset"]).mean()
+        st.caption(f"Means over {patients_phrase(subset)} ({len(names)}): " + "; ".join(
+            f"{escape_markdown(c)} {v:+.3f}" if c.startswith("Δ") else f"{escape_markdown(c)} {v:.3f}"
+            for c, v in means.items()))
+
+
+def comparison_block(task: str, chosen: list[RunCard]) -> None:
+    """For runs of one comparison folder, compare's own report of their methods (cells and
+    paired tests, from its results.csv); else a line saying the runs are not of one."""
+    if len(chosen) < 2:
+        return
+    comparison = comparison_of([run.path for run in chosen])
+    if comparison is None:
+        st.caption("These runs are not the seeds or methods of one comparison "
+                   "(`<compare>/runs/<method>/seed<k>` beside its results.csv): no intervals or "
+                   "paired tests to show.")
+        return
+    st.subheader(f"The comparison {code_span(comparison.folder.name)}: these methods over all its seeds")
+    try:
+        report = comparison.report(task)
+    except MedsegError as err:
+        show_error(str(err))
+        return
+    with st.container(border=True, key="comparison_report"):
+        st.markdown(report)
+    st.caption("As `medseg compare` reports them (results.md), for the chosen runs' methods only.")

@@ -605,12 +605,12 @@ def test_runs_side_by_side_show_each_runs_mask_and_patient_dice(monkeypatch, seg
     dice = {run: patient_dice(models / run / "best.pt", patient) for run in ("run_a", "run_b")}
     assert dice["run_a"] != dice["run_b"]
     captions = [image.proto.imgs[0].caption for image in at.image]
-    assert len(captions) == 4  # the MRI, the reference, one overlay per run: one row
-    for run, caption in zip(("run_a", "run_b"), captions[2:], strict=True):
+    assert len(captions) == 5  # the MRI, the reference, one overlay per run, where they disagree
+    for run, caption in zip(("run_a", "run_b"), captions[2:4], strict=True):
         assert caption.startswith(f"{run} (adam+znorm): slice Dice ")
         assert caption.endswith(f"patient Dice {dice[run]:.3f}")
-    table = at.dataframe[0].value  # the chosen subset's patients (test), a column per run
-    assert list(table.columns) == ["Patient", "run_a", "run_b", "Δ run_b − run_a"]
+    table = at.dataframe[1].value  # the chosen subset's patients (test), a column per run
+    assert list(table.columns) == ["Patient", "Subset", "run_a", "run_b", "Δ run_b − run_a"]
     assert list(table["Patient"]) == [name]
     assert table["run_a"][0] == pytest.approx(dice["run_a"])
     assert table["Δ run_b − run_a"][0] == pytest.approx(dice["run_b"] - dice["run_a"])
