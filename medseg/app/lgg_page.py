@@ -69,6 +69,7 @@ from medseg.app.slice_view import (
 )
 from medseg.app.text import code_span, escape_markdown
 from medseg.app.viewer import compose, upscale
+from medseg.app.volume_viewer import stack_viewer
 from medseg.app.widgets import (
     EXPERT,
     SYNTHETIC_REFERENCE,
@@ -376,8 +377,9 @@ def case_view(cases: Cases, run: RunCard, scorer: Scorer, threshold: float, disp
     position = case.numbers.index(number)
     row = next(r for r in volume["per_slice"] if r["slice"] == number)
     slice_metrics(row, volume, None, "Patient", cases.reference)
-    slice_view(case.images[position], case.masks[position], probs[position], threshold, display,
-               cases.reference, probability=raw[position])
+    stack_viewer(case.images, case.masks, binarize(probs, threshold), display, position,
+                 lambda: slice_view(case.images[position], case.masks[position], probs[position],
+                                    threshold, display, cases.reference, probability=raw[position]))
     st.caption(f"Pixel spacing unknown (kaggle .tif slices carry none): areas in pixels. "
                f"{EMPTY_SLICE_NOTE}")
     threshold_curves(cases, run, scorer, name, threshold)

@@ -208,12 +208,19 @@ def _base64(blob: bytes) -> str:
     return base64.b64encode(blob).decode("ascii")
 
 
-def show_volume(args: Mapping[str, Any], key: str = "volume_viewer") -> ViewerState:
-    """Draw the viewer (:func:`viewer_args`) and return what the browser last said."""
-    value = _component(**args, key=key, default=None)
+def browser_state(value: object) -> ViewerState:
+    """What the component's value says (None: nothing yet)."""
     if not isinstance(value, dict):
         return ViewerState(None)
     return ViewerState(bool(value.get("webgl")), value.get("error"))
+
+
+def show_volume(args: Mapping[str, Any], key: str = "volume_viewer") -> ViewerState:
+    """Draw the viewer (:func:`viewer_args`) and return what the browser last said; where it
+    said it has no WebGL2, the component stays in the page (its state is kept) 0 px high."""
+    said = browser_state(st.session_state.get(key))
+    height = 0 if said.webgl is False else args["height"]
+    return browser_state(_component(**{**args, "height": height}, key=key, default=None))
 
 
 def stack_viewer(images: np.ndarray, masks: np.ndarray | None, pred: np.ndarray, display: Display,

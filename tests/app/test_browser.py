@@ -44,7 +44,9 @@ pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
 ROOT = Path(__file__).resolve().parents[2]
 CHROMIUM = Path("/usr/bin/chromium")
-LAUNCH_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+# no WebGL: the Case view falls back to its PNG view, which these tests read (the interactive
+# viewer's own tests: test_browser_viewer.py)
+LAUNCH_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-webgl", "--disable-quic", "--no-first-run",
                "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 UPDATE = os.environ.get("MEDSEG_UPDATE_SCREENSHOT") == "1"
 SERVER_START_S = 60

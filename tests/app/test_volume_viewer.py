@@ -14,7 +14,9 @@ from nibabel.orientations import aff2axcodes
 
 from medseg.app.volume_viewer import (
     STATIC_DIR,
+    ViewerState,
     background_stack,
+    browser_state,
     crosshair_mm,
     error_labels,
     label_table,
@@ -143,3 +145,9 @@ def test_the_component_is_vendored_and_fetches_nothing():
     assert "import(" not in bundle  # no module loaded on demand
     # remote addresses in the bundle are comments in its shaders, never fetched
     assert not re.search(r"""fetch\(\s*["'`]https?://""", bundle)
+
+
+def test_browser_state_reads_the_component_s_value():
+    assert browser_state(None) == ViewerState(None)
+    assert browser_state({"webgl": True}) == ViewerState(True)
+    assert browser_state({"webgl": False, "error": "no WebGL2"}) == ViewerState(False, "no WebGL2")

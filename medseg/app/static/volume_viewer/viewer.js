@@ -15,7 +15,7 @@ let nv = null;
 let loadedData = null;   // key_of_data of the volumes on the canvas
 let shownCrosshair = null;
 let reported = false;
-let frameHeight = 0;
+let frameHeight = null;
 
 function send(type, extra) {
   window.parent.postMessage({ isStreamlitMessage: true, type, ...extra }, "*");
@@ -107,6 +107,7 @@ async function start() {
     backColor: [0, 0, 0, 1], show3Dcrosshair: false, isResizeCanvas: true,
     dragAndDropEnabled: false, isNearestInterpolation: true, logLevel: "error",
     crosshairColor: [1, 1, 1, 0.5],
+    isRadiologicalConvention: true,  // as the PNG view: the patient's right on the left
   });
   // left: crosshair (shift: window/level), right: window/level, middle: pan
   nv.setMouseEventConfig({
@@ -153,7 +154,7 @@ let started = null;
 let queue = Promise.resolve();
 
 async function render(args) {
-  document.getElementById("holder").style.height = `${args.height - BAR_PX}px`;
+  document.getElementById("holder").style.height = `${Math.max(args.height - BAR_PX, 0)}px`;
   try {
     if (started === null) started = start();
     await started;
