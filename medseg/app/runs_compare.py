@@ -3,7 +3,7 @@ zoom, the slices where the runs differ most, each patient's subset in the runs' 
 the comparison folder the runs may belong to.
 
 Example:
-    >>> panel_columns(width=64, zoom=3, panels=5)  # 192-px panels on a 1000-px page
+    >>> panel_columns(width=64, zoom=3, panels=5)  # 192-px panels on a 960-px page
     4
 """
 
@@ -21,9 +21,9 @@ from medseg.compare.spec import BASELINE
 from medseg.errors import MedsegError
 from medseg.paths import is_regular_file
 
-#: the main area's width, in screen pixels, the panels are laid out for (a 1440-px window
-#: with the sidebar open)
-PAGE_PX = 1000
+#: the main area's width, in screen pixels, the panels are laid out for: a little less than
+#: a 1440-px window leaves beside the open sidebar (980 px in Chromium)
+PAGE_PX = 960
 #: the gap between two of Streamlit's columns (1 rem)
 COLUMN_GAP_PX = 16
 #: the per-slice table's sorting column

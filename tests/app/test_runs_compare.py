@@ -23,7 +23,7 @@ from medseg.errors import MedsegError
 
 
 def test_panels_follow_the_zoom_and_wrap_never_below_native_size():
-    # 64-px slices on a 1000-px page with 16-px gaps: 1x 64 -> 12 fit (12 * 64 + 11 * 16 = 944);
+    # 64-px slices on a 960-px page with 16-px gaps: 1x 64 -> 12 fit (12 * 64 + 11 * 16 = 944);
     # 3x 192 -> 4; 4x 256 -> 3
     assert panel_columns(64, 1, 20) == 12
     assert panel_columns(64, 3, 5) == 4
@@ -35,10 +35,10 @@ def test_panels_follow_the_zoom_and_wrap_never_below_native_size():
     for width in (64, 96, 256):
         for zoom in (1, 2, 3, 4):
             for panels in (2, 5, 12):
-                n = panel_columns(width, zoom, panels, page_px=1000, gap_px=16)
+                n = panel_columns(width, zoom, panels, page_px=960, gap_px=16)
                 panel = width * panel_zoom(width, zoom)
-                assert n == 1 or n * panel + (n - 1) * 16 <= 1000  # the row fits the page
-                assert panel >= width and (panel == width * zoom or panel + width > 1000)
+                assert n == 1 or n * panel + (n - 1) * 16 <= 960  # the row fits the page
+                assert panel >= width and (panel == width * zoom or panel + width > 960)
 
 
 def test_slices_sorted_by_the_largest_difference_between_runs():
