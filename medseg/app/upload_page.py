@@ -39,6 +39,7 @@ from medseg.app.uploads import (
     upload_reference,
     upload_report,
 )
+from medseg.app.volume_viewer import PLANES, stack_viewer
 from medseg.app.widgets import (
     EXPERT,
     SLICES_PER_BATCH,
@@ -294,9 +295,18 @@ def upload_results(upload: Upload, probs: np.ndarray, threshold: float, key: tup
         help="The sequences this upload holds (one sequence: only that one).",
     ))
     mask = upload.masks[position] if upload.masks is not None else None
-    slice_view(upload.images[position], mask, probs[position], threshold,
-               dataclasses.replace(display, sequence=sequence), channels=views,
-               probability=None if raw is None else raw[position])
+    shown = dataclasses.replace(display, sequence=sequence)
+
+    def png_view() -> None:
+        slice_view(upload.images[position], mask, probs[position], threshold, shown, channels=views,
+                   probability=None if raw is None else raw[position])
+
+    if upload.volume is None:
+        png_view()
+    else:  # a volume: the interactive viewer on the file's grid, in its three planes
+        stack_viewer(upload.images, upload.masks, predicted, shown, position, png_view,
+                     affine=upload.volume.affine, to_slices=upload.volume.slice_transform(),
+                     planes=PLANES, channels=views, key="upload")
     spacing = "Pixel spacing unknown: areas in pixels"
     if upload.pixel_area_mm2:
         spacing = f"Pixel spacing from the {'DICOM headers' if upload.dicom else 'NIfTI header'}"
