@@ -81,6 +81,7 @@ def results_rows() -> list[dict]:
             rows.append({"method": method, "seed": seed, "test_dice": dice, "test_iou": dice - 0.1,
                          "val_metric": "val_dice", "best_val_metric": dice, "val_curve_area": dice / 2,
                          "epochs": 3, "status": "ok", "run_dir": f"runs/{method}/seed{seed}"})
+    rows.append({"method": "sgd", "seed": 3, "epochs": 1, "status": "diverged", "note": "loss inf"})
     return rows
 
 
@@ -103,7 +104,8 @@ def test_runs_of_one_comparison_get_its_cells_and_paired_tests(tmp_path):
     report = comparison.report("segmentation")
     assert format_summary([0.80, 0.78, 0.82], 4, (0.0, 1.0)) in report  # adam+znorm's Dice cell
     assert format_summary([0.70, 0.74, 0.72], 4, (0.0, 1.0)) in report
-    assert "`sgd`" not in report  # only the chosen runs' methods
+    assert "`sgd`" not in report and "Runs left out" not in report  # only the chosen runs' methods
+    assert "Seeds: 3 (0, 1, 2)" in report  # not sgd's diverged seed 3
     assert "## Each method against `adam`" in report  # compare's own baseline
     assert "| `adam+znorm` | test Dice | 3 | +0.0800" in report  # paired over the 3 seeds
 
@@ -127,8 +129,8 @@ def test_runs_not_of_one_comparison(tmp_path):
 def test_the_results_table_is_read_as_written_and_damage_is_named(tmp_path):
     folder = compare_folder(tmp_path)
     rows = read_results_csv(folder / RESULTS_CSV)
-    assert [(row["method"], row["seed"], float(row["test_dice"])) for row in rows] == [
-        (row["method"], str(row["seed"]), row["test_dice"]) for row in results_rows()]
+    assert [(row["method"], row["seed"], row["test_dice"], row["status"]) for row in rows] == [
+        (row["method"], str(row["seed"]), str(row.get("test_dice", "")), row["status"]) for row in results_rows()]
     assert rows[0]["epochs_to_target"] == ""  # a missing value is an empty cell
     bad = tmp_path / "bad.csv"
     bad.write_text("method,test_dice\nadam,0.5\n")
