@@ -314,8 +314,16 @@ def jump_to_slice(table_key: str, slider_key: str, slice_numbers: list[int]) -> 
         st.session_state[slider_key] = slice_numbers[row]
 
 
-def slice_table(volume: dict, table_key: str, slider_key: str, reference: str = EXPERT) -> None:
-    """Every slice with its scores, worst Dice first; clicking a row (any cell) opens that slice."""
+def slice_table(volume: dict, table_key: str, slider_key: str, reference: str = EXPERT,
+                subject: str = "patient") -> None:
+    """Every slice with its scores, worst Dice first, under its heading and summary (the
+    slices of this ``subject``); clicking a row (any cell) opens that slice."""
+    st.subheader(f"Slices of this {subject}, worst Dice first")
+    st.caption(
+        f"{volume['n_slices']} slices; mean slice Dice {score_text(volume['dice'])}; "
+        f"{volume['n_empty_fp_slices']} of {volume['n_empty_slices']} tumour-free slices with "
+        "false positives. Click a row to open the slice."
+    )
     table = pd.DataFrame(worst_first(volume["per_slice"]))
     shown = pd.DataFrame({
         "Slice": table["slice"],
@@ -383,12 +391,6 @@ def case_view(cases: Cases, run: RunCard, scorer: Scorer, threshold: float, disp
     st.caption(f"Pixel spacing unknown (kaggle .tif slices carry none): areas in pixels. "
                f"{EMPTY_SLICE_NOTE}")
     threshold_curves(cases, run, scorer, name, threshold)
-    st.subheader("Slices of this patient, worst Dice first")
-    st.caption(
-        f"{volume['n_slices']} slices; mean slice Dice {score_text(volume['dice'])}; "
-        f"{volume['n_empty_fp_slices']} of {volume['n_empty_slices']} tumour-free slices with "
-        "false positives. Click a row to open the slice."
-    )
     # keyed by the slice too: moving the slider drops the old row's highlight
     slice_table(volume, f"table:{cases.folder}:{name}:{number}", slider_key, cases.reference)
     scorer.measure([name], threshold)

@@ -47,7 +47,6 @@ from medseg.app.widgets import (
     area_metric,
     choose_slice,
     largest_area_slice,
-    score_text,
     session_cached,
     show_error,
 )
@@ -317,13 +316,8 @@ def upload_results(upload: Upload, probs: np.ndarray, threshold: float, key: tup
         measure_table(scored.measures, units, "Measures against the expert mask (3-D)")
         lesion_table(scored.matching, numbers, f"upload_lesions:{files_id}:{threshold}:{number}",
                      slider_key, EXPERT)
-        st.subheader("Slices of this volume, worst Dice first")
-        st.caption(
-            f"{volume['n_slices']} slices; mean slice Dice {score_text(volume['dice'])}; "
-            f"{volume['n_empty_fp_slices']} of {volume['n_empty_slices']} tumour-free slices with "
-            "false positives. Click a row to open the slice."
-        )
-        slice_table(volume, f"upload_table:{files_id}:{threshold}:{number}", slider_key, EXPERT)
+        slice_table(volume, f"upload_table:{files_id}:{threshold}:{number}", slider_key, EXPERT,
+                    subject="volume")
     upload_downloads(upload, predicted, report, seg)
 
 

@@ -165,6 +165,17 @@ def error_layers(
     Raises:
         ValueError: on an unknown name or when the masks' shapes differ.
     """
+    return [(mask, ERROR_KINDS[key].rgb) for key, mask in error_masks(pred, target, shown).items()]
+
+
+def error_masks(pred: np.ndarray, target: np.ndarray, shown: Iterable[str] = tuple(ERROR_KINDS)) -> dict[str, np.ndarray]:
+    """The true-positive, false-positive and false-negative masks of ``pred`` against
+    ``target`` (any shape, both the same), those of ``shown`` in
+    :data:`~medseg.imaging.palette.ERROR_KINDS` order.
+
+    Raises:
+        ValueError: on an unknown name or when the masks' shapes differ.
+    """
     wanted = set(shown)
     unknown = wanted - set(ERROR_KINDS)
     if unknown:
@@ -173,7 +184,7 @@ def error_layers(
     if pred.shape != target.shape:
         raise ValueError(f"prediction {pred.shape} and mask {target.shape} differ in size")
     masks = {"tp": pred & target, "fp": pred & ~target, "fn": ~pred & target}
-    return [(masks[key], entry.rgb) for key, entry in ERROR_KINDS.items() if key in wanted]
+    return {key: masks[key] for key in ERROR_KINDS if key in wanted}
 
 
 def prediction_layers(pred: np.ndarray) -> list[Layer]:

@@ -33,7 +33,7 @@ import streamlit.components.v1 as components
 from nibabel.orientations import apply_orientation, axcodes2ornt
 
 from medseg.app.slice_view import Display
-from medseg.app.viewer import SEQUENCE_CHANNELS
+from medseg.app.viewer import SEQUENCE_CHANNELS, error_masks
 from medseg.imaging.nifti import SLICE_AXCODES, inverse_transform
 from medseg.imaging.palette import ERROR_KINDS, PREDICTED, REFERENCE, LegendEntry
 
@@ -127,18 +127,11 @@ def error_labels(pred: np.ndarray, target: np.ndarray, shown: Sequence[str] = tu
     Raises:
         ValueError: on an unknown name or when the masks' shapes differ.
     """
-    unknown = set(shown) - set(ERROR_KINDS)
-    if unknown:
-        raise ValueError(f"unknown layers {sorted(unknown)}; choose from {list(ERROR_KINDS)}")
-    pred, target = np.asarray(pred) > 0, np.asarray(target) > 0
-    if pred.shape != target.shape:
-        raise ValueError(f"prediction {pred.shape} and mask {target.shape} differ in size")
-    masks = {"tp": pred & target, "fp": pred & ~target, "fn": ~pred & target}
-    keys = [key for key in ERROR_KINDS if key in shown]
-    labels = np.zeros(pred.shape, np.uint8)
-    for value, key in enumerate(keys, start=1):
-        labels[masks[key]] = value
-    return LabelOverlay("errors", labels, tuple(ERROR_KINDS[key] for key in keys))
+    masks = error_masks(pred, target, shown)
+    labels = np.zeros(np.shape(pred), np.uint8)
+    for value, mask in enumerate(masks.values(), start=1):
+        labels[mask] = value
+    return LabelOverlay("errors", labels, tuple(ERROR_KINDS[key] for key in masks))
 
 
 def mask_labels(name: str, mask: np.ndarray, entry: LegendEntry) -> LabelOverlay:

@@ -194,7 +194,7 @@ def test_case_view_in_chromium(server, shown_data, tmp_path):
 
             # a click on a cell of the table's first row (the worst Dice) opens that slice
             worst = min(dice_by_slice, key=lambda k: (round(dice_by_slice[k], 3), k))
-            table_element = page.locator('[data-testid="stDataFrame"]')
+            table_element = page.locator('[data-testid="stDataFrame"]').first  # the slices' table
             table_element.scroll_into_view_if_needed()
             table = table_element.bounding_box()
             page.mouse.click(table["x"] + 90, table["y"] + 35 + 17)  # header and row: 35 px
