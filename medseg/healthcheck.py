@@ -1,8 +1,8 @@
 """Container health check: probe the Streamlit app when this container serves it.
 
-Docker runs ``python -m medseg.healthcheck``. A container whose main process is a training
-job has no web server and counts as healthy; one serving ``medseg app`` is healthy when
-``/_stcore/health`` answers ``ok``.
+Docker runs ``python -m medseg.healthcheck``. A container running a training job has no web
+server and counts as healthy; one serving ``medseg app`` is healthy when ``/_stcore/health``
+answers ``ok`` on ``$MEDSEG_APP_PORT`` (default 8501).
 """
 
 from __future__ import annotations
@@ -13,11 +13,24 @@ import urllib.request
 from pathlib import Path
 
 
-def serves_app(cmdline_path: Path = Path("/proc/1/cmdline")) -> bool:
-    """True when the container's main process is ``medseg app`` (or streamlit)."""
+def serves_app(proc: Path = Path("/proc")) -> bool:
+    """True when a process of the container is ``medseg app`` (or streamlit).
+
+    ``proc`` lists the processes the container sees: under Docker its own PID namespace (the
+    main process and any started beside it); under buildah's chroot isolation, which has none,
+    the host's too.
+    """
     try:
-        args = cmdline_path.read_bytes().split(b"\0")
+        cmdlines = [entry / "cmdline" for entry in proc.iterdir() if entry.name.isdigit()]
     except OSError:
+        return False
+    return any(_is_app(cmdline) for cmdline in cmdlines)
+
+
+def _is_app(cmdline: Path) -> bool:
+    try:
+        args = cmdline.read_bytes().split(b"\0")
+    except OSError:  # the process ended, or is not ours to read
         return False
     words = [a.decode(errors="replace") for a in args if a]
     runs_medseg_app = "app" in words and any(Path(w).name == "medseg" for w in words)

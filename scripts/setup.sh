@@ -21,10 +21,10 @@ if [ ! -x .venv/bin/python ]; then
 fi
 pip() { .venv/bin/python -m pip --disable-pip-version-check -q "$@" 2>&1 | grep -v "is ignored: it is neither" || true; }
 
-# torch and torchvision must be a matching pair: torchvision's compiled operators load only
-# with the torch build they were made for (on x86_64 Linux: 2.14.1 with 0.29.1).
+# torch and torchvision, a matching pair, pinned in requirements/torch.txt (the Dockerfile
+# installs the same file).
 if ! .venv/bin/python -c "import torch, torchvision" 2>/dev/null; then
-  pip install "torch==2.14.1" "torchvision==0.29.1"
+  pip install -r requirements/torch.txt
 fi
 extras=""
 [ "$dev" = 1 ] && extras="[dev]"
