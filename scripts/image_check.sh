@@ -179,10 +179,12 @@ timed "demo job (demo data, 1 epoch of 2 steps)" demo_job
 app_check() {  # the app serving, and the image's own HEALTHCHECK command saying so
   local check
   if [ "$builder" = docker ]; then
-    check=$(docker image inspect --format '{{join .Config.Healthcheck.Test " "}}' "$image")
+    check=$(docker image inspect --format '{{.Config.Healthcheck.Test}}' "$image")
   else
-    check=$(buildah inspect --type image --format '{{join .Docker.Config.Healthcheck.Test " "}}' "$image")
+    check=$(buildah inspect --type image --format '{{.Docker.Config.Healthcheck.Test}}' "$image")
   fi
+  check=${check#[}  # "[CMD python -m medseg.healthcheck]"
+  check=${check%]}
   [ "${check#CMD }" != "$check" ] || { say "no HEALTHCHECK CMD in the image ($check)" >&2; return 1; }
   check=${check#CMD }
   # unhealthy until the server answers (the probe is real), then healthy
