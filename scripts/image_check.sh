@@ -189,6 +189,7 @@ app_check() {  # the app serving, and the image's own HEALTHCHECK command saying
   check=${check#CMD }
   # unhealthy until the server answers (the probe is real), then healthy
   in_image sh -c "medseg app --port $port >/tmp/app.log 2>&1 & app=\$!
+    until tr '\\0' ' ' </proc/\$app/cmdline | grep -q -e 'medseg app' -e streamlit; do sleep 0.1; done
     for i in \$(seq 1 120); do
       if MEDSEG_APP_PORT=$port $check; then echo \"healthy after \$i tries\"; kill \$app; exit 0; fi
       sleep 1

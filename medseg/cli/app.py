@@ -11,7 +11,6 @@ import argparse
 import importlib.util
 import ipaddress
 import os
-import subprocess
 import sys
 from pathlib import Path
 
@@ -122,4 +121,12 @@ def run(args: argparse.Namespace) -> int:
               + ("" if is_loopback(host) else f", for anyone who can reach port {port}"))
     else:
         print("medseg: folder picker off: the page reads only the configured folders")
-    return subprocess.call(streamlit_command(host, port), env=env)
+    return serve(streamlit_command(host, port), env)
+
+
+def serve(command: list[str], env: dict[str, str]) -> int:
+    """Become the streamlit server (``os.execve``, same process): Ctrl+C, a container's stop
+    or a process manager's SIGTERM reach the server itself, and no server outlives the
+    ``medseg app`` that started it."""
+    sys.stdout.flush()
+    os.execve(command[0], command, env)

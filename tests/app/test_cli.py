@@ -3,14 +3,20 @@
 from __future__ import annotations
 
 import re
+import signal
+import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
+
+import pytest
 
 import medseg
 from medseg.app import settings
 from medseg.cli import app as app_cli
 from medseg.cli.main import main
+from medseg.healthcheck import app_is_healthy
 
 
 def test_runs_the_packaged_page_with_the_folders(monkeypatch, tmp_path, capsys):
@@ -20,7 +26,7 @@ def test_runs_the_packaged_page_with_the_folders(monkeypatch, tmp_path, capsys):
         calls.append((command, env))
         return 0
 
-    monkeypatch.setattr(subprocess, "call", fake_call)
+    monkeypatch.setattr(app_cli, "serve", fake_call)
     monkeypatch.delenv("MEDSEG_PCAM_DIR", raising=False)
     (tmp_path / "runs").mkdir()
     (tmp_path / "cases").mkdir()
@@ -46,7 +52,7 @@ def test_runs_the_packaged_page_with_the_folders(monkeypatch, tmp_path, capsys):
 
 def test_host_and_port_from_the_environment(monkeypatch):
     calls = []
-    monkeypatch.setattr(subprocess, "call", lambda command, env: calls.append(command) or 0)
+    monkeypatch.setattr(app_cli, "serve", lambda command, env: calls.append(command) or 0)
     monkeypatch.setenv("MEDSEG_APP_HOST", "0.0.0.0")  # as the Docker image sets it
     monkeypatch.setenv("MEDSEG_APP_PORT", "8777")
     assert main(["app"]) == 0
@@ -57,7 +63,7 @@ def test_host_and_port_from_the_environment(monkeypatch):
 
 
 def test_missing_folder_and_bad_port_exit_2(monkeypatch, tmp_path, capsys):
-    monkeypatch.setattr(subprocess, "call", lambda *a, **k: 0 / 0)  # must not be reached
+    monkeypatch.setattr(app_cli, "serve", lambda *a, **k: 0 / 0)  # must not be reached
     assert main(["app", "--models", str(tmp_path / "nope")]) == 2
     assert f"medseg: error: --models {tmp_path / 'nope'}: not a folder" in capsys.readouterr().err
     assert main(["app", "--port", "70000"]) == 2
@@ -77,7 +83,7 @@ def test_checkout_shim_runs_the_same_page():
 def picker_for(monkeypatch, *argv: str, environment: str | None = None) -> str:
     """``$MEDSEG_APP_FOLDER_PICKER`` as ``medseg app ARGV`` hands it to the server."""
     envs = []
-    monkeypatch.setattr(subprocess, "call", lambda command, env: envs.append(env) or 0)
+    monkeypatch.setattr(app_cli, "serve", lambda command, env: envs.append(env) or 0)
     monkeypatch.delenv("MEDSEG_APP_HOST", raising=False)
     if environment is None:
         monkeypatch.delenv("MEDSEG_APP_FOLDER_PICKER", raising=False)
@@ -123,3 +129,29 @@ def test_docker_image_keeps_the_folder_picker_off():
     assert variables["MEDSEG_APP_HOST"] == "0.0.0.0"
     assert variables["MEDSEG_APP_FOLDER_PICKER"] == "0"
     assert dockerfile.count("MEDSEG_APP_FOLDER_PICKER") == 1
+
+
+@pytest.mark.slow
+def test_medseg_app_is_the_server_so_a_sigterm_leaves_no_server_behind(tmp_path):
+    port = _free_port()
+    process = subprocess.Popen([sys.executable, "-m", "medseg", "app", "--port", str(port),
+                                "--models", str(tmp_path)], stdout=subprocess.DEVNULL,
+                               stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 120
+        while not app_is_healthy(port, timeout=1.0):
+            assert process.poll() is None and time.monotonic() < deadline, "the app never served"
+            time.sleep(0.5)
+        process.send_signal(signal.SIGTERM)  # as a container's stop or a process manager
+        process.wait(timeout=30)
+        time.sleep(1.0)
+        assert not app_is_healthy(port, timeout=1.0)  # no server left behind on the port
+    finally:
+        if process.poll() is None:
+            process.kill()
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
