@@ -141,8 +141,8 @@ def largest_tumour(lgg: Path) -> tuple[Patient, int]:
     return best[0], best[1]
 
 
-def library_dice(models: Path, patient: Patient) -> dict[int, float]:
-    """{slice: Dice at threshold 0.5} of the newest run, computed without the app."""
+def library_dice(models: Path, patient: Patient, threshold: float = 0.5) -> dict[int, float]:
+    """{slice: Dice at ``threshold``} of the newest run, computed without the app."""
     loaded = load_model(find_runs(models)[0].checkpoint)
     scores = {}
     for item in patient.slices:
@@ -151,7 +151,7 @@ def library_dice(models: Path, patient: Patient) -> dict[int, float]:
             loaded.model, preprocess_image(image, loaded.config.data.image_size)[None])
         probs = torch.nn.functional.interpolate(probs, size=mask.shape, mode="bilinear",
                                                 align_corners=False)
-        scores[item.index] = dice_score(probs[0, 0] >= 0.5, mask)
+        scores[item.index] = dice_score(probs[0, 0] >= threshold, mask)
     return scores
 
 
