@@ -144,7 +144,7 @@ def test_a_patient_folder_is_postprocessed_as_one_stack(members, tmp_path):
     # keep only lesions of at least the largest's size: a 3-D step (per slice, pieces of the
     # largest lesion would be smaller than it and vanish)
     step = Postprocessing(min_voxels=int(lesion_sizes.max()))
-    folder = write_cv_folder(tmp_path / "cv", [members[0]], step)
+    folder = write_cv_folder(tmp_path / "cv", [members[0], members[0]], step)  # mean = the model
     predict_paths(folder, [patient], tmp_path / "processed")
     got = np.stack([_read_png(tmp_path / "processed" / patient.name / f"{patient.name}_{k}_pred.png") > 0
                     for k in range(1, raw.slices + 1)])
