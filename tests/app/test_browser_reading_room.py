@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from medseg.app.run_cards import find_runs
-from medseg.app.viewer import colour_bar
+from medseg.app.viewer import THRESHOLD_MARK_RGB, colour_bar
 from medseg.data.lgg import list_patients
 from medseg.imaging.sequences import SEQUENCE_TITLES
 from tests.app.test_browser import (
@@ -33,12 +33,19 @@ ERROR = '[data-testid="stAlertContentError"]'
 
 def opened(browser, url: str, params: dict | list, ready: str) -> object:
     """A new 1440x1000 page at ``url`` with the link ``params``, once the text ``ready`` shows
-    and the page is idle."""
+    and the page's run has ended (the status widget may not show yet when ``ready`` does)."""
     page = browser.new_page(viewport={"width": 1440, "height": 1000})
     page.goto(f"{url}/?{urlencode(params, doseq=True)}", wait_until="domcontentloaded", timeout=60_000)
-    page.get_by_text(ready).first.wait_for(timeout=PAGE_READY_MS)
-    wait_until_idle(page)
+    settled(page, ready)
     return page
+
+
+def settled(page, shown: str) -> None:
+    """Wait until the text ``shown`` (drawn by the run awaited) is on the page and that run has
+    ended: its status widget may not show yet when ``shown`` does."""
+    page.get_by_text(shown).first.wait_for(timeout=PAGE_READY_MS)
+    page.locator('[data-testid="stApp"][data-test-script-state="notRunning"]').wait_for(timeout=PAGE_READY_MS)
+    wait_until_idle(page)
 
 
 def url_params(page) -> dict[str, list[str]]:
@@ -69,7 +76,7 @@ def step_slider(page, label: str, param: str, expected: str) -> None:
     page.keyboard.press("ArrowRight")
     page.wait_for_function(f"new URLSearchParams(location.search).get('{param}') === '{expected}'",
                            timeout=PAGE_READY_MS)
-    wait_until_idle(page)
+    settled(page, "Slice Dice")
 
 
 def launch(playwright):
@@ -126,7 +133,7 @@ def test_a_link_opens_its_screen_and_the_url_follows_the_page(server, shown_data
             missing = opened(browser, server, {"run": "gone", "patient": patient.name}, "This link names")
             assert missing.locator(ERROR).all_inner_texts() == [
                 f"This link names run gone, which is not in the runs folder. (runs folder: {models})"]
-            for nothing in ('[data-testid="stTab"]', '[data-testid="stMetric"]', '[data-testid="stImage"]'):
+            for nothing in ('[data-testid="stTabs"]', '[data-testid="stMetric"]', '[data-testid="stImage"]'):
                 assert missing.locator(nothing).count() == 0, nothing
         finally:
             browser.close()
@@ -149,6 +156,10 @@ def bar_picture(page) -> np.ndarray:
     return np.array(pixels["rgba"], np.uint8).reshape(12, pixels["width"], 4)[..., :3]
 
 
+def marked_columns(bar: np.ndarray) -> list[int]:
+    return [c for c in range(bar.shape[1]) if (bar[:, c] == THRESHOLD_MARK_RGB).all()]
+
+
 def test_the_probability_map_marks_the_threshold_and_the_validation_best_sets_it(
         server, shown_data):  # noqa: F811
     from playwright.sync_api import sync_playwright
@@ -162,42 +173,44 @@ def test_the_probability_map_marks_the_threshold_and_the_validation_best_sets_it
                           "Overlay: model vs")
             page.locator('[data-testid="stSidebar"] [data-testid="stRadioOption"]',
                          has_text="Probability map").click()
-            page.get_by_text("white contour p ≥ 0.05").wait_for(timeout=PAGE_READY_MS)
-            wait_until_idle(page)
+            settled(page, "white contour p ≥ 0.05")
             assert url_params(page)["large"] == ["probability"]
             bar = bar_picture(page)
-            assert bar.tolist() == colour_bar(0.05, width=bar.shape[1]).tolist()
+            width = bar.shape[1]
+            assert marked_columns(bar) == [round(0.05 * (width - 1)) + k for k in (0, 1)]
+            assert bar.tolist() == colour_bar(0.05, width=width).tolist()
             assert page.get_by_text("black mark: the threshold 0.05").is_visible()
 
             score = page.get_by_role("button", name="Score the")
             if score.count():
                 score.click()
             use = page.get_by_role("button", name="Use the validation-best threshold")
-            use.wait_for(timeout=PAGE_READY_MS)
-            wait_until_idle(page)
+            settled(page, "Use the validation-best threshold")
             best = use.inner_text().rpartition("(")[2].rstrip(")")
             if best == "0.05":  # already there: move off it first
                 step_slider(page, "Probability threshold", "threshold", "0.10")
             use.click()
             page.wait_for_function(f"new URLSearchParams(location.search).get('threshold') === '{best}'",
                                    timeout=PAGE_READY_MS)
-            page.get_by_text(f"white contour p ≥ {best}").wait_for(timeout=PAGE_READY_MS)
-            wait_until_idle(page)
+            settled(page, f"white contour p ≥ {best}")
             assert slider_text(page, "Probability threshold") == [best]
             assert page.get_by_text(f"black mark: the threshold {best}").is_visible()
-            assert bar_picture(page).tolist() == colour_bar(float(best), width=bar.shape[1]).tolist()
+            bar = bar_picture(page)
+            assert marked_columns(bar) == [round(float(best) * (width - 1)) + k for k in (0, 1)]
+            assert bar.tolist() == colour_bar(float(best), width=width).tolist()
             assert use.is_disabled()
         finally:
             browser.close()
 
 
-def upload(page, slot: str, name: str, data: bytes) -> None:
-    """Give the uploader titled ``slot`` a file, as a reader choosing it would."""
+def upload(page, slot: str, name: str, data: bytes, shown: str) -> None:
+    """Give the uploader titled ``slot`` a file, as a reader choosing it would; wait until the
+    page has run and shows the text ``shown``."""
     page.locator(f'section[aria-label="{slot}"] input[type="file"]').set_input_files(
         {"name": name, "mimeType": "application/octet-stream", "buffer": data})
     page.locator(f'section[aria-label="{slot}"] [data-testid="stFileChipName"][title="{name}"]').wait_for(
         timeout=PAGE_READY_MS)
-    wait_until_idle(page)
+    settled(page, shown)
 
 
 def test_the_upload_checks_slots_together_and_reads_a_dicom_seg(server, tmp_path):  # noqa: F811
@@ -210,32 +223,27 @@ def test_the_upload_checks_slots_together_and_reads_a_dicom_seg(server, tmp_path
         try:
             page = opened(browser, server, {"view": "Upload a scan"}, "Three sequences")
             page.get_by_text("Three sequences").click()
-            wait_until_idle(page)
-            upload(page, "FLAIR", *files["flair"])
-            page.get_by_text("1 of 3 sequences uploaded").wait_for(timeout=PAGE_READY_MS)
+            settled(page, "Upload the scan's sequences to see the model's mask.")
+            upload(page, "FLAIR", *files["flair"], "1 of 3 sequences uploaded")
             assert page.locator(ERROR).count() == 0
             assert page.get_by_text("DICOM MR “AX FLAIR”: 6 × 8 × 3 (rows × columns × slices)").is_visible()
-
-            upload(page, SEQUENCE_TITLES["pre"], *files["pre"])
-            page.get_by_text("2 of 3 sequences uploaded").wait_for(timeout=PAGE_READY_MS)
+            upload(page, SEQUENCE_TITLES["pre"], *files["pre"], "2 of 3 sequences uploaded")
             assert page.locator(ERROR).count() == 0
-            upload(page, SEQUENCE_TITLES["post"], *wrong)  # all three in: checked together
-            page.locator(ERROR).first.wait_for(timeout=PAGE_READY_MS)
-            assert page.locator(ERROR).inner_text().startswith(
-                "FLAIR (flair.zip) and Post-contrast T1 (post_4.nii.gz) differ in shape")
 
-            upload(page, SEQUENCE_TITLES["post"], *files["post"])  # replaced: the run proceeds
-            page.get_by_text("Model volume (mL)").wait_for(timeout=PAGE_READY_MS)
+            upload(page, SEQUENCE_TITLES["post"], *wrong, "differ in shape")  # all in: checked together
+            assert page.locator(ERROR).all_inner_texts() == [
+                "FLAIR (flair.zip) and Post-contrast T1 (post_4.nii.gz) differ in shape: (8, 6, 3) vs "
+                "(8, 6, 4); the three sequences must be co-registered on one voxel grid"]
+            upload(page, SEQUENCE_TITLES["post"], *files["post"], "Model volume (mL)")  # replaced: it runs
             assert page.locator(ERROR).count() == 0
-            upload(page, "Expert mask (optional)", "expert.dcm", seg_of(tmp_path, files["flair"][1], truth()))
-            page.get_by_text("Measures against the expert mask (3-D)").wait_for(timeout=PAGE_READY_MS)
-            wait_until_idle(page)
+
+            seg = seg_of(tmp_path, files["flair"][1], truth())
+            upload(page, "Expert mask (optional)", "expert.dcm", seg, "Measures against the expert mask (3-D)")
             assert page.get_by_text("DICOM SEG “medseg tumour mask").is_visible()
             assert page.locator(ERROR).count() == 0
             for table in ("Measures against the expert mask (3-D)", "Slices of this volume, worst Dice first"):
-                page.get_by_text(table).scroll_into_view_if_needed()
                 assert page.get_by_text(table).is_visible()
-            frames = page.locator('[data-testid="stMain"] [data-testid="stDataFrame"]')
-            assert frames.count() >= 3 and all(frames.nth(k).is_visible() for k in range(frames.count()))
+            frames = page.locator('[data-testid="stMain"] [data-testid="stDataFrame"]')  # measures, lesions, slices
+            assert frames.count() == 3 and all(frames.nth(k).is_visible() for k in range(3))
         finally:
             browser.close()
