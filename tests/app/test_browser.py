@@ -6,9 +6,11 @@ By default the server shows the tiny runs trained by the fixtures and the screen
 (the runs named by ``MEDSEG_SCREENSHOT_RUNS``, side by side) from trained runs:
 
     MEDSEG_UPDATE_SCREENSHOT=1 MEDSEG_MODELS_DIR=models MEDSEG_DATA_DIR=demo_data/lgg \\
-        MEDSEG_SCREENSHOT_RUNS=adam,adam+znorm .venv/bin/python -m pytest tests/app/test_browser.py
+        MEDSEG_SCREENSHOT_RUNS=demo_lgg,cv_demo_lgg,cv_demo_lgg/fold_0 .venv/bin/python -m pytest tests/app/test_browser.py
 
-(the newest run under ``MEDSEG_MODELS_DIR`` and the cases under ``MEDSEG_DATA_DIR``).
+(the newest run under ``MEDSEG_MODELS_DIR`` and the cases under ``MEDSEG_DATA_DIR``; the case
+view's Dice is checked against that run's ``best.pt``: for app.png point ``MEDSEG_MODELS_DIR``
+at a folder whose newest run is a plain run, e.g. one holding a link to ``models/demo_lgg``).
 """
 
 from __future__ import annotations
@@ -170,7 +172,7 @@ def test_case_view_in_chromium(server, shown_data, tmp_path):
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=LAUNCH_ARGS)
         try:
-            page = browser.new_page(viewport={"width": 1440, "height": 1080})
+            page = browser.new_page(viewport={"width": 1440, "height": 1000})
             page.goto(f"{server}/?{urlencode({'patient': patient.name, 'slice': number})}",
                       wait_until="domcontentloaded", timeout=60_000)
             dice = page.locator('[data-testid="stMetric"]', has_text="Slice Dice").locator(
@@ -237,12 +239,12 @@ def test_runs_side_by_side_in_chromium(two_runs, tmp_path):
     models, lgg, runs = two_runs
     patient, number = largest_tumour(lgg)
     query = urlencode([("view", "Runs side by side"), *[("runs", r) for r in runs],
-                       ("patient", patient.name), ("slice", number)])
+                       ("patient", patient.name), ("slice", number), ("zoom", 1)])
     screenshot = ROOT / "docs" / "images" / "app_runs.png" if UPDATE else tmp_path / "app_runs.png"
     with streamlit_server(models, lgg, tmp_path) as url, sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=LAUNCH_ARGS)
         try:
-            page = browser.new_page(viewport={"width": 1440, "height": 1350})
+            page = browser.new_page(viewport={"width": 1440, "height": 1000})
             page.goto(f"{url}/?{query}", wait_until="domcontentloaded", timeout=60_000)
             for run in runs:  # one overlay per run, captioned with its scores
                 page.get_by_text(re.compile(rf"^{re.escape(run)}( \(.*\))?: slice Dice .*patient Dice")).first.wait_for(
