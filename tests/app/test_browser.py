@@ -76,13 +76,16 @@ def wait_healthy(url: str, process: subprocess.Popen, log: Path) -> None:
 
 
 @pytest.fixture
-def shown_data(request) -> tuple[Path, Path]:
-    """(models folder, LGG folder): the demo run when updating the screenshot, else the
-    tiny fixtures."""
+def shown_data(request, tmp_path) -> tuple[Path, Path]:
+    """(models folder, LGG folder): the demo run when updating the screenshot, else a copy of
+    the tiny run (the server writes its cohort cache into the run folder, and the session's
+    run must stay as other tests expect it) and the tiny LGG folder."""
     if UPDATE:
         return models_dir().resolve(), lgg_dir().resolve()
     run = request.getfixturevalue("segmentation_run")
-    return run.parent, request.getfixturevalue("tiny_lgg")
+    models = tmp_path / "models"
+    shutil.copytree(run, models / run.name, ignore=shutil.ignore_patterns("app_cache"))
+    return models, request.getfixturevalue("tiny_lgg")
 
 
 @pytest.fixture
@@ -158,6 +161,10 @@ def library_dice(models: Path, patient: Patient, threshold: float = 0.5) -> dict
 
 
 def wait_until_idle(page) -> None:
+    """Wait until the page's script run has ended: until then the previous run's elements may
+    still stand beside the new ones (a taller page, pictures not yet where they end up)."""
+    page.locator('[data-testid="stApp"][data-test-script-state="notRunning"]').wait_for(
+        timeout=PAGE_READY_MS)
     page.locator('[data-testid="stStatusWidget"]').wait_for(state="detached",
                                                            timeout=PAGE_READY_MS)
 
@@ -257,7 +264,7 @@ def test_runs_side_by_side_in_chromium(two_runs, tmp_path):
                 timeout=PAGE_READY_MS,
             )
             wait_until_idle(page)
-            header = page.locator('[data-testid="stDataFrame"]')
+            header = page.locator('[data-testid="stDataFrame"]').last  # the runs table
             header.wait_for(timeout=PAGE_READY_MS)
             page.screenshot(path=str(screenshot), full_page=True)
         finally:
@@ -279,12 +286,20 @@ def open_case(page, url: str, query: dict) -> None:
     wait_until_idle(page)
 
 
-def main_pictures(page) -> list[dict]:
-    """The bounding boxes of the main area's pictures, the large view first."""
-    return page.eval_on_selector_all(
-        '[data-testid="stMain"] [data-testid="stImage"] img',
-        "images => images.map(i => { const r = i.getBoundingClientRect();"
-        " return {x: r.x, y: r.y, right: r.right, bottom: r.bottom}; })")
+def main_pictures(page, steady_s: float = 2.0, timeout_s: float = 60.0) -> list[dict]:
+    """The bounding boxes of the main area's pictures, the large view first, once they have
+    stayed put for ``steady_s`` (a component resizing its frame moves what lies below it)."""
+    boxes, since, deadline = None, time.monotonic(), time.monotonic() + timeout_s
+    while True:
+        now = page.eval_on_selector_all(
+            '[data-testid="stMain"] [data-testid="stImage"] img',
+            "images => images.map(i => { const r = i.getBoundingClientRect();"
+            " return {x: r.x, y: r.y, right: r.right, bottom: r.bottom}; })")
+        if now != boxes:
+            boxes, since = now, time.monotonic()
+        elif time.monotonic() - since >= steady_s or time.monotonic() > deadline:
+            return boxes
+        time.sleep(0.25)
 
 
 def test_the_image_comes_first_and_never_overlaps(shown_data, tmp_path):

@@ -244,6 +244,7 @@ def test_the_upload_checks_slots_together_and_reads_a_dicom_seg(server, tmp_path
             for table in ("Measures against the expert mask (3-D)", "Slices of this volume, worst Dice first"):
                 assert page.get_by_text(table).is_visible()
             frames = page.locator('[data-testid="stMain"] [data-testid="stDataFrame"]')  # measures, lesions, slices
+            frames.nth(2).wait_for(timeout=PAGE_READY_MS)  # a table is drawn after its heading
             assert frames.count() == 3 and all(frames.nth(k).is_visible() for k in range(3))
         finally:
             browser.close()
