@@ -3,7 +3,8 @@ colour-blind-safe palette for ten runs, a marker at the epoch of each run's best
 epoch / wall-clock axis, and compare's gradient figures for the runs that recorded them.
 
 The page is driven with AppTest over hand-made run folders (a config, a history.csv, a
-placeholder best.pt) beside the session's tiny classification run, which the page loads."""
+best.pt that is listed, never loaded) beside the session's tiny classification run, which
+the page loads."""
 
 from __future__ import annotations
 
@@ -54,7 +55,8 @@ def _history(k: int) -> str:
 
 
 def write_hand_run(folder: Path, k: int) -> Path:
-    """Run k of :data:`RUNS`: config, 3-epoch history, a placeholder best.pt dated 2001."""
+    """Run k of :data:`RUNS`: config, 3-epoch history, and a best.pt of a few bytes dated
+    2001 (listed by the page, never loaded)."""
     folder.mkdir(parents=True)
     save_config(_config(*RUNS[folder.name]), folder / "config.yaml")
     (folder / "history.csv").write_text(_history(k))
